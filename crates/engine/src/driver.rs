@@ -1,0 +1,344 @@
+//! The tokio glue that runs one upgraded WebSocket connection.
+//!
+//! One task per connection owns the socket, the [`Connection`] state machine, the
+//! application [`Handler`] and the write backlog. It waits on socket readiness, the outbound
+//! queue and a shared heartbeat tick; it holds no read buffer and no timer of its own while
+//! idle. Reads are decoded and handed to the handler; writes are drained from the queue in
+//! batches and written with one vectored write.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::queue::{CloseRequest, OutQueue};
+use crate::ws::{ConnConfig, Connection, Event, TickAction};
+
+/// Bytes read per readiness event; the buffer exists only while a read is being decoded.
+const READ_CHUNK: usize = 4096;
+/// Most frames handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// What the application protocol (native, Socket.IO) does with a connection's messages.
+///
+/// The handler runs inside the connection's task, without `.await`: it parses, updates
+/// shared state briefly, and answers through [`Ctx`].
+pub trait Handler: Send + 'static {
+    /// A complete, UTF-8 validated text message.
+    fn on_text(&mut self, text: Bytes, ctx: &mut Ctx<'_>);
+    /// A complete binary message.
+    fn on_binary(&mut self, data: Bytes, ctx: &mut Ctx<'_>);
+    /// The shared tick fired (deadlines such as auth timeout and token expiry live here).
+    fn on_tick(&mut self, ctx: &mut Ctx<'_>);
+    /// The connection ended; called exactly once, last.
+    fn on_close(&mut self, end: &End);
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    /// The close code sent or received, if any.
+    pub code: Option<u16>,
+    /// The connection was closed because its outbound queue overflowed.
+    pub slow_consumer: bool,
+}
+
+/// The handler's view of its connection during one call.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    queue: &'a OutQueue,
+    now: Instant,
+    close: Option<(u16, String)>,
+}
+
+impl Ctx<'_> {
+    /// The time of this event.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Queues an encoded frame. A full queue marks the connection as a slow consumer and the
+    /// frame is dropped: the connection is about to be closed anyway.
+    pub fn send(&mut self, frame: Bytes) {
+        let _ = self.queue.push(frame);
+    }
+
+    /// Closes the connection after what was already queued.
+    pub fn close(&mut self, code: u16, reason: impl Into<String>) {
+        if self.close.is_none() {
+            self.close = Some((code, reason.into()));
+        }
+    }
+}
+
+/// Driver settings shared by all connections.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The WebSocket connection settings (limits, heartbeat, close timeout).
+    pub conn: ConnConfig,
+    /// The close code and reason given to a slow consumer.
+    pub slow_consumer: (u16, &'static str),
+}
+
+/// Traffic counters shared by all connections (read by metrics).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    /// Bytes read from sockets.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
+    /// Messages received.
+    pub messages_in: AtomicU64,
+    /// Frames written.
+    pub frames_out: AtomicU64,
+}
+
+/// Everything one connection task needs besides its socket.
+#[derive(Debug)]
+pub struct Session<H> {
+    /// The application handler.
+    pub handler: H,
+    /// The connection's outbound queue (also reachable by publishers through the room index).
+    pub queue: Arc<OutQueue>,
+    /// Shared settings.
+    pub config: Arc<DriverConfig>,
+    /// Shared counters.
+    pub stats: Arc<IoStats>,
+    /// The shared heartbeat tick.
+    pub tick: watch::Receiver<Instant>,
+}
+
+/// Runs a connection until it closes. `prefix` holds bytes read past the HTTP upgrade.
+pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<H>) {
+    let Session {
+        mut handler,
+        queue,
+        config,
+        stats,
+        mut tick,
+    } = session;
+    let mut task = Task {
+        conn: Connection::new(config.conn.clone(), Instant::now()),
+        pending: VecDeque::new(),
+        written: 0,
+        draining: true,
+        end: End {
+            code: None,
+            slow_consumer: false,
+        },
+    };
+    let mut rbuf = BytesMut::from(&prefix[..]);
+    let result = task
+        .drive(&stream, &mut rbuf, &mut handler, &queue, &config, &stats, &mut tick)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection i/o error");
+    }
+    handler.on_close(&task.end);
+}
+
+struct Task {
+    conn: Connection,
+    /// Frames taken from the queue (and control frames), not yet fully written.
+    pending: VecDeque<Bytes>,
+    /// Bytes of `pending[0]` already written.
+    written: usize,
+    /// Whether frames are still taken from the queue (false once closing).
+    draining: bool,
+    end: End,
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    async fn drive<H: Handler>(
+        &mut self,
+        stream: &TcpStream,
+        rbuf: &mut BytesMut,
+        handler: &mut H,
+        queue: &OutQueue,
+        config: &DriverConfig,
+        stats: &IoStats,
+        tick: &mut watch::Receiver<Instant>,
+    ) -> io::Result<()> {
+        let mut eof = false;
+        loop {
+            let now = Instant::now();
+            if !rbuf.is_empty() {
+                self.decode(rbuf, handler, queue, now, stats);
+                if rbuf.is_empty() && rbuf.capacity() > 0 {
+                    // Idle connections hold no read buffer.
+                    *rbuf = BytesMut::new();
+                }
+            }
+            if self.draining {
+                self.take_queue(queue, config, now);
+            }
+            while let Some(frame) = self.conn.take_transmit() {
+                self.pending.push_back(frame);
+            }
+            if self.pending.is_empty() && (self.conn.is_closed() || eof) {
+                return Ok(());
+            }
+            tokio::select! {
+                ready = stream.readable(), if !eof => {
+                    ready?;
+                    rbuf.reserve(READ_CHUNK);
+                    match stream.try_read_buf(rbuf) {
+                        Ok(0) => eof = true,
+                        Ok(n) => { stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed); }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                ready = stream.writable(), if !self.pending.is_empty() => {
+                    ready?;
+                    self.write(stream, stats)?;
+                }
+                _ = queue.notified(), if self.draining && self.pending.is_empty() => {}
+                changed = tick.changed() => {
+                    if changed.is_err() {
+                        // The server is gone: nothing will tick again.
+                        return Ok(());
+                    }
+                    let now = Instant::now();
+                    if self.conn.on_tick(now) == TickAction::TimedOut {
+                        return Ok(());
+                    }
+                    let mut ctx = Ctx { queue, now, close: None };
+                    handler.on_tick(&mut ctx);
+                    self.apply_close(ctx.close, queue);
+                }
+            }
+        }
+    }
+
+    fn decode<H: Handler>(
+        &mut self,
+        rbuf: &mut BytesMut,
+        handler: &mut H,
+        queue: &OutQueue,
+        now: Instant,
+        stats: &IoStats,
+    ) {
+        loop {
+            let event = match self.conn.read(rbuf, now) {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(e) => {
+                    let code = e.close_code();
+                    self.end.code = Some(code);
+                    self.conn.close(code, &e.to_string(), now);
+                    self.stop_draining();
+                    rbuf.clear();
+                    return;
+                }
+            };
+            let mut ctx = Ctx {
+                queue,
+                now,
+                close: None,
+            };
+            match event {
+                Event::Text(text) => {
+                    stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                    handler.on_text(text, &mut ctx);
+                }
+                Event::Binary(data) => {
+                    stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                    handler.on_binary(data, &mut ctx);
+                }
+                Event::Closed { code, .. } => {
+                    self.end.code = self.end.code.or(code);
+                    self.stop_draining();
+                }
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+            self.apply_close(ctx.close, queue);
+        }
+    }
+
+    /// A close asked by the handler goes through the queue so that frames queued before it
+    /// are still written.
+    fn apply_close(&mut self, close: Option<(u16, String)>, queue: &OutQueue) {
+        if let Some((code, reason)) = close {
+            queue.request_close(CloseRequest {
+                code,
+                reason,
+                last_message: None,
+            });
+        }
+    }
+
+    fn take_queue(&mut self, queue: &OutQueue, config: &DriverConfig, now: Instant) {
+        if !self.pending.is_empty() {
+            return;
+        }
+        let drained = queue.drain(&mut self.pending);
+        if drained.overflowed {
+            // Keep only a partially written frame; the rest would arrive too late anyway.
+            let keep = usize::from(self.written > 0);
+            self.pending.truncate(keep);
+            let (code, reason) = config.slow_consumer;
+            self.end.code = Some(code);
+            self.end.slow_consumer = true;
+            self.conn.close(code, reason, now);
+            self.stop_draining();
+        } else if let Some(close) = drained.close {
+            if let Some(last) = close.last_message {
+                self.pending.push_back(last);
+            }
+            self.end.code = Some(close.code);
+            self.conn.close(close.code, &close.reason, now);
+            self.stop_draining();
+        }
+    }
+
+    fn stop_draining(&mut self) {
+        self.draining = false;
+    }
+
+    fn write(&mut self, stream: &TcpStream, stats: &IoStats) -> io::Result<()> {
+        loop {
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_slices = 0;
+            for (i, frame) in self.pending.iter().take(MAX_IOV).enumerate() {
+                let bytes = if i == 0 { &frame[self.written..] } else { &frame[..] };
+                slices[i] = IoSlice::new(bytes);
+                n_slices += 1;
+            }
+            let mut n = match stream.try_write_vectored(&slices[..n_slices]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            while n > 0 {
+                let Some(front) = self.pending.front_mut() else {
+                    break;
+                };
+                let left = front.len() - self.written;
+                if n >= left {
+                    n -= left;
+                    self.written = 0;
+                    self.pending.pop_front();
+                    stats.frames_out.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.written += n;
+                    n = 0;
+                }
+            }
+            if self.pending.is_empty() && self.pending.capacity() > 16 {
+                self.pending = VecDeque::new();
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The Roomcast engine: everything below the application protocols.
+//!
+//! - [`ws`]: a sans-IO RFC 6455 server implementation (handshake check, frame codec,
+//!   connection state machine with heartbeat and close handshake);
+//! - [`queue`]: the bounded per-connection outbound queue;
+//! - [`rooms`]: the room index keyed by (tenant, namespace, room), with fan-out;
+//! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`].
+
+pub mod driver;
+pub mod queue;
+pub mod rooms;
+pub mod ws;
+
+pub use queue::{CloseRequest, OutQueue, PushError, QueueLimits};
+pub use rooms::{ConnId, Member, RoomIndex, RoomKey};

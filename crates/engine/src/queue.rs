@@ -1,0 +1,260 @@
+//! The bounded outbound queue of one connection.
+//!
+//! Producers (publishers, the connection's own replies) push encoded frames; the connection's
+//! driver drains them in batches. The queue is bounded by messages and by bytes: a push past
+//! either bound fails with [`PushError::Full`], hands the frame back, and marks the queue as
+//! overflowed so the driver closes the connection as a slow consumer. A producer never waits.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Bounds of one outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most frames queued at once. Default 1024.
+    pub max_messages: usize,
+    /// Most bytes queued at once. Default 4 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_messages: 1024,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Why a push failed; the frame is handed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The queue is at its bound: the consumer is too slow.
+    #[error("outbound queue full")]
+    Full(Bytes),
+    /// The connection is closing and takes no more frames.
+    #[error("connection closing")]
+    Closed(Bytes),
+}
+
+/// A request to close the connection, made by someone other than its driver
+/// (the HTTP API, shutdown, token expiry detected elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Close reason, at most 123 bytes on the wire.
+    pub reason: String,
+    /// A last application message sent before the close frame (e.g. a `disconnect` message).
+    pub last_message: Option<Bytes>,
+}
+
+/// What one [`OutQueue::drain`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// The queue overflowed since the last drain: close as a slow consumer.
+    pub overflowed: bool,
+    /// A close was requested.
+    pub close: Option<CloseRequest>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+    closing: bool,
+    close: Option<CloseRequest>,
+}
+
+/// A bounded multi-producer, single-consumer queue of encoded frames.
+#[derive(Debug)]
+pub struct OutQueue {
+    // A std mutex: it is held only for a push or a drain, never across an `.await`, and
+    // an async mutex would cost more on the fan-out hot path.
+    inner: Mutex<Inner>,
+    notify: Notify,
+    limits: QueueLimits,
+}
+
+impl OutQueue {
+    /// An empty queue; allocates nothing until the first push.
+    pub fn new(limits: QueueLimits) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves the queue consistent (every update is a
+        // single push or pop), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame, or hands it back when the queue is full or closing.
+    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.closing {
+            return Err(PushError::Closed(frame));
+        }
+        if inner.frames.len() >= self.limits.max_messages
+            || inner.bytes + frame.len() > self.limits.max_bytes
+        {
+            let first = !inner.overflowed;
+            inner.overflowed = true;
+            inner.closing = true;
+            drop(inner);
+            if first {
+                self.notify.notify_one();
+            }
+            return Err(PushError::Full(frame));
+        }
+        let was_empty = inner.frames.is_empty();
+        inner.bytes += frame.len();
+        inner.frames.push_back(frame);
+        drop(inner);
+        if was_empty {
+            // The consumer drains everything each time, so it only needs waking on the
+            // empty -> non-empty transition.
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Asks the driver to close the connection; the first request wins. Frames already
+    /// queued are still sent, then `last_message`, then the close frame.
+    pub fn request_close(&self, request: CloseRequest) {
+        let mut inner = self.lock();
+        if inner.close.is_none() && !inner.overflowed {
+            inner.close = Some(request);
+        }
+        inner.closing = true;
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Whether the queue takes no more frames (closing or overflowed).
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    /// Moves every queued frame to `out` and reports overflow and close requests.
+    pub fn drain(&self, out: &mut VecDeque<Bytes>) -> Drained {
+        let mut inner = self.lock();
+        inner.bytes = 0;
+        if out.is_empty() {
+            std::mem::swap(out, &mut inner.frames);
+        } else {
+            out.extend(inner.frames.drain(..));
+        }
+        // Release the queue's own buffer after a burst so an idle connection holds none.
+        if inner.frames.capacity() > 16 {
+            inner.frames = VecDeque::new();
+        }
+        Drained {
+            overflowed: std::mem::take(&mut inner.overflowed),
+            close: inner.close.take(),
+        }
+    }
+
+    /// Frames and bytes currently queued.
+    pub fn len(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.frames.len(), inner.bytes)
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lock().frames.is_empty()
+    }
+
+    /// Resolves after a push to an empty queue, an overflow or a close request.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(messages: usize, bytes: usize) -> OutQueue {
+        OutQueue::new(QueueLimits {
+            max_messages: messages,
+            max_bytes: bytes,
+        })
+    }
+
+    #[test]
+    fn bounded_by_messages() {
+        let q = q(2, 1000);
+        assert!(q.push(Bytes::from_static(b"a")).is_ok());
+        assert!(q.push(Bytes::from_static(b"b")).is_ok());
+        assert_eq!(
+            q.push(Bytes::from_static(b"c")),
+            Err(PushError::Full(Bytes::from_static(b"c")))
+        );
+        let mut out = VecDeque::new();
+        let d = q.drain(&mut out);
+        assert!(d.overflowed);
+        assert_eq!(out.len(), 2);
+        // Once overflowed the queue is closing: nothing more is taken.
+        assert!(matches!(
+            q.push(Bytes::from_static(b"d")),
+            Err(PushError::Closed(_))
+        ));
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
+        let q = q(100, 5);
+        assert!(q.push(Bytes::from_static(b"abc")).is_ok());
+        assert!(matches!(
+            q.push(Bytes::from_static(b"def")),
+            Err(PushError::Full(_))
+        ));
+        assert_eq!(q.len(), (1, 3));
+    }
+
+    #[test]
+    fn drain_resets_byte_count() {
+        let q = q(100, 5);
+        for _ in 0..3 {
+            assert!(q.push(Bytes::from_static(b"abcd")).is_ok());
+            let mut out = VecDeque::new();
+            assert_eq!(q.drain(&mut out), Drained::default());
+            assert_eq!(out.len(), 1);
+        }
+    }
+
+    #[test]
+    fn close_request_first_wins() {
+        let q = q(10, 100);
+        let req = |code| CloseRequest {
+            code,
+            reason: String::new(),
+            last_message: None,
+        };
+        q.request_close(req(4004));
+        q.request_close(req(1001));
+        let mut out = VecDeque::new();
+        assert_eq!(q.drain(&mut out).close.map(|c| c.code), Some(4004));
+        assert!(q.is_closing());
+    }
+
+    #[tokio::test]
+    async fn push_wakes_consumer() {
+        let q = std::sync::Arc::new(q(10, 100));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.notified().await });
+        tokio::task::yield_now().await;
+        assert!(q.push(Bytes::from_static(b"x")).is_ok());
+        assert!(waiter.await.is_ok());
+    }
+}

@@ -1,0 +1,246 @@
+//! The server's shared state and its accept loop.
+//!
+//! [`App`] is built once from the [`Config`] and shared by every connection and request.
+//! [`Server::run`] accepts TCP connections, serves HTTP/1.1 on them with hyper (upgrading
+//! `/ws` to WebSocket), ticks the shared heartbeat clock, and on shutdown tells every
+//! connection to reconnect elsewhere and waits for them to drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use roomcast_engine::driver::DriverConfig;
+use roomcast_engine::rooms::RoomIndex;
+use roomcast_engine::ws::{ConnConfig, FrameLimits};
+use roomcast_engine::QueueLimits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::acl::RoomPolicy;
+use crate::api_keys::ApiKeys;
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::limits::ConnLimits;
+use crate::metrics::Metrics;
+use crate::native::proto::CloseCode;
+
+/// State shared by every connection and request of one server.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// JWT verification.
+    pub verifier: Verifier,
+    /// Auto-join templates and the room ACL.
+    pub policy: RoomPolicy,
+    /// The room index.
+    pub index: RoomIndex,
+    /// Connection limits.
+    pub limits: Arc<ConnLimits>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// Settings of every connection driver.
+    pub driver: Arc<DriverConfig>,
+    /// Outbound queue bounds.
+    pub queue_limits: QueueLimits,
+    /// This process's stream epoch prefix.
+    pub epoch: String,
+    /// When the server started.
+    pub started: Instant,
+    /// The shared heartbeat tick.
+    pub tick: watch::Receiver<Instant>,
+    tick_tx: watch::Sender<Instant>,
+    shutting_down: AtomicBool,
+    live: AtomicUsize,
+}
+
+impl App {
+    /// Builds the shared state from a validated configuration.
+    pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let verifier = Verifier::new(&config.auth).context("auth")?;
+        let policy = RoomPolicy::from_config(&config.rooms).context("rooms")?;
+        let keys = ApiKeys::from_config(&config.api);
+        let epoch = format!("{:x}", rand::random::<u64>());
+        let l = &config.limits;
+        let limits = Arc::new(ConnLimits::new(
+            l.max_connections,
+            l.max_connections_per_tenant,
+            l.max_connections_per_user,
+        ));
+        let driver = Arc::new(DriverConfig {
+            conn: ConnConfig {
+                limits: FrameLimits {
+                    max_frame: l.max_frame_bytes,
+                    max_message: l.max_message_bytes,
+                },
+                ping_interval: config.heartbeat.interval(),
+                idle_timeout: config.heartbeat.timeout(),
+                close_timeout: Duration::from_secs(5),
+            },
+            slow_consumer: (CloseCode::SlowConsumer.code(), CloseCode::SlowConsumer.reason()),
+        });
+        let queue_limits = QueueLimits {
+            max_messages: l.queue_messages,
+            max_bytes: l.queue_bytes,
+        };
+        let (tick_tx, tick) = watch::channel(Instant::now());
+        Ok(Arc::new(App {
+            index: RoomIndex::new(epoch.clone(), config.rooms.max_per_connection),
+            verifier,
+            policy,
+            limits,
+            metrics: Metrics::default(),
+            keys,
+            driver,
+            queue_limits,
+            epoch,
+            started: Instant::now(),
+            tick,
+            tick_tx,
+            shutting_down: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            config,
+        }))
+    }
+
+    /// Whether the server is draining.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// WebSocket connections whose task is running (authenticated or not).
+    pub fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Counts a running connection task until the guard drops.
+    pub fn live_guard(self: &Arc<Self>) -> LiveGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(self.clone())
+    }
+
+    /// The period of the shared tick: fine enough for the heartbeat and the auth deadline,
+    /// coarse enough that idle connections are rarely woken.
+    fn tick_period(&self) -> Duration {
+        let hb = self.config.heartbeat.interval() / 5;
+        hb.clamp(Duration::from_millis(20), Duration::from_secs(1))
+    }
+}
+
+/// Keeps [`App::live_connections`] counted.
+#[derive(Debug)]
+pub struct LiveGuard(Arc<App>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Validates nothing more: binds the configured address.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let listen = config.listen.clone();
+        let app = App::new(config)?;
+        let listener = TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding listen address {listen}"))?;
+        Ok(Server { app, listener })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, then drains: every connection is told to reconnect
+    /// elsewhere (close 1001), and the call returns when all are gone or the grace period ends.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server { app, listener } = self;
+        let ticker = tokio::spawn(tick_loop(app.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| crate::http::handle(app.clone(), peer, req));
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades();
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, %peer, "http connection error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        let grace = Duration::from_millis(app.config.shutdown.grace_ms);
+        tracing::info!(
+            connections = app.live_connections(),
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: asking clients to reconnect elsewhere"
+        );
+        app.shutting_down.store(true, Ordering::Release);
+        // Wake every connection now; each sees the flag on its tick and closes with 1001.
+        let _ = app.tick_tx.send(Instant::now());
+        let deadline = Instant::now() + grace;
+        while app.live_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ticker.abort();
+        let left = app.live_connections();
+        if left > 0 {
+            tracing::warn!(left, "grace period over, dropping remaining connections");
+        } else {
+            tracing::info!("all connections drained");
+        }
+        Ok(())
+    }
+}
+
+/// One timer for all connections: each connection task wakes on the tick instead of owning
+/// a timer of its own.
+async fn tick_loop(app: Arc<App>) {
+    let mut interval = tokio::time::interval(app.tick_period());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        if app.tick_tx.send(Instant::now()).is_err() {
+            return;
+        }
+    }
+}

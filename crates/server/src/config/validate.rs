@@ -1,0 +1,297 @@
+//! The checks a loaded configuration must pass before the server starts: a JWT key is
+//! present, numbers are in range, templates and ACL patterns parse. The first failure is
+//! returned, naming its key.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError, MAX_ID_BYTES};
+use crate::acl::RoomPolicy;
+
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+impl Config {
+    /// Checks the configuration as a whole. Fails with [`ConfigError::NoKey`] when neither a
+    /// secret (HS*) nor a public key file (RS256/ES256/EdDSA) is set, and with
+    /// [`ConfigError::Invalid`] naming the key for any other problem. The key file itself is read
+    /// later, when the token verifier is built.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_auth()?;
+        self.validate_api()?;
+        RoomPolicy::from_config(&self.rooms)?;
+        positive(
+            "rooms.max_per_connection",
+            self.rooms.max_per_connection as u64,
+        )?;
+        self.validate_limits()?;
+        positive("heartbeat.interval_ms", self.heartbeat.interval_ms)?;
+        if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
+            return Err(ConfigError::invalid(
+                "heartbeat.timeout_ms",
+                "must be greater than heartbeat.interval_ms",
+            ));
+        }
+        validate_log_level(&self.log.level)
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        // A key of the other kind is checked first: it most likely means a forgotten
+        // auth.algorithm, which "no key configured" would not point at.
+        if auth.algorithm.is_hmac() {
+            if !auth.public_key_file.is_empty() {
+                return Err(ConfigError::invalid(
+                    "auth.public_key_file",
+                    format!(
+                        "is set, but auth.algorithm = \"{}\" verifies with auth.secret; \
+                         set auth.algorithm to \"RS256\", \"ES256\" or \"EdDSA\" to use the key",
+                        auth.algorithm
+                    ),
+                ));
+            }
+            if auth.secret.is_empty() {
+                return Err(ConfigError::NoKey);
+            }
+        } else {
+            if !auth.secret.is_empty() {
+                return Err(ConfigError::invalid(
+                    "auth.secret",
+                    format!(
+                        "is set, but auth.algorithm = \"{}\" verifies with auth.public_key_file",
+                        auth.algorithm
+                    ),
+                ));
+            }
+            if auth.public_key_file.is_empty() {
+                return Err(ConfigError::NoKey);
+            }
+        }
+        not_empty("auth.user_claim", &auth.user_claim)?;
+        not_empty("auth.tenant_claim", &auth.tenant_claim)?;
+        not_empty("auth.roles_claim", &auth.roles_claim)?;
+        if !auth.default_tenant.is_empty() {
+            id("auth.default_tenant", &auth.default_tenant)?;
+        }
+        positive("auth.auth_timeout_ms", auth.auth_timeout_ms)
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let api = &self.api;
+        // A key listed twice would be ambiguous between platform and tenant scope.
+        let mut seen = HashSet::new();
+        for (i, key) in api.keys.iter().enumerate() {
+            let name = format!("api.keys[{i}]");
+            not_empty(&name, key)?;
+            if !seen.insert(key.as_str()) {
+                return Err(ConfigError::invalid(name, "duplicate key"));
+            }
+        }
+        for (i, entry) in api.tenant_keys.iter().enumerate() {
+            id(&format!("api.tenant_keys[{i}].tenant"), &entry.tenant)?;
+            let name = format!("api.tenant_keys[{i}].key");
+            not_empty(&name, &entry.key)?;
+            if !seen.insert(entry.key.as_str()) {
+                return Err(ConfigError::invalid(name, "duplicate key"));
+            }
+        }
+        positive("api.max_body_bytes", api.max_body_bytes as u64)
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        positive("limits.max_connections", l.max_connections as u64)?;
+        positive("limits.messages_per_second", l.messages_per_second.into())?;
+        positive("limits.messages_burst", l.messages_burst.into())?;
+        positive("limits.max_violations", l.max_violations.into())?;
+        positive("limits.max_message_bytes", l.max_message_bytes as u64)?;
+        positive("limits.max_frame_bytes", l.max_frame_bytes as u64)?;
+        if l.max_frame_bytes > l.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_frame_bytes",
+                "must not exceed limits.max_message_bytes",
+            ));
+        }
+        positive("limits.queue_messages", l.queue_messages as u64)?;
+        positive("limits.queue_bytes", l.queue_bytes as u64)
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be > 0"));
+    }
+    Ok(())
+}
+
+fn not_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Tenant names: non-empty, at most [`MAX_ID_BYTES`], no control characters.
+fn id(key: &str, value: &str) -> Result<(), ConfigError> {
+    not_empty(key, value)?;
+    if value.len() > MAX_ID_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!("longer than {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(key, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// A level, or comma-separated `target=level` directives as `RUST_LOG` takes them.
+fn validate_log_level(filter: &str) -> Result<(), ConfigError> {
+    let valid = |level: &str| LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str());
+    let ok = !filter.trim().is_empty()
+        && filter.split(',').all(|directive| {
+            let directive = directive.trim();
+            match directive.rsplit_once('=') {
+                Some((target, level)) => !target.is_empty() && valid(level),
+                // A bare target is valid for tracing too, but far more often a mistyped level.
+                None => valid(directive),
+            }
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "log.level",
+            format!(
+                "`{filter}` is not a level ({}) nor `target=level` directives",
+                LOG_LEVELS.join(", ")
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AclRule, JwtAlgorithm, TenantKey};
+
+    fn valid() -> Config {
+        let mut c = Config::default();
+        c.auth.secret = "secret".into();
+        c
+    }
+
+    fn error(c: &Config) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn secret_or_key_is_required_for_the_algorithm() {
+        valid().validate().unwrap();
+        let mut c = valid();
+        c.auth.algorithm = JwtAlgorithm::RS256;
+        c.auth.secret.clear();
+        assert!(matches!(c.validate(), Err(ConfigError::NoKey)));
+        c.auth.public_key_file = "/keys/rs.pem".into();
+        c.validate().unwrap();
+        c.auth.secret = "s".into();
+        assert!(
+            error(&c).starts_with("auth.secret: is set, but"),
+            "{}",
+            error(&c)
+        );
+        let mut c = Config::default();
+        c.auth.public_key_file = "/keys/rs.pem".into();
+        assert!(error(&c).starts_with("auth.public_key_file: is set, but"));
+    }
+
+    #[test]
+    fn zero_limits_are_named() {
+        let mut c = valid();
+        c.limits.max_connections = 0;
+        assert_eq!(error(&c), "limits.max_connections: must be > 0");
+        let mut c = valid();
+        c.limits.messages_per_second = 0;
+        assert_eq!(error(&c), "limits.messages_per_second: must be > 0");
+        let mut c = valid();
+        c.limits.max_frame_bytes = c.limits.max_message_bytes + 1;
+        assert_eq!(
+            error(&c),
+            "limits.max_frame_bytes: must not exceed limits.max_message_bytes"
+        );
+        let mut c = valid();
+        c.limits.max_connections_per_tenant = 0;
+        c.limits.max_connections_per_user = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn heartbeat_timeout_must_exceed_interval() {
+        let mut c = valid();
+        c.heartbeat.timeout_ms = c.heartbeat.interval_ms;
+        assert_eq!(
+            error(&c),
+            "heartbeat.timeout_ms: must be greater than heartbeat.interval_ms"
+        );
+        c.heartbeat.interval_ms = 0;
+        assert_eq!(error(&c), "heartbeat.interval_ms: must be > 0");
+    }
+
+    #[test]
+    fn api_keys_must_be_non_empty_and_unique() {
+        let mut c = valid();
+        c.api.keys = vec!["a".into(), "".into()];
+        assert_eq!(error(&c), "api.keys[1]: must not be empty");
+        let mut c = valid();
+        c.api.keys = vec!["a".into()];
+        c.api.tenant_keys = vec![TenantKey {
+            tenant: "acme".into(),
+            key: "a".into(),
+        }];
+        assert_eq!(error(&c), "api.tenant_keys[0].key: duplicate key");
+        c.api.tenant_keys[0] = TenantKey {
+            tenant: "".into(),
+            key: "b".into(),
+        };
+        assert_eq!(error(&c), "api.tenant_keys[0].tenant: must not be empty");
+        c.api.tenant_keys[0].tenant = "t".repeat(129);
+        assert_eq!(
+            error(&c),
+            "api.tenant_keys[0].tenant: longer than 128 bytes"
+        );
+    }
+
+    #[test]
+    fn room_templates_and_patterns_are_checked() {
+        let mut c = valid();
+        c.rooms.auto_join.push("shop:{shop_ids".into());
+        assert!(
+            error(&c).starts_with("rooms.auto_join[2]: "),
+            "{}",
+            error(&c)
+        );
+        let mut c = valid();
+        let rule = |p: &str| AclRule {
+            pattern: p.into(),
+            ..AclRule::default()
+        };
+        c.rooms.acl = vec![rule("order:*"), rule("a"), rule("chat:{room}}")];
+        assert!(
+            error(&c).starts_with("rooms.acl[2].pattern: "),
+            "{}",
+            error(&c)
+        );
+        c.rooms.acl[2] = rule("");
+        assert_eq!(error(&c), "rooms.acl[2].pattern: must not be empty");
+    }
+
+    #[test]
+    fn log_levels() {
+        for ok in ["info", "WARN", "roomcast_server=debug,info", "hyper=off"] {
+            validate_log_level(ok).unwrap();
+        }
+        for bad in ["", "loud", "hyper=loud", "=info", "infoo"] {
+            let e = validate_log_level(bad).unwrap_err().to_string();
+            assert!(e.starts_with("log.level: "), "{e}");
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The HTTP surface: routing, the JSON API, `/health`, `/metrics` and the `/ws` upgrade.
+//!
+//! Every API route needs `Authorization: Bearer <api key>`; a tenant key only reaches its own
+//! tenant. Errors are JSON `{"error":{"code","message"}}` with a fitting status.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use roomcast_engine::rooms::ConnId;
+use roomcast_engine::ws::{frame, OpCode};
+use roomcast_engine::CloseRequest;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::api_keys::Principal;
+use crate::app::App;
+use crate::native::proto::{self, CloseCode};
+use crate::native::session::NativeSession;
+use crate::publish::{self, Outgoing, Scope};
+
+type Resp = Response<Full<Bytes>>;
+
+/// Most user ids listed per tenant by `GET /api/connections`.
+const MAX_LISTED_USERS: usize = 1000;
+/// Longest room, event, user or tenant name accepted by the API.
+const MAX_NAME: usize = 256;
+
+/// Routes one request.
+pub async fn handle(
+    app: Arc<App>,
+    _peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = match (method, path.as_str()) {
+        (Method::GET, "/health") => health(&app),
+        (Method::GET, "/metrics") => metrics(&app, &req),
+        (Method::GET, "/ws") => crate::native::upgrade(app, req),
+        (Method::POST, "/api/publish") => with_principal(&app, req, api_publish).await,
+        (Method::GET, "/api/connections") => with_principal(&app, req, api_connections).await,
+        (Method::POST, "/api/disconnect") => with_principal(&app, req, api_disconnect).await,
+        (Method::GET, "/api/info") => with_principal(&app, req, api_info).await,
+        (Method::GET, p) if user_status_id(p).is_some() => {
+            with_principal(&app, req, api_user_status).await
+        }
+        (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
+        | (_, "/api/disconnect" | "/api/info") => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        }
+        _ => error_response(StatusCode::NOT_FOUND, "not_found", "no such route"),
+    };
+    Ok(resp)
+}
+
+/// A JSON error body.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Resp {
+    json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The first value of a query parameter, percent-decoded.
+pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn health(app: &App) -> Resp {
+    if app.shutting_down() {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "draining"}))
+    } else {
+        json_response(StatusCode::OK, &json!({"status": "ok"}))
+    }
+}
+
+fn metrics(app: &App, req: &Request<Incoming>) -> Resp {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !app.keys.metrics_allowed(auth) {
+        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "metrics key required");
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(
+        app.metrics.render(&app.index.tenant_counts()),
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// An authenticated API call: the principal, the request head and its (size-limited) body.
+struct Call {
+    principal: Principal,
+    uri: Uri,
+    body: Bytes,
+}
+
+async fn with_principal<F>(app: &Arc<App>, req: Request<Incoming>, f: F) -> Resp
+where
+    F: FnOnce(&App, Call) -> Result<Resp, ApiError>,
+{
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(principal) = app.keys.principal(auth) else {
+        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required");
+    };
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, app.config.api.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large");
+        }
+        Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad_request", "could not read body"),
+    };
+    let call = Call {
+        principal,
+        uri: parts.uri,
+        body,
+    };
+    match f(app, call) {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// An API error: status, code and message.
+#[derive(Debug)]
+struct ApiError(StatusCode, &'static str, String);
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, "bad_request", message.into())
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::FORBIDDEN, "forbidden", message.into())
+    }
+    fn into_response(self) -> Resp {
+        error_response(self.0, self.1, &self.2)
+    }
+}
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(ApiError::bad(format!("{what} must be 1 to {MAX_NAME} bytes")));
+    }
+    Ok(())
+}
+
+/// The tenant a call acts on: a tenant key's own, or the one named (required for platform
+/// keys unless `optional`).
+fn resolve_tenant(principal: &Principal, named: Option<&str>) -> Result<Option<String>, ApiError> {
+    match (principal, named) {
+        (Principal::Tenant(own), None) => Ok(Some(own.clone())),
+        (Principal::Tenant(own), Some(t)) if t == own => Ok(Some(own.clone())),
+        (Principal::Tenant(_), Some(_)) => Err(ApiError::forbidden("this key cannot reach that tenant")),
+        (Principal::Platform, t) => Ok(t.map(str::to_owned)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody<'a> {
+    tenant: Option<String>,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    namespace: Option<String>,
+    event: String,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    broadcast: bool,
+}
+
+fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let body: PublishBody<'_> = parse_body(&call.body)?;
+    check_name("event", &body.event)?;
+    for r in &body.rooms {
+        check_name("room", r)?;
+    }
+    for u in &body.users {
+        check_name("user", u)?;
+    }
+    let ns = body.namespace.as_deref().unwrap_or("/");
+    check_name("namespace", ns)?;
+    if body.rooms.is_empty() && body.users.is_empty() && !body.broadcast {
+        return Err(ApiError::bad("give rooms, users, or broadcast: true"));
+    }
+    let null = serde_json::value::RawValue::NULL;
+    let ev = Outgoing {
+        ns,
+        event: &body.event,
+        data: body.data.unwrap_or(null),
+        exclude: None,
+    };
+    let tenant = resolve_tenant(&call.principal, body.tenant.as_deref())?;
+    let scope = match &tenant {
+        Some(tenant) => Scope::Tenant {
+            tenant,
+            rooms: &body.rooms,
+            users: &body.users,
+            broadcast: body.broadcast,
+        },
+        None if body.broadcast && body.rooms.is_empty() && body.users.is_empty() => Scope::Platform,
+        None => return Err(ApiError::bad("tenant is required (platform-wide only with broadcast: true alone)")),
+    };
+    let delivered = publish::publish(app, scope, ev);
+    Ok(json_response(StatusCode::OK, &json!({"ok": true, "delivered": delivered})))
+}
+
+fn api_connections(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let named = query_param(&call.uri, "tenant");
+    let tenant = resolve_tenant(&call.principal, named.as_deref())?;
+    let counts: Vec<_> = app
+        .index
+        .tenant_counts()
+        .into_iter()
+        .filter(|c| tenant.as_ref().is_none_or(|t| *t == c.tenant))
+        .collect();
+    let total: usize = counts.iter().map(|c| c.connections).sum();
+    let tenants: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            json!({
+                "tenant": c.tenant,
+                "connections": c.connections,
+                "users": c.users,
+                "user_ids": app.index.users(&c.tenant, MAX_LISTED_USERS),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"connections": total, "tenants": tenants})))
+}
+
+fn user_status_id(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/api/users/")?.strip_suffix("/status")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn api_user_status(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let Some(user) = user_status_id(call.uri.path()) else {
+        return Err(ApiError::bad("bad user id"));
+    };
+    let named = query_param(&call.uri, "tenant");
+    let Some(tenant) = resolve_tenant(&call.principal, named.as_deref())? else {
+        return Err(ApiError::bad("tenant query parameter is required with a platform key"));
+    };
+    let sessions: Vec<String> = app
+        .index
+        .user_connections(&tenant, &user)
+        .into_iter()
+        .map(NativeSession::session_id)
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "tenant": tenant,
+            "user": user,
+            "online": !sessions.is_empty(),
+            "connections": sessions.len(),
+            "sessions": sessions,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    tenant: Option<String>,
+    user: Option<String>,
+    session: Option<String>,
+    reason: Option<String>,
+}
+
+fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let body: DisconnectBody = parse_body(&call.body)?;
+    let reason = body.reason.as_deref().unwrap_or("disconnected by the server");
+    let targets: Vec<ConnId> = match (&body.user, &body.session) {
+        (Some(user), None) => {
+            let Some(tenant) = resolve_tenant(&call.principal, body.tenant.as_deref())? else {
+                return Err(ApiError::bad("tenant is required with a platform key"));
+            };
+            app.index.user_connections(&tenant, user)
+        }
+        (None, Some(session)) => {
+            let id = u64::from_str_radix(session, 16)
+                .map(ConnId)
+                .map_err(|_| ApiError::bad("unknown session"))?;
+            match app.index.member(id) {
+                Some((_, tenant, _)) => {
+                    resolve_tenant(&call.principal, Some(&tenant))?;
+                    vec![id]
+                }
+                None => vec![],
+            }
+        }
+        _ => return Err(ApiError::bad("give exactly one of user or session")),
+    };
+    let code = CloseCode::Disconnected;
+    let last = frame::encoded(OpCode::Text, &proto::encode_disconnect(code, reason));
+    let mut n = 0;
+    for id in targets {
+        if let Some((member, _, _)) = app.index.member(id) {
+            member.queue.request_close(CloseRequest {
+                code: code.code(),
+                reason: reason.to_owned(),
+                last_message: Some(last.clone()),
+            });
+            n += 1;
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({"disconnected": n})))
+}
+
+fn api_info(app: &App, _call: Call) -> Result<Resp, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "name": "roomcast",
+            "version": env!("CARGO_PKG_VERSION"),
+            "epoch": app.epoch,
+            "uptime_secs": app.started.elapsed().as_secs(),
+            "connections": app.index.connection_count(),
+            "protocols": ["roomcast.v1"],
+            "draining": app.shutting_down(),
+        }),
+    ))
+}

@@ -1,0 +1,16 @@
+//! The Roomcast server: configuration, authentication, the native protocol session,
+//! the HTTP API and metrics, assembled by [`app`] and started by the `roomcast` binary.
+
+pub mod acl;
+pub mod api_keys;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod native;
+pub mod publish;
+
+pub use app::{App, Server};
+pub use config::Config;

@@ -1,0 +1,155 @@
+//! Counters for `GET /metrics`, rendered in the Prometheus text format.
+//!
+//! Hot-path counters are relaxed atomics; gauges that the room index already knows
+//! (connections per tenant) are read at scrape time instead of being maintained.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use roomcast_engine::driver::IoStats;
+use roomcast_engine::rooms::TenantCount;
+
+/// Why a connection attempt was refused or a session ended badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// A token failed verification.
+    AuthFailed,
+    /// No token arrived in time.
+    AuthTimeout,
+    /// A connection limit was reached.
+    Limit,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::AuthFailed => "auth_failed",
+            Rejection::AuthTimeout => "auth_timeout",
+            Rejection::Limit => "limit",
+        }
+    }
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Socket traffic, shared with every connection driver.
+    pub io: std::sync::Arc<IoStats>,
+    /// Connections accepted (upgraded) since start.
+    pub connections_opened: AtomicU64,
+    /// Events published (one per API or client publish call).
+    pub publishes: AtomicU64,
+    /// Event frames queued to connections.
+    pub deliveries: AtomicU64,
+    /// Connections closed because their outbound queue overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Requests refused by the inbound rate limit.
+    pub rate_limited: AtomicU64,
+    // Low-rate counters keyed by label; a std mutex held only to bump or render.
+    rejections: Mutex<BTreeMap<Rejection, u64>>,
+    publishes_by_tenant: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// Counts a refused connection or failed authentication.
+    pub fn reject(&self, why: Rejection) {
+        *lock(&self.rejections).entry(why).or_default() += 1;
+    }
+
+    /// Counts a publish for a tenant.
+    pub fn published(&self, tenant: &str, deliveries: u64) {
+        self.publishes.fetch_add(1, Ordering::Relaxed);
+        self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
+        let mut map = lock(&self.publishes_by_tenant);
+        match map.get_mut(tenant) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(tenant.to_owned(), 1);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, tenants: &[TenantCount]) -> String {
+        let mut out = String::with_capacity(2048);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let total: usize = tenants.iter().map(|t| t.connections).sum();
+        gauge(&mut out, "roomcast_connections", "Open authenticated connections.", total as u64);
+        header(&mut out, "roomcast_tenant_connections", "gauge", "Open connections per tenant.");
+        for t in tenants {
+            let _ = writeln!(
+                out,
+                "roomcast_tenant_connections{{tenant=\"{}\"}} {}",
+                escape(&t.tenant),
+                t.connections
+            );
+        }
+        counter(&mut out, "roomcast_connections_opened_total", "WebSocket connections accepted.", load(&self.connections_opened));
+        counter(&mut out, "roomcast_messages_in_total", "Messages received from clients.", load(&self.io.messages_in));
+        counter(&mut out, "roomcast_frames_out_total", "Frames written to clients.", load(&self.io.frames_out));
+        counter(&mut out, "roomcast_bytes_in_total", "Bytes read from client sockets.", load(&self.io.bytes_in));
+        counter(&mut out, "roomcast_bytes_out_total", "Bytes written to client sockets.", load(&self.io.bytes_out));
+        counter(&mut out, "roomcast_publishes_total", "Publish calls (API and clients).", load(&self.publishes));
+        counter(&mut out, "roomcast_deliveries_total", "Event frames queued to connections.", load(&self.deliveries));
+        counter(&mut out, "roomcast_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", load(&self.slow_consumers));
+        counter(&mut out, "roomcast_rate_limited_total", "Client requests refused by the rate limit.", load(&self.rate_limited));
+        header(&mut out, "roomcast_rejections_total", "counter", "Failed authentications and refused connections, by reason.");
+        for (why, n) in lock(&self.rejections).iter() {
+            let _ = writeln!(out, "roomcast_rejections_total{{reason=\"{}\"}} {n}", why.label());
+        }
+        header(&mut out, "roomcast_tenant_publishes_total", "counter", "Publish calls per tenant.");
+        for (tenant, n) in lock(&self.publishes_by_tenant).iter() {
+            let _ = writeln!(out, "roomcast_tenant_publishes_total{{tenant=\"{}\"}} {n}", escape(tenant));
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_tenant_labels() {
+        let m = Metrics::default();
+        m.published("acme", 3);
+        m.published("a\"b", 1);
+        m.reject(Rejection::AuthFailed);
+        let text = m.render(&[TenantCount {
+            tenant: "acme".into(),
+            connections: 2,
+            users: 1,
+        }]);
+        assert!(text.contains("roomcast_connections 2\n"));
+        assert!(text.contains("roomcast_tenant_connections{tenant=\"acme\"} 2\n"));
+        assert!(text.contains("roomcast_deliveries_total 4\n"));
+        assert!(text.contains("roomcast_tenant_publishes_total{tenant=\"a\\\"b\"} 1\n"));
+        assert!(text.contains("roomcast_rejections_total{reason=\"auth_failed\"} 1\n"));
+    }
+}

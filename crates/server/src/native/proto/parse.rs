@@ -1,0 +1,478 @@
+//! Client-to-server messages and their parser: one text frame in, one [`ClientMessage`] or one
+//! [`ParseError`] out (with the request id whenever it could be read, so the error can be
+//! answered as a reply). Validation rules are those of `protocol/README.md`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::codes::ErrorCode;
+
+/// The largest request id: ids are unsigned integers below 2^53 so that JavaScript clients
+/// hold them exactly.
+pub const MAX_ID: u64 = (1 << 53) - 1;
+
+/// The longest room, event, namespace or tenant name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// How deeply arrays and objects may nest in `publish.data` (a scalar is level 0, `[]` level 1).
+/// The data is forwarded verbatim to every subscriber, so this protects their parsers.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// How much of an unknown `type` a [`ParseError`] message repeats.
+const ECHO_BYTES: usize = 64;
+
+/// A message a client sends. Unknown fields are ignored; a `null` field is the same as an
+/// absent one.
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub enum ClientMessage {
+    /// `{"type":"auth","token":...}`: the first message when the upgrade carried no token.
+    Auth {
+        /// The JWT, not yet validated.
+        token: String,
+    },
+    /// `{"type":"subscribe","id":...,"room":...}`: join a room the ACL allows.
+    Subscribe {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// Room name, 1 to 256 bytes.
+        room: String,
+        /// Namespace; `None` means `"/"`.
+        ns: Option<String>,
+        /// Another tenant to observe (platform admins only); `None` means the own tenant.
+        tenant: Option<String>,
+    },
+    /// `{"type":"unsubscribe","id":...,"room":...}`: leave a room.
+    Unsubscribe {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// Room name, 1 to 256 bytes.
+        room: String,
+        /// Namespace; `None` means `"/"`.
+        ns: Option<String>,
+        /// The tenant given at subscribe time, if any.
+        tenant: Option<String>,
+    },
+    /// `{"type":"publish","id":...,"room":...,"event":...,"data":...}`: emit to a room.
+    Publish {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// Room name, 1 to 256 bytes.
+        room: String,
+        /// Event name, 1 to 256 bytes.
+        event: String,
+        /// The JSON text of `data`, verbatim as the client wrote it; `null` when absent.
+        data: Box<RawValue>,
+        /// Namespace; `None` means `"/"`.
+        ns: Option<String>,
+    },
+    /// `{"type":"refresh","id":...,"token":...}`: replace the session's token before it expires.
+    Refresh {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// The new JWT, not yet validated.
+        token: String,
+    },
+    /// `{"type":"ping"}` or `{"type":"ping","id":...}`: answered by a `pong` with the same id.
+    Ping {
+        /// Optional request id.
+        id: Option<u64>,
+    },
+}
+
+impl ClientMessage {
+    /// The wire `type` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Auth { .. } => "auth",
+            ClientMessage::Subscribe { .. } => "subscribe",
+            ClientMessage::Unsubscribe { .. } => "unsubscribe",
+            ClientMessage::Publish { .. } => "publish",
+            ClientMessage::Refresh { .. } => "refresh",
+            ClientMessage::Ping { .. } => "ping",
+        }
+    }
+
+    /// The request id the answer must carry (`None` for `auth` and for a `ping` without one).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            ClientMessage::Auth { .. } => None,
+            ClientMessage::Subscribe { id, .. }
+            | ClientMessage::Unsubscribe { id, .. }
+            | ClientMessage::Publish { id, .. }
+            | ClientMessage::Refresh { id, .. } => Some(*id),
+            ClientMessage::Ping { id } => *id,
+        }
+    }
+}
+
+/// `data` compares by its JSON text, as it is forwarded.
+impl PartialEq for ClientMessage {
+    fn eq(&self, other: &Self) -> bool {
+        use ClientMessage as M;
+        match (self, other) {
+            (M::Auth { token: a }, M::Auth { token: b }) => a == b,
+            (
+                M::Subscribe {
+                    id,
+                    room,
+                    ns,
+                    tenant,
+                },
+                M::Subscribe {
+                    id: i2,
+                    room: r2,
+                    ns: n2,
+                    tenant: t2,
+                },
+            )
+            | (
+                M::Unsubscribe {
+                    id,
+                    room,
+                    ns,
+                    tenant,
+                },
+                M::Unsubscribe {
+                    id: i2,
+                    room: r2,
+                    ns: n2,
+                    tenant: t2,
+                },
+            ) => id == i2 && room == r2 && ns == n2 && tenant == t2,
+            (
+                M::Publish {
+                    id,
+                    room,
+                    event,
+                    data,
+                    ns,
+                },
+                M::Publish {
+                    id: i2,
+                    room: r2,
+                    event: e2,
+                    data: d2,
+                    ns: n2,
+                },
+            ) => id == i2 && room == r2 && event == e2 && data.get() == d2.get() && ns == n2,
+            (M::Refresh { id, token }, M::Refresh { id: i2, token: t2 }) => id == i2 && token == t2,
+            (M::Ping { id }, M::Ping { id: i2 }) => id == i2,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ClientMessage {}
+
+/// A frame that is not a valid client message. Answer it with
+/// `encode_reply_error(err.id, err.code, &err.message)`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ParseError {
+    /// [`ErrorCode::BadRequest`] or [`ErrorCode::UnknownType`].
+    pub code: ErrorCode,
+    /// The request's id when it could be read, even if other fields are bad.
+    pub id: Option<u64>,
+    /// A human-readable explanation (not normative).
+    pub message: String,
+}
+
+impl ParseError {
+    fn bad(id: Option<u64>, message: impl Into<String>) -> ParseError {
+        ParseError {
+            code: ErrorCode::BadRequest,
+            id,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every field the protocol knows, captured unparsed so that one bad field does not hide the
+/// others (the id in particular). Other fields are skipped; a known field given twice is an
+/// error (serde's `duplicate field`).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    room: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ns: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tenant: Option<&'a RawValue>,
+}
+
+/// Parses one text frame (its payload, already reassembled from fragments).
+///
+/// Checks run in this order and the first failure is returned: UTF-8, JSON syntax, a single
+/// object, no duplicated known field; `type` present and a string; `type` known
+/// ([`ErrorCode::UnknownType`] otherwise); then the message's own fields in the order of
+/// its table in `protocol/README.md`, `id` first.
+pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
+    let text = std::str::from_utf8(frame)
+        .map_err(|_| ParseError::bad(None, "frame is not valid UTF-8"))?;
+    // A derived struct also accepts a JSON array (fields by position): refuse anything that
+    // does not start as an object.
+    match text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .as_bytes()
+        .first()
+    {
+        Some(b'{') => {}
+        Some(_) => return Err(ParseError::bad(None, "message must be a JSON object")),
+        None => return Err(ParseError::bad(None, "empty message")),
+    }
+    let env: Envelope<'_> = serde_json::from_str(text)
+        .map_err(|e| ParseError::bad(None, format!("malformed JSON: {e}")))?;
+
+    // Read leniently for error replies; each message type then reads it strictly.
+    let loose_id = env.id.and_then(|raw| id_value(raw).ok());
+    let Some(kind) = env.kind else {
+        return Err(ParseError::bad(loose_id, "missing field `type`"));
+    };
+    let kind: String = serde_json::from_str(kind.get())
+        .map_err(|_| ParseError::bad(loose_id, "`type` must be a string"))?;
+
+    match kind.as_str() {
+        "auth" => Ok(ClientMessage::Auth {
+            token: string(env.token, "token", loose_id)?,
+        }),
+        "subscribe" | "unsubscribe" => {
+            let id = required_id(env.id)?;
+            let room = name(env.room, "room", id)?;
+            let ns = namespace(env.ns, id)?;
+            let tenant = optional_name(env.tenant, "tenant", id)?;
+            Ok(if kind == "subscribe" {
+                ClientMessage::Subscribe {
+                    id,
+                    room,
+                    ns,
+                    tenant,
+                }
+            } else {
+                ClientMessage::Unsubscribe {
+                    id,
+                    room,
+                    ns,
+                    tenant,
+                }
+            })
+        }
+        "publish" => {
+            let id = required_id(env.id)?;
+            let room = name(env.room, "room", id)?;
+            let event = name(env.event, "event", id)?;
+            let ns = namespace(env.ns, id)?;
+            let data = env.data.unwrap_or(RawValue::NULL);
+            if depth(data.get()) > MAX_DATA_DEPTH {
+                return Err(ParseError::bad(
+                    Some(id),
+                    format!("`data` nests deeper than {MAX_DATA_DEPTH} levels"),
+                ));
+            }
+            Ok(ClientMessage::Publish {
+                id,
+                room,
+                event,
+                data: data.to_owned(),
+                ns,
+            })
+        }
+        "refresh" => {
+            let id = required_id(env.id)?;
+            Ok(ClientMessage::Refresh {
+                id,
+                token: string(env.token, "token", Some(id))?,
+            })
+        }
+        "ping" => {
+            let id = match env.id {
+                None => None,
+                Some(raw) => Some(id_value(raw).map_err(|m| ParseError::bad(None, m))?),
+            };
+            Ok(ClientMessage::Ping { id })
+        }
+        other => Err(ParseError {
+            code: ErrorCode::UnknownType,
+            id: loose_id,
+            message: format!("unknown message type `{}`", truncate(other, ECHO_BYTES)),
+        }),
+    }
+}
+
+fn id_value(raw: &RawValue) -> Result<u64, &'static str> {
+    match serde_json::from_str::<u64>(raw.get()) {
+        Ok(id) if id <= MAX_ID => Ok(id),
+        _ => Err("`id` must be an integer from 0 to 2^53-1"),
+    }
+}
+
+fn required_id(raw: Option<&RawValue>) -> Result<u64, ParseError> {
+    let raw = raw.ok_or_else(|| ParseError::bad(None, "missing field `id`"))?;
+    id_value(raw).map_err(|m| ParseError::bad(None, m))
+}
+
+fn string(raw: Option<&RawValue>, field: &str, id: Option<u64>) -> Result<String, ParseError> {
+    let raw = raw.ok_or_else(|| ParseError::bad(id, format!("missing field `{field}`")))?;
+    serde_json::from_str(raw.get()).map_err(|_| {
+        let message = if raw.get().starts_with('"') {
+            format!("`{field}` has an invalid escape")
+        } else {
+            format!("`{field}` must be a string")
+        };
+        ParseError::bad(id, message)
+    })
+}
+
+fn name(raw: Option<&RawValue>, field: &str, id: u64) -> Result<String, ParseError> {
+    let s = string(raw, field, Some(id))?;
+    if s.is_empty() || s.len() > MAX_NAME_BYTES {
+        return Err(ParseError::bad(
+            Some(id),
+            format!("`{field}` must be 1 to {MAX_NAME_BYTES} bytes long"),
+        ));
+    }
+    Ok(s)
+}
+
+fn optional_name(
+    raw: Option<&RawValue>,
+    field: &str,
+    id: u64,
+) -> Result<Option<String>, ParseError> {
+    raw.map(|raw| name(Some(raw), field, id)).transpose()
+}
+
+fn namespace(raw: Option<&RawValue>, id: u64) -> Result<Option<String>, ParseError> {
+    let ns = optional_name(raw, "ns", id)?;
+    if ns.as_deref().is_some_and(|ns| !ns.starts_with('/')) {
+        return Err(ParseError::bad(Some(id), "`ns` must start with `/`"));
+    }
+    Ok(ns)
+}
+
+/// Nesting depth of a JSON text already known to be valid: brackets outside strings.
+fn depth(json: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    max
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(frame: &[u8]) -> ParseError {
+        match parse(frame) {
+            Ok(m) => panic!("{:?} parsed as {m:?}", String::from_utf8_lossy(frame)),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_bad_request() {
+        let e = err(b"{\"type\":\"ping\",\"id\":1,\"x\":\"\xff\"}");
+        assert_eq!((e.code, e.id), (ErrorCode::BadRequest, None));
+    }
+
+    #[test]
+    fn data_is_kept_verbatim() {
+        let frame =
+            br#"{"type":"publish","id":1,"room":"r","event":"e","data": {"b" : 1,"a":[ 2 ]} }"#;
+        let Ok(ClientMessage::Publish { data, .. }) = parse(frame) else {
+            panic!("not a publish")
+        };
+        assert_eq!(data.get(), r#"{"b" : 1,"a":[ 2 ]}"#);
+    }
+
+    #[test]
+    fn deep_data_is_refused_without_recursion() {
+        let ok = format!(
+            r#"{{"type":"publish","id":1,"room":"r","event":"e","data":{}"x"{}}}"#,
+            "[".repeat(MAX_DATA_DEPTH),
+            "]".repeat(MAX_DATA_DEPTH)
+        );
+        assert!(parse(ok.as_bytes()).is_ok());
+        let deep = format!(
+            r#"{{"type":"publish","id":1,"room":"r","event":"e","data":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let e = err(deep.as_bytes());
+        assert_eq!((e.code, e.id), (ErrorCode::BadRequest, Some(1)));
+    }
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(depth(r#"null"#), 0);
+        assert_eq!(depth(r#"{"a":"[[[{\"\\"}"#), 1);
+        assert_eq!(depth(r#"[{"a":[]},[[1]]]"#), 3);
+    }
+
+    #[test]
+    fn unknown_type_echo_is_truncated_on_a_char_boundary() {
+        let kind = "é".repeat(100);
+        let e = err(format!(r#"{{"type":"{kind}","id":3}}"#).as_bytes());
+        assert_eq!((e.code, e.id), (ErrorCode::UnknownType, Some(3)));
+        assert!(e.message.len() < 100);
+        assert_eq!(truncate("aé", 2), "a");
+    }
+
+    #[test]
+    fn id_and_kind_accessors() {
+        let Ok(m) = parse(br#"{"type":"publish","id":9,"room":"r","event":"e"}"#) else {
+            panic!("not parsed")
+        };
+        assert_eq!((m.kind(), m.id()), ("publish", Some(9)));
+        let Ok(m) = parse(br#"{"type":"auth","token":"t","id":4}"#) else {
+            panic!("not parsed")
+        };
+        assert_eq!((m.kind(), m.id()), ("auth", None));
+    }
+
+    #[test]
+    fn display_names_code_and_message() {
+        let e = err(b"[]");
+        assert_eq!(e.to_string(), "bad_request: message must be a JSON object");
+    }
+}

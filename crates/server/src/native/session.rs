@@ -1,0 +1,343 @@
+//! One native protocol connection: authentication, subscriptions, client publishes, token
+//! refresh and expiry, rate limiting, and the close codes of `protocol/codes.md`.
+//!
+//! The session runs inside its connection's task as a [`Handler`]: no `.await`, brief
+//! access to the shared room index, answers pushed to the connection's own bounded queue.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use roomcast_engine::driver::{Ctx, End, Handler};
+use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
+use roomcast_engine::ws::{frame, OpCode};
+use roomcast_engine::{CloseRequest, OutQueue};
+
+use crate::app::{App, LiveGuard};
+use crate::auth::Identity;
+use crate::limits::{LimitError, Slot};
+use crate::metrics::Rejection;
+use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
+use crate::native::rate::TokenBucket;
+use crate::publish::{self, Outgoing, Scope, NATIVE};
+
+/// The namespace native clients use when a message names none.
+const DEFAULT_NS: &str = "/";
+
+enum State {
+    /// Upgraded without a token: the first frame must be `auth`, before the deadline.
+    Awaiting { deadline: Instant },
+    Active(Box<Active>),
+    /// Closing or closed: further messages are ignored.
+    Done,
+}
+
+struct Active {
+    identity: Identity,
+    // Held for the connection's lifetime: dropping it frees the limit slot.
+    _slot: Slot,
+}
+
+/// The native protocol handler of one connection.
+pub struct NativeSession {
+    app: Arc<App>,
+    id: ConnId,
+    queue: Arc<OutQueue>,
+    state: State,
+    bucket: TokenBucket,
+    violations: u32,
+    rate_strikes: u32,
+    _live: LiveGuard,
+}
+
+impl std::fmt::Debug for NativeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeSession").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl NativeSession {
+    /// A session waiting for its token.
+    pub fn new(app: Arc<App>, queue: Arc<OutQueue>, now: Instant) -> Self {
+        let limits = &app.config.limits;
+        let bucket = TokenBucket::new(limits.messages_per_second, limits.messages_burst, now);
+        let deadline = now + std::time::Duration::from_millis(app.config.auth.auth_timeout_ms);
+        let live = app.live_guard();
+        Self {
+            id: ConnId::next(),
+            queue,
+            state: State::Awaiting { deadline },
+            bucket,
+            violations: 0,
+            rate_strikes: 0,
+            _live: live,
+            app,
+        }
+    }
+
+    /// The session id given to the client in `welcome`.
+    pub fn session_id(id: ConnId) -> String {
+        format!("{:x}", id.0)
+    }
+
+    fn send(&self, json: &[u8]) {
+        let _ = self.queue.push(frame::encoded(OpCode::Text, json));
+    }
+
+    /// Sends a `disconnect` message, then closes with the same code.
+    fn disconnect(&mut self, code: CloseCode, reason: &str) {
+        let last = frame::encoded(OpCode::Text, &proto::encode_disconnect(code, reason));
+        self.queue.request_close(CloseRequest {
+            code: code.code(),
+            reason: reason.to_owned(),
+            last_message: Some(last),
+        });
+        self.leave_index();
+        self.state = State::Done;
+    }
+
+    fn leave_index(&self) {
+        if matches!(self.state, State::Active(_)) {
+            self.app.index.unregister(self.id);
+        }
+    }
+
+    /// Verifies a token and, when it is good and the limits allow, joins the auto rooms and
+    /// sends `welcome`.
+    pub fn authenticate(&mut self, token: &str) {
+        let identity = match self.app.verifier.verify(token) {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.app.metrics.reject(Rejection::AuthFailed);
+                tracing::debug!(error = %e, "authentication failed");
+                return self.disconnect(CloseCode::AuthFailed, e.reason());
+            }
+        };
+        let slot = match self.app.limits.acquire(&identity.tenant, &identity.user) {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.app.metrics.reject(Rejection::Limit);
+                let reason = match e {
+                    LimitError::Global => "server connection limit reached",
+                    LimitError::Tenant => "tenant connection limit reached",
+                    LimitError::User => "user connection limit reached",
+                };
+                return self.disconnect(CloseCode::ConnectionLimit, reason);
+            }
+        };
+        let app = &self.app;
+        app.index.register(
+            &identity.tenant,
+            &identity.user,
+            Member {
+                id: self.id,
+                kind: NATIVE,
+                queue: self.queue.clone(),
+            },
+        );
+        app.metrics
+            .connections_opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut rooms = Vec::new();
+        for room in app.policy.auto_rooms(&identity.claims) {
+            let key = RoomKey::new(&identity.tenant, DEFAULT_NS, &room);
+            match app.index.join(self.id, &key) {
+                Ok(_) => rooms.push(room),
+                Err(e) => tracing::warn!(error = %e, room, "auto-join skipped"),
+            }
+        }
+        let welcome = proto::encode_welcome(
+            &Self::session_id(self.id),
+            &identity.user,
+            &identity.tenant,
+            &rooms,
+            app.config.heartbeat.interval_ms,
+            identity.expires_at,
+        );
+        self.send(&welcome);
+        self.state = State::Active(Box::new(Active {
+            identity,
+            _slot: slot,
+        }));
+    }
+
+    fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
+        self.send(&proto::encode_reply_error(id, code, message));
+    }
+
+    /// Counts a bad request; too many close the connection.
+    fn violation(&mut self) {
+        self.violations += 1;
+        if self.violations > self.app.config.limits.max_violations {
+            self.disconnect(CloseCode::ProtocolViolations, "too many invalid messages");
+        }
+    }
+
+    fn handle(&mut self, msg: ClientMessage) {
+        let State::Active(active) = &mut self.state else {
+            return;
+        };
+        let app = &self.app;
+        let identity = &active.identity;
+        match msg {
+            ClientMessage::Auth { .. } => {
+                self.reply_error(None, ErrorCode::AlreadyAuthenticated, "already authenticated")
+            }
+            ClientMessage::Subscribe { id, room, ns, tenant } => {
+                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
+                let (tenant, allowed) = match tenant.as_deref() {
+                    Some(t) if t != identity.tenant => (t, identity.admin),
+                    _ => (
+                        identity.tenant.as_str(),
+                        app.policy.may_subscribe(ns, &room, &identity.claims),
+                    ),
+                };
+                if !allowed {
+                    return self.reply_error(Some(id), ErrorCode::Forbidden, "room not allowed");
+                }
+                match app.index.join(self.id, &RoomKey::new(tenant, ns, &room)) {
+                    Ok(_) => self.send(&proto::encode_reply_ok(id)),
+                    Err(JoinError::TooManyRooms) => {
+                        self.reply_error(Some(id), ErrorCode::TooManyRooms, "room limit reached")
+                    }
+                    Err(_) => self.reply_error(Some(id), ErrorCode::Internal, "not registered"),
+                }
+            }
+            ClientMessage::Unsubscribe { id, room, ns, tenant } => {
+                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
+                let tenant = tenant.as_deref().unwrap_or(&identity.tenant);
+                if app.index.leave(self.id, &RoomKey::new(tenant, ns, &room)) {
+                    self.send(&proto::encode_reply_ok(id));
+                } else {
+                    self.reply_error(Some(id), ErrorCode::NotSubscribed, "not subscribed");
+                }
+            }
+            ClientMessage::Publish {
+                id,
+                room,
+                event,
+                data,
+                ns,
+            } => {
+                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
+                if !app.policy.may_publish(ns, &room, &identity.claims) {
+                    return self.reply_error(Some(id), ErrorCode::Forbidden, "publish not allowed");
+                }
+                let rooms = [room];
+                publish::publish(
+                    app,
+                    Scope::Tenant {
+                        tenant: &identity.tenant,
+                        rooms: &rooms,
+                        users: &[],
+                        broadcast: false,
+                    },
+                    Outgoing {
+                        ns,
+                        event: &event,
+                        data: &data,
+                        exclude: Some(self.id),
+                    },
+                );
+                self.send(&proto::encode_reply_ok(id));
+            }
+            ClientMessage::Refresh { id, token } => match app.verifier.verify(&token) {
+                Ok(fresh) if fresh.tenant == identity.tenant && fresh.user == identity.user => {
+                    let expires = fresh.expires_at;
+                    active.identity = fresh;
+                    match expires {
+                        Some(exp) => self.send(&proto::encode_reply_ok_expires(id, exp)),
+                        None => self.send(&proto::encode_reply_ok(id)),
+                    }
+                }
+                Ok(_) => self.reply_error(
+                    Some(id),
+                    ErrorCode::InvalidToken,
+                    "token is for another user or tenant",
+                ),
+                Err(e) => {
+                    app.metrics.reject(Rejection::AuthFailed);
+                    self.reply_error(Some(id), ErrorCode::InvalidToken, e.reason());
+                }
+            },
+            ClientMessage::Ping { id } => self.send(&proto::encode_pong(id)),
+            #[allow(unreachable_patterns)]
+            _ => self.reply_error(None, ErrorCode::UnknownType, "unknown message type"),
+        }
+    }
+}
+
+impl Handler for NativeSession {
+    fn on_text(&mut self, text: Bytes, ctx: &mut Ctx<'_>) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        let parsed = proto::parse(&text);
+        if let State::Awaiting { .. } = self.state {
+            return match parsed {
+                Ok(ClientMessage::Auth { token }) => self.authenticate(&token),
+                _ => self.disconnect(CloseCode::AuthRequired, "first message must be auth"),
+            };
+        }
+        if !self.bucket.take(ctx.now()) {
+            self.app
+                .metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.rate_strikes += 1;
+            if self.rate_strikes > self.app.config.limits.max_violations {
+                return self.disconnect(CloseCode::RateLimited, "rate limit exceeded");
+            }
+            let id = parsed.as_ref().ok().and_then(ClientMessage::id);
+            return self.reply_error(id, ErrorCode::RateLimited, "too many messages");
+        }
+        match parsed {
+            Ok(msg) => self.handle(msg),
+            Err(e) => {
+                self.reply_error(e.id, e.code, &e.message);
+                self.violation();
+            }
+        }
+    }
+
+    fn on_binary(&mut self, _data: Bytes, _ctx: &mut Ctx<'_>) {
+        if !matches!(self.state, State::Done) {
+            self.disconnect(CloseCode::UnsupportedData, "binary frames are not supported");
+        }
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx<'_>) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        if self.app.shutting_down() {
+            return self.disconnect(CloseCode::GoingAway, "server shutting down");
+        }
+        match &self.state {
+            State::Awaiting { deadline } if ctx.now() >= *deadline => {
+                self.app.metrics.reject(Rejection::AuthTimeout);
+                self.disconnect(CloseCode::AuthRequired, "authentication timeout");
+            }
+            State::Active(active) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if self.app.verifier.expired(&active.identity, now) {
+                    self.disconnect(CloseCode::TokenExpired, "token expired");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_close(&mut self, end: &End) {
+        if end.slow_consumer {
+            self.app
+                .metrics
+                .slow_consumers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.leave_index();
+        self.state = State::Done;
+    }
+}

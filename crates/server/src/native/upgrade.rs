@@ -1,0 +1,81 @@
+//! `GET /ws`: the WebSocket upgrade for native clients, then the connection task.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use roomcast_engine::driver::{self, Session};
+use roomcast_engine::ws::handshake;
+use roomcast_engine::OutQueue;
+use tokio::net::TcpStream;
+
+use crate::api_keys::bearer;
+use crate::app::App;
+use crate::http::{error_response, query_param};
+use crate::native::session::NativeSession;
+
+/// Checks the upgrade request, answers 101, and runs the connection once hyper hands the
+/// socket over. A token may come as `Authorization: Bearer` or `?token=`; without one the
+/// client must send an `auth` frame first.
+pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if app.shutting_down() {
+        return error_response(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "server shutting down",
+        );
+    }
+    let accept = match handshake::check_request(&req) {
+        Ok(accept) => accept,
+        Err(e) => {
+            let mut resp = error_response(e.status(), "bad_handshake", &e.to_string());
+            resp.headers_mut().insert(
+                http::header::SEC_WEBSOCKET_VERSION,
+                http::HeaderValue::from_static("13"),
+            );
+            return resp;
+        }
+    };
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned)
+        .or_else(|| query_param(req.uri(), "token"));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        };
+        // Take the plain TCP stream back from hyper so the driver can wait on readiness
+        // without holding a read buffer.
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
+        };
+        let queue = Arc::new(OutQueue::new(app.queue_limits));
+        let mut session = NativeSession::new(app.clone(), queue.clone(), Instant::now());
+        if let Some(token) = token {
+            session.authenticate(&token);
+        }
+        driver::run(
+            parts.io.into_inner(),
+            parts.read_buf,
+            Session {
+                handler: session,
+                queue,
+                config: app.driver.clone(),
+                stats: app.metrics.io.clone(),
+                tick: app.tick.clone(),
+            },
+        )
+        .await;
+    });
+    handshake::response(accept)
+}
