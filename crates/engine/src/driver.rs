@@ -134,7 +134,15 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
     };
     let mut rbuf = BytesMut::from(&prefix[..]);
     let result = task
-        .drive(&stream, &mut rbuf, &mut handler, &queue, &config, &stats, &mut tick)
+        .drive(
+            &stream,
+            &mut rbuf,
+            &mut handler,
+            &queue,
+            &config,
+            &stats,
+            &mut tick,
+        )
         .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection i/o error");
@@ -311,7 +319,11 @@ impl Task {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n_slices = 0;
             for (i, frame) in self.pending.iter().take(MAX_IOV).enumerate() {
-                let bytes = if i == 0 { &frame[self.written..] } else { &frame[..] };
+                let bytes = if i == 0 {
+                    &frame[self.written..]
+                } else {
+                    &frame[..]
+                };
                 slices[i] = IoSlice::new(bytes);
                 n_slices += 1;
             }

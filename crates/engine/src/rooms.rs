@@ -319,13 +319,10 @@ impl RoomIndex {
 
     /// The member with this id, with its tenant and user.
     pub fn member(&self, id: ConnId) -> Option<(Member, String, String)> {
-        self.read().conns.get(&id).map(|e| {
-            (
-                e.member.clone(),
-                e.tenant.to_string(),
-                e.user.to_string(),
-            )
-        })
+        self.read()
+            .conns
+            .get(&id)
+            .map(|e| (e.member.clone(), e.tenant.to_string(), e.user.to_string()))
     }
 
     /// Collects a room's members into `out` and gives the event its position, or `None`

@@ -100,12 +100,11 @@ impl Default for FrameLimits {
 
 /// Decodes one client frame from the front of `buf` and unmasks its payload.
 ///
-/// `Ok(None)` means more bytes are needed; `buf` is then left as it was, except that room
-/// for the rest of the frame may be reserved. Rejected: unmasked frames, RSV bits (no
-/// extension is ever negotiated), reserved opcodes, control frames that are fragmented or
-/// longer than 125 bytes, 64-bit lengths with the top bit set, and payloads over
-/// `limits.max_frame` (as soon as the header is complete). Non-minimal length encodings are
-/// accepted, as RFC 6455 does not require rejecting them.
+/// `Ok(None)` means more bytes are needed; `buf` is then left as it was. Rejected:
+/// unmasked frames, RSV bits (no extension is ever negotiated), reserved opcodes, control
+/// frames that are fragmented or longer than 125 bytes, 64-bit lengths with the top bit set,
+/// and payloads over `limits.max_frame` (as soon as the header is complete). Non-minimal
+/// length encodings are accepted, as RFC 6455 does not require rejecting them.
 pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>, ProtocolError> {
     let Some(&[b0, b1]) = buf.get(..2) else {
         return Ok(None);
@@ -157,7 +156,8 @@ pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>,
         .checked_add(len)
         .ok_or(ProtocolError::FrameTooLarge)?;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // No `reserve(total)` here: a 14-byte header must not make an idle peer cost us
+        // `max_frame` bytes. The buffer grows as the payload actually arrives.
         return Ok(None);
     }
     let mut mask = [0u8; 4];
@@ -392,8 +392,11 @@ mod tests {
         encode_masked(OpCode::Binary, true, &[7; 300], RFC_MASK, &mut full);
         for cut in 0..full.len() {
             let mut buf = BytesMut::from(&full[..cut]);
+            let capacity = buf.capacity();
             assert_eq!(decode(&mut buf, &limits()), Ok(None), "cut at {cut}");
             assert_eq!(&buf[..], &full[..cut]);
+            // Nothing reserved for the announced payload.
+            assert_eq!(buf.capacity(), capacity);
         }
     }
 

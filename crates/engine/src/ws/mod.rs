@@ -11,3 +11,4 @@ mod utf8;
 pub use conn::{ConnConfig, Connection, Event, TickAction};
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameLimits, OpCode};
+pub use handshake::HandshakeError;
