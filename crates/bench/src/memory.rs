@@ -140,7 +140,9 @@ pub(crate) async fn run(args: Args, json: bool) -> Result<()> {
     });
     let (output_lines, _) = server.output_tail();
     let output = server.output_report();
-    server.kill().await?;
+    if let Err(e) = server.kill().await {
+        eprintln!("warning: {e:#}");
+    }
     let measured = measured?;
 
     if output_lines > 0 {
@@ -305,9 +307,9 @@ impl Report<'_> {
             "opened": m.opened.count,
             "open_secs": m.opened.elapsed.as_secs_f64(),
             "handshake_ms": {
-                "p50": percentile(latencies, 0.50).as_secs_f64() * 1e3,
-                "p99": percentile(latencies, 0.99).as_secs_f64() * 1e3,
-                "max": percentile(latencies, 1.0).as_secs_f64() * 1e3,
+                "p50": millis(percentile(latencies, 0.50)),
+                "p99": millis(percentile(latencies, 0.99)),
+                "max": millis(percentile(latencies, 1.0)),
             },
             "closed": { "clean": c.clean, "failed": c.failed, "ended_by_server": c.dropped },
             "server_log_lines": self.output_lines,
@@ -324,8 +326,13 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// Milliseconds to the microsecond.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
+}
+
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    format!("{:.1} ms", millis(d))
 }
 
 fn mib(bytes: u64) -> String {

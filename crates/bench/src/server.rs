@@ -158,14 +158,13 @@ impl ServerProcess {
         text
     }
 
-    /// Kills the server (SIGKILL: the measurement is over and nothing is left to drain) and
-    /// says whether it was still running until then.
-    pub(crate) async fn kill(mut self) -> Result<Option<ExitStatus>> {
-        let exited_before = self.child.try_wait().ok().flatten();
-        if exited_before.is_none() {
+    /// Kills the server, unless it has already exited. SIGKILL: the measurement is over and
+    /// nothing is left to drain.
+    pub(crate) async fn kill(mut self) -> Result<()> {
+        if self.child.try_wait().ok().flatten().is_none() {
             self.child.kill().await.context("cannot kill the server")?;
         }
-        Ok(exited_before)
+        Ok(())
     }
 }
 

@@ -132,7 +132,10 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
             slow_consumer: false,
         },
     };
+    // Copy the bytes read past the upgrade and let go of hyper's read buffer: the prefix
+    // usually points into an 8 KiB allocation that would otherwise live as long as the task.
     let mut rbuf = BytesMut::from(&prefix[..]);
+    drop(prefix);
     let result = task
         .drive(
             &stream,
