@@ -186,7 +186,10 @@ impl Task {
                     *rbuf = BytesMut::new();
                 }
             }
-            if self.draining {
+            // A writer blocked by a client that does not read must still see an overflow or a
+            // close request, or the slow consumer would never be closed. Once the queue is
+            // closing nothing more enters it, so moving it onto the backlog stays bounded.
+            if self.draining && (self.pending.is_empty() || queue.is_closing()) {
                 self.take_queue(queue, config, now);
             }
             while let Some(frame) = self.conn.take_transmit() {
@@ -210,7 +213,7 @@ impl Task {
                     ready?;
                     self.write(stream, stats)?;
                 }
-                _ = queue.notified(), if self.draining && self.pending.is_empty() => {}
+                _ = queue.notified(), if self.draining => {}
                 changed = tick.changed() => {
                     if changed.is_err() {
                         // The server is gone: nothing will tick again.
@@ -287,9 +290,6 @@ impl Task {
     }
 
     fn take_queue(&mut self, queue: &OutQueue, config: &DriverConfig, now: Instant) {
-        if !self.pending.is_empty() {
-            return;
-        }
         let drained = queue.drain(&mut self.pending);
         if drained.overflowed {
             // Keep only a partially written frame; the rest would arrive too late anyway.

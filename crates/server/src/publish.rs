@@ -74,7 +74,9 @@ pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
                 }
                 for user in users {
                     app.index.collect_user(tenant, user, &mut fan.members);
-                    fan.send(ev, None, None);
+                    // User deliveries name the user's room, outside any room stream
+                    // (protocol/README.md section 5.2).
+                    fan.send(ev, Some(&format!("user:{user}")), None);
                 }
             }
             tenant

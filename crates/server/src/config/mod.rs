@@ -402,6 +402,9 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Largest inbound WebSocket frame, in bytes. Default `65536`.
     pub max_frame_bytes: usize,
+    /// Largest `data` of a client `publish`, in bytes (at most `max_message_bytes`); a larger
+    /// one is refused with `payload_too_large`. Default `32768`.
+    pub max_publish_bytes: usize,
     /// Outbound queue bound per connection, in messages. Default `1024`.
     pub queue_messages: usize,
     /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
@@ -419,6 +422,7 @@ impl Default for LimitsConfig {
             max_violations: 10,
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
+            max_publish_bytes: 32 * 1024,
             queue_messages: 1024,
             queue_bytes: 4 * 1024 * 1024,
         }

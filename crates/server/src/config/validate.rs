@@ -104,6 +104,7 @@ impl Config {
         positive("limits.max_violations", l.max_violations.into())?;
         positive("limits.max_message_bytes", l.max_message_bytes as u64)?;
         positive("limits.max_frame_bytes", l.max_frame_bytes as u64)?;
+        positive("limits.max_publish_bytes", l.max_publish_bytes as u64)?;
         if l.max_frame_bytes > l.max_message_bytes {
             return Err(ConfigError::invalid(
                 "limits.max_frame_bytes",

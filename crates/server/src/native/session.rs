@@ -14,7 +14,7 @@ use roomcast_engine::ws::{frame, OpCode};
 use roomcast_engine::{CloseRequest, OutQueue};
 
 use crate::app::{App, LiveGuard};
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::limits::{LimitError, Slot};
 use crate::metrics::Rejection;
 use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
@@ -110,7 +110,12 @@ impl NativeSession {
             Err(e) => {
                 self.app.metrics.reject(Rejection::AuthFailed);
                 tracing::debug!(error = %e, "authentication failed");
-                return self.disconnect(CloseCode::AuthFailed, e.reason());
+                // An already expired token is 4003, every other refusal 4002 (codes.md).
+                let code = match e {
+                    AuthError::Expired => CloseCode::TokenExpired,
+                    _ => CloseCode::AuthFailed,
+                };
+                return self.disconnect(code, e.reason());
             }
         };
         let slot = match self.app.limits.acquire(&identity.tenant, &identity.user) {
@@ -223,6 +228,13 @@ impl NativeSession {
                 if !app.policy.may_publish(ns, &room, &identity.claims) {
                     return self.reply_error(Some(id), ErrorCode::Forbidden, "publish not allowed");
                 }
+                if data.get().len() > app.config.limits.max_publish_bytes {
+                    return self.reply_error(
+                        Some(id),
+                        ErrorCode::PayloadTooLarge,
+                        "data larger than limits.max_publish_bytes",
+                    );
+                }
                 let rooms = [room];
                 publish::publish(
                     app,
@@ -276,7 +288,17 @@ impl Handler for NativeSession {
         if let State::Awaiting { .. } = self.state {
             return match parsed {
                 Ok(ClientMessage::Auth { token }) => self.authenticate(&token),
-                _ => self.disconnect(CloseCode::AuthRequired, "first message must be auth"),
+                other => {
+                    // A request whose id could be read is answered before the close.
+                    let id = match &other {
+                        Ok(msg) => msg.id(),
+                        Err(e) => e.id,
+                    };
+                    if id.is_some() {
+                        self.reply_error(id, ErrorCode::Unauthenticated, "authenticate first");
+                    }
+                    self.disconnect(CloseCode::AuthRequired, "first message must be auth")
+                }
             };
         }
         if !self.bucket.take(ctx.now()) {
@@ -295,7 +317,11 @@ impl Handler for NativeSession {
             Ok(msg) => self.handle(msg),
             Err(e) => {
                 self.reply_error(e.id, e.code, &e.message);
-                self.violation();
+                // `unknown_type` is what a newer client gets from an older server: not a
+                // violation (protocol/README.md section 6).
+                if e.code == ErrorCode::BadRequest {
+                    self.violation();
+                }
             }
         }
     }

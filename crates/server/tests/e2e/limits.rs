@@ -153,9 +153,22 @@ pub(crate) async fn wait_offline(server: &Server, tenant: &str, user: &str) {
     panic!("user {user} of {tenant} is still online");
 }
 
+/// The third (largest) value of a `/proc/sys/net/ipv4/tcp_*mem` triple, or the middle one.
+fn tcp_buffer(name: &str, index: usize, fallback: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(index)?.parse().ok())
+        .unwrap_or(fallback)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_and_others_get_everything() {
-    const EVENTS: u64 = 2000;
+    const PAYLOAD: u64 = 4096;
+    // The kernel buffers a client that does not read: the server's send buffer (autotuned up to
+    // tcp_wmem's maximum) and the client's receive buffer (which does not grow without reads).
+    // Publish clearly more than both can hold, so the queue has to overflow.
+    let buffered = tcp_buffer("tcp_wmem", 2, 8 << 20) + 4 * tcp_buffer("tcp_rmem", 1, 1 << 20);
+    let events: u64 = 2000.max((buffered + (1 << 20)) / PAYLOAD + 1);
     let config = Config::new()
         .set("limits.queue_messages", "16")
         // Past the default close timeout, a blocked socket is dropped: the test waits for it.
@@ -169,8 +182,8 @@ async fn slow_consumer_is_closed_and_others_get_everything() {
 
     // The fast client reads concurrently; the slow one is not read at all meanwhile.
     let reader = tokio::spawn(async move {
-        let mut offsets = Vec::with_capacity(EVENTS as usize);
-        for n in 1..=EVENTS {
+        let mut offsets = Vec::with_capacity(events as usize);
+        for n in 1..=events {
             let event = fast.recv_event().await;
             assert_eq!(event["data"]["n"], n, "events arrive in order, none lost");
             offsets.push(event["offset"].as_u64().unwrap());
@@ -178,15 +191,15 @@ async fn slow_consumer_is_closed_and_others_get_everything() {
         (fast, offsets)
     });
 
-    let pad = "p".repeat(1000);
+    let pad = "p".repeat(PAYLOAD as usize);
     let mut http = server.http_conn().await;
-    for n in 1..=EVENTS {
+    for n in 1..=events {
         let body = json!({"tenant": "acme", "rooms": ["order:1"], "event": "tick", "data": {"n": n, "pad": pad}});
         // publish_with asserts 200 on every call.
         http.publish_with(PLATFORM_KEY, &body).await;
     }
     let (mut fast, offsets) = reader.await.expect("the fast reader");
-    assert_eq!(offsets, (1..=EVENTS).collect::<Vec<_>>());
+    assert_eq!(offsets, (1..=events).collect::<Vec<_>>());
     fast.sync().await;
 
     // The slow consumer was disconnected and counted.
@@ -213,7 +226,7 @@ async fn slow_consumer_is_closed_and_others_get_everything() {
             other => break other,
         }
     };
-    assert!(next <= EVENTS, "the slow client cannot have received everything");
+    assert!(next <= events, "the slow client cannot have received everything");
     match ending {
         Incoming::Close(Some((code, _))) => assert_eq!(code, 4008),
         Incoming::Gone(_) => {}
@@ -225,5 +238,5 @@ async fn slow_consumer_is_closed_and_others_get_everything() {
         .await;
     let event = fast.recv_event().await;
     assert_eq!(event["event"], "after");
-    assert_eq!(event["offset"], EVENTS + 1);
+    assert_eq!(event["offset"], events + 1);
 }
