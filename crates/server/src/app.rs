@@ -154,7 +154,7 @@ pub struct Server {
 impl Server {
     /// Validates nothing more: binds the configured address.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let listen = config.listen.clone();
+        let listen = config.listen;
         let app = App::new(config)?;
         let listener = TcpListener::bind(&listen)
             .await

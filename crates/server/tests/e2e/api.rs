@@ -39,7 +39,12 @@ async fn connections_are_counted_per_tenant() {
 
     // A platform key may narrow to one tenant.
     let (status, answer) = server
-        .api("GET", "/api/connections?tenant=globex", Some(PLATFORM_KEY), None)
+        .api(
+            "GET",
+            "/api/connections?tenant=globex",
+            Some(PLATFORM_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["connections"], 1, "{answer}");
@@ -53,7 +58,12 @@ async fn connections_are_counted_per_tenant() {
     let tenants = by_tenant(&answer);
     assert_eq!(tenants.keys().collect::<Vec<_>>(), ["globex"], "{answer}");
     let (status, answer) = server
-        .api("GET", "/api/connections?tenant=acme", Some(GLOBEX_KEY), None)
+        .api(
+            "GET",
+            "/api/connections?tenant=acme",
+            Some(GLOBEX_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, 403, "{answer}");
 
@@ -68,7 +78,12 @@ async fn user_status_lists_sessions() {
     let b = server.connect_user("7", "acme").await;
 
     let (status, answer) = server
-        .api("GET", "/api/users/7/status?tenant=acme", Some(PLATFORM_KEY), None)
+        .api(
+            "GET",
+            "/api/users/7/status?tenant=acme",
+            Some(PLATFORM_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["online"], true, "{answer}");
@@ -86,7 +101,12 @@ async fn user_status_lists_sessions() {
 
     // The same user id in another tenant is another user.
     let (status, answer) = server
-        .api("GET", "/api/users/7/status?tenant=globex", Some(PLATFORM_KEY), None)
+        .api(
+            "GET",
+            "/api/users/7/status?tenant=globex",
+            Some(PLATFORM_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["online"], false, "{answer}");
@@ -103,7 +123,12 @@ async fn user_status_lists_sessions() {
         .await;
     assert_eq!(status, 400);
     let (status, _) = server
-        .api("GET", "/api/users/7/status?tenant=acme", Some(GLOBEX_KEY), None)
+        .api(
+            "GET",
+            "/api/users/7/status?tenant=acme",
+            Some(GLOBEX_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, 403);
 }
@@ -185,7 +210,9 @@ async fn info_health_and_metrics() {
     let mut client = server.connect_user("7", "acme").await;
     client.sync().await;
 
-    let (status, answer) = server.api("GET", "/api/info", Some(PLATFORM_KEY), None).await;
+    let (status, answer) = server
+        .api("GET", "/api/info", Some(PLATFORM_KEY), None)
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["name"], "roomcast", "{answer}");
     assert!(answer["version"].is_string(), "{answer}");
@@ -202,13 +229,19 @@ async fn info_health_and_metrics() {
     let (status, text) = server.http("GET", "/metrics", None, None).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("# TYPE roomcast_connections gauge"), "{text}");
-    assert!(text.lines().any(|l| l == "roomcast_connections 1"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "roomcast_connections 1"),
+        "{text}"
+    );
     assert!(
         text.lines()
             .any(|l| l == "roomcast_tenant_connections{tenant=\"acme\"} 1"),
         "{text}"
     );
-    assert_eq!(server.metric("roomcast_slow_consumer_closes_total").await, 0);
+    assert_eq!(
+        server.metric("roomcast_slow_consumer_closes_total").await,
+        0
+    );
 
     let (status, answer) = server.api("GET", "/nope", None, None).await;
     assert_eq!(status, 404, "{answer}");
@@ -219,7 +252,9 @@ async fn metrics_key_protects_metrics() {
     let server = Server::start(Config::new().set("api.metrics_key", "\"scrape-me\"")).await;
     let (status, _) = server.http("GET", "/metrics", None, None).await;
     assert_eq!(status, 401);
-    let (status, text) = server.http("GET", "/metrics", Some("scrape-me"), None).await;
+    let (status, text) = server
+        .http("GET", "/metrics", Some("scrape-me"), None)
+        .await;
     assert_eq!(status, 200);
     assert!(text.contains("roomcast_connections"), "{text}");
 }

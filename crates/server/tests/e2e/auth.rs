@@ -4,8 +4,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use crate::harness::{
-    claims, error_code, now_unix, sign, sign_with, token, unsigned, Client, Config, Server,
-    SECRET,
+    claims, error_code, now_unix, sign, sign_with, token, unsigned, Client, Config, Server, SECRET,
 };
 
 /// The `welcome` of user 7 of acme with the default auto-join templates.
@@ -13,7 +12,11 @@ fn assert_welcome(welcome: &serde_json::Value, exp: u64) {
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["user"], "7", "{welcome}");
     assert_eq!(welcome["tenant"], "acme", "{welcome}");
-    assert_eq!(welcome["rooms"], json!(["user:7", "tenant:acme"]), "{welcome}");
+    assert_eq!(
+        welcome["rooms"],
+        json!(["user:7", "tenant:acme"]),
+        "{welcome}"
+    );
     assert!(
         welcome["session"].as_str().is_some_and(|s| !s.is_empty()),
         "{welcome}"
@@ -140,7 +143,9 @@ async fn unsigned_alg_none_token_closes_with_4002() {
     let mut client = server.connect_query(&none).await;
     client.expect_disconnect(4002).await;
     let mut client = server.connect_anonymous().await;
-    client.send_json(&json!({"type": "auth", "token": none})).await;
+    client
+        .send_json(&json!({"type": "auth", "token": none}))
+        .await;
     client.expect_disconnect(4002).await;
 }
 

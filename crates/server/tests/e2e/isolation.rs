@@ -101,7 +101,13 @@ fn random_users(rng: &mut Rng) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_publishes_never_cross_tenants() {
     let keys: Vec<String> = (0..TENANTS)
-        .map(|t| format!("{{ tenant = \"{}\", key = \"{}\" }}", tenant_name(t), tenant_key(t)))
+        .map(|t| {
+            format!(
+                "{{ tenant = \"{}\", key = \"{}\" }}",
+                tenant_name(t),
+                tenant_key(t)
+            )
+        })
         .collect();
     let config = Config::new().set("api.tenant_keys", &format!("[{}]", keys.join(", ")));
     let server = Server::start(config).await;
@@ -120,7 +126,10 @@ async fn randomized_publishes_never_cross_tenants() {
                 .collect();
             assert_eq!(
                 rooms,
-                BTreeSet::from([format!("user:{user}"), format!("tenant:{}", tenant_name(tenant))])
+                BTreeSet::from([
+                    format!("user:{user}"),
+                    format!("tenant:{}", tenant_name(tenant))
+                ])
             );
             for n in 1..=ORDER_ROOMS {
                 if rng.chance(50) {
@@ -147,7 +156,11 @@ async fn randomized_publishes_never_cross_tenants() {
             0..=49 => Target::Tenant {
                 tenant,
                 rooms: (0..1 + rng.below(3)).map(|_| room_pool(&mut rng)).collect(),
-                users: if rng.chance(20) { random_users(&mut rng) } else { vec![] },
+                users: if rng.chance(20) {
+                    random_users(&mut rng)
+                } else {
+                    vec![]
+                },
                 broadcast: false,
             },
             50..=74 => Target::Tenant {
@@ -171,7 +184,12 @@ async fn randomized_publishes_never_cross_tenants() {
                     "event": "iso", "data": {"m": marker}
                 });
                 let (status, answer) = http
-                    .request("POST", "/api/publish", Some(&tenant_key(tenant)), Some(&body.to_string()))
+                    .request(
+                        "POST",
+                        "/api/publish",
+                        Some(&tenant_key(tenant)),
+                        Some(&body.to_string()),
+                    )
                     .await;
                 assert_eq!(status, 403, "{body}: {answer}");
                 refused += 1;
@@ -222,7 +240,10 @@ async fn randomized_publishes_never_cross_tenants() {
         let answer = http.publish_with(&key, &body).await;
         assert_eq!(answer["delivered"], reached, "{body}: {answer}");
     }
-    assert!(refused > 0, "the mix includes refused cross-tenant publishes");
+    assert!(
+        refused > 0,
+        "the mix includes refused cross-tenant publishes"
+    );
 
     // Everything was queued before its publish returned; a ping round trip per connection
     // brings it all in.
@@ -261,4 +282,49 @@ async fn randomized_publishes_never_cross_tenants() {
         total += got.len();
     }
     assert!(total > PUBLISHES, "the mix delivers plenty: {total}");
+}
+
+#[tokio::test]
+async fn only_the_platform_admin_role_observes_other_tenants() {
+    let server = Server::start(Config::new().set("auth.admin_role", "\"super_admin\"")).await;
+    let admin_token = crate::harness::sign(&json!({
+        "sub": "root", "tenant_id": "platform", "roles": ["super_admin"],
+        "exp": crate::harness::now_unix() + 3600
+    }));
+    let mut admin = server.connect(&admin_token).await;
+    let mut user = server.connect_user("7", "globex").await;
+
+    let reply = admin
+        .request(json!({"type": "subscribe", "room": "order:1", "tenant": "acme"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let reply = user
+        .request(json!({"type": "subscribe", "room": "order:1", "tenant": "acme"}))
+        .await;
+    assert_eq!(crate::harness::error_code(&reply), "forbidden", "{reply}");
+
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "observed"}))
+        .await;
+    let event = admin.recv_event().await;
+    assert_eq!(event["event"], "observed", "{event}");
+    assert_eq!(event["room"], "order:1", "{event}");
+    // The admin's own tenant's room of the same name is another room.
+    server
+        .publish(json!({"tenant": "platform", "rooms": ["order:1"], "event": "own"}))
+        .await;
+    admin.sync().await;
+    assert!(admin.take_buffered().is_empty());
+
+    let reply = admin
+        .request(json!({"type": "unsubscribe", "room": "order:1", "tenant": "acme"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "after"}))
+        .await;
+    admin.sync().await;
+    assert!(admin.take_buffered().is_empty());
+    user.sync().await;
+    assert!(user.take_buffered().is_empty());
 }

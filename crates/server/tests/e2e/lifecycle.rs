@@ -14,7 +14,9 @@ async fn refresh_extends_the_session_for_the_same_user_only() {
 
     let exp = now_unix() + 7200;
     let fresh = sign(&json!({"sub": "7", "tenant_id": "acme", "exp": exp}));
-    let reply = client.request(json!({"type": "refresh", "token": fresh})).await;
+    let reply = client
+        .request(json!({"type": "refresh", "token": fresh}))
+        .await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["expires_at"], exp, "{reply}");
 
@@ -28,7 +30,9 @@ async fn refresh_extends_the_session_for_the_same_user_only() {
         ("garbage", "x.y.z".to_owned()),
     ];
     for (what, bad) in refused {
-        let reply = client.request(json!({"type": "refresh", "token": bad})).await;
+        let reply = client
+            .request(json!({"type": "refresh", "token": bad}))
+            .await;
         assert_eq!(error_code(&reply), "invalid_token", "{what}: {reply}");
     }
     // The session is still user 7 of acme and still open.
@@ -45,7 +49,8 @@ async fn live_connection_is_closed_when_its_token_expires() {
         // A finer shared tick, so the test does not wait long past the expiry.
         .set("heartbeat.interval_ms", "500");
     let server = Server::start(config).await;
-    let exp = now_unix() + 2;
+    // Short, but long enough to connect and refresh a second connection first.
+    let exp = now_unix() + 3;
     let short = sign(&json!({"sub": "7", "tenant_id": "acme", "exp": exp}));
     let mut expiring = server.connect(&short).await;
     assert_eq!(expiring.welcome["expires_at"], exp);
@@ -63,7 +68,9 @@ async fn live_connection_is_closed_when_its_token_expires() {
 
     // The refreshed session outlives the first token.
     refreshed.sync().await;
-    refreshed.expect_no_message(Duration::from_millis(600)).await;
+    refreshed
+        .expect_no_message(Duration::from_millis(600))
+        .await;
     refreshed.sync().await;
 }
 

@@ -67,7 +67,9 @@ async fn user_events_reach_every_connection_of_that_user_only() {
     let mut globex7 = server.connect_user("7", "globex").await;
 
     let answer = server
-        .publish(json!({"tenant": "acme", "users": ["7"], "event": "notification", "data": {"id": 1}}))
+        .publish(
+            json!({"tenant": "acme", "users": ["7"], "event": "notification", "data": {"id": 1}}),
+        )
         .await;
     assert_eq!(answer["delivered"], 2, "{answer}");
     for client in [&mut a1, &mut a2] {
@@ -114,7 +116,11 @@ async fn tenant_broadcast_reaches_the_tenant_only() {
     assert_eq!(answer["delivered"], 2, "{answer}");
     for client in [&mut a7, &mut a8] {
         let event = client.recv_event().await;
-        assert_eq!(keys(&event), ["data", "epoch", "event", "offset", "type"], "{event}");
+        assert_eq!(
+            keys(&event),
+            ["data", "epoch", "event", "offset", "type"],
+            "{event}"
+        );
         assert_eq!(event["event"], "maintenance");
         assert_eq!(event["offset"], 0);
         assert_eq!(event["epoch"], "");
@@ -190,7 +196,12 @@ async fn tenant_keys_reach_only_their_tenant() {
     }
     // A platform-wide broadcast needs a platform key: a tenant key's stays in its tenant.
     let (status, _) = server
-        .api("POST", "/api/publish", Some(ACME_KEY), Some(r#"{"broadcast":true,"event":"b"}"#))
+        .api(
+            "POST",
+            "/api/publish",
+            Some(ACME_KEY),
+            Some(r#"{"broadcast":true,"event":"b"}"#),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(acme.recv_event().await["event"], "b");
@@ -213,7 +224,10 @@ async fn bad_publish_requests_are_refused() {
 
     let cases: &[(&str, u16)] = &[
         ("{not json", 400),
-        (r#"{"tenant":"acme","rooms":["order:1"],"event":"e","colour":"red"}"#, 400),
+        (
+            r#"{"tenant":"acme","rooms":["order:1"],"event":"e","colour":"red"}"#,
+            400,
+        ),
         (r#"{"tenant":"acme","rooms":["order:1"]}"#, 400),
         (r#"{"tenant":"acme","rooms":["order:1"],"event":""}"#, 400),
         (r#"{"tenant":"acme","event":"e"}"#, 400),
@@ -229,9 +243,15 @@ async fn bad_publish_requests_are_refused() {
         assert_eq!(answer["error"]["code"], "bad_request", "{body} -> {answer}");
     }
 
-    let big = json!({"tenant": "acme", "rooms": ["order:1"], "event": "e", "data": "x".repeat(8000)});
+    let big =
+        json!({"tenant": "acme", "rooms": ["order:1"], "event": "e", "data": "x".repeat(8000)});
     let (status, answer) = server
-        .api("POST", "/api/publish", Some(PLATFORM_KEY), Some(&big.to_string()))
+        .api(
+            "POST",
+            "/api/publish",
+            Some(PLATFORM_KEY),
+            Some(&big.to_string()),
+        )
         .await;
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
@@ -285,4 +305,86 @@ async fn client_publish_follows_the_acl_and_skips_the_sender() {
             .await;
         assert_eq!(error_code(&reply), "forbidden", "{room}: {reply}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_publishers_keep_room_offsets_in_order() {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 250;
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.join("order:1").await;
+    let mut tasks = Vec::new();
+    for p in 0..PUBLISHERS {
+        let mut http = server.http_conn().await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let body = json!({"tenant": "acme", "rooms": ["order:1"], "event": "race", "data": [p, n]});
+                http.publish_with(PLATFORM_KEY, &body).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a publisher");
+    }
+    client.sync().await;
+    let offsets: Vec<u64> = client
+        .take_buffered()
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
+    // Every offset once, in increasing order: 1, 2, ... as published.
+    let expected: Vec<u64> = (1..=(PUBLISHERS * EACH) as u64).collect();
+    assert_eq!(offsets, expected);
+}
+
+#[tokio::test]
+async fn client_publish_data_over_the_limit_is_refused() {
+    let server = Server::start(Config::new().set("limits.max_publish_bytes", "100")).await;
+    let mut alice = server.connect_user("1", "acme").await;
+    let mut bob = server.connect_user("2", "acme").await;
+    alice.join("chat:1").await;
+    bob.join("chat:1").await;
+
+    let reply = alice
+        .request(
+            json!({"type": "publish", "room": "chat:1", "event": "big", "data": "x".repeat(200)}),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "payload_too_large", "{reply}");
+    let reply = alice
+        .request(
+            json!({"type": "publish", "room": "chat:1", "event": "small", "data": "x".repeat(50)}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    // Only the accepted one was published.
+    let event = bob.recv_event().await;
+    assert_eq!(event["event"], "small", "{event}");
+    assert_eq!(event["offset"], 1, "{event}");
+}
+
+#[tokio::test]
+async fn a_room_created_again_starts_a_new_epoch() {
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.join("order:9").await;
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:9"], "event": "first"}))
+        .await;
+    let first = client.recv_event().await;
+    assert_eq!(first["offset"], 1, "{first}");
+
+    // The only member leaves: the room is gone. Joined again, its counter starts over.
+    let reply = client
+        .request(json!({"type": "unsubscribe", "room": "order:9"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    client.join("order:9").await;
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:9"], "event": "second"}))
+        .await;
+    let second = client.recv_event().await;
+    assert_eq!(second["offset"], 1, "{second}");
+    assert_ne!(second["epoch"], first["epoch"], "{first} then {second}");
 }

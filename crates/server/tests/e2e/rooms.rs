@@ -162,3 +162,15 @@ async fn unknown_types_are_answered_and_not_violations() {
     let pong = client.request(json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong", "{pong}");
 }
+
+#[tokio::test]
+async fn ping_is_answered_with_or_without_id() {
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.send_json(&json!({"type": "ping"})).await;
+    let pong = client.recv_json().await;
+    assert_eq!(pong, json!({"type": "pong"}));
+    client.send_json(&json!({"type": "ping", "id": 5})).await;
+    let pong = client.recv_json().await;
+    assert_eq!(pong, json!({"type": "pong", "id": 5}));
+}

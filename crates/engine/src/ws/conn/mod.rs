@@ -4,9 +4,10 @@
 //! [`Connection::take_transmit`].
 //!
 //! An idle connection owns no heap memory: the fragment buffer is allocated when a fragmented
-//! message starts and released when it ends, and the pending control frames are small slots,
-//! not a queue.
+//! message starts and released when it ends, and the queue of owed pongs is allocated only
+//! while pings wait for their answers.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +18,8 @@ use super::utf8::Utf8Validator;
 
 /// An empty ping, pre-encoded: heartbeats need no allocation.
 const PING_FRAME: &[u8] = &[0x89, 0x00];
+/// Most pongs owed at once; past this the oldest unanswered ping goes unanswered.
+const MAX_OWED_PONGS: usize = 16;
 
 /// Timing and size settings of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +125,10 @@ pub struct Connection {
     ping_owed: bool,
     /// Fragments of the message in progress; empty and unallocated otherwise.
     fragments: BytesMut,
-    /// Encoded pong for the latest ping (RFC 6455 5.5.3 lets us answer only the latest).
-    pong: Option<Bytes>,
+    /// Encoded pongs owed, oldest first; unallocated unless pings are waiting for answers.
+    /// RFC 6455 5.5.3 would allow answering only the latest ping, but peers (and Autobahn
+    /// 2.10) expect one pong per ping, so a burst of up to [`MAX_OWED_PONGS`] is kept.
+    pongs: VecDeque<Bytes>,
     /// Encoded close frame not yet taken by the writer.
     close_frame: Option<Bytes>,
 }
@@ -140,7 +145,7 @@ impl Connection {
             utf8: Utf8Validator::default(),
             ping_owed: false,
             fragments: BytesMut::new(),
-            pong: None,
+            pongs: VecDeque::new(),
             close_frame: None,
         }
     }
@@ -174,7 +179,11 @@ impl Connection {
             let start = match frame.opcode {
                 OpCode::Ping => {
                     if self.state == State::Open {
-                        self.pong = Some(frame::encoded(OpCode::Pong, &frame.payload));
+                        if self.pongs.len() == MAX_OWED_PONGS {
+                            self.pongs.pop_front();
+                        }
+                        self.pongs
+                            .push_back(frame::encoded(OpCode::Pong, &frame.payload));
                     }
                     continue;
                 }
@@ -204,7 +213,10 @@ impl Connection {
     /// The next control frame owed to the peer (pong, ping, then close), already encoded.
     /// Data frames do not go through here. Once the close frame is taken, nothing follows.
     pub fn take_transmit(&mut self) -> Option<Bytes> {
-        if let Some(pong) = self.pong.take() {
+        if let Some(pong) = self.pongs.pop_front() {
+            if self.pongs.is_empty() && self.pongs.capacity() > 0 {
+                self.pongs = VecDeque::new();
+            }
             return Some(pong);
         }
         if self.ping_owed {
@@ -238,7 +250,7 @@ impl Connection {
         if !matches!(self.state, State::Closed { .. }) {
             self.state = State::Closed { since: now };
         }
-        self.pong = None;
+        self.pongs = VecDeque::new();
         self.ping_owed = false;
         self.drop_message();
     }

@@ -158,13 +158,32 @@ fn rfc_ping_gets_pong_with_same_payload() {
 }
 
 #[test]
-fn only_the_latest_ping_is_answered() {
+fn every_ping_is_answered_in_order() {
     let mut p = Peer::new();
     assert_eq!(
         p.send(&[(OpCode::Ping, true, b"1"), (OpCode::Ping, true, b"2")]),
         Ok(None)
     );
-    assert_eq!(p.transmit(), vec![Bytes::from_static(&[0x8a, 0x01, b'2'])]);
+    assert_eq!(
+        p.transmit(),
+        vec![
+            Bytes::from_static(&[0x8a, 0x01, b'1']),
+            Bytes::from_static(&[0x8a, 0x01, b'2'])
+        ]
+    );
+}
+
+#[test]
+fn owed_pongs_are_bounded() {
+    let mut p = Peer::new();
+    let pings: Vec<[u8; 1]> = (0..40u8).map(|i| [i]).collect();
+    let frames: Vec<(OpCode, bool, &[u8])> =
+        pings.iter().map(|b| (OpCode::Ping, true, &b[..])).collect();
+    assert_eq!(p.send(&frames), Ok(None));
+    let out = p.transmit();
+    assert_eq!(out.len(), MAX_OWED_PONGS);
+    // The newest pings are the ones answered.
+    assert_eq!(out.last().map(|f| f[2]), Some(39));
 }
 
 #[test]
@@ -582,5 +601,5 @@ fn idle_connection_is_small_and_unallocated() {
     assert!(size <= 256, "Connection is {size} bytes");
     let p = Peer::new();
     assert_eq!(p.conn.fragments.capacity(), 0);
-    assert!(p.conn.pong.is_none() && p.conn.close_frame.is_none());
+    assert!(p.conn.pongs.is_empty() && p.conn.close_frame.is_none());
 }
