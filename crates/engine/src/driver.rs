@@ -37,6 +37,12 @@ pub trait Handler: Send + 'static {
     fn on_tick(&mut self, ctx: &mut Ctx<'_>);
     /// The connection ended; called exactly once, last.
     fn on_close(&mut self, end: &End);
+    /// A last message to send before a close the driver decides on its own (slow consumer,
+    /// heartbeat timeout), such as a protocol's `disconnect` message. Default: none.
+    fn farewell(&mut self, code: u16, reason: &str) -> Option<Bytes> {
+        let _ = (code, reason);
+        None
+    }
 }
 
 /// How a connection ended.
@@ -83,6 +89,8 @@ pub struct DriverConfig {
     pub conn: ConnConfig,
     /// The close code and reason given to a slow consumer.
     pub slow_consumer: (u16, &'static str),
+    /// The close code and reason given to a peer silent past the idle timeout.
+    pub heartbeat_timeout: (u16, &'static str),
 }
 
 /// Traffic counters shared by all connections (read by metrics).
@@ -190,7 +198,7 @@ impl Task {
             // close request, or the slow consumer would never be closed. Once the queue is
             // closing nothing more enters it, so moving it onto the backlog stays bounded.
             if self.draining && (self.pending.is_empty() || queue.is_closing()) {
-                self.take_queue(queue, config, now);
+                self.take_queue(queue, config, handler, now);
             }
             while let Some(frame) = self.conn.take_transmit() {
                 self.pending.push_back(frame);
@@ -221,6 +229,7 @@ impl Task {
                     }
                     let now = Instant::now();
                     if self.conn.on_tick(now) == TickAction::TimedOut {
+                        self.timed_out(stream, handler, config, now);
                         return Ok(());
                     }
                     let mut ctx = Ctx { queue, now, close: None };
@@ -247,11 +256,25 @@ impl Task {
                     let code = e.close_code();
                     self.end.code = Some(code);
                     self.conn.close(code, &e.to_string(), now);
-                    self.stop_draining();
+                    // Answers to the messages before the bad frame still go out, before
+                    // the close frame.
+                    self.flush_queue(queue);
                     rbuf.clear();
                     return;
                 }
             };
+            if matches!(event, Event::Text(_) | Event::Binary(_)) {
+                // Pongs owed for pings that arrived before this message go out before any
+                // answer to it: frames leave in the order their causes arrived.
+                while self.conn.is_open() {
+                    match self.conn.take_transmit() {
+                        Some(control) => {
+                            let _ = queue.push(control);
+                        }
+                        None => break,
+                    }
+                }
+            }
             let mut ctx = Ctx {
                 queue,
                 now,
@@ -268,7 +291,7 @@ impl Task {
                 }
                 Event::Closed { code, .. } => {
                     self.end.code = self.end.code.or(code);
-                    self.stop_draining();
+                    self.flush_queue(queue);
                 }
                 #[allow(unreachable_patterns)]
                 _ => {}
@@ -289,7 +312,13 @@ impl Task {
         }
     }
 
-    fn take_queue(&mut self, queue: &OutQueue, config: &DriverConfig, now: Instant) {
+    fn take_queue<H: Handler>(
+        &mut self,
+        queue: &OutQueue,
+        config: &DriverConfig,
+        handler: &mut H,
+        now: Instant,
+    ) {
         let drained = queue.drain(&mut self.pending);
         if drained.overflowed {
             // Keep only a partially written frame; the rest would arrive too late anyway.
@@ -298,6 +327,7 @@ impl Task {
             let (code, reason) = config.slow_consumer;
             self.end.code = Some(code);
             self.end.slow_consumer = true;
+            self.pending.extend(handler.farewell(code, reason));
             self.conn.close(code, reason, now);
             self.stop_draining();
         } else if let Some(close) = drained.close {
@@ -312,6 +342,44 @@ impl Task {
 
     fn stop_draining(&mut self) {
         self.draining = false;
+    }
+
+    /// Moves what is queued onto the backlog one last time and takes no more: the connection
+    /// is closing, so nothing may follow the close frame.
+    fn flush_queue(&mut self, queue: &OutQueue) {
+        if self.draining {
+            let _ = queue.drain(&mut self.pending);
+            self.stop_draining();
+        }
+    }
+
+    /// The peer went silent past the idle timeout: say why with one best-effort write, since
+    /// a silent peer is unlikely to be reading either.
+    fn timed_out<H: Handler>(
+        &mut self,
+        stream: &TcpStream,
+        handler: &mut H,
+        config: &DriverConfig,
+        now: Instant,
+    ) {
+        if !self.conn.is_open() {
+            return;
+        }
+        let (code, reason) = config.heartbeat_timeout;
+        self.end.code = Some(code);
+        self.pending.truncate(usize::from(self.written > 0));
+        self.pending.extend(handler.farewell(code, reason));
+        self.conn.close(code, reason, now);
+        while let Some(frame) = self.conn.take_transmit() {
+            self.pending.push_back(frame);
+        }
+        let bytes: Vec<u8> = self
+            .pending
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f[if i == 0 { self.written } else { 0 }..].iter().copied())
+            .collect();
+        let _ = stream.try_write(&bytes);
     }
 
     fn write(&mut self, stream: &TcpStream, stats: &IoStats) -> io::Result<()> {

@@ -6,8 +6,9 @@
 //! lock; the caller then encodes once and pushes the same bytes to each.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::queue::OutQueue;
 
@@ -128,7 +129,14 @@ pub struct RoomIndex {
     inner: RwLock<Inner>,
     epoch_prefix: String,
     max_rooms_per_conn: usize,
+    // Publish order stripes (see `order_guard`). std mutexes: held for one synchronous
+    // fan-out, never across an `.await`.
+    order: Box<[Mutex<()>]>,
+    order_hasher: RandomState,
 }
+
+/// Stripes of the publish order locks: rooms rarely share one.
+const ORDER_STRIPES: usize = 64;
 
 impl RoomIndex {
     /// An empty index. `epoch_prefix` distinguishes this process's epochs from earlier ones;
@@ -138,6 +146,8 @@ impl RoomIndex {
             inner: RwLock::new(Inner::default()),
             epoch_prefix: epoch_prefix.into(),
             max_rooms_per_conn,
+            order: (0..ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
+            order_hasher: RandomState::new(),
         }
     }
 
@@ -323,6 +333,14 @@ impl RoomIndex {
             .conns
             .get(&id)
             .map(|e| (e.member.clone(), e.tenant.to_string(), e.user.to_string()))
+    }
+
+    /// Orders publishes to one room: held from [`collect_room`](Self::collect_room) to the last
+    /// push, it makes racing publishers reach every queue in offset order.
+    pub fn order_guard(&self, key: &RoomKey) -> MutexGuard<'_, ()> {
+        let stripe = (self.order_hasher.hash_one(key) % ORDER_STRIPES as u64) as usize;
+        // The guarded value is `()`: a poisoned stripe is as good as a healthy one.
+        self.order[stripe].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Collects a room's members into `out` and gives the event its position, or `None`

@@ -84,7 +84,14 @@ impl App {
                 idle_timeout: config.heartbeat.timeout(),
                 close_timeout: Duration::from_secs(5),
             },
-            slow_consumer: (CloseCode::SlowConsumer.code(), CloseCode::SlowConsumer.reason()),
+            slow_consumer: (
+                CloseCode::SlowConsumer.code(),
+                CloseCode::SlowConsumer.reason(),
+            ),
+            heartbeat_timeout: (
+                CloseCode::HeartbeatTimeout.code(),
+                CloseCode::HeartbeatTimeout.reason(),
+            ),
         });
         let queue_limits = QueueLimits {
             max_messages: l.queue_messages,

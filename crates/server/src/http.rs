@@ -52,9 +52,11 @@ pub async fn handle(
             with_principal(&app, req, api_user_status).await
         }
         (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
-        | (_, "/api/disconnect" | "/api/info") => {
-            error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
-        }
+        | (_, "/api/disconnect" | "/api/info") => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ),
         _ => error_response(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
     Ok(resp)
@@ -62,7 +64,10 @@ pub async fn handle(
 
 /// A JSON error body.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Resp {
-    json_response(status, &json!({"error": {"code": code, "message": message}}))
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
@@ -84,7 +89,10 @@ pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
 
 fn health(app: &App) -> Resp {
     if app.shutting_down() {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "draining"}))
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        )
     } else {
         json_response(StatusCode::OK, &json!({"status": "ok"}))
     }
@@ -96,7 +104,11 @@ fn metrics(app: &App, req: &Request<Incoming>) -> Resp {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !app.keys.metrics_allowed(auth) {
-        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "metrics key required");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "metrics key required",
+        );
     }
     let mut resp = Response::new(Full::new(Bytes::from(
         app.metrics.render(&app.index.tenant_counts()),
@@ -124,15 +136,35 @@ where
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(principal) = app.keys.principal(auth) else {
-        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required",
+        );
     };
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.config.api.max_body_bytes).collect().await {
+    let body = match Limited::new(body, app.config.api.max_body_bytes)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large");
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            );
         }
-        Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad_request", "could not read body"),
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "could not read body",
+            )
+        }
     };
     let call = Call {
         principal,
@@ -167,7 +199,9 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
 
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > MAX_NAME {
-        return Err(ApiError::bad(format!("{what} must be 1 to {MAX_NAME} bytes")));
+        return Err(ApiError::bad(format!(
+            "{what} must be 1 to {MAX_NAME} bytes"
+        )));
     }
     Ok(())
 }
@@ -178,7 +212,9 @@ fn resolve_tenant(principal: &Principal, named: Option<&str>) -> Result<Option<S
     match (principal, named) {
         (Principal::Tenant(own), None) => Ok(Some(own.clone())),
         (Principal::Tenant(own), Some(t)) if t == own => Ok(Some(own.clone())),
-        (Principal::Tenant(_), Some(_)) => Err(ApiError::forbidden("this key cannot reach that tenant")),
+        (Principal::Tenant(_), Some(_)) => {
+            Err(ApiError::forbidden("this key cannot reach that tenant"))
+        }
         (Principal::Platform, t) => Ok(t.map(str::to_owned)),
     }
 }
@@ -229,10 +265,17 @@ fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
             broadcast: body.broadcast,
         },
         None if body.broadcast && body.rooms.is_empty() && body.users.is_empty() => Scope::Platform,
-        None => return Err(ApiError::bad("tenant is required (platform-wide only with broadcast: true alone)")),
+        None => {
+            return Err(ApiError::bad(
+                "tenant is required (platform-wide only with broadcast: true alone)",
+            ))
+        }
     };
     let delivered = publish::publish(app, scope, ev);
-    Ok(json_response(StatusCode::OK, &json!({"ok": true, "delivered": delivered})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "delivered": delivered}),
+    ))
 }
 
 fn api_connections(app: &App, call: Call) -> Result<Resp, ApiError> {
@@ -256,7 +299,10 @@ fn api_connections(app: &App, call: Call) -> Result<Resp, ApiError> {
             })
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({"connections": total, "tenants": tenants})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"connections": total, "tenants": tenants}),
+    ))
 }
 
 fn user_status_id(path: &str) -> Option<String> {
@@ -276,7 +322,9 @@ fn api_user_status(app: &App, call: Call) -> Result<Resp, ApiError> {
     };
     let named = query_param(&call.uri, "tenant");
     let Some(tenant) = resolve_tenant(&call.principal, named.as_deref())? else {
-        return Err(ApiError::bad("tenant query parameter is required with a platform key"));
+        return Err(ApiError::bad(
+            "tenant query parameter is required with a platform key",
+        ));
     };
     let sessions: Vec<String> = app
         .index
@@ -307,7 +355,10 @@ struct DisconnectBody {
 
 fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
     let body: DisconnectBody = parse_body(&call.body)?;
-    let reason = body.reason.as_deref().unwrap_or("disconnected by the server");
+    let reason = body
+        .reason
+        .as_deref()
+        .unwrap_or("disconnected by the server");
     let targets: Vec<ConnId> = match (&body.user, &body.session) {
         (Some(user), None) => {
             let Some(tenant) = resolve_tenant(&call.principal, body.tenant.as_deref())? else {

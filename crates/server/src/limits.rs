@@ -96,7 +96,10 @@ impl Drop for Slot {
                 c.tenants.remove(&self.tenant);
             }
         }
-        let key = (std::mem::take(&mut self.tenant), std::mem::take(&mut self.user));
+        let key = (
+            std::mem::take(&mut self.tenant),
+            std::mem::take(&mut self.user),
+        );
         if let Some(n) = c.users.get_mut(&key) {
             *n -= 1;
             if *n == 0 {

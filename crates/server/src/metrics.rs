@@ -77,8 +77,18 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let total: usize = tenants.iter().map(|t| t.connections).sum();
-        gauge(&mut out, "roomcast_connections", "Open authenticated connections.", total as u64);
-        header(&mut out, "roomcast_tenant_connections", "gauge", "Open connections per tenant.");
+        gauge(
+            &mut out,
+            "roomcast_connections",
+            "Open authenticated connections.",
+            total as u64,
+        );
+        header(
+            &mut out,
+            "roomcast_tenant_connections",
+            "gauge",
+            "Open connections per tenant.",
+        );
         for t in tenants {
             let _ = writeln!(
                 out,
@@ -87,22 +97,85 @@ impl Metrics {
                 t.connections
             );
         }
-        counter(&mut out, "roomcast_connections_opened_total", "WebSocket connections accepted.", load(&self.connections_opened));
-        counter(&mut out, "roomcast_messages_in_total", "Messages received from clients.", load(&self.io.messages_in));
-        counter(&mut out, "roomcast_frames_out_total", "Frames written to clients.", load(&self.io.frames_out));
-        counter(&mut out, "roomcast_bytes_in_total", "Bytes read from client sockets.", load(&self.io.bytes_in));
-        counter(&mut out, "roomcast_bytes_out_total", "Bytes written to client sockets.", load(&self.io.bytes_out));
-        counter(&mut out, "roomcast_publishes_total", "Publish calls (API and clients).", load(&self.publishes));
-        counter(&mut out, "roomcast_deliveries_total", "Event frames queued to connections.", load(&self.deliveries));
-        counter(&mut out, "roomcast_slow_consumer_closes_total", "Connections closed because their outbound queue overflowed.", load(&self.slow_consumers));
-        counter(&mut out, "roomcast_rate_limited_total", "Client requests refused by the rate limit.", load(&self.rate_limited));
-        header(&mut out, "roomcast_rejections_total", "counter", "Failed authentications and refused connections, by reason.");
+        counter(
+            &mut out,
+            "roomcast_connections_opened_total",
+            "WebSocket connections accepted.",
+            load(&self.connections_opened),
+        );
+        counter(
+            &mut out,
+            "roomcast_messages_in_total",
+            "Messages received from clients.",
+            load(&self.io.messages_in),
+        );
+        counter(
+            &mut out,
+            "roomcast_frames_out_total",
+            "Frames written to clients.",
+            load(&self.io.frames_out),
+        );
+        counter(
+            &mut out,
+            "roomcast_bytes_in_total",
+            "Bytes read from client sockets.",
+            load(&self.io.bytes_in),
+        );
+        counter(
+            &mut out,
+            "roomcast_bytes_out_total",
+            "Bytes written to client sockets.",
+            load(&self.io.bytes_out),
+        );
+        counter(
+            &mut out,
+            "roomcast_publishes_total",
+            "Publish calls (API and clients).",
+            load(&self.publishes),
+        );
+        counter(
+            &mut out,
+            "roomcast_deliveries_total",
+            "Event frames queued to connections.",
+            load(&self.deliveries),
+        );
+        counter(
+            &mut out,
+            "roomcast_slow_consumer_closes_total",
+            "Connections closed because their outbound queue overflowed.",
+            load(&self.slow_consumers),
+        );
+        counter(
+            &mut out,
+            "roomcast_rate_limited_total",
+            "Client requests refused by the rate limit.",
+            load(&self.rate_limited),
+        );
+        header(
+            &mut out,
+            "roomcast_rejections_total",
+            "counter",
+            "Failed authentications and refused connections, by reason.",
+        );
         for (why, n) in lock(&self.rejections).iter() {
-            let _ = writeln!(out, "roomcast_rejections_total{{reason=\"{}\"}} {n}", why.label());
+            let _ = writeln!(
+                out,
+                "roomcast_rejections_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
         }
-        header(&mut out, "roomcast_tenant_publishes_total", "counter", "Publish calls per tenant.");
+        header(
+            &mut out,
+            "roomcast_tenant_publishes_total",
+            "counter",
+            "Publish calls per tenant.",
+        );
         for (tenant, n) in lock(&self.publishes_by_tenant).iter() {
-            let _ = writeln!(out, "roomcast_tenant_publishes_total{{tenant=\"{}\"}} {n}", escape(tenant));
+            let _ = writeln!(
+                out,
+                "roomcast_tenant_publishes_total{{tenant=\"{}\"}} {n}",
+                escape(tenant)
+            );
         }
         out
     }
@@ -128,7 +201,9 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
 
 /// Escapes a label value (backslash, quote, newline).
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! index, encode each distinct frame once, push the same bytes to every recipient.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use roomcast_engine::rooms::{ConnId, Member, Position, RoomKey};
@@ -16,22 +14,6 @@ use crate::native::proto;
 
 /// The wire-format tag of native protocol connections in the room index.
 pub const NATIVE: u8 = 0;
-
-/// Stripes of [`ROOM_ORDER`]: different rooms rarely share one.
-const ORDER_STRIPES: usize = 64;
-
-/// A publish to a room holds its room's stripe from taking the offset to the last push, so that
-/// racing publishers (API calls, clients) reach every queue in offset order, as the protocol
-/// promises. A std mutex: it is held for a synchronous fan-out, never across an `.await`.
-static ROOM_ORDER: [Mutex<()>; ORDER_STRIPES] = [const { Mutex::new(()) }; ORDER_STRIPES];
-
-fn room_order(key: &RoomKey) -> MutexGuard<'static, ()> {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    let stripe = (hasher.finish() % ORDER_STRIPES as u64) as usize;
-    // The guarded value is `()`: a poisoned stripe is as good as a healthy one.
-    ROOM_ORDER[stripe].lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Who an event goes to, inside one tenant unless `Platform`.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +68,7 @@ pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
             } else {
                 for room in rooms {
                     let key = RoomKey::new(tenant, ev.ns, room);
-                    let _order = room_order(&key);
+                    let _order = app.index.order_guard(&key);
                     if let Some(pos) = app.index.collect_room(&key, &mut fan.members) {
                         fan.send(ev, Some(room), Some(pos));
                     }

@@ -77,6 +77,7 @@ fn shared(tick: watch::Receiver<Instant>) -> Shared {
                 close_timeout: Duration::from_secs(5),
             },
             slow_consumer: (4008, "slow consumer"),
+            heartbeat_timeout: (4000, "heartbeat timeout"),
         }),
         // Case 9.x sends up to 1000 messages back to back, or single 16 MiB ones, before
         // reading any echo: the queue must hold a whole case.

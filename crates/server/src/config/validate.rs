@@ -111,6 +111,12 @@ impl Config {
                 "must not exceed limits.max_message_bytes",
             ));
         }
+        if l.max_publish_bytes > l.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_publish_bytes",
+                "must not exceed limits.max_message_bytes",
+            ));
+        }
         positive("limits.queue_messages", l.queue_messages as u64)?;
         positive("limits.queue_bytes", l.queue_bytes as u64)
     }

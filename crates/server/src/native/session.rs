@@ -26,7 +26,9 @@ const DEFAULT_NS: &str = "/";
 
 enum State {
     /// Upgraded without a token: the first frame must be `auth`, before the deadline.
-    Awaiting { deadline: Instant },
+    Awaiting {
+        deadline: Instant,
+    },
     Active(Box<Active>),
     /// Closing or closed: further messages are ignored.
     Done,
@@ -52,17 +54,18 @@ pub struct NativeSession {
 
 impl std::fmt::Debug for NativeSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeSession").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("NativeSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl NativeSession {
     /// A session waiting for its token.
-    pub fn new(app: Arc<App>, queue: Arc<OutQueue>, now: Instant) -> Self {
+    pub fn new(app: Arc<App>, queue: Arc<OutQueue>, live: LiveGuard, now: Instant) -> Self {
         let limits = &app.config.limits;
         let bucket = TokenBucket::new(limits.messages_per_second, limits.messages_burst, now);
         let deadline = now + std::time::Duration::from_millis(app.config.auth.auth_timeout_ms);
-        let live = app.live_guard();
         Self {
             id: ConnId::next(),
             queue,
@@ -174,7 +177,10 @@ impl NativeSession {
     fn violation(&mut self) {
         self.violations += 1;
         if self.violations > self.app.config.limits.max_violations {
-            self.disconnect(CloseCode::ProtocolViolations, "too many invalid messages");
+            self.disconnect(
+                CloseCode::ProtocolViolations,
+                CloseCode::ProtocolViolations.reason(),
+            );
         }
     }
 
@@ -185,10 +191,17 @@ impl NativeSession {
         let app = &self.app;
         let identity = &active.identity;
         match msg {
-            ClientMessage::Auth { .. } => {
-                self.reply_error(None, ErrorCode::AlreadyAuthenticated, "already authenticated")
-            }
-            ClientMessage::Subscribe { id, room, ns, tenant } => {
+            ClientMessage::Auth { .. } => self.reply_error(
+                None,
+                ErrorCode::AlreadyAuthenticated,
+                "already authenticated",
+            ),
+            ClientMessage::Subscribe {
+                id,
+                room,
+                ns,
+                tenant,
+            } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
                 let (tenant, allowed) = match tenant.as_deref() {
                     Some(t) if t != identity.tenant => (t, identity.admin),
@@ -208,7 +221,12 @@ impl NativeSession {
                     Err(_) => self.reply_error(Some(id), ErrorCode::Internal, "not registered"),
                 }
             }
-            ClientMessage::Unsubscribe { id, room, ns, tenant } => {
+            ClientMessage::Unsubscribe {
+                id,
+                room,
+                ns,
+                tenant,
+            } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
                 let tenant = tenant.as_deref().unwrap_or(&identity.tenant);
                 if app.index.leave(self.id, &RoomKey::new(tenant, ns, &room)) {
@@ -306,12 +324,14 @@ impl Handler for NativeSession {
                 .metrics
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = parsed.as_ref().ok().and_then(ClientMessage::id);
+            self.reply_error(id, ErrorCode::RateLimited, "too many messages");
+            // Like bad requests: the reply, then the close once past the limit.
             self.rate_strikes += 1;
             if self.rate_strikes > self.app.config.limits.max_violations {
-                return self.disconnect(CloseCode::RateLimited, "rate limit exceeded");
+                self.disconnect(CloseCode::RateLimited, CloseCode::RateLimited.reason());
             }
-            let id = parsed.as_ref().ok().and_then(ClientMessage::id);
-            return self.reply_error(id, ErrorCode::RateLimited, "too many messages");
+            return;
         }
         match parsed {
             Ok(msg) => self.handle(msg),
@@ -328,7 +348,10 @@ impl Handler for NativeSession {
 
     fn on_binary(&mut self, _data: Bytes, _ctx: &mut Ctx<'_>) {
         if !matches!(self.state, State::Done) {
-            self.disconnect(CloseCode::UnsupportedData, "binary frames are not supported");
+            self.disconnect(
+                CloseCode::UnsupportedData,
+                "binary frames are not supported",
+            );
         }
     }
 
@@ -354,6 +377,14 @@ impl Handler for NativeSession {
             }
             _ => {}
         }
+    }
+
+    fn farewell(&mut self, code: u16, reason: &str) -> Option<Bytes> {
+        let code = CloseCode::from_code(code)?;
+        Some(frame::encoded(
+            OpCode::Text,
+            &proto::encode_disconnect(code, reason),
+        ))
     }
 
     fn on_close(&mut self, end: &End) {

@@ -48,6 +48,8 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
         .map(str::to_owned)
         .or_else(|| query_param(req.uri(), "token"));
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Counted from the 101 on, so that a shutdown starting now still waits for this one.
+    let live = app.live_guard();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -60,7 +62,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
             Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
         };
         let queue = Arc::new(OutQueue::new(app.queue_limits));
-        let mut session = NativeSession::new(app.clone(), queue.clone(), Instant::now());
+        let mut session = NativeSession::new(app.clone(), queue.clone(), live, Instant::now());
         if let Some(token) = token {
             session.authenticate(&token);
         }

@@ -100,3 +100,62 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
     let status = server.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn silent_client_is_closed_with_heartbeat_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let config = Config::new()
+        .set("heartbeat.interval_ms", "100")
+        .set("heartbeat.timeout_ms", "300");
+    let server = Server::start(config).await;
+    // A raw socket: a WebSocket client library would answer the server's pings as soon as
+    // it reads, and this client must stay silent.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        token("7", "acme"),
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    assert!(bytes.starts_with(b"HTTP/1.1 101"));
+    // Unmasked server frames, none longer than 64 KiB here.
+    let mut frames = Vec::new();
+    let mut rest = &bytes[head_end + 4..];
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let (len, header) = match rest[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            n => (usize::from(n), 2),
+        };
+        frames.push((opcode, rest[header..header + len].to_vec()));
+        rest = &rest[header + len..];
+    }
+    let texts: Vec<serde_json::Value> = frames
+        .iter()
+        .filter(|(op, _)| *op == 1)
+        .map(|(_, p)| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert_eq!(texts[0]["type"], "welcome");
+    let last = texts.last().unwrap();
+    assert_eq!(last["type"], "disconnect", "{texts:?}");
+    assert_eq!(last["code"], 4000);
+    assert_eq!(last["reconnect"], true);
+    let close = frames
+        .iter()
+        .find(|(op, _)| *op == 8)
+        .expect("a close frame");
+    assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 4000);
+    // The server pinged before giving up.
+    assert!(frames.iter().any(|(op, _)| *op == 9), "a ping");
+}
