@@ -4,11 +4,13 @@
 //!   connection state machine with heartbeat and close handshake);
 //! - [`queue`]: the bounded per-connection outbound queue;
 //! - [`rooms`]: the room index keyed by (tenant, namespace, room), with fan-out;
-//! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`].
+//! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`];
+//! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
 
 pub mod driver;
 pub mod queue;
 pub mod rooms;
+pub mod upgrade;
 pub mod ws;
 
 pub use queue::{CloseRequest, OutQueue, PushError, QueueLimits};

@@ -21,9 +21,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use roomcast_engine::driver::{self, Ctx, DriverConfig, End, Handler, IoStats, Session};
 use roomcast_engine::ws::frame::{self, FrameLimits, OpCode};
-use roomcast_engine::ws::{handshake, ConnConfig};
+use roomcast_engine::ws::ConnConfig;
 use roomcast_engine::{OutQueue, QueueLimits};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:9001";
@@ -93,26 +93,8 @@ fn shared(tick: watch::Receiver<Instant>) -> Shared {
 /// Answers the upgrade request; the WebSocket connection runs in its own task once hyper
 /// hands the socket over.
 fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>) -> Response<Empty<Bytes>> {
-    let accept = match handshake::check_request(&req) {
-        Ok(accept) => accept,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade refused");
-            return e.reject_response();
-        }
-    };
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let shared = shared.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
-        };
-        // The driver waits on socket readiness itself, so it needs the TCP stream back
-        // along with whatever hyper read past the request.
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => parts,
-            Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
-        };
+    let run = move |stream, prefix| async move {
         let session = Session {
             handler: Echo,
             queue: Arc::new(OutQueue::new(shared.queue_limits)),
@@ -120,14 +102,21 @@ fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>) -> Response<Empty<B
             stats: shared.stats.clone(),
             tick: shared.tick.clone(),
         };
-        driver::run(parts.io.into_inner(), parts.read_buf, session).await;
-    });
-    let mut response = handshake::response(accept);
-    // Reports name the server under test after this header.
-    response
-        .headers_mut()
-        .insert(SERVER, HeaderValue::from_static(AGENT));
-    response
+        driver::run(stream, prefix, session).await;
+    };
+    match roomcast_engine::upgrade::upgrade(&mut req, run) {
+        Ok(mut response) => {
+            // Reports name the server under test after this header.
+            response
+                .headers_mut()
+                .insert(SERVER, HeaderValue::from_static(AGENT));
+            response
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade refused");
+            e.reject_response()
+        }
+    }
 }
 
 #[tokio::main]

@@ -7,11 +7,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use roomcast_engine::driver::{self, Session};
-use roomcast_engine::ws::handshake;
 use roomcast_engine::OutQueue;
-use tokio::net::TcpStream;
 
 use crate::api_keys::bearer;
 use crate::app::App;
@@ -29,17 +26,6 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
             "server shutting down",
         );
     }
-    let accept = match handshake::check_request(&req) {
-        Ok(accept) => accept,
-        Err(e) => {
-            let mut resp = error_response(e.status(), "bad_handshake", &e.to_string());
-            resp.headers_mut().insert(
-                http::header::SEC_WEBSOCKET_VERSION,
-                http::HeaderValue::from_static("13"),
-            );
-            return resp;
-        }
-    };
     let token = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -47,37 +33,32 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
         .and_then(bearer)
         .map(str::to_owned)
         .or_else(|| query_param(req.uri(), "token"));
-    let on_upgrade = hyper::upgrade::on(&mut req);
     // Counted from the 101 on, so that a shutdown starting now still waits for this one.
     let live = app.live_guard();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
-        };
-        // Take the plain TCP stream back from hyper so the driver can wait on readiness
-        // without holding a read buffer.
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => parts,
-            Err(_) => return tracing::error!("upgraded connection is not a TCP stream"),
-        };
+    let run = move |stream, prefix| async move {
         let queue = Arc::new(OutQueue::new(app.queue_limits));
         let mut session = NativeSession::new(app.clone(), queue.clone(), live, Instant::now());
         if let Some(token) = token {
             session.authenticate(&token);
         }
-        driver::run(
-            parts.io.into_inner(),
-            parts.read_buf,
-            Session {
-                handler: session,
-                queue,
-                config: app.driver.clone(),
-                stats: app.metrics.io.clone(),
-                tick: app.tick.clone(),
-            },
-        )
-        .await;
-    });
-    handshake::response(accept)
+        let session = Session {
+            handler: session,
+            queue,
+            config: app.driver.clone(),
+            stats: app.metrics.io.clone(),
+            tick: app.tick.clone(),
+        };
+        driver::run(stream, prefix, session).await;
+    };
+    match roomcast_engine::upgrade::upgrade(&mut req, run) {
+        Ok(response) => response,
+        Err(e) => {
+            let mut resp = error_response(e.status(), "bad_handshake", &e.to_string());
+            resp.headers_mut().insert(
+                http::header::SEC_WEBSOCKET_VERSION,
+                http::HeaderValue::from_static("13"),
+            );
+            resp
+        }
+    }
 }
