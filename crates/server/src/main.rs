@@ -92,7 +92,8 @@ fn print_dev_help(addr: &str, dev: &DevSecrets) {
     println!(
         "\ndevelopment mode: secrets are random and last until exit\n\
          \n  token (user 7, tenant acme, 24 h):\n    {token}\n\
-         \n  connect:\n    websocat 'ws://{addr}/ws?token={token}'\n\
+         \n  connect (or point any WebSocket client at ws://{addr}/ws?token=<token>):\n    \
+         cargo run -p roomcast-examples --bin native-client -- ws://{addr}/ws {token}\n\
          \n  publish:\n    curl -s -X POST http://{addr}/api/publish \\\n      \
          -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n      \
          -d '{{\"tenant\":\"acme\",\"rooms\":[\"tenant:acme\"],\"event\":\"hello\",\"data\":{{\"msg\":\"hi\"}}}}'\n",
