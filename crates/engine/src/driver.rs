@@ -16,8 +16,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::queue::{CloseRequest, OutQueue};
-use crate::ws::{ConnConfig, Connection, Event, TickAction};
+use crate::queue::{CloseRequest, OutQueue, Outbound};
+use crate::ws::{frame, ConnConfig, Connection, Event, OpCode, TickAction};
 
 /// Bytes read per readiness event; the buffer exists only while a read is being decoded.
 const READ_CHUNK: usize = 4096;
@@ -39,7 +39,7 @@ pub trait Handler: Send + 'static {
     fn on_close(&mut self, end: &End);
     /// A last message to send before a close the driver decides on its own (slow consumer,
     /// heartbeat timeout), such as a protocol's `disconnect` message. Default: none.
-    fn farewell(&mut self, code: u16, reason: &str) -> Option<Bytes> {
+    fn farewell(&mut self, code: u16, reason: &str) -> Option<Outbound> {
         let _ = (code, reason);
         None
     }
@@ -68,10 +68,10 @@ impl Ctx<'_> {
         self.now
     }
 
-    /// Queues an encoded frame. A full queue marks the connection as a slow consumer and the
-    /// frame is dropped: the connection is about to be closed anyway.
-    pub fn send(&mut self, frame: Bytes) {
-        let _ = self.queue.push(frame);
+    /// Queues a frame or message. A full queue marks the connection as a slow consumer and
+    /// the item is dropped: the connection is about to be closed anyway.
+    pub fn send(&mut self, item: impl Into<Outbound>) {
+        let _ = self.queue.push(item);
     }
 
     /// Closes the connection after what was already queued.
@@ -164,8 +164,8 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
 struct Task {
     conn: Connection,
     /// Frames taken from the queue (and control frames), not yet fully written.
-    pending: VecDeque<Bytes>,
-    /// Bytes of `pending[0]` already written.
+    pending: VecDeque<Outbound>,
+    /// Bytes of `pending[0]` already written, its frame header included.
     written: usize,
     /// Whether frames are still taken from the queue (false once closing).
     draining: bool,
@@ -201,7 +201,7 @@ impl Task {
                 self.take_queue(queue, config, handler, now);
             }
             while let Some(frame) = self.conn.take_transmit() {
-                self.pending.push_back(frame);
+                self.pending.push_back(Outbound::Frame(frame));
             }
             if self.pending.is_empty() && (self.conn.is_closed() || eof) {
                 return Ok(());
@@ -371,14 +371,14 @@ impl Task {
         self.pending.extend(handler.farewell(code, reason));
         self.conn.close(code, reason, now);
         while let Some(frame) = self.conn.take_transmit() {
-            self.pending.push_back(frame);
+            self.pending.push_back(Outbound::Frame(frame));
         }
-        let bytes: Vec<u8> = self
-            .pending
-            .iter()
-            .enumerate()
-            .flat_map(|(i, f)| f[if i == 0 { self.written } else { 0 }..].iter().copied())
-            .collect();
+        let mut bytes = Vec::new();
+        for (i, item) in self.pending.iter().enumerate() {
+            let skip = if i == 0 { self.written } else { 0 };
+            let (header, used, payload) = wire_parts(item);
+            bytes.extend(header[..used].iter().chain(payload.iter()).skip(skip));
+        }
         let _ = stream.try_write(&bytes);
     }
 
@@ -387,16 +387,32 @@ impl Task {
             if self.pending.is_empty() {
                 return Ok(());
             }
+            // Headers of payloads framed on the way out live here while the write borrows them.
+            let mut headers = [([0u8; 10], 0usize); MAX_IOV / 2];
+            let mut payloads: [&[u8]; MAX_IOV / 2] = [&[]; MAX_IOV / 2];
+            let items = self.pending.len().min(MAX_IOV / 2);
+            for (i, item) in self.pending.iter().take(items).enumerate() {
+                let (header, used, payload) = wire_parts(item);
+                headers[i] = (header, used);
+                payloads[i] = payload;
+            }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n_slices = 0;
-            for (i, frame) in self.pending.iter().take(MAX_IOV).enumerate() {
-                let bytes = if i == 0 {
-                    &frame[self.written..]
-                } else {
-                    &frame[..]
-                };
-                slices[i] = IoSlice::new(bytes);
-                n_slices += 1;
+            for i in 0..items {
+                let (header, used) = &headers[i];
+                let mut head = &header[..*used];
+                let mut body = payloads[i];
+                if i == 0 {
+                    let skip = self.written.min(head.len());
+                    head = &head[skip..];
+                    body = &body[self.written - skip..];
+                }
+                for part in [head, body] {
+                    if !part.is_empty() {
+                        slices[n_slices] = IoSlice::new(part);
+                        n_slices += 1;
+                    }
+                }
             }
             let mut n = match stream.try_write_vectored(&slices[..n_slices]) {
                 Ok(n) => n,
@@ -405,10 +421,11 @@ impl Task {
             };
             stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             while n > 0 {
-                let Some(front) = self.pending.front_mut() else {
+                let Some(front) = self.pending.front() else {
                     break;
                 };
-                let left = front.len() - self.written;
+                let (_, used, payload) = wire_parts(front);
+                let left = used + payload.len() - self.written;
                 if n >= left {
                     n -= left;
                     self.written = 0;
@@ -422,6 +439,22 @@ impl Task {
             if self.pending.is_empty() && self.pending.capacity() > 16 {
                 self.pending = VecDeque::new();
             }
+        }
+    }
+}
+
+/// An item as it goes on the wire: the frame header to add (none for a complete frame) and
+/// the bytes that follow it.
+fn wire_parts(item: &Outbound) -> ([u8; 10], usize, &[u8]) {
+    match item {
+        Outbound::Frame(frame) => ([0; 10], 0, frame),
+        Outbound::Text(payload) => {
+            let (header, used) = frame::server_header(OpCode::Text, payload.len());
+            (header, used, payload)
+        }
+        Outbound::Binary(payload) => {
+            let (header, used) = frame::server_header(OpCode::Binary, payload.len());
+            (header, used, payload)
         }
     }
 }

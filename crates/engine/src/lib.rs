@@ -13,5 +13,5 @@ pub mod rooms;
 pub mod upgrade;
 pub mod ws;
 
-pub use queue::{CloseRequest, OutQueue, PushError, QueueLimits};
+pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
 pub use rooms::{ConnId, Member, RoomIndex, RoomKey};

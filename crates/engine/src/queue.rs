@@ -1,6 +1,8 @@
 //! The bounded outbound queue of one connection.
 //!
-//! Producers (publishers, the connection's own replies) push encoded frames; the connection's
+//! Producers (publishers, the connection's own replies) push [`Outbound`] items: complete
+//! WebSocket frames, or message payloads that the transport frames on the way out (so that one
+//! queue serves a WebSocket and an HTTP long-polling transport alike); the connection's
 //! driver drains them in batches. The queue is bounded by messages and by bytes: a push past
 //! either bound fails with [`PushError::Full`], hands the frame back, and marks the queue as
 //! overflowed so the driver closes the connection as a slow consumer. A producer never waits.
@@ -10,6 +12,38 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+/// One item of an outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outbound {
+    /// A complete, encoded WebSocket frame (encoded once, shared by every recipient).
+    Frame(Bytes),
+    /// A text message payload; the transport adds its framing.
+    Text(Bytes),
+    /// A binary message payload; the transport adds its framing.
+    Binary(Bytes),
+}
+
+impl Outbound {
+    /// The bytes held, which is what the queue's byte bound counts.
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Frame(b) | Outbound::Text(b) | Outbound::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether no bytes are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Bytes> for Outbound {
+    fn from(frame: Bytes) -> Self {
+        Outbound::Frame(frame)
+    }
+}
 
 /// Bounds of one outbound queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +69,10 @@ impl Default for QueueLimits {
 pub enum PushError {
     /// The queue is at its bound: the consumer is too slow.
     #[error("outbound queue full")]
-    Full(Bytes),
+    Full(Outbound),
     /// The connection is closing and takes no more frames.
     #[error("connection closing")]
-    Closed(Bytes),
+    Closed(Outbound),
 }
 
 /// A request to close the connection, made by someone other than its driver
@@ -50,7 +84,7 @@ pub struct CloseRequest {
     /// Close reason, at most 123 bytes on the wire.
     pub reason: String,
     /// A last application message sent before the close frame (e.g. a `disconnect` message).
-    pub last_message: Option<Bytes>,
+    pub last_message: Option<Outbound>,
 }
 
 /// What one [`OutQueue::drain`] found.
@@ -64,7 +98,7 @@ pub struct Drained {
 
 #[derive(Debug, Default)]
 struct Inner {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Outbound>,
     bytes: usize,
     overflowed: bool,
     closing: bool,
@@ -98,7 +132,8 @@ impl OutQueue {
     }
 
     /// Queues a frame, or hands it back when the queue is full or closing.
-    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+    pub fn push(&self, item: impl Into<Outbound>) -> Result<(), PushError> {
+        let frame = item.into();
         let mut inner = self.lock();
         if inner.closing {
             return Err(PushError::Closed(frame));
@@ -145,7 +180,7 @@ impl OutQueue {
     }
 
     /// Moves every queued frame to `out` and reports overflow and close requests.
-    pub fn drain(&self, out: &mut VecDeque<Bytes>) -> Drained {
+    pub fn drain(&self, out: &mut VecDeque<Outbound>) -> Drained {
         let mut inner = self.lock();
         inner.bytes = 0;
         if out.is_empty() {
@@ -198,7 +233,7 @@ mod tests {
         assert!(q.push(Bytes::from_static(b"b")).is_ok());
         assert_eq!(
             q.push(Bytes::from_static(b"c")),
-            Err(PushError::Full(Bytes::from_static(b"c")))
+            Err(PushError::Full(Outbound::Frame(Bytes::from_static(b"c"))))
         );
         let mut out = VecDeque::new();
         let d = q.drain(&mut out);

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use roomcast_engine::rooms::ConnId;
 use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::CloseRequest;
+use roomcast_engine::{CloseRequest, Outbound};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -388,7 +388,7 @@ fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
             member.queue.request_close(CloseRequest {
                 code: code.code(),
                 reason: reason.to_owned(),
-                last_message: Some(last.clone()),
+                last_message: Some(Outbound::Frame(last.clone())),
             });
             n += 1;
         }

@@ -215,6 +215,31 @@ fn put_header(dst: &mut BytesMut, first: u8, mask_bit: u8, len: usize) {
     }
 }
 
+/// The header of an unmasked server frame with FIN set, for a payload written separately
+/// (vectored writes): the bytes and how many of them are used.
+pub fn server_header(opcode: OpCode, payload_len: usize) -> ([u8; 10], usize) {
+    let mut header = [0u8; 10];
+    header[0] = FIN | opcode.as_u8();
+    let used = match payload_len {
+        // In range, so the casts are lossless.
+        0..=125 => {
+            header[1] = payload_len as u8;
+            2
+        }
+        126..=0xFFFF => {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+            4
+        }
+        _ => {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+            10
+        }
+    };
+    (header, used)
+}
+
 /// Appends an unmasked server frame with FIN set to `dst`.
 pub fn encode(opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
     dst.reserve(header_len(payload.len()) + payload.len());
@@ -265,6 +290,17 @@ mod tests {
 
     fn decode_all(bytes: &[u8]) -> Result<Option<Frame>, ProtocolError> {
         decode(&mut BytesMut::from(bytes), &limits())
+    }
+
+    #[test]
+    fn server_header_matches_encode() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload = vec![7u8; len];
+            let whole = encoded(OpCode::Binary, &payload);
+            let (header, used) = server_header(OpCode::Binary, len);
+            assert_eq!(used, header_len(len));
+            assert_eq!(&whole[..used], &header[..used], "len {len}");
+        }
     }
 
     #[test]

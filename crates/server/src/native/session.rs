@@ -11,7 +11,7 @@ use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
 use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
 use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::{CloseRequest, OutQueue};
+use roomcast_engine::{CloseRequest, OutQueue, Outbound};
 
 use crate::app::{App, LiveGuard};
 use crate::auth::{AuthError, Identity};
@@ -93,7 +93,7 @@ impl NativeSession {
         self.queue.request_close(CloseRequest {
             code: code.code(),
             reason: reason.to_owned(),
-            last_message: Some(last),
+            last_message: Some(Outbound::Frame(last)),
         });
         self.leave_index();
         self.state = State::Done;
@@ -379,12 +379,9 @@ impl Handler for NativeSession {
         }
     }
 
-    fn farewell(&mut self, code: u16, reason: &str) -> Option<Bytes> {
+    fn farewell(&mut self, code: u16, reason: &str) -> Option<Outbound> {
         let code = CloseCode::from_code(code)?;
-        Some(frame::encoded(
-            OpCode::Text,
-            &proto::encode_disconnect(code, reason),
-        ))
+        Some(Outbound::Text(proto::encode_disconnect(code, reason)))
     }
 
     fn on_close(&mut self, end: &End) {

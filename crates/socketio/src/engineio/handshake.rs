@@ -245,8 +245,14 @@ mod tests {
     #[test]
     fn sid_parse_rejects_other_formats() {
         assert_eq!("short".parse::<Sid>(), Err(Error::UnknownSid));
-        assert_eq!("lv_VI97HAXpY6yYWAAA=".parse::<Sid>(), Err(Error::UnknownSid));
-        assert_eq!("lv_VI97HAXpY6yYWAAACX".parse::<Sid>(), Err(Error::UnknownSid));
+        assert_eq!(
+            "lv_VI97HAXpY6yYWAAA=".parse::<Sid>(),
+            Err(Error::UnknownSid)
+        );
+        assert_eq!(
+            "lv_VI97HAXpY6yYWAAACX".parse::<Sid>(),
+            Err(Error::UnknownSid)
+        );
     }
 
     #[test]
@@ -268,18 +274,58 @@ mod tests {
     #[test]
     fn refusals_follow_the_test_suite() {
         let cases = [
-            (Method::GET, "transport=polling", Error::UnsupportedProtocolVersion),
-            (Method::GET, "EIO=abc&transport=polling", Error::UnsupportedProtocolVersion),
-            (Method::GET, "EIO=3&transport=polling", Error::UnsupportedProtocolVersion),
+            (
+                Method::GET,
+                "transport=polling",
+                Error::UnsupportedProtocolVersion,
+            ),
+            (
+                Method::GET,
+                "EIO=abc&transport=polling",
+                Error::UnsupportedProtocolVersion,
+            ),
+            (
+                Method::GET,
+                "EIO=3&transport=polling",
+                Error::UnsupportedProtocolVersion,
+            ),
             (Method::GET, "EIO=4", Error::UnknownTransport),
             (Method::GET, "EIO=4&transport=abc", Error::UnknownTransport),
-            (Method::GET, "EIO=4&transport=webtransport", Error::UnknownTransport),
-            (Method::POST, "EIO=4&transport=polling", Error::BadHandshakeMethod),
-            (Method::PUT, "EIO=4&transport=polling", Error::BadHandshakeMethod),
-            (Method::GET, "EIO=4&transport=polling&sid=nope", Error::UnknownSid),
-            (Method::GET, "EIO=4&EIO=4&transport=polling", Error::BadQuery),
-            (Method::PUT, &format!("EIO=4&transport=polling&sid={SID}"), Error::BadMethod),
-            (Method::POST, &format!("EIO=4&transport=websocket&sid={SID}"), Error::BadMethod),
+            (
+                Method::GET,
+                "EIO=4&transport=webtransport",
+                Error::UnknownTransport,
+            ),
+            (
+                Method::POST,
+                "EIO=4&transport=polling",
+                Error::BadHandshakeMethod,
+            ),
+            (
+                Method::PUT,
+                "EIO=4&transport=polling",
+                Error::BadHandshakeMethod,
+            ),
+            (
+                Method::GET,
+                "EIO=4&transport=polling&sid=nope",
+                Error::UnknownSid,
+            ),
+            (
+                Method::GET,
+                "EIO=4&EIO=4&transport=polling",
+                Error::BadQuery,
+            ),
+            (
+                Method::PUT,
+                &format!("EIO=4&transport=polling&sid={SID}"),
+                Error::BadMethod,
+            ),
+            (
+                Method::POST,
+                &format!("EIO=4&transport=websocket&sid={SID}"),
+                Error::BadMethod,
+            ),
         ];
         for (method, query, err) in cases {
             assert_eq!(check(method, query), Err(err), "{query}");

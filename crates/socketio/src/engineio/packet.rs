@@ -198,10 +198,16 @@ mod tests {
             (b"5", Packet::Upgrade),
             (b"6", Packet::Noop),
             (b"1", Packet::Close),
-            (b"bAQIDBA==", Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))),
+            (
+                b"bAQIDBA==",
+                Packet::Binary(Bytes::from_static(&[1, 2, 3, 4])),
+            ),
         ];
         for (wire, packet) in vectors {
-            assert_eq!(decode_text(Bytes::copy_from_slice(wire)), Ok(packet.clone()));
+            assert_eq!(
+                decode_text(Bytes::copy_from_slice(wire)),
+                Ok(packet.clone())
+            );
             assert_eq!(text(&packet), wire);
         }
     }
@@ -219,7 +225,10 @@ mod tests {
         let packet = decode_binary(Bytes::from_static(&[1, 2, 3, 4]));
         assert!(packet.is_binary());
         assert_eq!(ws(&packet), [1, 2, 3, 4]);
-        assert_eq!(ws(&Packet::Message(Bytes::from_static(b"hello"))), b"4hello");
+        assert_eq!(
+            ws(&Packet::Message(Bytes::from_static(b"hello"))),
+            b"4hello"
+        );
         assert_eq!(decode_binary(Bytes::new()), Packet::Binary(Bytes::new()));
     }
 

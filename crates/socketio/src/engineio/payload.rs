@@ -80,11 +80,20 @@ mod tests {
     fn protocol_document_vectors() {
         let first = [msg("hello"), Packet::Ping(Bytes::new()), msg("world")];
         assert_eq!(decode(b"4hello\x1e2\x1e4world").unwrap(), first);
-        assert_eq!(encode_all(&first, 1000), (3, b"4hello\x1e2\x1e4world".to_vec()));
+        assert_eq!(
+            encode_all(&first, 1000),
+            (3, b"4hello\x1e2\x1e4world".to_vec())
+        );
 
-        let second = [msg("hello"), Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))];
+        let second = [
+            msg("hello"),
+            Packet::Binary(Bytes::from_static(&[1, 2, 3, 4])),
+        ];
         assert_eq!(decode(b"4hello\x1ebAQIDBA==").unwrap(), second);
-        assert_eq!(encode_all(&second, 1000), (2, b"4hello\x1ebAQIDBA==".to_vec()));
+        assert_eq!(
+            encode_all(&second, 1000),
+            (2, b"4hello\x1ebAQIDBA==".to_vec())
+        );
     }
 
     #[test]
@@ -158,7 +167,10 @@ mod tests {
             }
             let (n, body) = encode_all(&packets, usize::MAX);
             assert_eq!(n, packets.len());
-            assert_eq!(decode_payload(Bytes::from(body), usize::MAX).unwrap(), packets);
+            assert_eq!(
+                decode_payload(Bytes::from(body), usize::MAX).unwrap(),
+                packets
+            );
         }
     }
 }

@@ -130,6 +130,22 @@ impl<T> SendError<T> {
     }
 }
 
+/// Why [`Session::admit`] refused, before the refused value is attached.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Full,
+    Closed,
+}
+
+impl Refusal {
+    fn with<T>(self, value: T) -> SendError<T> {
+        match self {
+            Self::Full => SendError::Full(value),
+            Self::Closed => SendError::Closed(value),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Open,
@@ -231,7 +247,9 @@ impl Session {
         match self.phase {
             Phase::Open => Some(heartbeat),
             Phase::Upgrading { deadline, .. } => Some(heartbeat.min(deadline)),
-            Phase::Closed { at } => (!self.outgoing.is_empty()).then(|| at + self.config.close_timeout),
+            Phase::Closed { at } => {
+                (!self.outgoing.is_empty()).then(|| at + self.config.close_timeout)
+            }
         }
     }
 
@@ -264,7 +282,7 @@ impl Session {
     /// A second `GET` while one is pending closes the session with [`Error::DuplicateGet`]:
     /// answer the second with the error and the first with its `take_batch` (a close packet).
     pub fn on_get(&mut self, now: Instant) -> Result<(), Error> {
-        self.check_polling()?;
+        self.check_polling(true)?;
         if self.get_pending {
             return Err(self.fail(Error::DuplicateGet, now));
         }
@@ -275,7 +293,7 @@ impl Session {
     /// A polling `POST` started; call [`on_post`](Self::on_post) with its body once read. A
     /// second one before that closes the session with [`Error::DuplicatePost`].
     pub fn begin_post(&mut self, now: Instant) -> Result<(), Error> {
-        self.check_polling()?;
+        self.check_polling(false)?;
         if self.post_active {
             return Err(self.fail(Error::DuplicatePost, now));
         }
@@ -287,7 +305,7 @@ impl Session {
     /// payload closes the session.
     pub fn on_post(&mut self, body: Bytes, now: Instant) -> Result<(), Error> {
         self.post_active = false;
-        self.check_polling()?;
+        self.check_polling(false)?;
         let packets = match decode_payload(body, self.config.max_payload) {
             Ok(packets) => packets,
             Err(err) => return Err(self.fail(err, now)),
@@ -410,26 +428,41 @@ impl Session {
 
     /// Queues a message or binary packet (the session sends the control packets itself).
     pub fn send(&mut self, packet: Packet) -> Result<(), SendError<Packet>> {
-        self.send_all(vec![packet])
-            .map_err(|err| match err {
-                SendError::Full(mut v) => SendError::Full(v.remove(0)),
-                SendError::Closed(mut v) => SendError::Closed(v.remove(0)),
-            })
+        let cost = cost(&packet);
+        match self.admit(cost) {
+            Ok(()) => {
+                self.buffered += cost;
+                self.outgoing.push_back(packet);
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.with(packet)),
+        }
     }
 
     /// Queues packets that must go together (a Socket.IO binary packet and its attachments):
     /// all of them or none.
     pub fn send_all(&mut self, packets: Vec<Packet>) -> Result<(), SendError<Vec<Packet>>> {
+        let total = packets.iter().map(cost).sum();
+        match self.admit(total) {
+            Ok(()) => {
+                self.buffered += total;
+                self.outgoing.extend(packets);
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.with(packets)),
+        }
+    }
+
+    /// Whether `cost` more bytes may be buffered. An empty buffer takes anything, so that
+    /// the bound limits the backlog, not the size of one message.
+    fn admit(&self, cost: usize) -> Result<(), Refusal> {
         if self.is_closed() {
-            return Err(SendError::Closed(packets));
+            Err(Refusal::Closed)
+        } else if self.buffered > 0 && self.buffered + cost > self.config.max_buffered_bytes {
+            Err(Refusal::Full)
+        } else {
+            Ok(())
         }
-        let total: usize = packets.iter().map(cost).sum();
-        if self.buffered > 0 && self.buffered + total > self.config.max_buffered_bytes {
-            return Err(SendError::Full(packets));
-        }
-        self.buffered += total;
-        self.outgoing.extend(packets);
-        Ok(())
     }
 
     /// Closes the session from the server side: the buffered packets, then a close packet,
@@ -438,10 +471,12 @@ impl Session {
         self.shutdown(CloseReason::ServerClose, now);
     }
 
-    fn check_polling(&self) -> Result<(), Error> {
+    /// Whether a polling request may go on: the session must be on polling and, for a `GET`,
+    /// still have something to deliver if closed (its last packets); a `POST` needs it open.
+    fn check_polling(&self, get: bool) -> Result<(), Error> {
         if self.transport != Transport::Polling {
             Err(Error::TransportMismatch)
-        } else if self.is_closed() && self.outgoing.is_empty() {
+        } else if self.is_closed() && !(get && !self.outgoing.is_empty()) {
             Err(Error::SessionClosed)
         } else {
             Ok(())
