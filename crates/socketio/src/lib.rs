@@ -11,3 +11,4 @@ pub mod engineio;
 pub mod socketio;
 
 pub use engineio::{Session, SessionConfig, Sid, Transport};
+pub use socketio::{Reassembler, ReassemblyLimits};
