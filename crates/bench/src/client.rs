@@ -1,6 +1,7 @@
 //! One benchmark client: the identity in its token, its handshake up to a checked `welcome`,
 //! and holding the connection open (answering the server's pings) until told to close.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,6 +95,10 @@ pub(crate) enum OpenError {
     NotWelcome(String),
     #[error("the welcome lists rooms {got:?}, expected {want:?}")]
     Rooms { got: Vec<String>, want: Vec<String> },
+    #[error("cannot connect from {from}: {error}")]
+    Connect { from: String, error: std::io::Error },
+    #[error("the Socket.IO handshake failed: {0}")]
+    SocketIo(String),
 }
 
 impl OpenError {
@@ -109,6 +114,8 @@ impl OpenError {
             OpenError::Binary => "binary".into(),
             OpenError::NotWelcome(_) => "not a welcome".into(),
             OpenError::Rooms { .. } => "wrong rooms".into(),
+            OpenError::Connect { error, .. } => format!("connect: {}", error.kind()),
+            OpenError::SocketIo(_) => "socket.io handshake".into(),
         }
     }
 }
@@ -146,7 +153,7 @@ pub(crate) async fn open(
     }
 }
 
-fn check_welcome(text: &str, want: Vec<String>) -> Result<(), OpenError> {
+pub(crate) fn check_welcome(text: &str, want: Vec<String>) -> Result<(), OpenError> {
     let not_welcome = || OpenError::NotWelcome(snippet(text));
     let value: Value = serde_json::from_str(text).map_err(|_| not_welcome())?;
     if value.get("type").and_then(Value::as_str) != Some("welcome") {
@@ -170,7 +177,7 @@ fn check_welcome(text: &str, want: Vec<String>) -> Result<(), OpenError> {
     Ok(())
 }
 
-fn describe(frame: Option<CloseFrame>) -> String {
+pub(crate) fn describe(frame: Option<CloseFrame>) -> String {
     match frame {
         Some(frame) => format!(
             "close code {} {:?}",
@@ -182,7 +189,7 @@ fn describe(frame: Option<CloseFrame>) -> String {
 }
 
 /// The first 200 characters of `text`, for error messages.
-fn snippet(text: &str) -> String {
+pub(crate) fn snippet(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {
         Some((end, _)) => format!("{}...", &text[..end]),
@@ -199,7 +206,7 @@ pub(crate) struct Drops {
 }
 
 impl Drops {
-    fn record(&self, reason: String) {
+    pub(crate) fn record(&self, reason: String) {
         if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
             if let Ok(mut first) = self.first.lock() {
                 *first = Some(reason);
@@ -258,12 +265,56 @@ pub(crate) async fn hold(
 }
 
 /// Sends a close frame and reads until the server's reply ends the stream.
-async fn close(ws: &mut Ws) -> Result<(), tungstenite::Error> {
+pub(crate) async fn close<S>(ws: &mut WebSocketStream<S>) -> Result<(), tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     ws.close(None).await?;
     while let Some(message) = ws.next().await {
         message?;
     }
     Ok(())
+}
+
+/// Idle native connections with the memory scenario's identities: a checked welcome, then
+/// nothing but the server's pings.
+pub(crate) struct NativeDialer {
+    url_prefix: String,
+    identities: Identities,
+}
+
+impl NativeDialer {
+    /// Connections to the server at `addr` for `identities`.
+    pub(crate) fn new(addr: SocketAddr, identities: Identities) -> NativeDialer {
+        NativeDialer {
+            url_prefix: format!("ws://{addr}/ws?token="),
+            identities,
+        }
+    }
+}
+
+impl crate::fleet::Dialer for NativeDialer {
+    type Conn = Ws;
+
+    async fn dial(self: Arc<Self>, id: usize) -> Result<Ws, OpenError> {
+        let token = self.identities.token(id).map_err(OpenError::Token)?;
+        let url = format!("{}{token}", self.url_prefix);
+        // Small client buffers: the client holds as many connections as the server and shares
+        // the machine with it, and idle connections read only a welcome and pings.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        open(&url, self.identities.expected_rooms(id), config).await
+    }
+
+    async fn hold(
+        self: Arc<Self>,
+        ws: Ws,
+        stop: watch::Receiver<bool>,
+        drops: Arc<Drops>,
+    ) -> HoldEnd {
+        hold(ws, stop, drops).await
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The benchmark's open connections as one set: opening them at a bounded rate with a bounded
-//! number of handshakes in flight, holding them idle, and closing them all at the end.
+//! number of handshakes in flight, holding them (the dialer decides what holding means: idle,
+//! or reading events), and closing them all at the end. What one connection is and how it is
+//! opened is the [`Dialer`]'s business, so the same pacing serves every protocol.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +12,30 @@ use anyhow::{bail, Result};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::client::{self, Drops, HoldEnd, Identities, OpenError, Ws};
+use crate::client::{Drops, HoldEnd, OpenError};
+
+/// Opens and holds one kind of connection.
+pub(crate) trait Dialer: Send + Sync + 'static {
+    /// An open connection.
+    type Conn: Send + 'static;
+
+    /// Opens connection `id` up to the point where it is usable (a checked welcome, a
+    /// Socket.IO namespace connect). The fleet bounds the time taken.
+    fn dial(
+        self: Arc<Self>,
+        id: usize,
+    ) -> impl Future<Output = Result<Self::Conn, OpenError>> + Send;
+
+    /// Keeps `conn` open until `stop` turns true, then closes it; a connection the server
+    /// ends is recorded in `drops`.
+    fn hold(
+        self: Arc<Self>,
+        conn: Self::Conn,
+        stop: watch::Receiver<bool>,
+        drops: Arc<Drops>,
+    ) -> impl Future<Output = HoldEnd> + Send;
+}
 
 /// How the fleet opens connections.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +49,8 @@ pub(crate) struct Pace {
 }
 
 /// A set of open connections.
-pub(crate) struct Fleet {
-    url_prefix: Arc<str>,
-    identities: Arc<Identities>,
+pub(crate) struct Fleet<D: Dialer> {
+    dialer: Arc<D>,
     pace: Pace,
     stop: watch::Sender<bool>,
     held: JoinSet<HoldEnd>,
@@ -57,12 +79,11 @@ pub(crate) struct Closed {
     pub(crate) dropped: usize,
 }
 
-impl Fleet {
-    /// An empty fleet for the server at `addr`.
-    pub(crate) fn new(addr: SocketAddr, identities: Identities, pace: Pace) -> Fleet {
+impl<D: Dialer> Fleet<D> {
+    /// An empty fleet whose connections `dialer` opens.
+    pub(crate) fn new(dialer: D, pace: Pace) -> Fleet<D> {
         Fleet {
-            url_prefix: format!("ws://{addr}/ws?token=").into(),
-            identities: Arc::new(identities),
+            dialer: Arc::new(dialer),
             pace,
             stop: watch::Sender::new(false),
             held: JoinSet::new(),
@@ -74,7 +95,7 @@ impl Fleet {
     /// starts no more, waits for those in flight and reports the failures by kind.
     pub(crate) async fn open(&mut self, ids: Range<usize>) -> Result<Opened> {
         let started = Instant::now();
-        let mut opening: JoinSet<Attempt> = JoinSet::new();
+        let mut opening: JoinSet<Attempt<D::Conn>> = JoinSet::new();
         let mut next = ids.start;
         let mut failures = Failures::default();
         let mut latencies = Vec::with_capacity(ids.len());
@@ -99,12 +120,7 @@ impl Fleet {
                     }
                 },
                 () = tokio::time::sleep_until(due), if may_start => {
-                    opening.spawn(open_one(
-                        next,
-                        self.url_prefix.clone(),
-                        self.identities.clone(),
-                        self.pace.timeout,
-                    ));
+                    opening.spawn(open_one(next, self.dialer.clone(), self.pace.timeout));
                     next += 1;
                 }
             }
@@ -120,9 +136,12 @@ impl Fleet {
         })
     }
 
-    fn hold(&mut self, ws: Ws) {
-        self.held
-            .spawn(client::hold(ws, self.stop.subscribe(), self.drops.clone()));
+    fn hold(&mut self, conn: D::Conn) {
+        let hold = self
+            .dialer
+            .clone()
+            .hold(conn, self.stop.subscribe(), self.drops.clone());
+        self.held.spawn(hold);
     }
 
     /// How many held connections the server has ended, and why the first one ended.
@@ -130,10 +149,10 @@ impl Fleet {
         self.drops.get()
     }
 
-    /// Closes every held connection, waiting at most a few seconds for the close handshakes.
-    pub(crate) async fn close(mut self) -> Closed {
+    /// Closes every held connection, waiting at most `wait` for the close handshakes.
+    pub(crate) async fn close(mut self, wait: Duration) -> Closed {
         self.stop.send_replace(true);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + wait;
         let mut closed = Closed::default();
         while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, self.held.join_next()).await
         {
@@ -149,33 +168,14 @@ impl Fleet {
     }
 }
 
-/// A user id and either its connection with the time it took to open, or why it failed.
-type Attempt = (usize, Result<(Ws, Duration), OpenError>);
+/// A connection id and either its connection with the time it took to open, or why it failed.
+type Attempt<C> = (usize, Result<(C, Duration), OpenError>);
 
-/// Connects user `id` and waits for its welcome, within `timeout`.
-async fn open_one(
-    id: usize,
-    url_prefix: Arc<str>,
-    identities: Arc<Identities>,
-    timeout: Duration,
-) -> Attempt {
+/// Opens connection `id` within `timeout`.
+async fn open_one<D: Dialer>(id: usize, dialer: Arc<D>, timeout: Duration) -> Attempt<D::Conn> {
     let started = Instant::now();
-    let token = match identities.token(id) {
-        Ok(token) => token,
-        Err(e) => return (id, Err(OpenError::Token(e))),
-    };
-    let url = format!("{url_prefix}{token}");
-    // Small client buffers: the client holds as many connections as the server and shares the
-    // machine with it, and idle connections read only a welcome and pings.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let opened = tokio::time::timeout(
-        timeout,
-        client::open(&url, identities.expected_rooms(id), config),
-    );
-    let result = match opened.await {
-        Ok(Ok(ws)) => Ok((ws, started.elapsed())),
+    let result = match tokio::time::timeout(timeout, dialer.dial(id)).await {
+        Ok(Ok(conn)) => Ok((conn, started.elapsed())),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(OpenError::Timeout(timeout)),
     };

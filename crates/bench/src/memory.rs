@@ -11,7 +11,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 
 use crate::capacity;
-use crate::client::Identities;
+use crate::client::{Identities, NativeDialer};
 use crate::fleet::{Closed, Fleet, Opened, Pace};
 use crate::procfs::{self, Sample};
 use crate::server::ServerProcess;
@@ -122,14 +122,14 @@ pub(crate) async fn run(args: Args, json: bool) -> Result<()> {
         in_flight: args.in_flight,
         timeout: Duration::from_secs(args.timeout_secs),
     };
-    let mut fleet = Fleet::new(
+    let dialer = NativeDialer::new(
         server.addr(),
         Identities::new(&secret, args.tenants, TOKEN_TTL),
-        pace,
     );
+    let mut fleet = Fleet::new(dialer, pace);
     let measured = measure(&args, &mut server, &mut fleet).await;
     eprintln!("closing the connections");
-    let closed = fleet.close().await;
+    let closed = fleet.close(Duration::from_secs(10)).await;
     // The server's state and last words are the first thing to read when a run goes wrong.
     let measured = measured.map_err(|e| {
         let state = match server.ensure_running() {
@@ -162,7 +162,11 @@ pub(crate) async fn run(args: Args, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn measure(args: &Args, server: &mut ServerProcess, fleet: &mut Fleet) -> Result<Measured> {
+async fn measure(
+    args: &Args,
+    server: &mut ServerProcess,
+    fleet: &mut Fleet<NativeDialer>,
+) -> Result<Measured> {
     let pid = server.pid();
     let idle = Duration::from_secs(args.idle_secs);
     let start = procfs::sample(pid)?;
@@ -191,7 +195,11 @@ async fn measure(args: &Args, server: &mut ServerProcess, fleet: &mut Fleet) -> 
 
 /// Lets the connections sit idle for `idle`, then checks that the server and all of them are
 /// still there, so that a sample never counts a half-torn-down state.
-async fn settle(idle: Duration, server: &mut ServerProcess, fleet: &Fleet) -> Result<()> {
+async fn settle(
+    idle: Duration,
+    server: &mut ServerProcess,
+    fleet: &Fleet<NativeDialer>,
+) -> Result<()> {
     eprintln!("idle for {} s", idle.as_secs());
     tokio::time::sleep(idle).await;
     server.ensure_running()?;

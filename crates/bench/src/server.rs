@@ -1,6 +1,7 @@
 //! The server under test as a child process: started with the scenario's environment on an
-//! ephemeral port, its address read from the `roomcast listening on <addr>` line of its stdout,
-//! its output kept for the report, and killed on drop so that no error path leaves it running.
+//! ephemeral port, its address read from its `<name> listening on <addr>` line on stdout (the
+//! peers print the same kind of line), its output kept for the report, and killed on drop so
+//! that no error path leaves it running.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,6 +29,17 @@ struct OutputLog {
 /// A std mutex: it is held only to push or copy a few lines, never across an `.await`.
 type SharedLog = Arc<Mutex<OutputLog>>;
 
+/// How to start a server: the program, its arguments, its environment besides the inherited one
+/// (less every `ROOMCAST_*` variable), and the prefix of its ready line.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub(crate) program: std::path::PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    /// The line prefix the server prints once it is bound, before its address.
+    pub(crate) ready: String,
+}
+
 /// A running server.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
@@ -52,6 +64,22 @@ impl ServerProcess {
                 bin.display()
             );
         }
+        let launch = Launch {
+            program: bin.to_path_buf(),
+            args: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ready: LISTENING.to_string(),
+        };
+        ServerProcess::launch(&launch, timeout).await
+    }
+
+    /// Starts a server as `launch` says and waits up to `timeout` for its ready line.
+    pub(crate) async fn launch(launch: &Launch, timeout: Duration) -> Result<ServerProcess> {
+        let bin = &launch.program;
+        let env = &launch.env;
         let mut command = Command::new(bin);
         // Variables from the caller's shell would silently change the configuration measured.
         for (key, _) in std::env::vars_os() {
@@ -60,6 +88,7 @@ impl ServerProcess {
             }
         }
         command
+            .args(&launch.args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -85,7 +114,8 @@ impl ServerProcess {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             log,
         };
-        match tokio::time::timeout(timeout, read_address(stdout, server.log.clone())).await {
+        let ready = read_address(stdout, server.log.clone(), launch.ready.clone());
+        match tokio::time::timeout(timeout, ready).await {
             Ok(Ok(addr)) => {
                 server.addr = addr;
                 Ok(server)
@@ -98,8 +128,8 @@ impl ServerProcess {
                 Err(anyhow!("{e:#}{}", server.output_report()))
             }
             Err(_) => Err(anyhow!(
-                "the server printed no `{}<addr>` line within {} s{}",
-                LISTENING.trim_end(),
+                "the server printed no `{} <addr>` line within {} s{}",
+                launch.ready.trim_end(),
                 timeout.as_secs(),
                 server.output_report()
             )),
@@ -179,8 +209,8 @@ fn describe(status: ExitStatus) -> String {
     status.to_string()
 }
 
-/// Reads stdout up to the listening line, then hands the rest to [`collect`].
-async fn read_address(stdout: ChildStdout, log: SharedLog) -> Result<SocketAddr> {
+/// Reads stdout up to the line starting with `ready`, then hands the rest to [`collect`].
+async fn read_address(stdout: ChildStdout, log: SharedLog, ready: String) -> Result<SocketAddr> {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
     loop {
@@ -195,7 +225,7 @@ async fn read_address(stdout: ChildStdout, log: SharedLog) -> Result<SocketAddr>
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
-        if let Some(addr) = text.strip_prefix(LISTENING) {
+        if let Some(addr) = text.strip_prefix(ready.as_str()) {
             let addr = addr
                 .trim()
                 .parse()

@@ -200,8 +200,12 @@ impl Task {
             if self.draining && (self.pending.is_empty() || queue.is_closing()) {
                 self.take_queue(queue, config, handler, now);
             }
-            while let Some(frame) = self.conn.take_transmit() {
-                self.pending.push_back(Outbound::Frame(frame));
+            // Control frames wait in the connection (which bounds them) until the backlog is
+            // written: a peer that sends pings but never reads cannot grow the backlog.
+            if self.pending.is_empty() {
+                while let Some(frame) = self.conn.take_transmit() {
+                    self.pending.push_back(Outbound::Frame(frame));
+                }
             }
             if self.pending.is_empty() && (self.conn.is_closed() || eof) {
                 return Ok(());
@@ -253,9 +257,8 @@ impl Task {
                 Ok(Some(event)) => event,
                 Ok(None) => return,
                 Err(e) => {
-                    let code = e.close_code();
-                    self.end.code = Some(code);
-                    self.conn.close(code, &e.to_string(), now);
+                    // The connection has already failed itself and queued its close frame.
+                    self.end.code = Some(e.close_code());
                     // Answers to the messages before the bad frame still go out, before
                     // the close frame.
                     self.flush_queue(queue);
@@ -293,8 +296,6 @@ impl Task {
                     self.end.code = self.end.code.or(code);
                     self.flush_queue(queue);
                 }
-                #[allow(unreachable_patterns)]
-                _ => {}
             }
             self.apply_close(ctx.close, queue);
         }

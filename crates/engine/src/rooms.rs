@@ -102,6 +102,9 @@ struct Room {
 struct ConnEntry {
     tenant: Arc<str>,
     user: Arc<str>,
+    /// The one namespace a connection lives in (a Socket.IO socket); `None` for connections
+    /// that reach every namespace (native).
+    ns: Option<Arc<str>>,
     member: Member,
     rooms: Vec<RoomKey>,
 }
@@ -162,7 +165,23 @@ impl RoomIndex {
 
     /// Adds a connection to its tenant and user. It joins no room yet.
     pub fn register(&self, tenant: &str, user: &str, member: Member) {
-        let mut inner = self.write();
+        Self::register_locked(&mut self.write(), tenant, user, None, member);
+    }
+
+    /// Adds a connection that lives in one namespace (a Socket.IO socket: one per namespace
+    /// of a client). The namespace-aware collectors ([`collect_user_in`](Self::collect_user_in),
+    /// [`collect_tenant_in`](Self::collect_tenant_in)) leave it out for other namespaces.
+    pub fn register_in(&self, tenant: &str, user: &str, ns: &str, member: Member) {
+        Self::register_locked(&mut self.write(), tenant, user, Some(ns.into()), member);
+    }
+
+    fn register_locked(
+        inner: &mut Inner,
+        tenant: &str,
+        user: &str,
+        ns: Option<Arc<str>>,
+        member: Member,
+    ) {
         let tenant: Arc<str> = match inner.tenants.get_key_value(tenant) {
             Some((k, _)) => k.clone(),
             None => tenant.into(),
@@ -179,10 +198,30 @@ impl RoomIndex {
             ConnEntry {
                 tenant,
                 user,
+                ns,
                 member,
                 rooms: Vec::new(),
             },
         );
+    }
+
+    /// [`register`](Self::register) and [`join`](Self::join) of each room, under one lock: the
+    /// connection becomes visible to publishers with all its rooms at once. Rooms past the
+    /// per-connection bound are skipped; returns how many were joined.
+    pub fn register_with_rooms(
+        &self,
+        tenant: &str,
+        user: &str,
+        member: Member,
+        rooms: &[RoomKey],
+    ) -> usize {
+        let id = member.id;
+        let mut inner = self.write();
+        Self::register_locked(&mut inner, tenant, user, None, member);
+        rooms
+            .iter()
+            .filter(|key| self.join_locked(&mut inner, id, key) == Ok(true))
+            .count()
     }
 
     /// Removes a connection from every room, its user and its tenant.
@@ -211,8 +250,10 @@ impl RoomIndex {
     /// Puts a connection in a room. `Ok(false)` when it was already there. The room's tenant
     /// may differ from the connection's only when the caller has decided so (platform admins).
     pub fn join(&self, id: ConnId, key: &RoomKey) -> Result<bool, JoinError> {
-        let mut inner = self.write();
-        let inner = &mut *inner;
+        self.join_locked(&mut self.write(), id, key)
+    }
+
+    fn join_locked(&self, inner: &mut Inner, id: ConnId, key: &RoomKey) -> Result<bool, JoinError> {
         let entry = inner.conns.get_mut(&id).ok_or(JoinError::NotRegistered)?;
         if entry.rooms.contains(key) {
             return Ok(false);
@@ -224,12 +265,13 @@ impl RoomIndex {
         let member = entry.member.clone();
         let t = inner.tenants.entry(key.tenant.clone()).or_default();
         let rooms = t.rooms.entry(key.ns.clone()).or_default();
+        let created = &mut inner.rooms_created;
         let room = rooms.entry(key.room.clone()).or_insert_with(|| {
-            inner.rooms_created += 1;
+            *created += 1;
             Room {
                 members: HashMap::new(),
                 next_offset: AtomicU64::new(1),
-                epoch: format!("{}-{:x}", self.epoch_prefix, inner.rooms_created).into(),
+                epoch: format!("{}-{:x}", self.epoch_prefix, *created).into(),
             }
         });
         room.members.insert(id, member);
@@ -360,6 +402,43 @@ impl RoomIndex {
         })
     }
 
+    /// Collects a room's members into `out` without giving an event a position: for relays
+    /// and volatile messages that are not part of the room's stream.
+    pub fn collect_members(&self, key: &RoomKey, out: &mut Vec<Member>) {
+        let inner = self.read();
+        let room = inner
+            .tenants
+            .get(&key.tenant)
+            .and_then(|t| t.rooms.get(&key.ns))
+            .and_then(|rooms| rooms.get(&key.room));
+        if let Some(room) = room {
+            out.extend(room.members.values().cloned());
+        }
+    }
+
+    /// The namespace a connection was registered in with [`register_in`](Self::register_in).
+    pub fn namespace_of(&self, id: ConnId) -> Option<Arc<str>> {
+        self.read().conns.get(&id).and_then(|e| e.ns.clone())
+    }
+
+    /// Collects the connections of one user of one tenant that reach namespace `ns`: those
+    /// registered without a namespace, and those registered in `ns`.
+    pub fn collect_user_in(&self, tenant: &str, user: &str, ns: &str, out: &mut Vec<Member>) {
+        let inner = self.read();
+        if let Some(ids) = inner.tenants.get(tenant).and_then(|t| t.users.get(user)) {
+            out.extend(ids.iter().filter_map(|id| reaching(&inner, *id, ns)));
+        }
+    }
+
+    /// Collects the connections of one tenant that reach namespace `ns` (see
+    /// [`collect_user_in`](Self::collect_user_in)).
+    pub fn collect_tenant_in(&self, tenant: &str, ns: &str, out: &mut Vec<Member>) {
+        let inner = self.read();
+        if let Some(t) = inner.tenants.get(tenant) {
+            out.extend(t.conns.keys().filter_map(|id| reaching(&inner, *id, ns)));
+        }
+    }
+
     /// Collects every connection of one user of one tenant.
     pub fn collect_user(&self, tenant: &str, user: &str, out: &mut Vec<Member>) {
         let inner = self.read();
@@ -380,6 +459,15 @@ impl RoomIndex {
     /// Collects every connection of every tenant (platform-wide broadcast).
     pub fn collect_all(&self, out: &mut Vec<Member>) {
         out.extend(self.read().conns.values().map(|e| e.member.clone()));
+    }
+}
+
+/// The member `id` if it reaches namespace `ns`.
+fn reaching(inner: &Inner, id: ConnId, ns: &str) -> Option<Member> {
+    let entry = inner.conns.get(&id)?;
+    match &entry.ns {
+        Some(own) if **own != *ns => None,
+        _ => Some(entry.member.clone()),
     }
 }
 
@@ -493,6 +581,42 @@ mod tests {
         let p3 = idx.collect_room(&k, &mut out).unwrap();
         assert_eq!(p3.offset, 1);
         assert_ne!(p3.epoch, p1.epoch);
+    }
+
+    #[test]
+    fn namespaced_members_reach_their_namespace_only() {
+        let idx = RoomIndex::new("e", 10);
+        let (native, chat, admin) = (member(0), member(1), member(1));
+        idx.register("t", "u", native.clone());
+        idx.register_in("t", "u", "/chat", chat.clone());
+        idx.register_in("t", "u", "/admin", admin.clone());
+        assert_eq!(idx.namespace_of(chat.id).as_deref(), Some("/chat"));
+        assert_eq!(idx.namespace_of(native.id), None);
+        let mut out = Vec::new();
+        idx.collect_user_in("t", "u", "/chat", &mut out);
+        assert_eq!(ids(&out), ids(&[native.clone(), chat.clone()]));
+        out.clear();
+        idx.collect_tenant_in("t", "/admin", &mut out);
+        assert_eq!(ids(&out), ids(&[native.clone(), admin.clone()]));
+        out.clear();
+        idx.collect_tenant_in("other", "/admin", &mut out);
+        assert!(out.is_empty());
+        idx.unregister(chat.id);
+        assert_eq!(idx.namespace_of(chat.id), None);
+    }
+
+    #[test]
+    fn collect_members_gives_no_position() {
+        let idx = RoomIndex::new("e", 10);
+        let a = member(0);
+        idx.register("t", "u", a.clone());
+        let k = RoomKey::new("t", "/", "r");
+        idx.join(a.id, &k).unwrap();
+        let mut out = Vec::new();
+        idx.collect_members(&k, &mut out);
+        idx.collect_members(&RoomKey::new("t", "/", "none"), &mut out);
+        assert_eq!(ids(&out), vec![a.id]);
+        assert_eq!(idx.collect_room(&k, &mut out).map(|p| p.offset), Some(1));
     }
 
     #[test]

@@ -13,15 +13,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use roomcast_engine::rooms::ConnId;
-use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::{CloseRequest, Outbound};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::api_keys::Principal;
 use crate::app::App;
-use crate::native::proto::{self, CloseCode};
+use crate::native::close_request;
+use crate::native::proto::{CloseCode, MAX_NAME_BYTES};
 use crate::native::session::NativeSession;
 use crate::publish::{self, Outgoing, Scope};
 
@@ -29,8 +28,6 @@ type Resp = Response<Full<Bytes>>;
 
 /// Most user ids listed per tenant by `GET /api/connections`.
 const MAX_LISTED_USERS: usize = 1000;
-/// Longest room, event, user or tenant name accepted by the API.
-const MAX_NAME: usize = 256;
 
 /// Routes one request.
 pub async fn handle(
@@ -51,6 +48,11 @@ pub async fn handle(
         (Method::GET, p) if user_status_id(p).is_some() => {
             with_principal(&app, req, api_user_status).await
         }
+        (_, p) if user_status_id(p).is_some() => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ),
         (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
         | (_, "/api/disconnect" | "/api/info") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -198,9 +200,9 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > MAX_NAME {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(ApiError::bad(format!(
-            "{what} must be 1 to {MAX_NAME} bytes"
+            "{what} must be 1 to {MAX_NAME_BYTES} bytes"
         )));
     }
     Ok(())
@@ -238,6 +240,9 @@ struct PublishBody<'a> {
 fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
     let body: PublishBody<'_> = parse_body(&call.body)?;
     check_name("event", &body.event)?;
+    if let Some(tenant) = &body.tenant {
+        check_name("tenant", tenant)?;
+    }
     for r in &body.rooms {
         check_name("room", r)?;
     }
@@ -246,6 +251,9 @@ fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
     }
     let ns = body.namespace.as_deref().unwrap_or("/");
     check_name("namespace", ns)?;
+    if !ns.starts_with('/') {
+        return Err(ApiError::bad("namespace must start with /"));
+    }
     if body.rooms.is_empty() && body.users.is_empty() && !body.broadcast {
         return Err(ApiError::bad("give rooms, users, or broadcast: true"));
     }
@@ -370,33 +378,33 @@ fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
             let id = u64::from_str_radix(session, 16)
                 .map(ConnId)
                 .map_err(|_| ApiError::bad("unknown session"))?;
+            // Another tenant's session looks exactly like an unknown one to a tenant key.
             match app.index.member(id) {
-                Some((_, tenant, _)) => {
-                    resolve_tenant(&call.principal, Some(&tenant))?;
+                Some((_, tenant, _)) if resolve_tenant(&call.principal, Some(&tenant)).is_ok() => {
                     vec![id]
                 }
-                None => vec![],
+                _ => vec![],
             }
         }
         _ => return Err(ApiError::bad("give exactly one of user or session")),
     };
-    let code = CloseCode::Disconnected;
-    let last = frame::encoded(OpCode::Text, &proto::encode_disconnect(code, reason));
     let mut n = 0;
     for id in targets {
         if let Some((member, _, _)) = app.index.member(id) {
-            member.queue.request_close(CloseRequest {
-                code: code.code(),
-                reason: reason.to_owned(),
-                last_message: Some(Outbound::Frame(last.clone())),
-            });
+            member
+                .queue
+                .request_close(close_request(CloseCode::Disconnected, reason));
             n += 1;
         }
     }
     Ok(json_response(StatusCode::OK, &json!({"disconnected": n})))
 }
 
-fn api_info(app: &App, _call: Call) -> Result<Resp, ApiError> {
+fn api_info(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let connections = match &call.principal {
+        Principal::Platform => app.index.connection_count(),
+        Principal::Tenant(tenant) => app.index.tenant_connection_count(tenant),
+    };
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -404,7 +412,7 @@ fn api_info(app: &App, _call: Call) -> Result<Resp, ApiError> {
             "version": env!("CARGO_PKG_VERSION"),
             "epoch": app.epoch,
             "uptime_secs": app.started.elapsed().as_secs(),
-            "connections": app.index.connection_count(),
+            "connections": connections,
             "protocols": ["roomcast.v1"],
             "draining": app.shutting_down(),
         }),

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod publish;
+pub mod sio;
 
 pub use app::{App, Server};
 pub use config::Config;

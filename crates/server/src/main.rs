@@ -28,13 +28,14 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let loaded = Config::load(cli.config.as_deref(), config::process_env()).and_then(|config| {
-        if cli.dev {
+        let (config, dev) = if cli.dev {
             let (config, secret) = config.into_dev();
             let api_key = config.api.keys.first().cloned().unwrap_or_default();
-            Ok((config, Some(DevSecrets { secret, api_key })))
+            (config, Some(DevSecrets { secret, api_key }))
         } else {
-            config.validate().map(|()| (config, None))
-        }
+            (config, None)
+        };
+        config.validate().map(|()| (config, dev))
     });
     let (config, dev) = match loaded {
         Ok(loaded) => loaded,

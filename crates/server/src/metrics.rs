@@ -11,6 +11,11 @@ use std::sync::Mutex;
 use roomcast_engine::driver::IoStats;
 use roomcast_engine::rooms::TenantCount;
 
+/// Most tenants with a label of their own in `roomcast_tenant_publishes_total`.
+const MAX_TENANT_LABELS: usize = 10_000;
+/// The label shared by tenants past [`MAX_TENANT_LABELS`].
+const OTHER_TENANTS: &str = "_other";
+
 /// Why a connection attempt was refused or a session ended badly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -64,11 +69,14 @@ impl Metrics {
         self.publishes.fetch_add(1, Ordering::Relaxed);
         self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
         let mut map = lock(&self.publishes_by_tenant);
+        let full = map.len() >= MAX_TENANT_LABELS;
         match map.get_mut(tenant) {
             Some(n) => *n += 1,
-            None => {
+            None if !full => {
                 map.insert(tenant.to_owned(), 1);
             }
+            // Past the cap, new tenants share one label so the map stays bounded.
+            None => *map.entry(OTHER_TENANTS.to_owned()).or_default() += 1,
         }
     }
 

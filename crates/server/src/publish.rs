@@ -46,8 +46,12 @@ pub struct Outgoing<'a> {
     pub exclude: Option<ConnId>,
 }
 
-/// Publishes an event; returns the number of connections it was queued to. Each connection
-/// receives the event at most once per call, from the first target that reaches it.
+/// Publishes an event; returns the number of event frames queued.
+///
+/// Each targeted room is a stream of its own: a native connection in two targeted rooms gets
+/// the event once per room, each with that room's offset, so no room stream has gaps. User,
+/// tenant and platform targets reach a connection at most once per call, and not at all when
+/// a room target already did.
 pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
     let mut fan = Fanout {
         seen: HashSet::new(),
@@ -66,7 +70,10 @@ pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
                 app.index.collect_tenant(tenant, &mut fan.members);
                 fan.send(ev, None, None);
             } else {
-                for room in rooms {
+                for (i, room) in rooms.iter().enumerate() {
+                    if rooms[..i].contains(room) {
+                        continue;
+                    }
                     let key = RoomKey::new(tenant, ev.ns, room);
                     let _order = app.index.order_guard(&key);
                     if let Some(pos) = app.index.collect_room(&key, &mut fan.members) {
@@ -107,7 +114,10 @@ impl Fanout {
         }
         let mut native: Option<Bytes> = None;
         for m in self.members.drain(..) {
-            if Some(m.id) == self.exclude || !self.seen.insert(m.id) {
+            let first = self.seen.insert(m.id);
+            // Room streams are complete for native connections; everything else is once per call.
+            let room_stream = pos.is_some() && m.kind == NATIVE;
+            if Some(m.id) == self.exclude || !(first || room_stream) {
                 continue;
             }
             let frame = match m.kind {

@@ -13,6 +13,7 @@ use super::{
     AclRule, ApiConfig, AuthConfig, Config, ConfigError, HeartbeatConfig, LimitsConfig, LogConfig,
     RoomsConfig, ShutdownConfig, TenantKey,
 };
+use super::{EventRoute, NamespaceConfig, SocketIoConfig};
 
 /// Prefix of every environment variable the loader reads (matched case-insensitively).
 const PREFIX: &str = "ROOMCAST_";
@@ -271,6 +272,18 @@ fn from_table(mut table: Table, origins: &Origins) -> Result<Config, ConfigError
             "heartbeat" => check_table::<HeartbeatConfig>(value, &path, origins)?,
             "shutdown" => check_table::<ShutdownConfig>(value, &path, origins)?,
             "log" => check_table::<LogConfig>(value, &path, origins)?,
+            "socketio" => {
+                // Two levels of arrays of tables: the namespaces, and the routes of each.
+                let namespaces = value.as_table_mut().and_then(|t| t.get_mut("namespaces"));
+                if let Some(Value::Array(items)) = namespaces {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let item_path = format!("{path}.namespaces[{i}]");
+                        check_array::<EventRoute>(item, "events", &item_path, origins)?;
+                        check_table::<NamespaceConfig>(item, &item_path, origins)?;
+                    }
+                }
+                check_table::<SocketIoConfig>(value, &path, origins)?;
+            }
             _ => return Err(unknown(path, origins)),
         }
     }

@@ -3,6 +3,7 @@
 //! run before start ([`Config::validate`]). Every error names the key it is about.
 
 mod load;
+mod socketio;
 mod validate;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::process_env;
+pub use socketio::{EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig};
 
 /// The longest tenant name or user id accepted, in bytes; room keys and metrics labels embed them.
 pub const MAX_ID_BYTES: usize = 128;
@@ -113,6 +115,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+    /// Socket.IO clients and the routing of their events (`[socketio]`).
+    pub socketio: SocketIoConfig,
 }
 
 impl Default for Config {
@@ -126,6 +130,7 @@ impl Default for Config {
             heartbeat: HeartbeatConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            socketio: SocketIoConfig::default(),
         }
     }
 }

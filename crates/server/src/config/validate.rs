@@ -23,14 +23,27 @@ impl Config {
             self.rooms.max_per_connection as u64,
         )?;
         self.validate_limits()?;
-        positive("heartbeat.interval_ms", self.heartbeat.interval_ms)?;
+        within(
+            "heartbeat.interval_ms",
+            self.heartbeat.interval_ms,
+            1,
+            HOUR_MS,
+        )?;
+        within(
+            "heartbeat.timeout_ms",
+            self.heartbeat.timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        within("shutdown.grace_ms", self.shutdown.grace_ms, 1, HOUR_MS)?;
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return Err(ConfigError::invalid(
                 "heartbeat.timeout_ms",
                 "must be greater than heartbeat.interval_ms",
             ));
         }
-        validate_log_level(&self.log.level)
+        validate_log_level(&self.log.level)?;
+        self.socketio.validate(&self.rooms.auto_join)
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -71,7 +84,8 @@ impl Config {
         if !auth.default_tenant.is_empty() {
             id("auth.default_tenant", &auth.default_tenant)?;
         }
-        positive("auth.auth_timeout_ms", auth.auth_timeout_ms)
+        within("auth.auth_timeout_ms", auth.auth_timeout_ms, 1, HOUR_MS)?;
+        within("auth.leeway_secs", auth.leeway_secs, 0, 3600)
     }
 
     fn validate_api(&self) -> Result<(), ConfigError> {
@@ -120,6 +134,20 @@ impl Config {
         positive("limits.queue_messages", l.queue_messages as u64)?;
         positive("limits.queue_bytes", l.queue_bytes as u64)
     }
+}
+
+/// The longest duration any setting accepts: one hour, in milliseconds.
+const HOUR_MS: u64 = 3_600_000;
+
+/// `value` must lie in `min..=max`: bounds keep deadlines computed from it from overflowing.
+fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            &format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {

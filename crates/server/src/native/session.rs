@@ -10,13 +10,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
 use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
-use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::{CloseRequest, OutQueue, Outbound};
+use roomcast_engine::{OutQueue, Outbound};
 
 use crate::app::{App, LiveGuard};
 use crate::auth::{AuthError, Identity};
 use crate::limits::{LimitError, Slot};
 use crate::metrics::Rejection;
+use crate::native::close_request;
 use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
 use crate::native::rate::TokenBucket;
 use crate::publish::{self, Outgoing, Scope, NATIVE};
@@ -83,18 +83,14 @@ impl NativeSession {
         format!("{:x}", id.0)
     }
 
-    fn send(&self, json: &[u8]) {
-        let _ = self.queue.push(frame::encoded(OpCode::Text, json));
+    /// Queues a message to this connection; the driver frames it on the way out.
+    fn send(&self, json: Bytes) {
+        let _ = self.queue.push(Outbound::Text(json));
     }
 
     /// Sends a `disconnect` message, then closes with the same code.
     fn disconnect(&mut self, code: CloseCode, reason: &str) {
-        let last = frame::encoded(OpCode::Text, &proto::encode_disconnect(code, reason));
-        self.queue.request_close(CloseRequest {
-            code: code.code(),
-            reason: reason.to_owned(),
-            last_message: Some(Outbound::Frame(last)),
-        });
+        self.queue.request_close(close_request(code, reason));
         self.leave_index();
         self.state = State::Done;
     }
@@ -134,7 +130,23 @@ impl NativeSession {
             }
         };
         let app = &self.app;
-        app.index.register(
+        let mut rooms = app.policy.auto_rooms(&identity.claims);
+        rooms.truncate(app.config.rooms.max_per_connection);
+        // The welcome is queued before the connection becomes visible to publishers, so that
+        // nothing reaches the client before it (protocol/README.md section 2).
+        self.send(proto::encode_welcome(
+            &Self::session_id(self.id),
+            &identity.user,
+            &identity.tenant,
+            &rooms,
+            app.config.heartbeat.interval_ms,
+            identity.expires_at,
+        ));
+        let keys: Vec<RoomKey> = rooms
+            .iter()
+            .map(|room| RoomKey::new(&identity.tenant, DEFAULT_NS, room))
+            .collect();
+        app.index.register_with_rooms(
             &identity.tenant,
             &identity.user,
             Member {
@@ -142,27 +154,11 @@ impl NativeSession {
                 kind: NATIVE,
                 queue: self.queue.clone(),
             },
+            &keys,
         );
         app.metrics
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut rooms = Vec::new();
-        for room in app.policy.auto_rooms(&identity.claims) {
-            let key = RoomKey::new(&identity.tenant, DEFAULT_NS, &room);
-            match app.index.join(self.id, &key) {
-                Ok(_) => rooms.push(room),
-                Err(e) => tracing::warn!(error = %e, room, "auto-join skipped"),
-            }
-        }
-        let welcome = proto::encode_welcome(
-            &Self::session_id(self.id),
-            &identity.user,
-            &identity.tenant,
-            &rooms,
-            app.config.heartbeat.interval_ms,
-            identity.expires_at,
-        );
-        self.send(&welcome);
         self.state = State::Active(Box::new(Active {
             identity,
             _slot: slot,
@@ -170,7 +166,7 @@ impl NativeSession {
     }
 
     fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
-        self.send(&proto::encode_reply_error(id, code, message));
+        self.send(proto::encode_reply_error(id, code, message));
     }
 
     /// Counts a bad request; too many close the connection.
@@ -214,7 +210,7 @@ impl NativeSession {
                     return self.reply_error(Some(id), ErrorCode::Forbidden, "room not allowed");
                 }
                 match app.index.join(self.id, &RoomKey::new(tenant, ns, &room)) {
-                    Ok(_) => self.send(&proto::encode_reply_ok(id)),
+                    Ok(_) => self.send(proto::encode_reply_ok(id)),
                     Err(JoinError::TooManyRooms) => {
                         self.reply_error(Some(id), ErrorCode::TooManyRooms, "room limit reached")
                     }
@@ -230,7 +226,7 @@ impl NativeSession {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
                 let tenant = tenant.as_deref().unwrap_or(&identity.tenant);
                 if app.index.leave(self.id, &RoomKey::new(tenant, ns, &room)) {
-                    self.send(&proto::encode_reply_ok(id));
+                    self.send(proto::encode_reply_ok(id));
                 } else {
                     self.reply_error(Some(id), ErrorCode::NotSubscribed, "not subscribed");
                 }
@@ -269,15 +265,23 @@ impl NativeSession {
                         exclude: Some(self.id),
                     },
                 );
-                self.send(&proto::encode_reply_ok(id));
+                self.send(proto::encode_reply_ok(id));
             }
             ClientMessage::Refresh { id, token } => match app.verifier.verify(&token) {
                 Ok(fresh) if fresh.tenant == identity.tenant && fresh.user == identity.user => {
                     let expires = fresh.expires_at;
+                    if identity.admin && !fresh.admin {
+                        // Observing other tenants was allowed by the old token only.
+                        for key in app.index.rooms_of(self.id) {
+                            if *key.tenant != *fresh.tenant {
+                                app.index.leave(self.id, &key);
+                            }
+                        }
+                    }
                     active.identity = fresh;
                     match expires {
-                        Some(exp) => self.send(&proto::encode_reply_ok_expires(id, exp)),
-                        None => self.send(&proto::encode_reply_ok(id)),
+                        Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
+                        None => self.send(proto::encode_reply_ok(id)),
                     }
                 }
                 Ok(_) => self.reply_error(
@@ -290,9 +294,7 @@ impl NativeSession {
                     self.reply_error(Some(id), ErrorCode::InvalidToken, e.reason());
                 }
             },
-            ClientMessage::Ping { id } => self.send(&proto::encode_pong(id)),
-            #[allow(unreachable_patterns)]
-            _ => self.reply_error(None, ErrorCode::UnknownType, "unknown message type"),
+            ClientMessage::Ping { id } => self.send(proto::encode_pong(id)),
         }
     }
 }

@@ -52,13 +52,6 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
     };
     match roomcast_engine::upgrade::upgrade(&mut req, run) {
         Ok(response) => response,
-        Err(e) => {
-            let mut resp = error_response(e.status(), "bad_handshake", &e.to_string());
-            resp.headers_mut().insert(
-                http::header::SEC_WEBSOCKET_VERSION,
-                http::HeaderValue::from_static("13"),
-            );
-            resp
-        }
+        Err(e) => e.reject_response(),
     }
 }

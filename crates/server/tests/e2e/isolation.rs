@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{token, Client, Config, Server, PLATFORM_KEY};
 
@@ -65,19 +65,31 @@ enum Target {
 }
 
 impl Target {
-    fn reaches(&self, conn: &Conn) -> bool {
+    /// How many events this publish gives `conn`: one per targeted room it is in (each room
+    /// is a stream of its own), else one if a user or broadcast target reaches it.
+    fn deliveries(&self, conn: &Conn) -> usize {
         match self {
-            Target::Platform => true,
+            Target::Platform => 1,
             Target::Tenant {
                 tenant,
                 rooms,
                 users,
                 broadcast,
             } => {
-                *tenant == conn.tenant
-                    && (*broadcast
-                        || rooms.iter().any(|r| conn.rooms.contains(r))
-                        || users.iter().any(|u| u == conn.user))
+                if *tenant != conn.tenant {
+                    return 0;
+                }
+                if *broadcast {
+                    return 1;
+                }
+                let mut distinct: Vec<&String> =
+                    rooms.iter().filter(|r| conn.rooms.contains(*r)).collect();
+                distinct.sort();
+                distinct.dedup();
+                match distinct.len() {
+                    0 => usize::from(users.iter().any(|u| u == conn.user)),
+                    n => n,
+                }
             }
         }
     }
@@ -232,9 +244,10 @@ async fn randomized_publishes_never_cross_tenants() {
         };
         let mut reached = 0;
         for conn in &mut conns {
-            if target.reaches(conn) {
+            let n = target.deliveries(conn);
+            if n > 0 {
                 conn.expected.insert(marker);
-                reached += 1;
+                reached += n;
             }
         }
         let answer = http.publish_with(&key, &body).await;
@@ -252,13 +265,15 @@ async fn randomized_publishes_never_cross_tenants() {
         conn.client.sync().await;
         let events = conn.client.take_buffered();
         let mut got = BTreeSet::new();
+        let mut copies = BTreeSet::new();
         let mut last_offset: HashMap<String, u64> = HashMap::new();
         for event in &events {
             assert_eq!(event["type"], "event", "{event}");
             let marker = event["data"]["m"].as_u64().unwrap();
+            got.insert(marker);
             assert!(
-                got.insert(marker),
-                "marker {marker} arrived twice at user {} of {}",
+                copies.insert((marker, event["room"].to_string())),
+                "marker {marker} arrived twice for one room at user {} of {}",
                 conn.user,
                 tenant_name(conn.tenant)
             );
@@ -327,4 +342,33 @@ async fn only_the_platform_admin_role_observes_other_tenants() {
     assert!(admin.take_buffered().is_empty());
     user.sync().await;
     assert!(user.take_buffered().is_empty());
+}
+
+#[tokio::test]
+async fn refresh_without_the_admin_role_ends_observation() {
+    let server = Server::start(Config::new().set("auth.admin_role", "\"super_admin\"")).await;
+    let claims = |roles: Value| {
+        json!({
+            "sub": "root", "tenant_id": "platform", "roles": roles,
+            "exp": crate::harness::now_unix() + 3600
+        })
+    };
+    let mut admin = server
+        .connect(&crate::harness::sign(&claims(json!(["super_admin"]))))
+        .await;
+    let reply = admin
+        .request(json!({"type": "subscribe", "room": "order:1", "tenant": "acme"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    let demoted = crate::harness::sign(&claims(json!([])));
+    let reply = admin
+        .request(json!({"type": "refresh", "token": demoted}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "hidden"}))
+        .await;
+    admin.sync().await;
+    assert!(admin.take_buffered().is_empty());
 }

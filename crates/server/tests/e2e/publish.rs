@@ -87,20 +87,30 @@ async fn user_events_reach_every_connection_of_that_user_only() {
 }
 
 #[tokio::test]
-async fn one_publish_reaches_a_connection_once() {
+async fn each_targeted_room_is_a_stream_and_users_add_no_copy() {
     let server = Server::start_default().await;
     let mut client = server.connect_user("7", "acme").await;
     client.join("order:1").await;
     let answer = server
         .publish(json!({
-            "tenant": "acme", "rooms": ["order:1", "user:7", "tenant:acme"], "users": ["7"],
-            "event": "once"
+            "tenant": "acme", "rooms": ["order:1", "user:7", "tenant:acme", "order:1"],
+            "users": ["7"], "event": "once"
         }))
         .await;
-    assert_eq!(answer["delivered"], 1, "{answer}");
+    assert_eq!(answer["delivered"], 3, "{answer}");
     client.sync().await;
-    let events = client.take_buffered();
-    assert_eq!(events.len(), 1, "{events:?}");
+    let mut rooms: Vec<String> = client
+        .take_buffered()
+        .iter()
+        .map(|e| e["room"].as_str().unwrap().to_owned())
+        .collect();
+    rooms.sort();
+    assert_eq!(rooms, ["order:1", "tenant:acme", "user:7"]);
+    // A user target alone still reaches the connection once.
+    let answer = server
+        .publish(json!({"tenant": "acme", "users": ["7", "7"], "event": "direct"}))
+        .await;
+    assert_eq!(answer["delivered"], 1, "{answer}");
 }
 
 #[tokio::test]

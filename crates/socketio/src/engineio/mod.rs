@@ -11,4 +11,4 @@ pub use error::{Error, ErrorCode};
 pub use handshake::{check_request, OpenData, Request, Sid, Transport};
 pub use packet::{decode_binary, decode_text, Packet};
 pub use payload::{decode_payload, encode_payload};
-pub use session::{CloseReason, Event, SendError, Session, SessionConfig};
+pub use session::{CloseReason, Event, GetReply, Session, SessionConfig};

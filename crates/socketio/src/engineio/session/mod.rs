@@ -1,36 +1,33 @@
-//! One Engine.IO session as a state machine without sockets or clock: the polling transport
-//! (at most one pending `GET` and one `POST`), the upgrade to WebSocket (`2probe`, `3probe`,
-//! `5`), the server's heartbeat and the bounded outgoing buffer. Requests, packets and `now`
-//! go in; events, payloads and packets come out.
+//! One Engine.IO session as a state machine without sockets, clock or data buffer: the
+//! polling rules (at most one pending `GET` and one `POST`), the upgrade to WebSocket
+//! (`2probe`, `3probe`, `5`), the server's heartbeat and the close rules. Requests, packets
+//! and `now` go in; events, the packets the session owes, and the decisions on pending
+//! requests come out.
 //!
-//! The caller drives it: after any input it drains [`Session::poll_event`], answers a pending
-//! `GET` with [`Session::take_batch`] when that returns a body, writes what
-//! [`Session::poll_outgoing`] returns to the WebSocket, and calls [`Session::on_tick`] at
-//! [`Session::poll_timeout`].
+//! The data for the client lives outside, in the owner's outgoing queue: the session only
+//! says when a pending `GET` may take it ([`Session::poll_get`]). The owner drives it: after
+//! any input it appends [`Session::poll_transmit`] to that queue, drains
+//! [`Session::poll_event`], writes [`Session::poll_probe_reply`] to a probing WebSocket, and
+//! calls [`Session::on_tick`] at [`Session::poll_timeout`].
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::error::Error;
 use super::handshake::{OpenData, Sid, Transport};
 use super::packet::{Packet, PROBE};
-use super::payload::{decode_payload, encode_payload};
+use super::payload::decode_payload;
 
 #[cfg(test)]
 mod tests;
 mod types;
 
-use types::Refusal;
-pub use types::{CloseReason, Event, SendError, SessionConfig};
+pub use types::{CloseReason, Event, GetReply, SessionConfig};
 
 /// The answer to a successful `POST`.
 pub const POST_OK: &[u8] = b"ok";
-
-/// What a buffered data packet costs beyond its data: its slot in the queue. Counting it
-/// bounds a flood of empty messages as well as a few large ones.
-const PACKET_OVERHEAD: usize = std::mem::size_of::<Packet>();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -42,6 +39,9 @@ enum Phase {
     },
     Closed {
         at: Instant,
+        reason: CloseReason,
+        /// Nothing more is owed to the client: the session can be dropped.
+        done: bool,
     },
 }
 
@@ -56,18 +56,17 @@ pub struct Session {
     post_active: bool,
     /// `3probe` is owed to the probing WebSocket.
     probe_reply: bool,
-    outgoing: VecDeque<Packet>,
-    /// Cost of the data packets in `outgoing`; control packets are not counted.
-    buffered: usize,
+    /// Packets the session itself owes the client (open, pings), for the outgoing queue.
+    transmit: VecDeque<Packet>,
     events: VecDeque<Event>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
 }
 
 impl Session {
-    /// A session opened at `now` over `transport`; its open packet is the first outgoing
-    /// packet. For polling, the handshake request is the first `GET`: call
-    /// [`on_get`](Self::on_get) and answer it with [`take_batch`](Self::take_batch).
+    /// A session opened at `now` over `transport`; its open packet is the first
+    /// [`poll_transmit`](Self::poll_transmit). For polling, the handshake request is answered
+    /// with that packet alone; the session's first `GET` is the next one.
     pub fn new(sid: Sid, transport: Transport, config: SessionConfig, now: Instant) -> Self {
         let upgrades = if transport == Transport::Polling && config.allow_upgrades {
             vec![Transport::WebSocket]
@@ -90,8 +89,7 @@ impl Session {
             get_pending: false,
             post_active: false,
             probe_reply: false,
-            outgoing: VecDeque::from([Packet::Open(open.to_json())]),
-            buffered: 0,
+            transmit: VecDeque::from([Packet::Open(open.to_json())]),
             events: VecDeque::new(),
             pong_deadline: None,
         }
@@ -100,6 +98,11 @@ impl Session {
     /// The session id.
     pub fn sid(&self) -> Sid {
         self.sid
+    }
+
+    /// The session's settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
     }
 
     /// The current transport (polling until an upgrade completes).
@@ -117,14 +120,33 @@ impl Session {
         matches!(self.phase, Phase::Closed { .. })
     }
 
-    /// Whether the session is closed and has nothing left to deliver: drop it.
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closed { reason, .. } => Some(reason),
+            Phase::Open | Phase::Upgrading { .. } => None,
+        }
+    }
+
+    /// Whether the session is closed and owes the client nothing more: drop it.
     pub fn is_finished(&self) -> bool {
-        self.is_closed() && self.outgoing.is_empty()
+        matches!(self.phase, Phase::Closed { done: true, .. })
+    }
+
+    /// Whether a polling `GET` waits for its answer.
+    pub fn is_get_pending(&self) -> bool {
+        self.get_pending
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The next packet the session owes the client (the open packet, pings), to append to
+    /// the outgoing queue whatever the transport.
+    pub fn poll_transmit(&mut self) -> Option<Packet> {
+        self.transmit.pop_front()
     }
 
     /// When [`on_tick`](Self::on_tick) must run next.
@@ -133,19 +155,25 @@ impl Session {
         match self.phase {
             Phase::Open => Some(heartbeat),
             Phase::Upgrading { deadline, .. } => Some(heartbeat.min(deadline)),
-            Phase::Closed { at } => {
-                (!self.outgoing.is_empty()).then(|| at + self.config.close_timeout)
-            }
+            Phase::Closed { done: true, .. } => None,
+            Phase::Closed { at, .. } => Some(at + self.config.close_timeout),
         }
     }
 
     /// Advances the clock: pings, the pong deadline, the upgrade deadline, and the end of a
     /// closed session's grace period.
+    ///
+    /// The pong deadline counts from when the ping was due, not from when this call noticed:
+    /// the heartbeat keeps its schedule however coarse the caller's timer is.
     pub fn on_tick(&mut self, now: Instant) {
         match self.phase {
-            Phase::Closed { at } => {
+            Phase::Closed { at, reason, .. } => {
                 if now >= at + self.config.close_timeout {
-                    self.clear_outgoing();
+                    self.phase = Phase::Closed {
+                        at,
+                        reason,
+                        done: true,
+                    };
                 }
                 return;
             }
@@ -156,17 +184,18 @@ impl Session {
             Some(deadline) if now >= deadline => self.shutdown(CloseReason::PingTimeout, now),
             Some(_) => {}
             None if now >= self.next_ping => {
-                self.outgoing.push_back(Packet::Ping(Bytes::new()));
-                self.pong_deadline = Some(now + self.config.ping_timeout);
+                self.transmit.push_back(Packet::Ping(Bytes::new()));
+                self.pong_deadline = Some(self.next_ping + self.config.ping_timeout);
             }
             None => {}
         }
     }
 
-    /// A polling `GET` arrived; it waits until [`take_batch`](Self::take_batch) answers it.
+    /// A polling `GET` arrived; it waits until [`poll_get`](Self::poll_get) answers it.
     ///
     /// A second `GET` while one is pending closes the session with [`Error::DuplicateGet`]:
-    /// answer the second with the error and the first with its `take_batch` (a close packet).
+    /// answer the second with the error and the first with its `poll_get` (a close packet).
+    /// After a server close, one more `GET` is taken to deliver the last packets.
     pub fn on_get(&mut self, now: Instant) -> Result<(), Error> {
         self.check_polling(true)?;
         if self.get_pending {
@@ -174,6 +203,34 @@ impl Session {
         }
         self.get_pending = true;
         Ok(())
+    }
+
+    /// How to answer the pending `GET` now, given whether packets are queued for the client;
+    /// `None` while it must wait (or none is pending). Any answer given ends the `GET`.
+    pub fn poll_get(&mut self, has_data: bool) -> Option<GetReply> {
+        if !self.get_pending {
+            return None;
+        }
+        let reply = match self.phase {
+            Phase::Closed {
+                reason: CloseReason::ClientClose,
+                ..
+            } => GetReply::Noop,
+            Phase::Closed {
+                reason: CloseReason::ServerClose,
+                ..
+            } if has_data => GetReply::Data,
+            Phase::Closed { .. } => GetReply::Close,
+            Phase::Upgrading { probed: true, .. } => GetReply::Noop,
+            Phase::Open if self.transport == Transport::WebSocket => GetReply::Noop,
+            Phase::Open | Phase::Upgrading { .. } if has_data => GetReply::Data,
+            Phase::Open | Phase::Upgrading { .. } => return None,
+        };
+        self.get_pending = false;
+        if reply != GetReply::Data {
+            self.set_done();
+        }
+        Some(reply)
     }
 
     /// A polling `POST` started; call [`on_post`](Self::on_post) with its body once read. A
@@ -205,6 +262,14 @@ impl Session {
         Ok(())
     }
 
+    /// The client sent something that could not be read before reaching the session: a
+    /// WebSocket frame that is not a packet, a `POST` body too large to read whole. The
+    /// session closes with `err`, which is returned.
+    pub fn on_error(&mut self, err: Error, now: Instant) -> Error {
+        self.post_active = false;
+        self.fail(err, now)
+    }
+
     /// A polling request ended before its answer was delivered (client gone): the session
     /// closes, as the reference server does.
     pub fn on_request_aborted(&mut self, now: Instant) {
@@ -213,29 +278,6 @@ impl Session {
             self.post_active = false;
             self.shutdown(CloseReason::TransportClose, now);
         }
-    }
-
-    /// The body for the pending `GET`, if it can be answered now: buffered packets up to
-    /// `max_payload` bytes, or `6` (noop) once an upgrade is probing or done.
-    pub fn take_batch(&mut self) -> Option<Bytes> {
-        if !self.get_pending {
-            return None;
-        }
-        let upgrading = matches!(self.phase, Phase::Upgrading { probed: true, .. });
-        if upgrading || self.transport == Transport::WebSocket {
-            self.get_pending = false;
-            return Some(Bytes::from_static(b"6"));
-        }
-        if self.outgoing.is_empty() {
-            return None;
-        }
-        let mut body = BytesMut::new();
-        let taken = encode_payload(&self.outgoing, self.config.max_payload, &mut body);
-        for packet in self.outgoing.drain(..taken) {
-            self.buffered -= cost(&packet);
-        }
-        self.get_pending = false;
-        Some(body.freeze())
     }
 
     /// A WebSocket naming this session is being opened: it may probe, then upgrade. Refused
@@ -287,6 +329,12 @@ impl Session {
         }
     }
 
+    /// The `3probe` owed to the probing WebSocket, once: written on that WebSocket directly,
+    /// not queued, since the queue still belongs to polling until the upgrade completes.
+    pub fn poll_probe_reply(&mut self) -> Option<Packet> {
+        std::mem::take(&mut self.probe_reply).then(Packet::probe_pong)
+    }
+
     /// The WebSocket closed: the transport's closes the session, the probe's cancels the
     /// upgrade.
     pub fn on_websocket_closed(&mut self, now: Instant) {
@@ -294,78 +342,34 @@ impl Session {
             self.cancel_upgrade();
         } else if self.transport == Transport::WebSocket {
             self.shutdown(CloseReason::TransportClose, now);
-            self.clear_outgoing();
         }
     }
 
-    /// The next packet for the WebSocket: the probe's `3probe`, or once upgraded (or for a
-    /// WebSocket-only session) the buffered packets in order.
-    pub fn poll_outgoing(&mut self) -> Option<Packet> {
-        if std::mem::take(&mut self.probe_reply) {
-            return Some(Packet::probe_pong());
-        }
-        if self.transport != Transport::WebSocket {
-            return None;
-        }
-        let packet = self.outgoing.pop_front()?;
-        self.buffered -= cost(&packet);
-        Some(packet)
+    /// The outgoing queue overflowed: the client is too slow, the session closes.
+    pub fn on_slow_consumer(&mut self, now: Instant) {
+        self.shutdown(CloseReason::SlowConsumer, now);
     }
 
-    /// Queues a message or binary packet (the session sends the control packets itself).
-    pub fn send(&mut self, packet: Packet) -> Result<(), SendError<Packet>> {
-        let cost = cost(&packet);
-        match self.admit(cost) {
-            Ok(()) => {
-                self.buffered += cost;
-                self.outgoing.push_back(packet);
-                Ok(())
-            }
-            Err(refusal) => Err(refusal.with(packet)),
-        }
-    }
-
-    /// Queues packets that must go together (a Socket.IO binary packet and its attachments):
-    /// all of them or none.
-    pub fn send_all(&mut self, packets: Vec<Packet>) -> Result<(), SendError<Vec<Packet>>> {
-        let total = packets.iter().map(cost).sum();
-        match self.admit(total) {
-            Ok(()) => {
-                self.buffered += total;
-                self.outgoing.extend(packets);
-                Ok(())
-            }
-            Err(refusal) => Err(refusal.with(packets)),
-        }
-    }
-
-    /// Whether `cost` more bytes may be buffered. An empty buffer takes anything, so that
-    /// the bound limits the backlog, not the size of one message.
-    fn admit(&self, cost: usize) -> Result<(), Refusal> {
-        if self.is_closed() {
-            Err(Refusal::Closed)
-        } else if self.buffered > 0 && self.buffered + cost > self.config.max_buffered_bytes {
-            Err(Refusal::Full)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Closes the session from the server side: the buffered packets, then a close packet,
-    /// are still delivered.
+    /// Closes the session from the server side. Over polling, what is queued, then a close
+    /// packet, still go to the pending or next `GET`, within `close_timeout`.
     pub fn close(&mut self, now: Instant) {
         self.shutdown(CloseReason::ServerClose, now);
     }
 
-    /// Whether a polling request may go on: the session must be on polling and, for a `GET`,
-    /// still have something to deliver if closed (its last packets); a `POST` needs it open.
+    /// Whether a polling request may go on: the session must be on polling and open, except
+    /// for the `GET` that takes the last packets after a server close.
     fn check_polling(&self, get: bool) -> Result<(), Error> {
         if self.transport != Transport::Polling {
-            Err(Error::TransportMismatch)
-        } else if self.is_closed() && (!get || self.outgoing.is_empty()) {
-            Err(Error::SessionClosed)
-        } else {
-            Ok(())
+            return Err(Error::TransportMismatch);
+        }
+        match self.phase {
+            Phase::Open | Phase::Upgrading { .. } => Ok(()),
+            Phase::Closed {
+                reason: CloseReason::ServerClose,
+                done: false,
+                ..
+            } if get => Ok(()),
+            Phase::Closed { .. } => Err(Error::SessionClosed),
         }
     }
 
@@ -404,40 +408,41 @@ impl Session {
         if self.is_upgrading() {
             self.cancel_upgrade();
         }
-        self.phase = Phase::Closed { at: now };
-        // Only a server close flushes what is queued; otherwise the client is gone or broken.
-        if reason != CloseReason::ServerClose {
-            self.clear_outgoing();
-        }
-        // A close packet answers a pending `GET` (or the next one) and tells the client why
-        // the WebSocket closes; when the transport itself is gone, nobody would read it.
-        if reason != CloseReason::TransportClose {
-            self.outgoing.push_back(Packet::Close);
-        }
+        // Over polling a pending GET is owed an answer (`6` for a client close, `1`
+        // otherwise), and after a server close the next GET is owed the last packets. Over
+        // WebSocket the owner closes the socket: nothing more goes through the session.
+        let owes = self.transport == Transport::Polling
+            && match reason {
+                CloseReason::ServerClose => true,
+                CloseReason::TransportClose => false,
+                CloseReason::ClientClose
+                | CloseReason::PingTimeout
+                | CloseReason::SlowConsumer
+                | CloseReason::Error(_) => self.get_pending,
+            };
+        self.phase = Phase::Closed {
+            at: now,
+            reason,
+            done: !owes,
+        };
+        self.transmit.clear();
+        self.pong_deadline = None;
         self.events.push_back(Event::Closed(reason));
+    }
+
+    fn set_done(&mut self) {
+        if let Phase::Closed { at, reason, .. } = self.phase {
+            self.phase = Phase::Closed {
+                at,
+                reason,
+                done: true,
+            };
+        }
     }
 
     fn cancel_upgrade(&mut self) {
         self.phase = Phase::Open;
         self.probe_reply = false;
         self.events.push_back(Event::UpgradeCancelled);
-    }
-
-    fn clear_outgoing(&mut self) {
-        self.outgoing.clear();
-        self.buffered = 0;
-    }
-}
-
-/// What a queued packet counts against `max_buffered_bytes`: data packets only.
-fn cost(packet: &Packet) -> usize {
-    match packet {
-        Packet::Message(data) | Packet::Binary(data) => data.len() + PACKET_OVERHEAD,
-        Packet::Open(_)
-        | Packet::Close
-        | Packet::Ping(_)
-        | Packet::Pong(_)
-        | Packet::Upgrade
-        | Packet::Noop => 0,
     }
 }

@@ -1,4 +1,5 @@
-//! Deterministic tests of the session state machine: a virtual clock, no sleeping.
+//! Deterministic tests of the session state machine: a virtual clock, no sleeping. The
+//! outgoing queue is modelled by a `VecDeque` the tests fill from `poll_transmit`.
 
 use std::time::{Duration, Instant};
 
@@ -16,21 +17,27 @@ fn config() -> SessionConfig {
     }
 }
 
+fn session(transport: Transport, config: SessionConfig, now: Instant) -> Session {
+    Session::new(SID.parse().unwrap(), transport, config, now)
+}
+
+/// A polling session whose handshake was answered with its open packet.
 fn polling(now: Instant) -> Session {
-    let mut session = Session::new(SID.parse().unwrap(), Transport::Polling, config(), now);
-    // The handshake request is the first GET.
-    session.on_get(now).unwrap();
-    let open = session.take_batch().unwrap();
-    assert!(open.starts_with(b"0{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[\"websocket\"]"));
-    session
+    let mut s = session(Transport::Polling, config(), now);
+    let Some(Packet::Open(json)) = s.poll_transmit() else {
+        panic!("open packet first");
+    };
+    assert!(json.starts_with(b"{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[\"websocket\"]"));
+    assert_eq!(s.poll_transmit(), None);
+    s
 }
 
 fn events(session: &mut Session) -> Vec<Event> {
     std::iter::from_fn(|| session.poll_event()).collect()
 }
 
-fn msg(s: &'static str) -> Packet {
-    Packet::Message(Bytes::from_static(s.as_bytes()))
+fn transmitted(session: &mut Session) -> Vec<Packet> {
+    std::iter::from_fn(|| session.poll_transmit()).collect()
 }
 
 fn post(session: &mut Session, body: &'static [u8], now: Instant) -> Result<(), Error> {
@@ -38,9 +45,8 @@ fn post(session: &mut Session, body: &'static [u8], now: Instant) -> Result<(), 
     session.on_post(Bytes::from_static(body), now)
 }
 
-fn get(session: &mut Session, now: Instant) -> Option<Bytes> {
-    session.on_get(now).unwrap();
-    session.take_batch()
+fn ping() -> Packet {
+    Packet::Ping(Bytes::new())
 }
 
 #[test]
@@ -55,36 +61,13 @@ fn polling_round_trip() {
             Event::Binary(Bytes::from_static(&[1, 2, 3, 4]))
         ]
     );
-    // A GET with nothing to send waits; a send makes it answerable.
-    assert_eq!(get(&mut s, t0), None);
-    s.send(msg("2[\"hey\",\"Jude\"]")).unwrap();
-    s.send(Packet::Binary(Bytes::from_static(&[1, 2, 3, 4])))
-        .unwrap();
-    assert_eq!(
-        s.take_batch().unwrap(),
-        &b"42[\"hey\",\"Jude\"]\x1ebAQIDBA=="[..]
-    );
-    assert_eq!(s.take_batch(), None, "the GET was answered");
-}
-
-#[test]
-fn batches_respect_max_payload() {
-    let t0 = Instant::now();
-    let mut s = Session::new(
-        SID.parse().unwrap(),
-        Transport::Polling,
-        SessionConfig {
-            max_payload: 12,
-            ..config()
-        },
-        t0,
-    );
-    assert!(get(&mut s, t0).is_some());
-    for _ in 0..3 {
-        s.send(msg("aaaa")).unwrap();
-    }
-    assert_eq!(get(&mut s, t0).unwrap(), &b"4aaaa\x1e4aaaa"[..]);
-    assert_eq!(get(&mut s, t0).unwrap(), &b"4aaaa"[..]);
+    // A GET with nothing queued waits; queued data makes it answerable, once.
+    s.on_get(t0).unwrap();
+    assert!(s.is_get_pending());
+    assert_eq!(s.poll_get(false), None);
+    assert_eq!(s.poll_get(true), Some(GetReply::Data));
+    assert_eq!(s.poll_get(true), None, "the GET was answered");
+    assert!(!s.is_get_pending());
 }
 
 #[test]
@@ -93,11 +76,11 @@ fn heartbeat_with_virtual_clock() {
     let mut s = polling(t0);
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
     s.on_tick(t0 + Duration::from_millis(299));
-    assert_eq!(get(&mut s, t0), None, "no ping before ping_interval");
+    assert_eq!(transmitted(&mut s), [], "no ping before ping_interval");
 
     let t1 = t0 + Duration::from_millis(300);
     s.on_tick(t1);
-    assert_eq!(s.take_batch().unwrap(), &b"2"[..]);
+    assert_eq!(transmitted(&mut s), [ping()]);
     assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_millis(200)));
 
     // The pong clears the deadline; the next ping is due ping_interval after it.
@@ -110,15 +93,43 @@ fn heartbeat_with_virtual_clock() {
     // No pong this time: closed at ping + ping_timeout, the pending GET gets a close packet.
     let t3 = t2 + Duration::from_millis(300);
     s.on_tick(t3);
-    assert_eq!(get(&mut s, t3).unwrap(), &b"2"[..]);
-    assert_eq!(get(&mut s, t3), None);
+    assert_eq!(transmitted(&mut s), [ping()]);
+    s.on_get(t3).unwrap();
     s.on_tick(t3 + Duration::from_millis(199));
     assert!(!s.is_closed());
     s.on_tick(t3 + Duration::from_millis(200));
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::PingTimeout)]);
-    assert_eq!(s.take_batch().unwrap(), &b"1"[..]);
+    assert!(!s.is_finished(), "the pending GET is owed its close packet");
+    assert_eq!(s.poll_get(true), Some(GetReply::Close));
     assert!(s.is_finished());
     assert_eq!(s.on_get(t3), Err(Error::SessionClosed));
+}
+
+#[test]
+fn late_tick_keeps_the_heartbeat_schedule() {
+    // The ping is noticed 40 ms late; the client still has to answer by 300 + 200 ms.
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.on_tick(t0 + Duration::from_millis(340));
+    assert_eq!(transmitted(&mut s), [ping()]);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(500)));
+    s.on_tick(t0 + Duration::from_millis(500));
+    assert_eq!(s.close_reason(), Some(CloseReason::PingTimeout));
+}
+
+#[test]
+fn ping_timeout_without_a_pending_get_is_final() {
+    // As the Engine.IO test suite: after ping interval + timeout, the next GET gets a 400.
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.on_tick(t0 + Duration::from_millis(300));
+    s.on_tick(t0 + Duration::from_millis(500));
+    assert!(s.is_finished());
+    assert_eq!(
+        s.on_get(t0 + Duration::from_millis(500))
+            .map_err(|e| e.http_status()),
+        Err(400)
+    );
 }
 
 #[test]
@@ -129,7 +140,8 @@ fn duplicate_get_closes_the_session() {
     s.on_get(t0).unwrap();
     let err = s.on_get(t0).unwrap_err();
     assert_eq!((err, err.http_status()), (Error::DuplicateGet, 400));
-    assert_eq!(s.take_batch().unwrap(), &b"1"[..]);
+    assert_eq!(s.poll_get(true), Some(GetReply::Close));
+    assert_eq!(GetReply::Close.body(), Some(&b"1"[..]));
     assert_eq!(
         events(&mut s),
         [Event::Closed(CloseReason::Error(Error::DuplicateGet))]
@@ -154,9 +166,8 @@ fn duplicate_post_closes_the_session() {
 fn invalid_payload_closes_the_session() {
     let t0 = Instant::now();
     let mut s = polling(t0);
-    s.send(msg("dropped")).unwrap();
     assert_eq!(post(&mut s, b"abc", t0), Err(Error::UnknownPacketType));
-    assert_eq!(get(&mut s, t0).unwrap(), &b"1"[..], "buffer discarded");
+    assert!(s.is_finished(), "no GET was pending");
     assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
 }
 
@@ -180,42 +191,77 @@ fn aborted_get_closes_the_session() {
 }
 
 #[test]
+fn client_close_answers_the_pending_get_with_a_noop() {
+    // As the Engine.IO test suite: a pending GET gets `6`, the next GET a 400.
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.on_get(t0).unwrap();
+    post(&mut s, b"1\x1e4ignored", t0).unwrap();
+    assert_eq!(events(&mut s), [Event::Closed(CloseReason::ClientClose)]);
+    assert_eq!(CloseReason::ClientClose.as_str(), "transport close");
+    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
+    assert!(s.is_finished());
+    assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
+
+    // Without a pending GET there is nothing to answer.
+    let mut s = polling(t0);
+    post(&mut s, b"1", t0).unwrap();
+    assert!(s.is_finished());
+}
+
+#[test]
 fn upgrade_sequence() {
     let t0 = Instant::now();
     let mut s = polling(t0);
     s.on_get(t0).unwrap();
     s.on_upgrade_request(t0).unwrap();
     assert_eq!(s.on_upgrade_request(t0), Err(Error::UpgradeRefused));
-    assert_eq!(s.take_batch(), None, "no noop before the probe");
+    assert_eq!(s.poll_get(false), None, "no noop before the probe");
 
     s.on_packet(Packet::probe_ping(), t0).unwrap();
-    assert_eq!(s.poll_outgoing(), Some(Packet::probe_pong()));
-    assert_eq!(s.poll_outgoing(), None);
-    assert_eq!(s.take_batch().unwrap(), &b"6"[..]);
+    assert_eq!(s.poll_probe_reply(), Some(Packet::probe_pong()));
+    assert_eq!(s.poll_probe_reply(), None);
+    // Even with data queued: the data waits for the WebSocket.
+    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
+    assert_eq!(GetReply::Noop.body(), Some(&b"6"[..]));
 
-    // Sent during the upgrade: buffered for the WebSocket.
-    s.send(msg("2[\"buffered\"]")).unwrap();
     s.on_packet(Packet::Upgrade, t0).unwrap();
     assert_eq!(events(&mut s), [Event::Upgraded]);
     assert_eq!(s.transport(), Transport::WebSocket);
-    assert_eq!(s.poll_outgoing(), Some(msg("2[\"buffered\"]")));
 
     // Polling is over for this session.
     assert_eq!(s.on_get(t0), Err(Error::TransportMismatch));
     assert_eq!(post(&mut s, b"4x", t0), Err(Error::TransportMismatch));
-    s.on_packet(msg("2[\"hello\"]"), t0).unwrap();
+    s.on_packet(Packet::Message(Bytes::from_static(b"2[\"hello\"]")), t0)
+        .unwrap();
     assert_eq!(
         events(&mut s),
         [Event::Message(Bytes::from_static(b"2[\"hello\"]"))]
     );
 
-    // Pings go to the WebSocket now; a WebSocket pong answers them.
+    // Pings keep their schedule on the WebSocket; a WebSocket pong answers them.
     let t1 = t0 + Duration::from_millis(300);
     s.on_tick(t1);
-    assert_eq!(s.poll_outgoing(), Some(Packet::Ping(Bytes::new())));
+    assert_eq!(transmitted(&mut s), [ping()]);
     s.on_packet(Packet::Pong(Bytes::new()), t1).unwrap();
     s.on_tick(t1 + Duration::from_millis(250));
     assert!(!s.is_closed());
+}
+
+#[test]
+fn get_pending_when_the_upgrade_completes_gets_a_noop() {
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_packet(Packet::Upgrade, t0).unwrap();
+    assert_eq!(s.poll_get(true), None, "no GET pending");
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_get(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_packet(Packet::Upgrade, t0).unwrap();
+    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
 }
 
 #[test]
@@ -227,9 +273,8 @@ fn upgrade_timeout_keeps_polling() {
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
     s.on_tick(t0 + Duration::from_secs(10));
     assert_eq!(events(&mut s).first(), Some(&Event::UpgradeCancelled));
-    assert_eq!(s.poll_outgoing(), None, "probe reply dropped");
-    s.send(msg("still polling")).unwrap();
-    assert!(get(&mut s, t0).is_some());
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(true), Some(GetReply::Data), "still polling");
     assert_eq!(s.transport(), Transport::Polling);
     s.on_upgrade_request(t0).unwrap();
 }
@@ -259,8 +304,11 @@ fn upgrades_can_be_disabled() {
         allow_upgrades: false,
         ..config()
     };
-    let mut s = Session::new(SID.parse().unwrap(), Transport::Polling, cfg, t0);
-    assert!(get(&mut s, t0).unwrap().ends_with(
+    let mut s = session(Transport::Polling, cfg, t0);
+    let Some(Packet::Open(json)) = s.poll_transmit() else {
+        panic!("open packet first");
+    };
+    assert!(json.ends_with(
         b"\"upgrades\":[],\"pingInterval\":300,\"pingTimeout\":200,\"maxPayload\":1000000}"
     ));
     assert_eq!(s.on_upgrade_request(t0), Err(Error::UpgradeRefused));
@@ -269,8 +317,8 @@ fn upgrades_can_be_disabled() {
 #[test]
 fn websocket_only_session() {
     let t0 = Instant::now();
-    let mut s = Session::new(SID.parse().unwrap(), Transport::WebSocket, config(), t0);
-    let Some(Packet::Open(json)) = s.poll_outgoing() else {
+    let mut s = session(Transport::WebSocket, config(), t0);
+    let Some(Packet::Open(json)) = s.poll_transmit() else {
         panic!("open packet first");
     };
     assert!(json.starts_with(b"{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[],"));
@@ -280,11 +328,10 @@ fn websocket_only_session() {
         .unwrap();
     assert_eq!(events(&mut s), [Event::Binary(Bytes::from_static(&[1]))]);
 
-    let err = s.on_packet(Packet::Ping(Bytes::new()), t0).unwrap_err();
+    let err = s.on_packet(ping(), t0).unwrap_err();
     assert_eq!(err.close_code(), Some(1002));
-    assert_eq!(s.poll_outgoing(), Some(Packet::Close));
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::Error(err))]);
-    assert!(s.is_finished());
+    assert!(s.is_finished(), "the owner closes the WebSocket");
 }
 
 #[test]
@@ -294,8 +341,10 @@ fn oversized_websocket_message_closes_with_1009() {
         max_payload: 4,
         ..config()
     };
-    let mut s = Session::new(SID.parse().unwrap(), Transport::WebSocket, cfg, t0);
-    let err = s.on_packet(msg("12345"), t0).unwrap_err();
+    let mut s = session(Transport::WebSocket, cfg, t0);
+    let err = s
+        .on_packet(Packet::Message(Bytes::from_static(b"12345")), t0)
+        .unwrap_err();
     assert_eq!(
         (err, err.close_code()),
         (Error::PayloadTooLarge, Some(1009))
@@ -303,59 +352,37 @@ fn oversized_websocket_message_closes_with_1009() {
 }
 
 #[test]
-fn websocket_close_and_client_close() {
+fn websocket_close_and_slow_consumer() {
     let t0 = Instant::now();
-    let mut s = Session::new(SID.parse().unwrap(), Transport::WebSocket, config(), t0);
+    let mut s = session(Transport::WebSocket, config(), t0);
     s.on_websocket_closed(t0);
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::TransportClose)]);
     assert!(s.is_finished());
 
     let mut s = polling(t0);
-    post(&mut s, b"1\x1e4ignored", t0).unwrap();
-    assert_eq!(events(&mut s), [Event::Closed(CloseReason::ClientClose)]);
-    assert_eq!(CloseReason::ClientClose.as_str(), "transport close");
-}
-
-#[test]
-fn outgoing_buffer_is_bounded() {
-    let t0 = Instant::now();
-    let cfg = SessionConfig {
-        max_buffered_bytes: 2 * (10 + PACKET_OVERHEAD),
-        ..config()
-    };
-    let mut s = Session::new(SID.parse().unwrap(), Transport::Polling, cfg, t0);
-    let ten = || Packet::Message(Bytes::from_static(b"0123456789"));
-    // The first packet always fits, however large.
-    s.send(Packet::Binary(Bytes::from(vec![0; 4096]))).unwrap();
-    assert_eq!(s.send(ten()), Err(SendError::Full(ten())));
-    assert!(get(&mut s, t0).is_some());
-    s.send(ten()).unwrap();
-    s.send(ten()).unwrap();
-    assert_eq!(s.send(ten()).map_err(SendError::into_inner), Err(ten()));
-    // A group goes whole or not at all.
-    assert_eq!(
-        s.send_all(vec![msg("x")]),
-        Err(SendError::Full(vec![msg("x")]))
-    );
-    // Control packets are not counted: the heartbeat still gets through.
-    s.on_tick(t0 + Duration::from_millis(300));
-    assert!(get(&mut s, t0).unwrap().ends_with(b"\x1e2"));
-    s.send_all(vec![msg("a"), Packet::Binary(Bytes::new())])
-        .unwrap();
+    s.on_get(t0).unwrap();
+    s.on_slow_consumer(t0);
+    assert_eq!(events(&mut s), [Event::Closed(CloseReason::SlowConsumer)]);
+    assert_eq!(s.poll_get(true), Some(GetReply::Close));
+    assert_eq!(CloseReason::SlowConsumer.as_str(), "transport error");
 }
 
 #[test]
 fn server_close_flushes_then_closes() {
     let t0 = Instant::now();
     let mut s = polling(t0);
-    s.send(msg("bye")).unwrap();
     s.close(t0);
-    assert_eq!(s.send(msg("late")), Err(SendError::Closed(msg("late"))));
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::ServerClose)]);
     assert!(!s.is_finished());
     assert_eq!(post(&mut s, b"4x", t0), Err(Error::SessionClosed));
-    assert_eq!(get(&mut s, t0).unwrap(), &b"4bye\x1e1"[..]);
+    // The queued data first, then the close packet on the next GET.
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(true), Some(GetReply::Data));
+    assert!(!s.is_finished());
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(false), Some(GetReply::Close));
     assert!(s.is_finished());
+    assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
 }
 
 #[test]
@@ -385,4 +412,29 @@ fn close_during_upgrade_cancels_it() {
         ]
     );
     assert_eq!(s.on_upgrade_request(t0), Err(Error::SessionClosed));
+}
+
+#[test]
+fn closed_session_transmits_nothing() {
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.on_tick(t0 + Duration::from_millis(300));
+    s.close(t0 + Duration::from_millis(301));
+    assert_eq!(transmitted(&mut s), [], "a pending ping is dropped");
+    s.on_tick(t0 + Duration::from_secs(5));
+    assert_eq!(transmitted(&mut s), []);
+}
+
+#[test]
+fn errors_found_outside_close_the_session() {
+    let t0 = Instant::now();
+    let mut s = polling(t0);
+    s.begin_post(t0).unwrap();
+    let err = s.on_error(Error::PayloadTooLarge, t0);
+    assert_eq!(err.http_status(), 413);
+    assert_eq!(
+        events(&mut s),
+        [Event::Closed(CloseReason::Error(Error::PayloadTooLarge))]
+    );
+    assert_eq!(s.begin_post(t0), Err(Error::SessionClosed));
 }

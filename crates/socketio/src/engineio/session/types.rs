@@ -1,5 +1,5 @@
 //! The vocabulary of [`Session`](super::Session): its configuration, the events it reports,
-//! why it closes, and why it refuses a send.
+//! why it closes, and how a pending polling `GET` is to be answered.
 
 use std::time::Duration;
 
@@ -16,13 +16,10 @@ pub struct SessionConfig {
     pub ping_timeout: Duration,
     /// The largest polling payload and message, in bytes, both ways. Default: 1 000 000.
     pub max_payload: usize,
-    /// Bound on the outgoing buffer: data bytes plus a per-packet overhead. A packet that does
-    /// not fit is refused with [`SendError::Full`], unless the buffer is empty. Default: 1 MiB.
-    pub max_buffered_bytes: usize,
     /// How long a client has from opening the WebSocket to sending `5`. Default: 10 s.
     pub upgrade_timeout: Duration,
-    /// How long a closed polling session keeps its last packets for the next `GET`.
-    /// Default: 30 s.
+    /// How long a polling session closed by the server waits for the `GET` that delivers its
+    /// last packets. Default: 30 s.
     pub close_timeout: Duration,
     /// Whether polling sessions may upgrade to WebSocket. Default: true.
     pub allow_upgrades: bool,
@@ -34,7 +31,6 @@ impl Default for SessionConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,
-            max_buffered_bytes: 1 << 20,
             upgrade_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(30),
             allow_upgrades: true,
@@ -55,8 +51,8 @@ pub enum Event {
     /// The upgrade failed (timeout, unexpected packet, WebSocket gone, session closed): close
     /// the probing WebSocket; the session goes on over polling unless it closed.
     UpgradeCancelled,
-    /// The session is over. Its last packets (a close packet, after the buffered data for a
-    /// server close) may still wait in [`Session::take_batch`](super::Session::take_batch) / [`Session::poll_outgoing`](super::Session::poll_outgoing).
+    /// The session is over. Over polling a pending (or, after a server close, the next) `GET`
+    /// may still be owed its last answer: see [`Session::poll_get`](super::Session::poll_get).
     Closed(CloseReason),
 }
 
@@ -72,6 +68,8 @@ pub enum CloseReason {
     PingTimeout,
     /// [`Session::close`](super::Session::close) was called.
     ServerClose,
+    /// The outgoing queue overflowed: the client reads too slowly.
+    SlowConsumer,
     /// The client broke the protocol.
     Error(Error),
 }
@@ -83,44 +81,31 @@ impl CloseReason {
             Self::ClientClose | Self::TransportClose => "transport close",
             Self::PingTimeout => "ping timeout",
             Self::ServerClose => "forced close",
+            Self::SlowConsumer => "transport error",
             Self::Error(_) => "parse error",
         }
     }
 }
 
-/// A refused [`Session::send`](super::Session::send); the packet comes back.
+/// How to answer the pending polling `GET`, from [`Session::poll_get`](super::Session::poll_get).
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError<T> {
-    /// The outgoing buffer is full: the client reads too slowly.
-    #[error("outgoing buffer full")]
-    Full(T),
-    /// The session is closed.
-    #[error("session closed")]
-    Closed(T),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetReply {
+    /// A payload of the packets queued for the client, up to `max_payload` bytes.
+    Data,
+    /// `6` (noop): a WebSocket took over, or the client closed the session.
+    Noop,
+    /// `1` (close): the session is over.
+    Close,
 }
 
-impl<T> SendError<T> {
-    /// The refused value.
-    pub fn into_inner(self) -> T {
+impl GetReply {
+    /// The body of a `Noop` or `Close` answer; `None` for `Data`.
+    pub fn body(self) -> Option<&'static [u8]> {
         match self {
-            Self::Full(value) | Self::Closed(value) => value,
-        }
-    }
-}
-
-/// Why the session refused a send, before the refused value is attached.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Refusal {
-    Full,
-    Closed,
-}
-
-impl Refusal {
-    pub(super) fn with<T>(self, value: T) -> SendError<T> {
-        match self {
-            Self::Full => SendError::Full(value),
-            Self::Closed => SendError::Closed(value),
+            Self::Data => None,
+            Self::Noop => Some(b"6"),
+            Self::Close => Some(b"1"),
         }
     }
 }

@@ -1,0 +1,402 @@
+//! `fanout` and `rooms`: subscribers spread over rooms, publishes at a fixed open-loop rate
+//! for a few seconds per step, the rate stepped up until the 99th percentile of end-to-end
+//! latency passes a limit, a message is lost, a subscriber is dropped or a publish fails.
+//!
+//! - `fanout`: one room of 10,000 subscribers, 100-byte events, from 10 publishes per second
+//!   up by half each step;
+//! - `rooms`: 10,000 subscribers in 1,000 rooms of 10, each publish to a room drawn at random,
+//!   from 500 publishes per second, doubling.
+//!
+//! The headline figure is the highest delivery rate of a step whose p99 stayed within
+//! `--target-p99-ms` with nothing lost.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{cpu_of, failed, generator_pids, mib, r3, sample_json, unavailable, Common};
+use crate::procfs;
+use crate::publisher::{Publisher, Schedule, Sent};
+use crate::swarm::{Swarm, SwarmReport};
+use crate::target::{with_server_output, Bed};
+use crate::wire::Layout;
+
+/// Which of the two scenarios, with its defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Fanout,
+    Rooms,
+}
+
+struct Defaults {
+    connections: usize,
+    rooms: usize,
+    start_rate: f64,
+    factor: f64,
+    steps: usize,
+    lanes: usize,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fanout => "fanout",
+            Kind::Rooms => "rooms",
+        }
+    }
+
+    fn defaults(self) -> Defaults {
+        match self {
+            Kind::Fanout => Defaults {
+                connections: 10_000,
+                rooms: 1,
+                start_rate: 10.0,
+                factor: 1.5,
+                steps: 12,
+                lanes: 1,
+            },
+            Kind::Rooms => Defaults {
+                connections: 10_000,
+                rooms: 1_000,
+                start_rate: 500.0,
+                factor: 2.0,
+                steps: 7,
+                lanes: 8,
+            },
+        }
+    }
+}
+
+/// Options of `roomcast-bench fanout` and `roomcast-bench rooms`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Subscribers. Default: 10000.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Rooms they are spread over. Default: 1 (fanout), 1000 (rooms).
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// Bytes of each event's data.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Publishes per second of the first step. Default: 10 (fanout), 500 (rooms).
+    #[arg(long)]
+    start_rate: Option<f64>,
+    /// Rate multiplier from one step to the next. Default: 1.5 (fanout), 2 (rooms).
+    #[arg(long)]
+    factor: Option<f64>,
+    /// Most steps. Default: 12 (fanout), 7 (rooms).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Seconds of publishing per step.
+    #[arg(long, default_value_t = 3.0)]
+    step_secs: f64,
+    /// Keep-alive HTTP connections publishing. Default: 1 (fanout), 8 (rooms).
+    #[arg(long)]
+    lanes: Option<usize>,
+    /// The ramp stops after a step whose p99 exceeds this.
+    #[arg(long, default_value_t = 100.0)]
+    max_p99_ms: f64,
+    /// The headline figure is the best step with a p99 at most this.
+    #[arg(long, default_value_t = 50.0)]
+    target_p99_ms: f64,
+    /// Most seconds to wait for a step's last messages after its last publish.
+    #[arg(long, default_value_t = 3.0)]
+    drain_secs: f64,
+}
+
+/// The resolved settings of one run.
+struct Plan {
+    kind: Kind,
+    connections: usize,
+    layout: Layout,
+    size: usize,
+    start_rate: f64,
+    factor: f64,
+    steps: usize,
+    step: Duration,
+    lanes: usize,
+    max_p99: f64,
+    target_p99: f64,
+    drain: Duration,
+}
+
+pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
+    let d = kind.defaults();
+    let plan = Plan {
+        kind,
+        connections: args.connections.unwrap_or(d.connections),
+        layout: Layout {
+            rooms: args.rooms.unwrap_or(d.rooms).max(1),
+        },
+        size: args.size,
+        start_rate: args.start_rate.unwrap_or(d.start_rate),
+        factor: args.factor.unwrap_or(d.factor),
+        steps: args.steps.unwrap_or(d.steps),
+        step: Duration::from_secs_f64(args.step_secs),
+        lanes: args.lanes.unwrap_or(d.lanes),
+        max_p99: args.max_p99_ms,
+        target_p99: args.target_p99_ms,
+        drain: Duration::from_secs_f64(args.drain_secs),
+    };
+    super::prepare()?;
+    let common = &args.common;
+    for target in common.targets()? {
+        let result = match Bed::start(target, &common.programs, &common.source_addrs()).await? {
+            Err(reason) => unavailable(kind.name(), target, &reason.0),
+            Ok(mut bed) => {
+                let mut swarm = common.swarm(&bed, plan.layout.rooms);
+                let measured = measure(&plan, &mut bed, &mut swarm).await;
+                let measured = measured.map_err(|e| with_server_output(e, &mut bed));
+                let closed = swarm.close().await;
+                bed.stop().await?;
+                match measured {
+                    Ok(mut result) => {
+                        result["closed"] = json!({"clean": closed.clean, "failed": closed.failed,
+                            "ended_by_server": closed.dropped});
+                        result
+                    }
+                    Err(e) => failed(kind.name(), target, &e),
+                }
+            }
+        };
+        common.save(&result)?;
+    }
+    Ok(())
+}
+
+/// One step's figures.
+struct Step {
+    rate: f64,
+    sent: Sent,
+    expected: u64,
+    report: SwarmReport,
+    lost: u64,
+    deliveries_per_sec: f64,
+    server_cpu: f64,
+    generator_cpu: f64,
+    /// Wall time from the first publish to the end of the drain, over which CPU is counted.
+    wall: f64,
+    rss: u64,
+}
+
+impl Step {
+    fn clean(&self) -> bool {
+        self.lost == 0 && self.sent.errors == 0 && self.report.dropped == 0
+    }
+
+    fn json(&self) -> Value {
+        let s = &self.report.stats;
+        json!({
+            "rate": r3(self.rate),
+            "scheduled": self.sent.scheduled,
+            "publish_ok": self.sent.ok(),
+            "publish_errors": self.sent.errors,
+            "first_publish_error": self.sent.first_error,
+            "dispatch_lag_ms": r3(self.sent.dispatch_lag.as_secs_f64() * 1e3),
+            "expected": self.expected,
+            "received": s.received,
+            "lost": self.lost,
+            "out_of_order": s.out_of_order,
+            "duplicates": s.duplicates,
+            "dropped_connections": self.report.dropped,
+            "first_drop": self.report.first_drop,
+            "deliveries_per_sec": self.deliveries_per_sec.round(),
+            "latency": s.latency().to_json(),
+            "server_cpu_secs": r3(self.server_cpu),
+            "server_cores": r3(self.server_cpu / self.wall),
+            "server_cpu_us_per_1k_deliveries":
+                r3(self.server_cpu * 1e9 / (s.received.max(1) as f64)),
+            "generator_cores": r3(self.generator_cpu / self.wall),
+            "server_rss_bytes": self.rss,
+        })
+    }
+}
+
+async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value> {
+    let name = plan.kind.name();
+    let target = bed.target;
+    let pid = bed.server.pid();
+    let start = procfs::sample(pid)?;
+    let opened = swarm.open(0..plan.connections).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_open = procfs::sample(pid)?;
+    let per_conn = (after_open.rss_bytes as f64 - start.rss_bytes as f64) / opened.count as f64;
+    println!(
+        "{name} / {}: {} subscribers in {} rooms opened in {:.1} s ({} processes), rss {} \
+         ({:.2} KiB per connection)",
+        target.name(),
+        opened.count,
+        plan.layout.rooms,
+        opened.secs,
+        opened.processes,
+        mib(after_open.rss_bytes),
+        per_conn / 1024.0,
+    );
+    let room_names = (0..plan.layout.rooms)
+        .map(|i| plan.layout.room_name(i))
+        .collect();
+    let publisher =
+        Publisher::connect(bed.publish_api(), plan.lanes, room_names, plan.size).await?;
+
+    // Phase 0 warms up the publish path (and Node's JIT); its figures are dropped.
+    let warm = Schedule::new(
+        plan.start_rate,
+        Duration::from_secs(1),
+        plan.layout.rooms,
+        0,
+    );
+    let warm_step = run_step(plan, 0, plan.start_rate, &warm, &publisher, bed, swarm).await?;
+    if !warm_step.clean() {
+        eprintln!(
+            "{name} / {}: the warm-up already lost messages",
+            target.name()
+        );
+    }
+
+    let mut steps = Vec::new();
+    let mut stopped = format!("all {} steps ran", plan.steps);
+    let mut rate = plan.start_rate;
+    for phase in 1..=plan.steps as u32 {
+        let schedule = Schedule::new(rate, plan.step, plan.layout.rooms, u64::from(phase));
+        let step = run_step(plan, phase, rate, &schedule, &publisher, bed, swarm).await?;
+        let latency = step.report.stats.latency();
+        println!(
+            "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; lost {}, out of \
+             order {}, publish errors {}, dropped {}; server {:.2} cores, generator {:.2} cores",
+            target.name(),
+            rate,
+            step.deliveries_per_sec,
+            latency.text(),
+            step.lost,
+            step.report.stats.out_of_order,
+            step.sent.errors,
+            step.report.dropped,
+            step.server_cpu / step.wall,
+            step.generator_cpu / step.wall,
+        );
+        let stop = if latency.p99 > plan.max_p99 {
+            Some(format!(
+                "p99 {:.1} ms passed {} ms",
+                latency.p99, plan.max_p99
+            ))
+        } else if !step.clean() {
+            Some(format!(
+                "{} lost, {} publish errors, {} connections dropped",
+                step.lost, step.sent.errors, step.report.dropped
+            ))
+        } else {
+            None
+        };
+        steps.push(step);
+        if let Some(why) = stop {
+            stopped = format!("at {rate:.1} publishes/s: {why}");
+            break;
+        }
+        bed.server.ensure_running()?;
+        rate *= plan.factor;
+    }
+    println!("{name} / {}: stopped {stopped}", target.name());
+    let secs = plan.step.as_secs_f64();
+    let best = steps
+        .iter()
+        .filter(|s| s.clean() && s.report.stats.latency().p99 <= plan.target_p99)
+        .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec));
+    let lost_below_saturation: u64 = steps
+        .iter()
+        .filter(|s| s.report.stats.latency().p99 <= plan.max_p99)
+        .map(|s| s.lost)
+        .sum();
+    Ok(json!({
+        "scenario": name,
+        "target": target.name(),
+        "protocol": target.protocol().name(),
+        "available": true,
+        "connections": opened.count,
+        "rooms": plan.layout.rooms,
+        "size": plan.size,
+        "step_secs": secs,
+        "lanes": plan.lanes,
+        "max_p99_ms": plan.max_p99,
+        "target_p99_ms": plan.target_p99,
+        "open_secs": r3(opened.secs),
+        "fleet_processes": opened.processes,
+        "handshake": opened.handshakes.to_json(),
+        "server_start": sample_json(&start),
+        "server_after_open": sample_json(&after_open),
+        "rss_per_connection_bytes": per_conn.round(),
+        "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
+        "best": best.map(Step::json),
+        "stopped": stopped,
+        "lost_below_saturation": lost_below_saturation,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    plan: &Plan,
+    phase: u32,
+    rate: f64,
+    schedule: &Schedule,
+    publisher: &Publisher,
+    bed: &mut Bed,
+    swarm: &mut Swarm,
+) -> Result<Step> {
+    let pid = bed.server.pid();
+    let generator = generator_pids(swarm);
+    let server_before = procfs::sample(pid)?.cpu;
+    let generator_before = cpu_of(&generator);
+    let began = Instant::now();
+    let sent = publisher
+        .run(phase, schedule, plan.drain + Duration::from_secs(5))
+        .await;
+    let expected: u64 = sent
+        .ok_per_room
+        .iter()
+        .enumerate()
+        .map(|(room, &ok)| ok * plan.layout.members(room, plan.connections))
+        .sum();
+    drain(swarm, phase, expected, plan.drain).await?;
+    let wall = began.elapsed().as_secs_f64();
+    let server_after = procfs::sample(pid)?;
+    let generator_cpu = cpu_of(&generator).saturating_sub(generator_before);
+    let report = swarm.report(phase).await?;
+    let unique = report.stats.received - report.stats.duplicates;
+    let lost = expected.saturating_sub(unique);
+    Ok(Step {
+        rate,
+        deliveries_per_sec: unique as f64 / schedule.duration().as_secs_f64(),
+        sent,
+        expected,
+        report,
+        lost,
+        server_cpu: server_after.cpu.saturating_sub(server_before).as_secs_f64(),
+        generator_cpu: generator_cpu.as_secs_f64(),
+        wall,
+        rss: server_after.rss_bytes,
+    })
+}
+
+/// Waits until the swarm has received `expected` messages of `phase`, or they stop coming for
+/// a second, or `limit` has passed.
+async fn drain(swarm: &mut Swarm, phase: u32, expected: u64, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let (received, _) = swarm.count(phase).await?;
+        let now = Instant::now();
+        if received >= expected || now >= deadline {
+            return Ok(());
+        }
+        if received != last.0 {
+            last = (received, now);
+        } else if now - last.1 > Duration::from_secs(1) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

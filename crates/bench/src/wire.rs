@@ -1,0 +1,321 @@
+//! What the load generator writes and reads, without sockets: the benchmark's tokens, the
+//! `tick` event's data (a sequence number, its scheduled send time and the phase it belongs
+//! to, padded to a fixed size), the publish request body, and the client side of Engine.IO v4 /
+//! Socket.IO v5 over WebSocket. Every server echoes the data object it was given, so reading a
+//! tick back is a search for three keys, in any order, in the received text.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+/// The tenant every benchmark connection belongs to.
+pub(crate) const TENANT: &str = "bench-0";
+/// The event name of published messages.
+pub(crate) const EVENT: &str = "tick";
+/// The Engine.IO path and query of a WebSocket-only Socket.IO connection.
+pub(crate) const SOCKET_IO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+
+/// Which protocol a subscriber speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Roomcast's JSON protocol at `/ws`, the token in the query.
+    Native,
+    /// Socket.IO v5 over Engine.IO v4 on WebSocket, the token in the namespace connect.
+    SocketIo,
+}
+
+impl Protocol {
+    /// The command-line and report name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::SocketIo => "socketio",
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    pub(crate) fn from_name(name: &str) -> Option<Protocol> {
+        match name {
+            "native" => Some(Protocol::Native),
+            "socketio" => Some(Protocol::SocketIo),
+            _ => None,
+        }
+    }
+}
+
+/// How subscribers are spread over rooms: `rooms` rooms, subscriber `id` in room `id % rooms`.
+/// One room is named `bench`; more are `r0`, `r1`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Rooms, at least 1.
+    pub(crate) rooms: usize,
+}
+
+impl Layout {
+    /// The room index of subscriber `id`.
+    pub(crate) fn room_of(self, id: usize) -> usize {
+        id % self.rooms.max(1)
+    }
+
+    /// The name of room `index`.
+    pub(crate) fn room_name(self, index: usize) -> String {
+        if self.rooms <= 1 {
+            "bench".to_string()
+        } else {
+            format!("r{index}")
+        }
+    }
+
+    /// How many of the subscribers `0..n` are in room `index`.
+    pub(crate) fn members(self, index: usize, n: usize) -> u64 {
+        let rooms = self.rooms.max(1);
+        (n / rooms + usize::from(index < n % rooms)) as u64
+    }
+}
+
+/// HS256 tokens for the benchmark's subscribers: user `i` has `sub` `"i"`, tenant
+/// [`TENANT`] and a `room` claim naming its room. Roomcast joins that room through its
+/// `auto_join = ["{room}"]` template; the peers read the same claim after checking the
+/// signature.
+pub(crate) struct Tokens {
+    key: EncodingKey,
+    header: Header,
+    layout: Layout,
+    expires_at: u64,
+}
+
+impl Tokens {
+    /// Tokens signed with `secret`, valid for `ttl` from now.
+    pub(crate) fn new(secret: &str, layout: Layout, ttl: Duration) -> Tokens {
+        Tokens {
+            key: EncodingKey::from_secret(secret.as_bytes()),
+            header: Header::new(Algorithm::HS256),
+            layout,
+            expires_at: unix_now().as_secs() + ttl.as_secs(),
+        }
+    }
+
+    /// User `id`'s token.
+    pub(crate) fn token(&self, id: usize) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = json!({
+            "sub": id.to_string(),
+            "tenant_id": TENANT,
+            "room": self.layout.room_name(self.layout.room_of(id)),
+            "exp": self.expires_at,
+        });
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+    }
+
+    /// The room of user `id`.
+    pub(crate) fn room(&self, id: usize) -> String {
+        self.layout.room_name(self.layout.room_of(id))
+    }
+}
+
+/// Time since the Unix epoch. Senders and receivers run on one machine and read the same
+/// clock, so a difference of two readings from two processes is a latency.
+pub(crate) fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// One published message as a subscriber sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tick {
+    /// Position in its room's sequence for this phase, from 0.
+    pub(crate) seq: u64,
+    /// Scheduled send time, nanoseconds since the Unix epoch.
+    pub(crate) sent_ns: u64,
+    /// The measurement phase it belongs to.
+    pub(crate) phase: u32,
+}
+
+/// The `data` of a tick, `{"seq":..,"t":..,"p":..,"pad":"xx.."}`, padded to `size` bytes
+/// (or as short as it can be when `size` is smaller).
+pub(crate) fn tick_data(tick: Tick, size: usize) -> String {
+    let mut data = format!(
+        r#"{{"seq":{},"t":{},"p":{},"pad":""#,
+        tick.seq, tick.sent_ns, tick.phase
+    );
+    let pad = size.saturating_sub(data.len() + 2);
+    data.extend(std::iter::repeat_n('x', pad));
+    data.push_str("\"}");
+    data
+}
+
+/// The body of a publish request: Roomcast's `POST /api/publish` shape, which the peers take
+/// too. `data` is JSON text.
+pub(crate) fn publish_body(room: &str, data: &str) -> String {
+    format!(r#"{{"tenant":"{TENANT}","rooms":["{room}"],"event":"{EVENT}","data":{data}}}"#)
+}
+
+/// Reads a tick back from a received text message of either protocol: the digits after
+/// `"seq":`, `"t":` and `"p":`. `None` when the message carries no tick (a welcome, a reply).
+pub(crate) fn find_tick(text: &str) -> Option<Tick> {
+    Some(Tick {
+        seq: number_after(text, "\"seq\":")?,
+        sent_ns: number_after(text, "\"t\":")?,
+        phase: u32::try_from(number_after(text, "\"p\":")?).ok()?,
+    })
+}
+
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    let digits = &text[start..];
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// A text frame from a Socket.IO server, as the subscriber acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SioFrame<'a> {
+    /// `0{...}`: the Engine.IO handshake.
+    Open,
+    /// `2`: a heartbeat; answer [`PONG`].
+    Ping,
+    /// `40...`: the main namespace accepted the connect.
+    Connected,
+    /// `44{...}`: the connect was refused, with the server's data.
+    ConnectError(&'a str),
+    /// `41` or Engine.IO `1`: the server ended the session.
+    Disconnect,
+    /// `42[...]`: an event in the main namespace.
+    Event(&'a str),
+    /// Anything else (a noop, an ack, another namespace).
+    Other,
+}
+
+/// The answer to a heartbeat ping.
+pub(crate) const PONG: &str = "3";
+
+/// Classifies one Socket.IO text frame.
+pub(crate) fn parse_sio(text: &str) -> SioFrame<'_> {
+    let bytes = text.as_bytes();
+    match bytes {
+        [b'0', ..] => SioFrame::Open,
+        [b'2', ..] => SioFrame::Ping,
+        [b'1', ..] | [b'4', b'1', ..] => SioFrame::Disconnect,
+        [b'4', b'0', ..] => SioFrame::Connected,
+        [b'4', b'4', ..] => SioFrame::ConnectError(&text[2..]),
+        [b'4', b'2', ..] => SioFrame::Event(&text[2..]),
+        _ => SioFrame::Other,
+    }
+}
+
+/// The namespace connect with the token as auth data: `40{"token":"..."}`.
+pub(crate) fn sio_connect(token: &str) -> String {
+    format!("40{}", json!({ "token": token }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Tick = Tick {
+        seq: 42,
+        sent_ns: 1_700_000_000_123_456_789,
+        phase: 3,
+    };
+
+    #[test]
+    fn tick_data_has_the_asked_size_and_reads_back() {
+        let data = tick_data(TICK, 100);
+        assert_eq!(data.len(), 100);
+        assert!(serde_json::from_str::<serde_json::Value>(&data).is_ok());
+        assert_eq!(find_tick(&data), Some(TICK));
+    }
+
+    #[test]
+    fn a_small_size_gives_the_shortest_data() {
+        let data = tick_data(TICK, 10);
+        assert!(data.ends_with(r#""pad":""}"#), "{data}");
+        assert_eq!(find_tick(&data), Some(TICK));
+    }
+
+    #[test]
+    fn ticks_read_back_from_either_protocol_in_any_key_order() {
+        let native = format!(
+            r#"{{"type":"event","room":"bench","event":"tick","data":{},"offset":7,"epoch":"e-1"}}"#,
+            tick_data(TICK, 100)
+        );
+        assert_eq!(find_tick(&native), Some(TICK));
+        // A server that re-serializes with sorted keys.
+        let sorted = r#"42["tick",{"p":3,"pad":"xx","seq":42,"t":1700000000123456789}]"#;
+        assert_eq!(find_tick(sorted), Some(TICK));
+        let welcome = r#"{"type":"welcome","session":"1","rooms":["bench"]}"#;
+        assert_eq!(find_tick(welcome), None);
+    }
+
+    #[test]
+    fn socket_io_frames() {
+        assert_eq!(
+            parse_sio(r#"0{"sid":"a","pingInterval":25000}"#),
+            SioFrame::Open
+        );
+        assert_eq!(parse_sio("2"), SioFrame::Ping);
+        assert_eq!(parse_sio(r#"40{"sid":"b"}"#), SioFrame::Connected);
+        assert_eq!(parse_sio("40"), SioFrame::Connected);
+        assert_eq!(
+            parse_sio(r#"44{"message":"invalid token"}"#),
+            SioFrame::ConnectError(r#"{"message":"invalid token"}"#)
+        );
+        assert_eq!(parse_sio("41"), SioFrame::Disconnect);
+        assert_eq!(parse_sio("1"), SioFrame::Disconnect);
+        assert_eq!(
+            parse_sio(r#"42["tick",{}]"#),
+            SioFrame::Event(r#"["tick",{}]"#)
+        );
+        assert_eq!(parse_sio("6"), SioFrame::Other);
+        assert_eq!(parse_sio(""), SioFrame::Other);
+    }
+
+    #[test]
+    fn connect_carries_the_token() {
+        assert_eq!(sio_connect("a.b.c"), r#"40{"token":"a.b.c"}"#);
+    }
+
+    #[test]
+    fn publish_body_is_roomcasts_shape() {
+        let body = publish_body("r7", r#"{"seq":1}"#);
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["tenant"], TENANT);
+        assert_eq!(value["rooms"][0], "r7");
+        assert_eq!(value["event"], EVENT);
+        assert_eq!(value["data"]["seq"], 1);
+    }
+
+    #[test]
+    fn layout_spreads_subscribers_evenly() {
+        let one = Layout { rooms: 1 };
+        assert_eq!(one.room_name(one.room_of(12345)), "bench");
+        assert_eq!(one.members(0, 10_000), 10_000);
+        let many = Layout { rooms: 1000 };
+        assert_eq!(many.room_name(many.room_of(12_345)), "r345");
+        assert_eq!(many.members(999, 10_000), 10);
+        let uneven = Layout { rooms: 3 };
+        let counts: Vec<u64> = (0..3).map(|r| uneven.members(r, 10)).collect();
+        assert_eq!(counts, [4, 3, 3]);
+    }
+
+    #[test]
+    fn tokens_carry_the_room_claim() {
+        let tokens = Tokens::new("secret", Layout { rooms: 1000 }, Duration::from_secs(60));
+        let token = tokens.token(1234).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(b"secret"),
+            &validation,
+        )
+        .unwrap();
+        assert_eq!(data.claims["room"], "r234");
+        assert_eq!(data.claims["tenant_id"], TENANT);
+        assert_eq!(tokens.room(1234), "r234");
+    }
+}

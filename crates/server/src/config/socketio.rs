@@ -1,0 +1,434 @@
+//! `[socketio]`: the Socket.IO v4 endpoint (Engine.IO path, heartbeat, payload size, CORS) and,
+//! per namespace, the rooms joined on connect, the greeting, and the routes that turn events a
+//! client emits into room joins, relays and replies. The routes are compiled and checked by
+//! [`crate::sio::routing::Router::from_config`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ConfigError;
+use crate::sio::routing::Router;
+
+/// Paths Roomcast serves itself, which the Engine.IO path must not shadow.
+const TAKEN_PATHS: [&str; 4] = ["/ws", "/health", "/metrics", "/api"];
+
+/// `[socketio]`: the Socket.IO endpoint and its namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketIoConfig {
+    /// Whether Socket.IO clients are served. Default `true`.
+    pub enabled: bool,
+    /// The Engine.IO path, what `socket.io-client` calls `path` (the URL's own path is the
+    /// namespace). A missing trailing `/` is added. Default `"/socket.io/"`.
+    pub path: String,
+    /// Interval between Engine.IO pings, in milliseconds. Default `25000`.
+    pub ping_interval_ms: u64,
+    /// How long to wait for the pong before closing, in milliseconds. Default `20000`.
+    pub ping_timeout_ms: u64,
+    /// Largest Engine.IO message or polling request body, in bytes (`maxHttpBufferSize`).
+    /// Default `1000000`.
+    pub max_payload: usize,
+    /// How long a client may take to connect to a namespace after the Engine.IO handshake, in
+    /// milliseconds. Default `45000`.
+    pub connect_timeout_ms: u64,
+    /// Origins allowed by CORS, e.g. `["https://app.example.com"]`; `["*"]` allows any origin;
+    /// `[]` (the default) sends no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Whether CORS answers carry `Access-Control-Allow-Credentials: true` (not with `["*"]`).
+    /// Default `false`.
+    pub cors_credentials: bool,
+    /// The namespaces served, with their event routes. Default `[]`: the main namespace `/` only,
+    /// with `rooms.auto_join`, no greeting and no routes.
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            enabled: true,
+            path: "/socket.io/".into(),
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            max_payload: 1_000_000,
+            connect_timeout_ms: 45_000,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+impl SocketIoConfig {
+    /// `path` with its trailing `/`, as requests are matched against it.
+    pub fn engine_path(&self) -> String {
+        if self.path.ends_with('/') {
+            self.path.clone()
+        } else {
+            format!("{}/", self.path)
+        }
+    }
+
+    /// `ping_interval_ms` as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// `ping_timeout_ms` as a duration.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// Whether CORS allows any origin (`cors_origins = ["*"]`).
+    pub fn cors_any_origin(&self) -> bool {
+        self.cors_origins.iter().any(|o| o == "*")
+    }
+
+    /// Checks the section; `default_auto_join` is `rooms.auto_join`, used by namespaces that set
+    /// no `auto_join` of their own. Errors name the key (`socketio.namespaces[1].events[0].room`).
+    pub fn validate(&self, default_auto_join: &[String]) -> Result<(), ConfigError> {
+        self.validate_path()?;
+        for (key, value) in [
+            ("socketio.ping_interval_ms", self.ping_interval_ms),
+            ("socketio.ping_timeout_ms", self.ping_timeout_ms),
+            ("socketio.max_payload", self.max_payload as u64),
+            ("socketio.connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be > 0"));
+            }
+        }
+        self.validate_cors()?;
+        Router::from_config(self, default_auto_join).map(drop)
+    }
+
+    fn validate_path(&self) -> Result<(), ConfigError> {
+        let bad = |message: &str| Err(ConfigError::invalid("socketio.path", message));
+        let path = self.path.as_str();
+        if !path.starts_with('/') {
+            return bad("must start with `/`, e.g. \"/socket.io/\"");
+        }
+        if path == "/" || path.contains("//") {
+            return bad("must name a path below `/`, e.g. \"/socket.io/\"");
+        }
+        if path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%'))
+        {
+            return bad("must not contain spaces, control characters, `?`, `#` or `%`");
+        }
+        let trimmed = path.trim_end_matches('/');
+        if let Some(taken) = TAKEN_PATHS
+            .iter()
+            .find(|t| trimmed == **t || (**t == "/api" && trimmed.starts_with("/api/")))
+        {
+            return bad(&format!("`{taken}` is served by Roomcast itself"));
+        }
+        Ok(())
+    }
+
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            let key = format!("socketio.cors_origins[{i}]");
+            if origin == "*" {
+                if self.cors_origins.len() > 1 {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "\"*\" allows every origin and must be the only entry",
+                    ));
+                }
+                continue;
+            }
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let valid = rest.is_some_and(|host| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && !host
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#'))
+            });
+            if !valid {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "`{origin}` is not an origin: write scheme://host[:port] without a path, \
+                         e.g. \"https://app.example.com\", or \"*\""
+                    ),
+                ));
+            }
+        }
+        if self.cors_credentials && self.cors_any_origin() {
+            return Err(ConfigError::invalid(
+                "socketio.cors_credentials",
+                "cannot be true with cors_origins = [\"*\"]: browsers refuse credentials for any \
+                 origin; list the origins instead",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One entry of `socketio.namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceConfig {
+    /// The namespace, e.g. `"/"` or `"/provisioning"`. Required. It is a dimension of the room
+    /// key: rooms of different namespaces are different rooms.
+    pub name: String,
+    /// Other names clients may connect with that mean this namespace (same rooms, same routes),
+    /// e.g. `["/ws/provisioning"]` for clients that put a mount prefix in the URL, which
+    /// `socket.io-client` reads as part of the namespace. Default `[]`.
+    pub aliases: Vec<String>,
+    /// Claim templates of the rooms joined on connect to this namespace, as `rooms.auto_join`.
+    /// Default: `rooms.auto_join`.
+    pub auto_join: Option<Vec<String>>,
+    /// Event sent to the client once it is connected to the namespace, e.g.
+    /// `{ event = "connected", data = { user_id = "{sub}" } }`. Its data may use claims,
+    /// `{socket.id}` and `{now}`. Default: none.
+    pub greeting: Option<EmitTemplate>,
+    /// How refusals are told (a room the ACL refuses, a missing argument), for routes without
+    /// their own `error`; `{error}` is the message. With an ack requested, the data answers
+    /// the ack instead. Default `{ event = "error", data = { message = "{error}" } }`.
+    pub error: Option<EmitTemplate>,
+    /// What client-emitted events do. An event without a route is ignored. Default `[]`.
+    pub events: Vec<EventRoute>,
+}
+
+/// One entry of `socketio.namespaces[].events`: what an event emitted by a client does.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventRoute {
+    /// The event name, e.g. `"subscribe_tenant_updates"`. Required.
+    pub event: String,
+    /// `join`, `leave`, `relay` or `reply`. Required.
+    pub action: Option<RouteAction>,
+    /// Template of the room, for `join`, `leave` and `relay`, e.g. `"tenant:{args.0.tenant_id}"`.
+    /// Every placeholder must give a non-empty string or a number, else the event is refused.
+    pub room: String,
+    /// Answer to the sender once the action is done, e.g.
+    /// `{ event = "subscribed", data = { tenant_id = "{args.0.tenant_id}" } }`. When the client
+    /// asked for an ack, `data` answers the ack instead of the event; without `event`, only acks
+    /// are answered. Default: none (a requested ack is answered with no arguments).
+    pub reply: Option<EmitTemplate>,
+    /// `relay` only: what the room receives. `event` defaults to the route's event and `data` to
+    /// the client's own arguments, unchanged. Default: none (relay the event as it came).
+    pub relay: Option<EmitTemplate>,
+    /// `relay` only: receivers whose queue is full miss the event instead of being disconnected
+    /// (typing indicators). Default `false`.
+    pub volatile: bool,
+    /// How a refusal of this event is told; see [`NamespaceConfig::error`]. Default: the
+    /// namespace's.
+    pub error: Option<EmitTemplate>,
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RouteAction {
+    /// Join the sender to `room`, under the room ACL (subscribe).
+    Join,
+    /// Remove the sender from `room`.
+    Leave,
+    /// Send the event to `room`, except to the sender, under the room ACL (publish).
+    Relay,
+    /// Only answer (`reply`), e.g. `ping` -> `pong`.
+    Reply,
+}
+
+impl RouteAction {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteAction::Join => "join",
+            RouteAction::Leave => "leave",
+            RouteAction::Relay => "relay",
+            RouteAction::Reply => "reply",
+        }
+    }
+}
+
+/// An event to send: its name and a JSON data template. In `data`, a string that is exactly one
+/// placeholder keeps the JSON type of its value (`"{args.0.tenant_id}"` stays a number);
+/// placeholders inside longer strings render as text; a missing value is `null`, or nothing
+/// inside text. See [`crate::sio::routing`] for the placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmitTemplate {
+    /// The event name. Required for `greeting` and `error`; optional for `reply` (ack only) and
+    /// `relay` (the route's event).
+    pub event: String,
+    /// The event's single argument; absent: no argument (or, for `relay`, the client's own).
+    pub data: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn error(text: &str) -> String {
+        let mut config = match Config::from_toml_str(text) {
+            Ok(config) => config,
+            Err(e) => return e.to_string(),
+        };
+        config.auth.secret = "s".into();
+        config.validate().unwrap_err().to_string()
+    }
+
+    fn valid(text: &str) -> Config {
+        let mut config = Config::from_toml_str(text).unwrap();
+        config.auth.secret = "s".into();
+        config.validate().unwrap();
+        config
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = SocketIoConfig::default();
+        assert!(c.enabled);
+        assert_eq!(c.engine_path(), "/socket.io/");
+        assert_eq!(c.ping_interval(), Duration::from_secs(25));
+        assert_eq!(c.ping_timeout(), Duration::from_secs(20));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.connect_timeout(), Duration::from_secs(45));
+        assert!(c.cors_origins.is_empty() && !c.cors_credentials && !c.cors_any_origin());
+        assert!(c.namespaces.is_empty());
+        assert_eq!(Config::default().socketio, c);
+    }
+
+    #[test]
+    fn a_full_section_parses() {
+        let c = valid(
+            r#"
+            [socketio]
+            path = "/ws/socket.io"
+            cors_origins = ["https://app.example.com", "http://localhost:5173"]
+            cors_credentials = true
+            [[socketio.namespaces]]
+            name = "/"
+            aliases = ["/ws"]
+            auto_join = ["user:{sub}"]
+            greeting = { event = "connected", data = { user_id = "{sub}" } }
+            [[socketio.namespaces.events]]
+            event = "subscribe_tenant_updates"
+            action = "join"
+            room = "tenant:{args.0.tenant_id}"
+            reply = { event = "subscribed", data = { tenant_id = "{args.0.tenant_id}" } }
+            [[socketio.namespaces.events]]
+            event = "typing"
+            action = "relay"
+            room = "chat:{args.0.roomId}"
+            volatile = true
+            [[socketio.namespaces]]
+            name = "/provisioning"
+            "#,
+        );
+        let s = &c.socketio;
+        assert_eq!(s.engine_path(), "/ws/socket.io/");
+        assert_eq!(s.namespaces.len(), 2);
+        let route = &s.namespaces[0].events[0];
+        assert_eq!(route.action, Some(RouteAction::Join));
+        assert_eq!(
+            route.reply.as_ref().map(|r| r.event.as_str()),
+            Some("subscribed")
+        );
+        assert!(s.namespaces[0].events[1].volatile);
+        assert_eq!(s.namespaces[1].auto_join, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        assert_eq!(
+            error("[socketio]\npth = \"/x/\""),
+            "socketio.pth: unknown key"
+        );
+        assert_eq!(
+            error("[[socketio.namespaces]]\nname = \"/\"\nevnts = []"),
+            "socketio.namespaces[0].evnts: unknown key"
+        );
+        assert_eq!(
+            error(
+                "[[socketio.namespaces]]\nname = \"/\"\n[[socketio.namespaces]]\nname = \"/a\"\n\
+                 [[socketio.namespaces.events]]\nevent = \"e\"\naction = \"reply\"\nrum = \"x\""
+            ),
+            "socketio.namespaces[1].events[0].rum: unknown key"
+        );
+        let e = error(
+            "[[socketio.namespaces]]\nname = \"/\"\n[[socketio.namespaces.events]]\n\
+             event = \"e\"\naction = \"jion\"",
+        );
+        assert!(
+            e.starts_with("socketio.namespaces[0].events[0].action: unknown variant `jion`"),
+            "{e}"
+        );
+        let e = error(
+            "[[socketio.namespaces]]\nname = \"/\"\n[[socketio.namespaces.events]]\n\
+             event = \"e\"\naction = \"reply\"\nreply = { evnt = \"x\" }",
+        );
+        assert!(
+            e.starts_with("socketio.namespaces[0].events[0].reply: unknown field"),
+            "{e}"
+        );
+        let e = error("[socketio]\nping_interval_ms = \"soon\"");
+        assert!(
+            e.starts_with("socketio.ping_interval_ms: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn path_numbers_and_cors_are_checked() {
+        for (bad, start) in [
+            ("socket.io", "socketio.path: must start with `/`"),
+            ("/", "socketio.path: must name a path"),
+            ("/a b/", "socketio.path: must not contain"),
+            ("/ws/", "socketio.path: `/ws` is served by Roomcast itself"),
+            ("/api/sio/", "socketio.path: `/api` is served"),
+        ] {
+            let e = error(&format!("[socketio]\npath = \"{bad}\""));
+            assert!(e.starts_with(start), "{bad}: {e}");
+        }
+        valid("[socketio]\npath = \"/ws/socket.io/\"");
+        assert_eq!(
+            error("[socketio]\nping_timeout_ms = 0"),
+            "socketio.ping_timeout_ms: must be > 0"
+        );
+        let e = error("[socketio]\ncors_origins = [\"https://a.example/\"]");
+        assert!(
+            e.starts_with("socketio.cors_origins[0]: `https://a.example/` is not"),
+            "{e}"
+        );
+        let e = error("[socketio]\ncors_origins = [\"https://a.example\", \"*\"]");
+        assert!(e.starts_with("socketio.cors_origins[1]: \"*\""), "{e}");
+        let e = error("[socketio]\ncors_origins = [\"*\"]\ncors_credentials = true");
+        assert!(
+            e.starts_with("socketio.cors_credentials: cannot be true"),
+            "{e}"
+        );
+        let c = valid("[socketio]\ncors_origins = [\"*\"]");
+        assert!(c.socketio.cors_any_origin());
+    }
+
+    #[test]
+    fn environment_variables_reach_the_section() {
+        let env = vec![
+            (
+                "ROOMCAST_SOCKETIO__ENABLED".to_string(),
+                "false".to_string(),
+            ),
+            ("ROOMCAST_SOCKETIO__PATH".to_string(), "/rt/".to_string()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert!(!c.socketio.enabled);
+        assert_eq!(c.socketio.path, "/rt/");
+    }
+}
