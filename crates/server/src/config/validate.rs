@@ -268,7 +268,29 @@ mod tests {
             "heartbeat.timeout_ms: must be greater than heartbeat.interval_ms"
         );
         c.heartbeat.interval_ms = 0;
-        assert_eq!(error(&c), "heartbeat.interval_ms: must be > 0");
+        assert_eq!(
+            error(&c),
+            "heartbeat.interval_ms: must be between 1 and 3600000"
+        );
+    }
+
+    #[test]
+    fn durations_are_bounded_so_deadlines_cannot_overflow() {
+        let mut c = valid();
+        c.auth.auth_timeout_ms = u64::MAX;
+        assert_eq!(
+            error(&c),
+            "auth.auth_timeout_ms: must be between 1 and 3600000"
+        );
+        let mut c = valid();
+        c.auth.leeway_secs = u64::MAX;
+        assert_eq!(error(&c), "auth.leeway_secs: must be between 0 and 3600");
+        let mut c = valid();
+        c.shutdown.grace_ms = 0;
+        assert_eq!(
+            error(&c),
+            "shutdown.grace_ms: must be between 1 and 3600000"
+        );
     }
 
     #[test]
