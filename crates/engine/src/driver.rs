@@ -142,6 +142,9 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
     };
     // Copy the bytes read past the upgrade and let go of hyper's read buffer: the prefix
     // usually points into an 8 KiB allocation that would otherwise live as long as the task.
+    stats
+        .bytes_in
+        .fetch_add(prefix.len() as u64, Ordering::Relaxed);
     let mut rbuf = BytesMut::from(&prefix[..]);
     drop(prefix);
     let result = task
@@ -194,19 +197,19 @@ impl Task {
                     *rbuf = BytesMut::new();
                 }
             }
+            // Control frames wait in the connection (which bounds them) until the backlog is
+            // written: a peer that sends pings but never reads cannot grow the backlog. Taken
+            // before the queue, so a busy queue cannot starve pongs and heartbeat pings.
+            self.take_control();
             // A writer blocked by a client that does not read must still see an overflow or a
             // close request, or the slow consumer would never be closed. Once the queue is
             // closing nothing more enters it, so moving it onto the backlog stays bounded.
             if self.draining && (self.pending.is_empty() || queue.is_closing()) {
                 self.take_queue(queue, config, handler, now);
             }
-            // Control frames wait in the connection (which bounds them) until the backlog is
-            // written: a peer that sends pings but never reads cannot grow the backlog.
-            if self.pending.is_empty() {
-                while let Some(frame) = self.conn.take_transmit() {
-                    self.pending.push_back(Outbound::Frame(frame));
-                }
-            }
+            // A close taken from the queue queues its close frame: send it now if nothing is
+            // waiting.
+            self.take_control();
             if self.pending.is_empty() && (self.conn.is_closed() || eof) {
                 return Ok(());
             }
@@ -258,7 +261,8 @@ impl Task {
                 Ok(None) => return,
                 Err(e) => {
                     // The connection has already failed itself and queued its close frame.
-                    self.end.code = Some(e.close_code());
+                    // What went on the wire first stays the connection's code.
+                    self.end.code = self.end.code.or(Some(e.close_code()));
                     // Answers to the messages before the bad frame still go out, before
                     // the close frame.
                     self.flush_queue(queue);
@@ -338,6 +342,14 @@ impl Task {
             self.end.code = Some(close.code);
             self.conn.close(close.code, &close.reason, now);
             self.stop_draining();
+        }
+    }
+
+    fn take_control(&mut self) {
+        if self.pending.is_empty() {
+            while let Some(frame) = self.conn.take_transmit() {
+                self.pending.push_back(Outbound::Frame(frame));
+            }
         }
     }
 

@@ -265,6 +265,7 @@ fn upgrade<B>(req: &mut http::Request<B>, shared: &Shared) -> http::Response<Str
 }
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type WsResult = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
 /// A tokio-tungstenite client connected to `addr`.
 pub(crate) async fn ws_connect(addr: SocketAddr) -> Ws {
@@ -273,8 +274,30 @@ pub(crate) async fn ws_connect(addr: SocketAddr) -> Ws {
     within("the WebSocket handshake", connect).await.unwrap().0
 }
 
+/// A tokio-tungstenite client over a socket with a small receive buffer: the server's
+/// writes wait on this client's reads.
+pub(crate) async fn ws_connect_tight(addr: SocketAddr) -> WebSocketStream<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(TIGHT_BUFFER).unwrap();
+    let stream = within("a TCP connection", socket.connect(addr))
+        .await
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}/");
+    within(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async(url, stream),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
 /// The client's next message.
-pub(crate) async fn ws_next(ws: &mut Ws) -> Message {
+pub(crate) async fn ws_next<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = WsResult> + Unpin,
+{
     use futures_util::StreamExt as _;
     within("a message", ws.next())
         .await
@@ -283,7 +306,10 @@ pub(crate) async fn ws_next(ws: &mut Ws) -> Message {
 }
 
 /// Reads until the server drops the connection, answering its close on the way.
-pub(crate) async fn ws_drain(ws: &mut Ws) {
+pub(crate) async fn ws_drain<S>(ws: &mut S)
+where
+    S: futures_util::Stream<Item = WsResult> + Unpin,
+{
     use futures_util::StreamExt as _;
     within("the end of the connection", async {
         while let Some(Ok(_)) = ws.next().await {}
