@@ -140,6 +140,20 @@ impl RoomPolicy {
         })
     }
 
+    /// Keeps only the claims that the policy's templates and patterns refer to: what a live
+    /// connection needs to decide later subscribes and publishes, and nothing more (memory per
+    /// connection is a budget).
+    pub fn retain_used_claims(&self, claims: &mut Map<String, Value>) {
+        let used = |name: &str| {
+            self.auto_join
+                .iter()
+                .flat_map(Template::claims)
+                .chain(self.acl.rules.iter().flat_map(|r| r.pattern.claims()))
+                .any(|c| c == name || c.split('.').next() == Some(name))
+        };
+        claims.retain(|name, _| used(name));
+    }
+
     /// The auto-join templates.
     pub fn auto_join(&self) -> &[Template] {
         &self.auto_join
@@ -216,6 +230,24 @@ mod tests {
             ..RoomsConfig::default()
         };
         RoomPolicy::from_config(&rooms).unwrap()
+    }
+
+    #[test]
+    fn only_claims_the_policy_uses_are_kept() {
+        let p = policy(
+            &["user:{sub}"],
+            vec![rule("tenant:{tenants}", true, false, "")],
+        );
+        let mut c = claims(json!({
+            "sub": "7", "tenants": ["a"], "exp": 1, "iat": 1, "email": "x@y", "tenant_id": "t"
+        }));
+        p.retain_used_claims(&mut c);
+        let mut kept: Vec<&String> = c.keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["sub", "tenants"]);
+        // Decisions are unchanged.
+        assert!(p.may_subscribe("/", "tenant:a", &c));
+        assert!(p.may_subscribe("/", "user:7", &c));
     }
 
     #[test]

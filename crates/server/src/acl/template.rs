@@ -140,6 +140,11 @@ impl RoomPattern {
         &self.source
     }
 
+    /// The claim names the pattern refers to, in order.
+    pub fn claims(&self) -> impl Iterator<Item = &str> {
+        claim_names(&self.segments)
+    }
+
     /// Whether the whole of `room` matches, with placeholders taken from `claims` (a placeholder
     /// whose claim gives no value matches nothing).
     pub fn matches(&self, room: &str, claims: &Map<String, Value>) -> bool {

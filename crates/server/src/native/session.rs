@@ -130,7 +130,9 @@ impl NativeSession {
             }
         };
         let app = &self.app;
+        let mut identity = identity;
         let mut rooms = app.policy.auto_rooms(&identity.claims);
+        app.policy.retain_used_claims(&mut identity.claims);
         rooms.truncate(app.config.rooms.max_per_connection);
         // The welcome is queued before the connection becomes visible to publishers, so that
         // nothing reaches the client before it (protocol/README.md section 2).
@@ -278,6 +280,8 @@ impl NativeSession {
                             }
                         }
                     }
+                    let mut fresh = fresh;
+                    app.policy.retain_used_claims(&mut fresh.claims);
                     active.identity = fresh;
                     match expires {
                         Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
