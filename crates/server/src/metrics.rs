@@ -43,7 +43,7 @@ impl Rejection {
 pub struct Metrics {
     /// Socket traffic, shared with every connection driver.
     pub io: std::sync::Arc<IoStats>,
-    /// Connections accepted (upgraded) since start.
+    /// Connections authenticated since start.
     pub connections_opened: AtomicU64,
     /// Events published (one per API or client publish call).
     pub publishes: AtomicU64,
@@ -108,7 +108,7 @@ impl Metrics {
         counter(
             &mut out,
             "roomcast_connections_opened_total",
-            "WebSocket connections accepted.",
+            "Connections authenticated since start.",
             load(&self.connections_opened),
         );
         counter(
