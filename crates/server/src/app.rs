@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,6 +18,7 @@ use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::RoomIndex;
 use roomcast_engine::ws::{ConnConfig, FrameLimits};
 use roomcast_engine::QueueLimits;
+use roomcast_socketio::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,7 +40,7 @@ pub struct App {
     /// Auto-join templates and the room ACL.
     pub policy: RoomPolicy,
     /// The room index.
-    pub index: RoomIndex,
+    pub index: Arc<RoomIndex>,
     /// Connection limits.
     pub limits: Arc<ConnLimits>,
     /// Counters.
@@ -59,6 +60,7 @@ pub struct App {
     tick_tx: watch::Sender<Instant>,
     shutting_down: AtomicBool,
     live: AtomicUsize,
+    sio: OnceLock<Arc<SocketIo>>,
 }
 
 impl App {
@@ -98,8 +100,11 @@ impl App {
             max_bytes: l.queue_bytes,
         };
         let (tick_tx, tick) = watch::channel(Instant::now());
-        Ok(Arc::new(App {
-            index: RoomIndex::new(epoch.clone(), config.rooms.max_per_connection),
+        let app = Arc::new(App {
+            index: Arc::new(RoomIndex::new(
+                epoch.clone(),
+                config.rooms.max_per_connection,
+            )),
             verifier,
             policy,
             limits,
@@ -113,8 +118,18 @@ impl App {
             tick_tx,
             shutting_down: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            sio: OnceLock::new(),
             config,
-        }))
+        });
+        if let Some(sio) = crate::sio::build(&app).context("socketio")? {
+            let _ = app.sio.set(sio);
+        }
+        Ok(app)
+    }
+
+    /// The Socket.IO endpoint, when `socketio.enabled`.
+    pub fn socketio(&self) -> Option<&Arc<SocketIo>> {
+        self.sio.get()
     }
 
     /// Whether the server is draining.
@@ -224,12 +239,18 @@ impl Server {
         app.shutting_down.store(true, Ordering::Release);
         // Wake every connection now; each sees the flag on its tick and closes with 1001.
         let _ = app.tick_tx.send(Instant::now());
+        if let Some(sio) = app.socketio() {
+            sio.close_all("server shutting down");
+        }
         let deadline = Instant::now() + grace;
-        while app.live_connections() > 0 && Instant::now() < deadline {
+        let left = |app: &App| {
+            app.live_connections() + app.socketio().map_or(0, |sio| sio.connection_count())
+        };
+        while left(&app) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         ticker.abort();
-        let left = app.live_connections();
+        let left = left(&app);
         if left > 0 {
             tracing::warn!(left, "grace period over, dropping remaining connections");
         } else {

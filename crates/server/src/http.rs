@@ -36,6 +36,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
+    if let Some(sio) = app.socketio() {
+        if sio.matches(&path) {
+            return Ok(sio.handle(req).await);
+        }
+    }
     let method = req.method().clone();
     let resp = match (method, path.as_str()) {
         (Method::GET, "/health") => health(&app),

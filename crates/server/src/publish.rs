@@ -3,10 +3,9 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use roomcast_engine::rooms::{ConnId, Member, Position, RoomKey};
 use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::PushError;
+use roomcast_engine::{Outbound, PushError};
 use serde_json::value::RawValue;
 
 use crate::app::App;
@@ -67,7 +66,7 @@ pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
             broadcast,
         } => {
             if broadcast {
-                app.index.collect_tenant(tenant, &mut fan.members);
+                app.index.collect_tenant_in(tenant, ev.ns, &mut fan.members);
                 fan.send(ev, None, None);
             } else {
                 for (i, room) in rooms.iter().enumerate() {
@@ -81,7 +80,8 @@ pub fn publish(app: &App, scope: Scope<'_>, ev: Outgoing<'_>) -> usize {
                     }
                 }
                 for user in users {
-                    app.index.collect_user(tenant, user, &mut fan.members);
+                    app.index
+                        .collect_user_in(tenant, user, ev.ns, &mut fan.members);
                     // User deliveries name the user's room, outside any room stream
                     // (protocol/README.md section 5.2).
                     fan.send(ev, Some(&format!("user:{user}")), None);
@@ -114,7 +114,8 @@ impl Fanout {
         if self.members.is_empty() {
             return;
         }
-        let mut native: Option<Bytes> = None;
+        let mut native: Option<Outbound> = None;
+        let mut socketio: Option<Outbound> = None;
         for m in self.members.drain(..) {
             let first = self.seen.insert(m.id);
             // Room streams are complete for native connections; everything else is once per call.
@@ -131,7 +132,12 @@ impl Fanout {
                         };
                         let json =
                             proto::encode_event(room, ev.ns, ev.event, ev.data, offset, epoch);
-                        frame::encoded(OpCode::Text, &json)
+                        Outbound::Frame(frame::encoded(OpCode::Text, &json))
+                    })
+                    .clone(),
+                roomcast_socketio::MEMBER_KIND => socketio
+                    .get_or_insert_with(|| {
+                        roomcast_socketio::encode_event(ev.ns, ev.event, ev.data)
                     })
                     .clone(),
                 _ => continue,
