@@ -1,9 +1,10 @@
-//! Open-loop publishing: a schedule of (time, room, sequence number) computed before the phase
-//! starts, and a few keep-alive HTTP/1.1 connections (hyper) that post each entry. Every
-//! message carries its *scheduled* send time, so a server or client stall shows up as latency
-//! and never as fewer sends (no coordinated omission). A room's messages always go through the
-//! same connection, one request after the other, so they reach the server in sequence order
-//! and any reordering seen by a subscriber is the server's.
+//! Open-loop publishing: a schedule of (time, room, lane, sequence number) computed before the
+//! phase starts, and a few keep-alive HTTP/1.1 connections ("lanes", hyper) that post each
+//! entry, the entries dealt to the lanes in turn. Every message carries its *scheduled* send
+//! time, so a server or client stall shows up as latency and never as fewer sends (no
+//! coordinated omission). A lane posts one request after the other and numbers each room's
+//! messages on its own, so they reach the server in sequence order and any reordering that a
+//! subscriber sees within one lane is the server's.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,11 +42,13 @@ pub(crate) struct PublishApi {
 struct Entry {
     at: Duration,
     room: u32,
+    lane: u32,
     seq: u64,
 }
 
 /// The publishes of one phase: `rate` per second for `duration`, each to a room drawn at
-/// random (seeded, so runs repeat) among `rooms`, numbered per room from 0.
+/// random (seeded, so runs repeat) among `rooms`, dealt to `lanes` in turn, numbered per room
+/// and lane from 0.
 #[derive(Debug, Clone)]
 pub(crate) struct Schedule {
     entries: Vec<Entry>,
@@ -54,11 +57,18 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    pub(crate) fn new(rate: f64, duration: Duration, rooms: usize, seed: u64) -> Schedule {
+    pub(crate) fn new(
+        rate: f64,
+        duration: Duration,
+        rooms: usize,
+        lanes: usize,
+        seed: u64,
+    ) -> Schedule {
         let rooms = rooms.max(1);
+        let lanes = lanes.max(1);
         let n = (rate * duration.as_secs_f64()).round().max(1.0) as usize;
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut next_seq = vec![0u64; rooms];
+        let mut next_seq = vec![0u64; rooms * lanes];
         let entries = (0..n)
             .map(|i| {
                 let room = if rooms == 1 {
@@ -66,11 +76,14 @@ impl Schedule {
                 } else {
                     rng.random_range(0..rooms)
                 };
-                let seq = next_seq[room];
-                next_seq[room] += 1;
+                let lane = i % lanes;
+                let next = &mut next_seq[room * lanes + lane];
+                let seq = *next;
+                *next += 1;
                 Entry {
                     at: Duration::from_secs_f64(i as f64 / rate),
                     room: room as u32,
+                    lane: lane as u32,
                     seq,
                 }
             })
@@ -191,6 +204,7 @@ impl Publisher {
             lag = Instant::now().saturating_duration_since(due);
             let tick = Tick {
                 seq: entry.seq,
+                lane: entry.lane,
                 sent_ns: start_ns + entry.at.as_nanos() as u64,
                 phase,
             };
@@ -201,7 +215,7 @@ impl Publisher {
                 body: Bytes::from(wire::publish_body(room, &data)),
                 tally: tally.clone(),
             };
-            let lane = &self.lanes[entry.room as usize % self.lanes.len()];
+            let lane = &self.lanes[entry.lane as usize % self.lanes.len()];
             if lane.send(job).is_err() {
                 tally.error("a publishing connection task ended".into());
                 tally.finish_one();
@@ -289,22 +303,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_is_evenly_timed_and_numbered_per_room() {
-        let s = Schedule::new(100.0, Duration::from_secs(2), 10, 7);
+    fn schedule_is_evenly_timed_and_numbered_per_room_and_lane() {
+        let s = Schedule::new(100.0, Duration::from_secs(2), 10, 3, 7);
         assert_eq!(s.entries.len(), 200);
         assert_eq!(s.entries[1].at, Duration::from_millis(10));
         assert_eq!(s.entries[199].at, Duration::from_millis(1990));
+        let lanes: Vec<u32> = s.entries[..4].iter().map(|e| e.lane).collect();
+        assert_eq!(lanes, [0, 1, 2, 0]);
         for room in 0..10 {
-            let seqs: Vec<u64> = s
-                .entries
-                .iter()
-                .filter(|e| e.room == room)
-                .map(|e| e.seq)
-                .collect();
-            assert!(seqs.iter().enumerate().all(|(i, &q)| q == i as u64));
+            for lane in 0..3 {
+                let seqs: Vec<u64> = s
+                    .entries
+                    .iter()
+                    .filter(|e| e.room == room && e.lane == lane)
+                    .map(|e| e.seq)
+                    .collect();
+                assert!(seqs.iter().enumerate().all(|(i, &q)| q == i as u64));
+            }
         }
         // Same seed, same schedule.
-        let again = Schedule::new(100.0, Duration::from_secs(2), 10, 7);
+        let again = Schedule::new(100.0, Duration::from_secs(2), 10, 3, 7);
         assert!(s
             .entries
             .iter()
@@ -314,7 +332,7 @@ mod tests {
 
     #[test]
     fn one_room_gets_every_entry() {
-        let s = Schedule::new(5.0, Duration::from_secs(3), 1, 1);
+        let s = Schedule::new(5.0, Duration::from_secs(3), 1, 1, 1);
         assert_eq!(s.entries.len(), 15);
         assert!(s.entries.iter().all(|e| e.room == 0));
         assert_eq!(s.entries[14].seq, 14);

@@ -157,11 +157,11 @@ impl Latency {
     }
 }
 
-/// Where one connection is in its room's sequence.
-#[derive(Debug, Default, Clone, Copy)]
+/// Where one connection is in each lane's sequence of its room: (lane, phase, highest
+/// sequence number seen). A handful of lanes, so a vector beats a map.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Order {
-    phase: Option<u32>,
-    highest: u64,
+    lanes: Vec<(u32, u32, u64)>,
 }
 
 /// The stats of every phase seen by one fleet process's connections.
@@ -177,15 +177,18 @@ impl Recorder {
     pub(crate) fn record(&self, order: &mut Order, tick: Tick, now_ns: u64) {
         let mut late = false;
         let mut duplicate = false;
-        if order.phase == Some(tick.phase) {
-            late = tick.seq < order.highest;
-            duplicate = tick.seq == order.highest;
-            order.highest = order.highest.max(tick.seq);
-        } else {
-            *order = Order {
-                phase: Some(tick.phase),
-                highest: tick.seq,
-            };
+        match order
+            .lanes
+            .iter_mut()
+            .find(|(lane, _, _)| *lane == tick.lane)
+        {
+            Some((_, phase, highest)) if *phase == tick.phase => {
+                late = tick.seq < *highest;
+                duplicate = tick.seq == *highest;
+                *highest = (*highest).max(tick.seq);
+            }
+            Some((_, phase, highest)) => (*phase, *highest) = (tick.phase, tick.seq),
+            None => order.lanes.push((tick.lane, tick.phase, tick.seq)),
         }
         let micros = (now_ns.saturating_sub(tick.sent_ns) / 1000).clamp(1, MAX_MICROS);
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,6 +219,7 @@ mod tests {
     fn tick(seq: u64, phase: u32) -> Tick {
         Tick {
             seq,
+            lane: 0,
             sent_ns: 1_000_000_000,
             phase,
         }
@@ -230,10 +234,19 @@ mod tests {
         }
         // Another connection of the same room starts its own order.
         recorder.record(&mut b, tick(0, 1), 1_001_000_000);
+        // Another lane has its own sequence.
+        recorder.record(
+            &mut a,
+            Tick {
+                lane: 1,
+                ..tick(0, 1)
+            },
+            1_001_000_000,
+        );
         // A new phase starts over.
         recorder.record(&mut a, tick(0, 2), 1_001_000_000);
         let one = recorder.take(1);
-        assert_eq!((one.received, one.out_of_order, one.duplicates), (6, 1, 1));
+        assert_eq!((one.received, one.out_of_order, one.duplicates), (7, 1, 1));
         assert_eq!(one.latency().max, 2.0);
         assert_eq!(recorder.received(2), 1);
         assert_eq!(recorder.take(1).received, 0);

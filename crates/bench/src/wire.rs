@@ -1,6 +1,6 @@
 //! What the load generator writes and reads, without sockets: the benchmark's tokens, the
-//! `tick` event's data (a sequence number, its scheduled send time and the phase it belongs
-//! to, padded to a fixed size), the publish request body, and the client side of Engine.IO v4 /
+//! `tick` event's data (a sequence number, its scheduled send time, the phase it belongs to and
+//! the publishing connection that sent it, padded to a fixed size), the publish request body, and the client side of Engine.IO v4 /
 //! Socket.IO v5 over WebSocket. Every server echoes the data object it was given, so reading a
 //! tick back is a search for three keys, in any order, in the received text.
 
@@ -124,20 +124,23 @@ pub(crate) fn unix_now() -> Duration {
 /// One published message as a subscriber sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tick {
-    /// Position in its room's sequence for this phase, from 0.
+    /// Position in the sequence of its room and lane for this phase, from 0.
     pub(crate) seq: u64,
+    /// The publishing connection ("lane") that sent it: messages of one lane reach the server
+    /// in order, so their order is what a subscriber checks.
+    pub(crate) lane: u32,
     /// Scheduled send time, nanoseconds since the Unix epoch.
     pub(crate) sent_ns: u64,
     /// The measurement phase it belongs to.
     pub(crate) phase: u32,
 }
 
-/// The `data` of a tick, `{"seq":..,"t":..,"p":..,"pad":"xx.."}`, padded to `size` bytes
-/// (or as short as it can be when `size` is smaller).
+/// The `data` of a tick, `{"seq":..,"l":..,"t":..,"p":..,"pad":"xx.."}`, padded to `size`
+/// bytes (or as short as it can be when `size` is smaller).
 pub(crate) fn tick_data(tick: Tick, size: usize) -> String {
     let mut data = format!(
-        r#"{{"seq":{},"t":{},"p":{},"pad":""#,
-        tick.seq, tick.sent_ns, tick.phase
+        r#"{{"seq":{},"l":{},"t":{},"p":{},"pad":""#,
+        tick.seq, tick.lane, tick.sent_ns, tick.phase
     );
     let pad = size.saturating_sub(data.len() + 2);
     data.extend(std::iter::repeat_n('x', pad));
@@ -152,10 +155,11 @@ pub(crate) fn publish_body(room: &str, data: &str) -> String {
 }
 
 /// Reads a tick back from a received text message of either protocol: the digits after
-/// `"seq":`, `"t":` and `"p":`. `None` when the message carries no tick (a welcome, a reply).
+/// `"seq":`, `"l":`, `"t":` and `"p":`. `None` when the message carries no tick (a welcome).
 pub(crate) fn find_tick(text: &str) -> Option<Tick> {
     Some(Tick {
         seq: number_after(text, "\"seq\":")?,
+        lane: u32::try_from(number_after(text, "\"l\":")?).ok()?,
         sent_ns: number_after(text, "\"t\":")?,
         phase: u32::try_from(number_after(text, "\"p\":")?).ok()?,
     })
@@ -218,6 +222,7 @@ mod tests {
 
     const TICK: Tick = Tick {
         seq: 42,
+        lane: 2,
         sent_ns: 1_700_000_000_123_456_789,
         phase: 3,
     };
@@ -245,7 +250,7 @@ mod tests {
         );
         assert_eq!(find_tick(&native), Some(TICK));
         // A server that re-serializes with sorted keys.
-        let sorted = r#"42["tick",{"p":3,"pad":"xx","seq":42,"t":1700000000123456789}]"#;
+        let sorted = r#"42["tick",{"l":2,"p":3,"pad":"xx","seq":42,"t":1700000000123456789}]"#;
         assert_eq!(find_tick(sorted), Some(TICK));
         let welcome = r#"{"type":"welcome","session":"1","rooms":["bench"]}"#;
         assert_eq!(find_tick(welcome), None);

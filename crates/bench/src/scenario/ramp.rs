@@ -2,13 +2,16 @@
 //! for a few seconds per step, the rate stepped up until the 99th percentile of end-to-end
 //! latency passes a limit, a message is lost, a subscriber is dropped or a publish fails.
 //!
-//! - `fanout`: one room of 10,000 subscribers, 100-byte events, from 10 publishes per second
-//!   up by half each step;
+//! - `fanout`: one room of 10,000 subscribers, 100-byte events, from 1 publish per second up
+//!   by half each step, until p99 passes 1 s (one publish to 10,000 subscribers is itself a
+//!   wave of 10,000 writes, which on a small machine takes longer than 100 ms to reach the
+//!   last subscriber, whatever the server);
 //! - `rooms`: 10,000 subscribers in 1,000 rooms of 10, each publish to a room drawn at random,
-//!   from 500 publishes per second, doubling.
+//!   from 1,000 publishes per second up by half each step, until p99 passes 100 ms.
 //!
-//! The headline figure is the highest delivery rate of a step whose p99 stayed within
-//! `--target-p99-ms` with nothing lost.
+//! Two figures sum a ramp up: the highest delivery rate of a step whose p99 stayed within
+//! `--target-p99-ms` (50 ms) with nothing lost, and the highest delivery rate sustained with
+//! nothing lost and p99 within `--max-p99-ms` (the server's capacity).
 
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ struct Defaults {
     factor: f64,
     steps: usize,
     lanes: usize,
+    max_p99_ms: f64,
 }
 
 impl Kind {
@@ -52,18 +56,20 @@ impl Kind {
             Kind::Fanout => Defaults {
                 connections: 10_000,
                 rooms: 1,
-                start_rate: 10.0,
+                start_rate: 1.0,
                 factor: 1.5,
-                steps: 12,
-                lanes: 1,
+                steps: 14,
+                lanes: 4,
+                max_p99_ms: 1000.0,
             },
             Kind::Rooms => Defaults {
                 connections: 10_000,
                 rooms: 1_000,
-                start_rate: 500.0,
-                factor: 2.0,
-                steps: 7,
+                start_rate: 1000.0,
+                factor: 1.5,
+                steps: 8,
                 lanes: 8,
+                max_p99_ms: 100.0,
             },
         }
     }
@@ -83,24 +89,25 @@ pub(crate) struct Args {
     /// Bytes of each event's data.
     #[arg(long, default_value_t = 100)]
     size: usize,
-    /// Publishes per second of the first step. Default: 10 (fanout), 500 (rooms).
+    /// Publishes per second of the first step. Default: 1 (fanout), 1000 (rooms).
     #[arg(long)]
     start_rate: Option<f64>,
-    /// Rate multiplier from one step to the next. Default: 1.5 (fanout), 2 (rooms).
+    /// Rate multiplier from one step to the next. Default: 1.5.
     #[arg(long)]
     factor: Option<f64>,
-    /// Most steps. Default: 12 (fanout), 7 (rooms).
+    /// Most steps. Default: 14 (fanout), 8 (rooms).
     #[arg(long)]
     steps: Option<usize>,
     /// Seconds of publishing per step.
     #[arg(long, default_value_t = 3.0)]
     step_secs: f64,
-    /// Keep-alive HTTP connections publishing. Default: 1 (fanout), 8 (rooms).
+    /// Keep-alive HTTP connections publishing, the schedule dealt to them in turn. Default: 4
+    /// (fanout), 8 (rooms).
     #[arg(long)]
     lanes: Option<usize>,
-    /// The ramp stops after a step whose p99 exceeds this.
-    #[arg(long, default_value_t = 100.0)]
-    max_p99_ms: f64,
+    /// The ramp stops after a step whose p99 exceeds this. Default: 1000 (fanout), 100 (rooms).
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
     /// The headline figure is the best step with a p99 at most this.
     #[arg(long, default_value_t = 50.0)]
     target_p99_ms: f64,
@@ -139,7 +146,7 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
         steps: args.steps.unwrap_or(d.steps),
         step: Duration::from_secs_f64(args.step_secs),
         lanes: args.lanes.unwrap_or(d.lanes),
-        max_p99: args.max_p99_ms,
+        max_p99: args.max_p99_ms.unwrap_or(d.max_p99_ms),
         target_p99: args.target_p99_ms,
         drain: Duration::from_secs_f64(args.drain_secs),
     };
@@ -171,11 +178,15 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
 
 /// One step's figures.
 struct Step {
+    phase: u32,
     rate: f64,
     sent: Sent,
     expected: u64,
     report: SwarmReport,
-    lost: u64,
+    /// Expected messages not received when the step's drain ended.
+    missing: u64,
+    /// Of those, the ones that arrived later, before the end of the ramp.
+    late: u64,
     deliveries_per_sec: f64,
     server_cpu: f64,
     generator_cpu: f64,
@@ -186,7 +197,12 @@ struct Step {
 
 impl Step {
     fn clean(&self) -> bool {
-        self.lost == 0 && self.sent.errors == 0 && self.report.dropped == 0
+        self.missing == 0 && self.sent.errors == 0 && self.report.dropped == 0
+    }
+
+    /// Messages never received.
+    fn lost(&self) -> u64 {
+        self.missing - self.late
     }
 
     fn json(&self) -> Value {
@@ -200,7 +216,9 @@ impl Step {
             "dispatch_lag_ms": r3(self.sent.dispatch_lag.as_secs_f64() * 1e3),
             "expected": self.expected,
             "received": s.received,
-            "lost": self.lost,
+            "missing_at_drain": self.missing,
+            "late": self.late,
+            "lost": self.lost(),
             "out_of_order": s.out_of_order,
             "duplicates": s.duplicates,
             "dropped_connections": self.report.dropped,
@@ -209,8 +227,9 @@ impl Step {
             "latency": s.latency().to_json(),
             "server_cpu_secs": r3(self.server_cpu),
             "server_cores": r3(self.server_cpu / self.wall),
-            "server_cpu_us_per_1k_deliveries":
-                r3(self.server_cpu * 1e9 / (s.received.max(1) as f64)),
+            "server_cpu_us_per_delivery": r3(self.server_cpu * 1e6 / (s.received.max(1) as f64)),
+            "generator_cpu_us_per_delivery":
+                r3(self.generator_cpu * 1e6 / (s.received.max(1) as f64)),
             "generator_cores": r3(self.generator_cpu / self.wall),
             "server_rss_bytes": self.rss,
         })
@@ -248,6 +267,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         plan.start_rate,
         Duration::from_secs(1),
         plan.layout.rooms,
+        plan.lanes,
         0,
     );
     let warm_step = run_step(plan, 0, plan.start_rate, &warm, &publisher, bed, swarm).await?;
@@ -261,55 +281,94 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
     let mut steps = Vec::new();
     let mut stopped = format!("all {} steps ran", plan.steps);
     let mut rate = plan.start_rate;
-    for phase in 1..=plan.steps as u32 {
-        let schedule = Schedule::new(rate, plan.step, plan.layout.rooms, u64::from(phase));
+    // A step over the latency limit is run once more at the same rate before the ramp stops:
+    // one pause (a garbage collection, a burst of timers) should not end it. A lost message,
+    // a failed publish or a dropped subscriber ends it at once.
+    let mut retried = false;
+    let mut rates_done = 0;
+    let mut phase = 0u32;
+    while rates_done < plan.steps {
+        phase += 1;
+        let schedule = Schedule::new(
+            rate,
+            plan.step,
+            plan.layout.rooms,
+            plan.lanes,
+            u64::from(phase),
+        );
         let step = run_step(plan, phase, rate, &schedule, &publisher, bed, swarm).await?;
         let latency = step.report.stats.latency();
         println!(
-            "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; lost {}, out of \
+            "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; missing {}, out of \
              order {}, publish errors {}, dropped {}; server {:.2} cores, generator {:.2} cores",
             target.name(),
             rate,
             step.deliveries_per_sec,
             latency.text(),
-            step.lost,
+            step.missing,
             step.report.stats.out_of_order,
             step.sent.errors,
             step.report.dropped,
             step.server_cpu / step.wall,
             step.generator_cpu / step.wall,
         );
-        let stop = if latency.p99 > plan.max_p99 {
+        let stop = if !step.clean() {
             Some(format!(
-                "p99 {:.1} ms passed {} ms",
-                latency.p99, plan.max_p99
+                "{} not received, {} publish errors, {} connections dropped",
+                step.missing, step.sent.errors, step.report.dropped
             ))
-        } else if !step.clean() {
+        } else if latency.p99 > plan.max_p99 {
             Some(format!(
-                "{} lost, {} publish errors, {} connections dropped",
-                step.lost, step.sent.errors, step.report.dropped
+                "p99 {:.1} ms passed {} ms{}",
+                latency.p99,
+                plan.max_p99,
+                if retried { " twice" } else { "" }
             ))
         } else {
             None
         };
+        let may_retry = step.clean() && !retried;
         steps.push(step);
-        if let Some(why) = stop {
-            stopped = format!("at {rate:.1} publishes/s: {why}");
-            break;
-        }
         bed.server.ensure_running()?;
-        rate *= plan.factor;
+        match stop {
+            Some(_) if may_retry => {
+                println!("{name} / {}: once more at the same rate", target.name());
+                retried = true;
+            }
+            Some(why) => {
+                stopped = format!("at {rate:.1} publishes/s: {why}");
+                break;
+            }
+            None => {
+                retried = false;
+                rates_done += 1;
+                rate *= plan.factor;
+            }
+        }
     }
     println!("{name} / {}: stopped {stopped}", target.name());
+    // Messages missing at the end of a step's drain may still have come: count them as late,
+    // not lost.
+    if steps.iter().any(|s| s.missing > 0) {
+        tokio::time::sleep(plan.drain).await;
+        for step in steps.iter_mut().filter(|s| s.missing > 0) {
+            let report = swarm.report(step.phase).await?;
+            step.late = (report.stats.received - report.stats.duplicates).min(step.missing);
+        }
+    }
     let secs = plan.step.as_secs_f64();
-    let best = steps
-        .iter()
-        .filter(|s| s.clean() && s.report.stats.latency().p99 <= plan.target_p99)
-        .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec));
+    let best_within = |limit: f64| {
+        steps
+            .iter()
+            .filter(|s| s.clean() && s.report.stats.latency().p99 <= limit)
+            .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec))
+    };
+    let best = best_within(plan.target_p99);
+    let sustained = best_within(plan.max_p99);
     let lost_below_saturation: u64 = steps
         .iter()
         .filter(|s| s.report.stats.latency().p99 <= plan.max_p99)
-        .map(|s| s.lost)
+        .map(Step::lost)
         .sum();
     Ok(json!({
         "scenario": name,
@@ -320,6 +379,8 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         "rooms": plan.layout.rooms,
         "size": plan.size,
         "step_secs": secs,
+        "start_rate": plan.start_rate,
+        "factor": plan.factor,
         "lanes": plan.lanes,
         "max_p99_ms": plan.max_p99,
         "target_p99_ms": plan.target_p99,
@@ -331,6 +392,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         "rss_per_connection_bytes": per_conn.round(),
         "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
         "best": best.map(Step::json),
+        "sustained": sustained.map(Step::json),
         "stopped": stopped,
         "lost_below_saturation": lost_below_saturation,
     }))
@@ -366,14 +428,16 @@ async fn run_step(
     let generator_cpu = cpu_of(&generator).saturating_sub(generator_before);
     let report = swarm.report(phase).await?;
     let unique = report.stats.received - report.stats.duplicates;
-    let lost = expected.saturating_sub(unique);
+    let missing = expected.saturating_sub(unique);
     Ok(Step {
+        phase,
         rate,
         deliveries_per_sec: unique as f64 / schedule.duration().as_secs_f64(),
         sent,
         expected,
         report,
-        lost,
+        missing,
+        late: 0,
         server_cpu: server_after.cpu.saturating_sub(server_before).as_secs_f64(),
         generator_cpu: generator_cpu.as_secs_f64(),
         wall,

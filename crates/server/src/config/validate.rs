@@ -144,7 +144,7 @@ fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> 
     if value < min || value > max {
         return Err(ConfigError::invalid(
             key,
-            &format!("must be between {min} and {max}"),
+            format!("must be between {min} and {max}"),
         ));
     }
     Ok(())

@@ -53,10 +53,8 @@ pub(crate) fn upgrade_refused(err: &HandshakeError) -> Resp {
     *resp.body_mut() = Full::new(Bytes::from_static(
         ErrorCode::BadRequest.json_body().as_bytes(),
     ));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -224,7 +222,10 @@ mod tests {
             .body(())
             .unwrap();
         let head = head_of(&req);
-        assert_eq!(head.uri.query(), Some("EIO=4&transport=websocket&token=abc"));
+        assert_eq!(
+            head.uri.query(),
+            Some("EIO=4&transport=websocket&token=abc")
+        );
         assert_eq!(head.headers["authorization"], "Bearer t");
     }
 }

@@ -1,5 +1,5 @@
 //! The Engine.IO server over tokio and hyper: a thin glue around the sans-IO
-//! [`Session`](crate::engineio::Session). It routes requests (polling `GET`/`POST`, the
+//! [`Session`]. It routes requests (polling `GET`/`POST`, the
 //! `OPTIONS` preflight, WebSocket upgrades with or without a session), keeps the map of
 //! polling sessions, and runs one shared heartbeat over them.
 //!
@@ -26,10 +26,13 @@ use tokio::sync::{watch, Notify};
 use crate::config::Config;
 use crate::engineio::{check_request, CloseReason, Event, Packet, Session, Sid, Transport};
 
+mod group;
 pub(crate) mod http;
 mod polling;
 mod probe;
 mod serve;
+
+pub use serve::ticker;
 #[cfg(test)]
 mod tests;
 mod websocket;
@@ -84,6 +87,16 @@ pub trait EngineHandler: Send + Sync + 'static {
 pub struct EngineConn {
     sid: Sid,
     queue: Arc<OutQueue>,
+    link: Arc<Link>,
+}
+
+/// Which transport reads a session's queue, for packets that must arrive together.
+#[derive(Debug)]
+struct Link {
+    websocket: AtomicBool,
+    // A std lock: held to look at the transport and push one group (read), or to switch the
+    // transport and take over the queue (write); never across an `.await`.
+    switch: RwLock<()>,
 }
 
 impl EngineConn {
@@ -109,6 +122,23 @@ impl EngineConn {
     /// Queues a binary message.
     pub fn send_binary(&self, data: Bytes) -> Result<(), PushError> {
         self.queue.push(Outbound::Binary(data))
+    }
+
+    /// Queues packets that must reach the client one after the other, with nothing from
+    /// other producers between them (a Socket.IO binary packet and its attachments), as one
+    /// queue item encoded for the transport reading the queue: several WebSocket frames in
+    /// one `Outbound::Frame`, or several payload records in one `Outbound::Text`.
+    pub fn push_group(&self, items: &[Outbound]) -> Result<(), PushError> {
+        if let [item] = items {
+            return self.queue.push(item.clone());
+        }
+        let _reading = read(&self.link.switch);
+        let group = if self.link.websocket.load(Ordering::Acquire) {
+            Outbound::Frame(group::frames(items))
+        } else {
+            Outbound::Text(group::records(items))
+        };
+        self.queue.push(group)
     }
 
     /// Queues encoded Engine.IO packets: `Outbound::Text` must hold a whole text packet
@@ -150,19 +180,37 @@ struct State<A> {
 /// A polling session in the map.
 struct Entry<A> {
     conn: EngineConn,
-    /// Wakes the pending `GET` for what is not a queue push: a probe, a close, an upgrade.
+    /// Wakes the pending `GET` for what is not a queue push: a probe, an upgrade.
     wake: Notify,
-    /// `None` once a WebSocket took the session over: its task owns the state then.
     // A std mutex: held for one state transition and the handler calls it makes, never
     // across an `.await`.
-    state: Mutex<Option<Box<State<A>>>>,
+    slot: Mutex<Slot<A>>,
+}
+
+/// What a polling session's lock guards.
+struct Slot<A> {
+    /// `None` once a WebSocket took the session over: its task owns the state then.
+    state: Option<Box<State<A>>>,
+    /// The answer owed to a `GET` still pending when a WebSocket took the session over.
+    handoff: Option<crate::engineio::GetReply>,
 }
 
 impl<A> Entry<A> {
-    fn lock(&self) -> MutexGuard<'_, Option<Box<State<A>>>> {
+    fn new(conn: EngineConn, state: State<A>) -> Self {
+        Self {
+            conn,
+            wake: Notify::new(),
+            slot: Mutex::new(Slot {
+                state: Some(Box::new(state)),
+                handoff: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot<A>> {
         // A panicking handler leaves the state as consistent as it found it between two
         // transitions; the session goes on rather than poisoning every later request.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -255,9 +303,15 @@ impl<H: EngineHandler> EngineIo<H> {
 
     /// Serves HTTP/1.1 on `listener`: this endpoint's path, and 404 for anything else.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
-        serve::serve(listener, move |req| {
+        serve::serve(listener, move |req: ::http::Request<Incoming>| {
             let this = self.clone();
-            async move { this.handle(req).await }
+            async move {
+                if this.matches(req.uri().path()) {
+                    Some(this.handle(req).await)
+                } else {
+                    None
+                }
+            }
         })
         .await
     }
@@ -272,12 +326,14 @@ impl<H: EngineHandler> EngineIo<H> {
     pub(crate) async fn handle_request<B>(self: &Arc<Self>, mut req: ::http::Request<B>) -> Resp
     where
         B: Body<Data = Bytes> + Send + 'static,
-        B::Error: std::fmt::Display,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.start_sweeper();
         if req.method() == ::http::Method::OPTIONS {
             return http::preflight(&req, &self.config.cors);
         }
+        // Kept for the CORS headers of the answer: a POST's request is consumed.
+        let origin = req.headers().get(::http::header::ORIGIN).cloned();
         let query = req.uri().query().unwrap_or_default();
         let mut resp = match check_request(req.method(), query) {
             Err(err) => http::error(err),
@@ -292,12 +348,18 @@ impl<H: EngineHandler> EngineIo<H> {
                 },
                 (Transport::WebSocket, None) => self.open_websocket(&mut req),
                 (Transport::WebSocket, Some(sid)) => match self.entry(sid) {
-                    None => http::error(crate::engineio::Error::UnknownSid),
                     Some(entry) => self.upgrade_session(entry, &mut req),
+                    // Upgraded already: accepted, then closed, as the reference server does.
+                    None if lock(&self.live).contains_key(&sid) => self.refuse_websocket(&mut req),
+                    None => http::error(crate::engineio::Error::UnknownSid),
                 },
             },
         };
-        http::add_cors(req.headers(), &self.config.cors, resp.headers_mut());
+        let mut request = ::http::HeaderMap::new();
+        if let Some(origin) = origin {
+            request.insert(::http::header::ORIGIN, origin);
+        }
+        http::add_cors(&request, &self.config.cors, resp.headers_mut());
         resp
     }
 
@@ -316,6 +378,10 @@ impl<H: EngineHandler> EngineIo<H> {
         let conn = EngineConn {
             sid,
             queue: Arc::new(OutQueue::new(self.config.queue)),
+            link: Arc::new(Link {
+                websocket: AtomicBool::new(transport == Transport::WebSocket),
+                switch: RwLock::new(()),
+            }),
         };
         let mut session = Session::new(sid, transport, self.config.session(), now);
         push_transmit(&mut session, &conn);

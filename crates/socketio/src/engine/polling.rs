@@ -32,12 +32,7 @@ impl<H: EngineHandler> EngineIo<H> {
         self.drain(&mut state, &conn, now, true);
         let body = encode_batch(&mut state.leftover, self.config.max_payload);
         let sid = conn.sid;
-        let entry = Arc::new(Entry {
-            conn,
-            wake: tokio::sync::Notify::new(),
-            state: std::sync::Mutex::new(Some(Box::new(state))),
-        });
-        super::write(&self.polling).insert(sid, entry);
+        super::write(&self.polling).insert(sid, Arc::new(Entry::new(conn, state)));
         http::payload(body)
     }
 
@@ -49,9 +44,9 @@ impl<H: EngineHandler> EngineIo<H> {
             entry: &entry,
             answered: false,
         };
-        {
+        let mut deadline = {
             let mut guard = entry.lock();
-            let Some(state) = guard.as_mut() else {
+            let Some(state) = guard.state.as_mut() else {
                 pending.answered = true;
                 return http::error(Error::TransportMismatch);
             };
@@ -64,29 +59,42 @@ impl<H: EngineHandler> EngineIo<H> {
                 pending.answered = true;
                 return http::error(err);
             }
-            if let Some(body) = self.answer(&entry, state, now) {
+            if let Some(answer) = self.answer(&entry, state, now) {
                 pending.answered = true;
-                return http::payload(body);
+                return answer;
             }
-        }
+            state.session.get_deadline()
+        };
         loop {
-            // A push, close or overflow notifies the queue; probes, closes and upgrades wake
+            // A push, close or overflow notifies the queue; probes and upgrades wake
             // `entry.wake`. Both keep a permit when nobody waits, so nothing is missed
             // between the check above and this wait.
+            let held = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = entry.conn.queue.notified() => {}
                 () = entry.wake.notified() => {}
+                () = held => {}
             }
             let mut guard = entry.lock();
-            let Some(state) = guard.as_mut() else {
-                // A WebSocket took over while this GET waited: end it as a probe would.
+            let Some(state) = guard.state.as_mut() else {
+                // A WebSocket took over while this GET waited.
                 pending.answered = true;
-                return http::payload(Bytes::from_static(b"6"));
+                return match guard.handoff.take() {
+                    Some(GetReply::Refused(err)) => http::error(err),
+                    _ => http::payload(Bytes::from_static(b"6")),
+                };
             };
-            if let Some(body) = self.answer(&entry, state, Instant::now()) {
+            let now = Instant::now();
+            if let Some(answer) = self.answer(&entry, state, now) {
                 pending.answered = true;
-                return http::payload(body);
+                return answer;
             }
+            deadline = state.session.get_deadline();
         }
     }
 
@@ -99,7 +107,7 @@ impl<H: EngineHandler> EngineIo<H> {
     {
         {
             let mut guard = entry.lock();
-            let Some(state) = guard.as_mut() else {
+            let Some(state) = guard.state.as_mut() else {
                 return http::error(Error::TransportMismatch);
             };
             let now = Instant::now();
@@ -118,7 +126,7 @@ impl<H: EngineHandler> EngineIo<H> {
         let read = Limited::new(body, self.config.max_payload).collect().await;
         pending.read = true;
         let mut guard = entry.lock();
-        let Some(state) = guard.as_mut() else {
+        let Some(state) = guard.state.as_mut() else {
             // Upgraded while the body was read: the client should have waited for the POST.
             return http::error(Error::TransportMismatch);
         };
@@ -144,7 +152,7 @@ impl<H: EngineHandler> EngineIo<H> {
     /// The shared heartbeat's visit to a polling session.
     pub(super) fn tick_polling(&self, entry: &Entry<H::State>, now: Instant) {
         let mut guard = entry.lock();
-        let Some(state) = guard.as_mut() else {
+        let Some(state) = guard.state.as_mut() else {
             return;
         };
         state.session.on_tick(now);
@@ -153,16 +161,19 @@ impl<H: EngineHandler> EngineIo<H> {
     }
 
     /// Settles the session after an input: sees a close request or an overflow of the queue,
-    /// runs the handler on what the session produced, wakes the pending `GET` (it may have an
-    /// answer now), and forgets the session once it owes nothing more.
-    pub(super) fn process(&self, entry: &Entry<H::State>, state: &mut State<H::State>, now: Instant) {
+    /// runs the handler on what the session produced, and forgets the session once it owes
+    /// nothing more. A close wakes the pending `GET` through the queue's close request; a
+    /// caller that changes anything else a `GET` waits for wakes it with `entry.wake`.
+    pub(super) fn process(
+        &self,
+        entry: &Entry<H::State>,
+        state: &mut State<H::State>,
+        now: Instant,
+    ) {
         self.drain(state, &entry.conn, now, false);
         let pumped = self.pump(state, &entry.conn);
         if let Some(reason) = pumped.closed {
             closed(state, &entry.conn, reason);
-        }
-        if state.session.is_get_pending() {
-            entry.wake.notify_one();
         }
         if state.session.is_finished() {
             self.forget(entry.conn.sid);
@@ -175,17 +186,21 @@ impl<H: EngineHandler> EngineIo<H> {
         entry: &Entry<H::State>,
         state: &mut State<H::State>,
         now: Instant,
-    ) -> Option<Bytes> {
+    ) -> Option<Resp> {
         self.drain(state, &entry.conn, now, true);
         self.process(entry, state, now);
-        let body = match state.session.poll_get(!state.leftover.is_empty())? {
-            GetReply::Data => encode_batch(&mut state.leftover, self.config.max_payload),
-            reply => Bytes::from_static(reply.body().unwrap_or(b"6")),
+        let reply = state.session.poll_get(!state.leftover.is_empty(), now)?;
+        let answer = match reply {
+            GetReply::Data => {
+                http::payload(encode_batch(&mut state.leftover, self.config.max_payload))
+            }
+            GetReply::Refused(err) => http::error(err),
+            other => http::payload(Bytes::from_static(other.body().unwrap_or(b"6"))),
         };
         if state.session.is_finished() {
             self.forget(entry.conn.sid);
         }
-        Some(body)
+        Some(answer)
     }
 
     /// Moves the queue's packets to `leftover`: for a `GET` once the previous batch is sent,
@@ -273,7 +288,7 @@ impl<H: EngineHandler> Drop for PendingGet<'_, H> {
             return;
         }
         let mut guard = self.entry.lock();
-        if let Some(state) = guard.as_mut() {
+        if let Some(state) = guard.state.as_mut() {
             if state.session.is_get_pending() {
                 let now = Instant::now();
                 state.session.on_request_aborted(now);
@@ -296,7 +311,7 @@ impl<H: EngineHandler> Drop for PendingPost<'_, H> {
             return;
         }
         let mut guard = self.entry.lock();
-        if let Some(state) = guard.as_mut() {
+        if let Some(state) = guard.state.as_mut() {
             let now = Instant::now();
             state.session.on_request_aborted(now);
             self.engine.process(self.entry, state, now);
@@ -319,7 +334,10 @@ mod tests {
             Outbound::Binary(Bytes::from_static(&[1, 2, 3, 4])),
             text("2"),
         ]);
-        assert_eq!(encode_batch(&mut items, 1000), &b"4hello\x1ebAQIDBA==\x1e2"[..]);
+        assert_eq!(
+            encode_batch(&mut items, 1000),
+            &b"4hello\x1ebAQIDBA==\x1e2"[..]
+        );
         assert!(items.is_empty());
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use roomcast_engine::queue::Drained;
 use roomcast_engine::ws::frame::{self, OpCode};
 use roomcast_engine::ws::{Connection, Event as WsEvent};
 use roomcast_engine::Outbound;
@@ -32,8 +33,9 @@ enum Step<A> {
     Continue,
     /// Write this packet (`3probe`).
     Reply(Packet),
-    /// The upgrade is complete: the session's state for the driver.
-    Upgraded(Box<State<A>>),
+    /// The upgrade is complete: the session's state for the driver, with everything taken
+    /// from the queue in `leftover`, and what taking it found.
+    Upgraded(Box<State<A>>, Drained),
     /// The probe failed: close with this code and reason.
     Refused(u16, String),
 }
@@ -53,25 +55,33 @@ pub(super) async fn run<H: EngineHandler>(
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     let upgraded = probe.exchange(&engine, &entry, &mut stream, deadline).await;
     match upgraded {
-        Ok(Some(state)) => {
-            let State {
-                session,
-                app,
-                leftover,
-            } = *state;
-            if let Err(err) = probe.hand_over(&mut stream, leftover).await {
-                tracing::debug!(error = %err, "upgraded WebSocket failed");
-                return;
-            }
-            let state = State {
-                session,
-                app,
-                leftover: VecDeque::new(),
-            };
+        Ok(Some((mut state, drained))) => {
+            let leftover = std::mem::take(&mut state.leftover);
             let conn = entry.conn.clone();
             drop(entry);
+            if drained.overflowed {
+                // The client fell behind while upgrading: closed as any slow consumer.
+                let (code, reason) = engine.driver.slow_consumer;
+                probe.conn.close(code, reason, Instant::now());
+                let _ = probe.flush_control(&mut stream).await;
+                state.session.on_slow_consumer(Instant::now());
+                engine.pump(&mut state, &conn);
+                engine.forget(conn.sid);
+                return;
+            }
+            if let Some(close) = drained.close {
+                // Asked while the queue changed hands: the driver does it after the rest.
+                conn.queue.request_close(close);
+            }
+            if let Err(err) = probe.hand_over(&mut stream, leftover).await {
+                tracing::debug!(error = %err, "upgraded WebSocket failed");
+                state.session.on_websocket_closed(Instant::now());
+                engine.pump(&mut state, &conn);
+                engine.forget(conn.sid);
+                return;
+            }
             let rest = probe.rbuf.freeze();
-            engine.run_websocket(stream, rest, conn, state).await;
+            engine.run_websocket(stream, rest, conn, *state).await;
         }
         Ok(None) | Err(_) => {
             engine.cancel_upgrade(&entry);
@@ -95,7 +105,7 @@ impl Probe {
         entry: &Entry<H::State>,
         stream: &mut TcpStream,
         deadline: tokio::time::Instant,
-    ) -> io::Result<Option<Box<State<H::State>>>> {
+    ) -> io::Result<Option<(Box<State<H::State>>, Drained)>> {
         loop {
             loop {
                 let now = Instant::now();
@@ -120,7 +130,7 @@ impl Probe {
                             .write_all(&frame::encoded(OpCode::Text, &text))
                             .await?;
                     }
-                    Step::Upgraded(state) => return Ok(Some(state)),
+                    Step::Upgraded(state, drained) => return Ok(Some((state, drained))),
                     Step::Refused(code, reason) => {
                         self.conn.close(code, &reason, now);
                         return Ok(None);
@@ -163,14 +173,8 @@ impl Probe {
         leftover: VecDeque<Outbound>,
     ) -> io::Result<()> {
         self.flush_control(stream).await?;
-        for item in leftover {
-            let framed = match &item {
-                Outbound::Text(text) => frame::encoded(OpCode::Text, text),
-                Outbound::Binary(data) => frame::encoded(OpCode::Binary, data),
-                Outbound::Frame(frame) => frame.clone(),
-                _ => continue,
-            };
-            stream.write_all(&framed).await?;
+        for item in &leftover {
+            stream.write_all(&super::group::to_websocket(item)).await?;
         }
         Ok(())
     }
@@ -185,7 +189,7 @@ impl<H: EngineHandler> EngineIo<H> {
         now: Instant,
     ) -> Step<H::State> {
         let mut guard = entry.lock();
-        let Some(state) = guard.as_mut() else {
+        let Some(state) = guard.state.as_mut() else {
             return Step::Refused(CLOSE_PROBE_FAILED, "session gone".to_owned());
         };
         let result = match packet {
@@ -197,17 +201,32 @@ impl<H: EngineHandler> EngineIo<H> {
             }
         };
         let reply = state.session.poll_probe_reply();
-        // Wakes a pending GET: after the probe it ends with a noop.
         self.process(entry, state, now);
+        if reply.is_some() {
+            // A pending GET ends with a noop once the probe is answered.
+            entry.wake.notify_one();
+        }
         if state.session.transport() == Transport::WebSocket {
-            let taken = guard.take();
+            // A GET still pending gets its answer from the entry: the state leaves with us.
+            guard.handoff = state.session.poll_get(false, now);
+            let Some(mut state) = guard.state.take() else {
+                return Step::Refused(CLOSE_PROBE_FAILED, "session gone".to_owned());
+            };
             drop(guard);
             super::write(&self.polling).remove(&entry.conn.sid);
             entry.wake.notify_one();
-            return match taken {
-                Some(state) => Step::Upgraded(state),
-                None => Step::Refused(CLOSE_PROBE_FAILED, "session gone".to_owned()),
+            // From here on producers encode groups for the WebSocket; what they queued for
+            // polling is taken now and rewritten as frames before the driver starts.
+            let drained = {
+                let _switching = super::write(&entry.conn.link.switch);
+                entry
+                    .conn
+                    .link
+                    .websocket
+                    .store(true, std::sync::atomic::Ordering::Release);
+                entry.conn.queue.drain(&mut state.leftover)
             };
+            return Step::Upgraded(state, drained);
         }
         match (result, reply) {
             (Err(err), _) => Step::Refused(

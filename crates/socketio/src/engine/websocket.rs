@@ -7,11 +7,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use roomcast_engine::driver::{self, Ctx, End, Handler};
-use roomcast_engine::ws::handshake;
+use roomcast_engine::ws::{frame, handshake};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{http, probe, EngineConn, EngineHandler, EngineIo, Entry, Resp, State};
 use crate::engineio::{decode_binary, decode_text, Error, Transport};
+
+/// The close of a WebSocket for a session that already has one (1008 policy violation).
+const CLOSE_REFUSED: (u16, &str) = (1008, "session already upgraded");
 
 impl<H: EngineHandler> EngineIo<H> {
     /// A WebSocket without a session: a new session over WebSocket, no upgrades.
@@ -40,15 +44,19 @@ impl<H: EngineHandler> EngineIo<H> {
         }
         {
             let mut guard = entry.lock();
-            let Some(state) = guard.as_mut() else {
+            let Some(state) = guard.state.as_mut() else {
                 return http::error(Error::UpgradeRefused);
             };
             let now = Instant::now();
             state.session.on_tick(now);
             let started = state.session.on_upgrade_request(now);
             self.process(&entry, state, now);
-            if let Err(err) = started {
-                return http::error(err);
+            match started {
+                Ok(()) => {}
+                // Another WebSocket is probing: this one is accepted, then closed, as the
+                // reference server does.
+                Err(Error::UpgradeRefused) => return self.refuse_websocket(req),
+                Err(err) => return http::error(err),
             }
         }
         let engine = self.clone();
@@ -63,10 +71,25 @@ impl<H: EngineHandler> EngineIo<H> {
         }
     }
 
+    /// Accepts a WebSocket that cannot become its session's transport, and closes it at
+    /// once.
+    pub(super) fn refuse_websocket<B>(&self, req: &mut ::http::Request<B>) -> Resp {
+        let run = |mut stream: TcpStream, _prefix: Bytes| async move {
+            let close = frame::close_frame(CLOSE_REFUSED.0, CLOSE_REFUSED.1);
+            if stream.write_all(&close).await.is_ok() {
+                let _ = stream.shutdown().await;
+            }
+        };
+        match roomcast_engine::upgrade::upgrade(req, run) {
+            Ok(resp) => resp,
+            Err(err) => http::upgrade_refused(&err),
+        }
+    }
+
     /// The probing WebSocket is gone: the session goes on over polling.
     pub(super) fn cancel_upgrade(&self, entry: &Entry<H::State>) {
         let mut guard = entry.lock();
-        if let Some(state) = guard.as_mut() {
+        if let Some(state) = guard.state.as_mut() {
             if state.session.is_upgrading() {
                 let now = Instant::now();
                 state.session.on_websocket_closed(now);

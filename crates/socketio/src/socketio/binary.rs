@@ -172,8 +172,9 @@ pub fn deconstruct(packet: &Packet) -> (Bytes, Vec<Bytes>) {
 }
 
 /// The Engine.IO packets carrying `packet`: a message, then one binary message per
-/// attachment. Send them with [`Session::send_all`](crate::engineio::Session::send_all) so
-/// that they stay together.
+/// attachment. Queue them with
+/// [`EngineConn::push_group`](crate::engine::EngineConn::push_group) so that they stay
+/// together.
 pub fn to_engineio(packet: &Packet) -> Vec<engineio::Packet> {
     let (text, attachments) = deconstruct(packet);
     std::iter::once(engineio::Packet::Message(text))

@@ -11,7 +11,7 @@
 //! calls [`Session::on_tick`] at [`Session::poll_timeout`].
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -28,6 +28,12 @@ pub use types::{CloseReason, Event, GetReply, SessionConfig};
 
 /// The answer to a successful `POST`.
 pub const POST_OK: &[u8] = b"ok";
+
+/// How long a `GET` sent after the probe was answered waits for the upgrade to complete. A
+/// client pauses polling to upgrade, so such a `GET` raced the client's own `5`: held this
+/// long, it is refused once the upgrade completes, as any later `GET`, whichever of the two
+/// connections the server read first.
+const LATE_GET_HOLD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -53,6 +59,8 @@ pub struct Session {
     transport: Transport,
     phase: Phase,
     get_pending: bool,
+    /// The pending `GET` arrived after the probe: it waits until then for the upgrade.
+    late_get: Option<Instant>,
     post_active: bool,
     /// `3probe` is owed to the probing WebSocket.
     probe_reply: bool,
@@ -87,6 +95,7 @@ impl Session {
             transport,
             phase: Phase::Open,
             get_pending: false,
+            late_get: None,
             post_active: false,
             probe_reply: false,
             transmit: VecDeque::from([Packet::Open(open.to_json())]),
@@ -195,19 +204,30 @@ impl Session {
     ///
     /// A second `GET` while one is pending closes the session with [`Error::DuplicateGet`]:
     /// answer the second with the error and the first with its `poll_get` (a close packet).
-    /// After a server close, one more `GET` is taken to deliver the last packets.
+    /// After a server close, one more `GET` is taken to deliver the last packets; after a
+    /// client close, one more is answered with a noop (it raced the close packet).
     pub fn on_get(&mut self, now: Instant) -> Result<(), Error> {
         self.check_polling(true)?;
         if self.get_pending {
             return Err(self.fail(Error::DuplicateGet, now));
         }
         self.get_pending = true;
+        if let Phase::Upgrading { probed: true, .. } = self.phase {
+            self.late_get = Some(now + LATE_GET_HOLD);
+        }
         Ok(())
     }
 
-    /// How to answer the pending `GET` now, given whether packets are queued for the client;
-    /// `None` while it must wait (or none is pending). Any answer given ends the `GET`.
-    pub fn poll_get(&mut self, has_data: bool) -> Option<GetReply> {
+    /// When a pending `GET` held during an upgrade gets its answer (a noop) if the upgrade
+    /// has not completed by then: call [`poll_get`](Self::poll_get) again at that time.
+    pub fn get_deadline(&self) -> Option<Instant> {
+        self.late_get
+    }
+
+    /// How to answer the pending `GET` at `now`, given whether packets are queued for the
+    /// client; `None` while it must wait (or none is pending). Any answer given ends the
+    /// `GET`.
+    pub fn poll_get(&mut self, has_data: bool, now: Instant) -> Option<GetReply> {
         if !self.get_pending {
             return None;
         }
@@ -221,12 +241,19 @@ impl Session {
                 ..
             } if has_data => GetReply::Data,
             Phase::Closed { .. } => GetReply::Close,
-            Phase::Upgrading { probed: true, .. } => GetReply::Noop,
-            Phase::Open if self.transport == Transport::WebSocket => GetReply::Noop,
+            Phase::Upgrading { probed: true, .. } => match self.late_get {
+                Some(deadline) if now < deadline => return None,
+                _ => GetReply::Noop,
+            },
+            Phase::Open if self.transport == Transport::WebSocket => match self.late_get {
+                Some(_) => GetReply::Refused(Error::TransportMismatch),
+                None => GetReply::Noop,
+            },
             Phase::Open | Phase::Upgrading { .. } if has_data => GetReply::Data,
             Phase::Open | Phase::Upgrading { .. } => return None,
         };
         self.get_pending = false;
+        self.late_get = None;
         if reply != GetReply::Data {
             self.set_done();
         }
@@ -275,6 +302,7 @@ impl Session {
     pub fn on_request_aborted(&mut self, now: Instant) {
         if self.transport == Transport::Polling {
             self.get_pending = false;
+            self.late_get = None;
             self.post_active = false;
             self.shutdown(CloseReason::TransportClose, now);
         }
@@ -365,7 +393,7 @@ impl Session {
         match self.phase {
             Phase::Open | Phase::Upgrading { .. } => Ok(()),
             Phase::Closed {
-                reason: CloseReason::ServerClose,
+                reason: CloseReason::ServerClose | CloseReason::ClientClose,
                 done: false,
                 ..
             } if get => Ok(()),
@@ -408,17 +436,18 @@ impl Session {
         if self.is_upgrading() {
             self.cancel_upgrade();
         }
-        // Over polling a pending GET is owed an answer (`6` for a client close, `1`
-        // otherwise), and after a server close the next GET is owed the last packets. Over
-        // WebSocket the owner closes the socket: nothing more goes through the session.
+        // Over polling a pending GET is owed an answer (`1`, or `6` for a client close).
+        // After a server close the next GET is owed the last packets; after a client close,
+        // a GET sent before the close packet may still be on its way, and ends with `6`
+        // rather than an error. Over WebSocket the owner closes the socket: nothing more
+        // goes through the session.
         let owes = self.transport == Transport::Polling
             && match reason {
-                CloseReason::ServerClose => true,
+                CloseReason::ServerClose | CloseReason::ClientClose => true,
                 CloseReason::TransportClose => false,
-                CloseReason::ClientClose
-                | CloseReason::PingTimeout
-                | CloseReason::SlowConsumer
-                | CloseReason::Error(_) => self.get_pending,
+                CloseReason::PingTimeout | CloseReason::SlowConsumer | CloseReason::Error(_) => {
+                    self.get_pending
+                }
             };
         self.phase = Phase::Closed {
             at: now,
@@ -443,6 +472,8 @@ impl Session {
     fn cancel_upgrade(&mut self) {
         self.phase = Phase::Open;
         self.probe_reply = false;
+        // A held GET goes back to waiting for data.
+        self.late_get = None;
         self.events.push_back(Event::UpgradeCancelled);
     }
 }

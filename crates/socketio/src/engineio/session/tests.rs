@@ -64,9 +64,9 @@ fn polling_round_trip() {
     // A GET with nothing queued waits; queued data makes it answerable, once.
     s.on_get(t0).unwrap();
     assert!(s.is_get_pending());
-    assert_eq!(s.poll_get(false), None);
-    assert_eq!(s.poll_get(true), Some(GetReply::Data));
-    assert_eq!(s.poll_get(true), None, "the GET was answered");
+    assert_eq!(s.poll_get(false, t0), None);
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Data));
+    assert_eq!(s.poll_get(true, t0), None, "the GET was answered");
     assert!(!s.is_get_pending());
 }
 
@@ -100,7 +100,7 @@ fn heartbeat_with_virtual_clock() {
     s.on_tick(t3 + Duration::from_millis(200));
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::PingTimeout)]);
     assert!(!s.is_finished(), "the pending GET is owed its close packet");
-    assert_eq!(s.poll_get(true), Some(GetReply::Close));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Close));
     assert!(s.is_finished());
     assert_eq!(s.on_get(t3), Err(Error::SessionClosed));
 }
@@ -140,7 +140,7 @@ fn duplicate_get_closes_the_session() {
     s.on_get(t0).unwrap();
     let err = s.on_get(t0).unwrap_err();
     assert_eq!((err, err.http_status()), (Error::DuplicateGet, 400));
-    assert_eq!(s.poll_get(true), Some(GetReply::Close));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Close));
     assert_eq!(GetReply::Close.body(), Some(&b"1"[..]));
     assert_eq!(
         events(&mut s),
@@ -199,13 +199,22 @@ fn client_close_answers_the_pending_get_with_a_noop() {
     post(&mut s, b"1\x1e4ignored", t0).unwrap();
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::ClientClose)]);
     assert_eq!(CloseReason::ClientClose.as_str(), "transport close");
-    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Noop));
     assert!(s.is_finished());
     assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
 
-    // Without a pending GET there is nothing to answer.
+    // Without a pending GET, one that raced the close packet still ends with a noop; the
+    // session is gone after it, or after close_timeout.
     let mut s = polling(t0);
     post(&mut s, b"1", t0).unwrap();
+    assert!(!s.is_finished());
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(false, t0), Some(GetReply::Noop));
+    assert!(s.is_finished());
+    assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
+    let mut s = polling(t0);
+    post(&mut s, b"1", t0).unwrap();
+    s.on_tick(t0 + Duration::from_secs(30));
     assert!(s.is_finished());
 }
 
@@ -216,13 +225,13 @@ fn upgrade_sequence() {
     s.on_get(t0).unwrap();
     s.on_upgrade_request(t0).unwrap();
     assert_eq!(s.on_upgrade_request(t0), Err(Error::UpgradeRefused));
-    assert_eq!(s.poll_get(false), None, "no noop before the probe");
+    assert_eq!(s.poll_get(false, t0), None, "no noop before the probe");
 
     s.on_packet(Packet::probe_ping(), t0).unwrap();
     assert_eq!(s.poll_probe_reply(), Some(Packet::probe_pong()));
     assert_eq!(s.poll_probe_reply(), None);
     // Even with data queued: the data waits for the WebSocket.
-    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Noop));
     assert_eq!(GetReply::Noop.body(), Some(&b"6"[..]));
 
     s.on_packet(Packet::Upgrade, t0).unwrap();
@@ -255,13 +264,13 @@ fn get_pending_when_the_upgrade_completes_gets_a_noop() {
     s.on_upgrade_request(t0).unwrap();
     s.on_packet(Packet::probe_ping(), t0).unwrap();
     s.on_packet(Packet::Upgrade, t0).unwrap();
-    assert_eq!(s.poll_get(true), None, "no GET pending");
+    assert_eq!(s.poll_get(true, t0), None, "no GET pending");
     let mut s = polling(t0);
     s.on_upgrade_request(t0).unwrap();
     s.on_get(t0).unwrap();
     s.on_packet(Packet::probe_ping(), t0).unwrap();
     s.on_packet(Packet::Upgrade, t0).unwrap();
-    assert_eq!(s.poll_get(true), Some(GetReply::Noop));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Noop));
 }
 
 #[test]
@@ -274,7 +283,7 @@ fn upgrade_timeout_keeps_polling() {
     s.on_tick(t0 + Duration::from_secs(10));
     assert_eq!(events(&mut s).first(), Some(&Event::UpgradeCancelled));
     s.on_get(t0).unwrap();
-    assert_eq!(s.poll_get(true), Some(GetReply::Data), "still polling");
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Data), "still polling");
     assert_eq!(s.transport(), Transport::Polling);
     s.on_upgrade_request(t0).unwrap();
 }
@@ -363,7 +372,7 @@ fn websocket_close_and_slow_consumer() {
     s.on_get(t0).unwrap();
     s.on_slow_consumer(t0);
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::SlowConsumer)]);
-    assert_eq!(s.poll_get(true), Some(GetReply::Close));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Close));
     assert_eq!(CloseReason::SlowConsumer.as_str(), "transport error");
 }
 
@@ -377,10 +386,10 @@ fn server_close_flushes_then_closes() {
     assert_eq!(post(&mut s, b"4x", t0), Err(Error::SessionClosed));
     // The queued data first, then the close packet on the next GET.
     s.on_get(t0).unwrap();
-    assert_eq!(s.poll_get(true), Some(GetReply::Data));
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Data));
     assert!(!s.is_finished());
     s.on_get(t0).unwrap();
-    assert_eq!(s.poll_get(false), Some(GetReply::Close));
+    assert_eq!(s.poll_get(false, t0), Some(GetReply::Close));
     assert!(s.is_finished());
     assert_eq!(s.on_get(t0), Err(Error::SessionClosed));
 }
@@ -437,4 +446,40 @@ fn errors_found_outside_close_the_session() {
         [Event::Closed(CloseReason::Error(Error::PayloadTooLarge))]
     );
     assert_eq!(s.begin_post(t0), Err(Error::SessionClosed));
+}
+
+#[test]
+fn get_after_the_probe_is_held_for_the_upgrade() {
+    let t0 = Instant::now();
+    let hold = Duration::from_millis(100);
+    // The upgrade completes during the hold: refused, as any GET after the upgrade.
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_get(t0).unwrap();
+    assert_eq!(s.get_deadline(), Some(t0 + hold));
+    assert_eq!(s.poll_get(true, t0), None);
+    s.on_packet(Packet::Upgrade, t0 + Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(
+        s.poll_get(false, t0 + Duration::from_millis(1)),
+        Some(GetReply::Refused(Error::TransportMismatch))
+    );
+    assert_eq!(s.get_deadline(), None);
+
+    // No upgrade within the hold: a noop, as for the GET pending at probe time.
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(false, t0 + hold), Some(GetReply::Noop));
+
+    // The upgrade fails during the hold: the GET goes back to waiting for data.
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_get(t0).unwrap();
+    s.on_websocket_closed(t0);
+    assert_eq!(s.poll_get(false, t0 + hold), None);
+    assert_eq!(s.poll_get(true, t0 + hold), Some(GetReply::Data));
 }

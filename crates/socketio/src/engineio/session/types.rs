@@ -97,13 +97,15 @@ pub enum GetReply {
     Noop,
     /// `1` (close): the session is over.
     Close,
+    /// Refused with this error: the `GET` raced an upgrade that completed.
+    Refused(Error),
 }
 
 impl GetReply {
-    /// The body of a `Noop` or `Close` answer; `None` for `Data`.
+    /// The body of a `Noop` or `Close` answer; `None` for the others.
     pub fn body(self) -> Option<&'static [u8]> {
         match self {
-            Self::Data => None,
+            Self::Data | Self::Refused(_) => None,
             Self::Noop => Some(b"6"),
             Self::Close => Some(b"1"),
         }

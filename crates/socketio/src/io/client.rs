@@ -1,0 +1,194 @@
+//! One Engine.IO connection seen by Socket.IO: the [`EngineHandler`] that decodes its
+//! messages into packets (with binary reassembly), connects its sockets to namespaces,
+//! routes events and acks to them, and ends them when the connection ends or breaks the
+//! protocol. A connection that joins no namespace within `connect_timeout` is closed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use roomcast_engine::Outbound;
+
+use super::args::Args;
+use super::encode;
+use super::socket::{AckSender, SocketRef};
+use super::Shared;
+use crate::engine::{EngineConn, EngineHandler, Message};
+use crate::engineio::CloseReason;
+use crate::socketio::{Packet, RawJson, Reassembler};
+
+/// The close code of a connection that joined no namespace in time.
+const CLOSE_CONNECT_TIMEOUT: (u16, &str) = (1000, "connect timeout");
+/// The `CONNECT_ERROR` message for a namespace nobody registered (the reference server's).
+const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+/// The Socket.IO state of one connection.
+pub(crate) struct Client {
+    req: Arc<http::request::Parts>,
+    /// The connected sockets, one per namespace; a few at most, so a `Vec`.
+    sockets: Vec<SocketRef>,
+    reassembler: Reassembler,
+    connect_deadline: Option<Instant>,
+    /// A packet could not be read: the connection is closing, nothing more is read.
+    broken: bool,
+}
+
+impl Client {
+    /// The connected socket of namespace `ns`; drops sockets disconnected meanwhile.
+    fn socket(&mut self, ns: &str) -> Option<SocketRef> {
+        self.sockets.retain(SocketRef::is_connected);
+        self.sockets.iter().find(|s| s.ns() == ns).cloned()
+    }
+}
+
+/// The Socket.IO layer as an Engine.IO application.
+pub(crate) struct Clients {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl EngineHandler for Clients {
+    type State = Client;
+
+    fn on_open(&self, _conn: &EngineConn, req: http::request::Parts) -> Client {
+        Client {
+            req: Arc::new(req),
+            sockets: Vec::new(),
+            reassembler: Reassembler::new(self.shared.reassembly),
+            connect_deadline: Some(Instant::now() + self.shared.connect_timeout),
+            broken: false,
+        }
+    }
+
+    fn on_message(&self, client: &mut Client, conn: &EngineConn, message: Message) {
+        if client.broken {
+            return;
+        }
+        let decoded = match message {
+            Message::Text(text) => client.reassembler.on_text(&text),
+            Message::Binary(data) => client.reassembler.on_binary(data),
+        };
+        match decoded {
+            Ok(Some(packet)) => self.dispatch(client, conn, packet),
+            Ok(None) => {}
+            Err(err) => {
+                // A packet that cannot be read may have been meant for any namespace: the
+                // whole connection goes, as with the reference server.
+                client.broken = true;
+                for socket in client.sockets.drain(..) {
+                    socket.close("parse error", false);
+                }
+                conn.close_with(err.close_code(), &err.to_string());
+            }
+        }
+    }
+
+    fn on_tick(&self, client: &mut Client, conn: &EngineConn, now: Instant) {
+        if let Some(deadline) = client.connect_deadline {
+            if now >= deadline {
+                client.connect_deadline = None;
+                if client.sockets.is_empty() {
+                    let (code, reason) = CLOSE_CONNECT_TIMEOUT;
+                    conn.close_with(code, reason);
+                }
+            }
+        }
+        for socket in &client.sockets {
+            socket.expire_acks(now);
+        }
+    }
+
+    fn on_close(&self, client: &mut Client, _conn: &EngineConn, reason: CloseReason) {
+        for socket in client.sockets.drain(..) {
+            socket.close(reason.as_str(), false);
+        }
+    }
+}
+
+impl Clients {
+    fn dispatch(&self, client: &mut Client, conn: &EngineConn, packet: Packet) {
+        match packet {
+            Packet::Connect { nsp, data } => self.connect(client, conn, &nsp, data),
+            Packet::Disconnect { nsp } => {
+                if let Some(socket) = client.socket(&nsp) {
+                    socket.close("client namespace disconnect", false);
+                    client.sockets.retain(SocketRef::is_connected);
+                }
+            }
+            Packet::Event { nsp, id, data } => {
+                let Some(socket) = client.socket(&nsp) else {
+                    return;
+                };
+                if let Some((name, args)) = Args::split_event(&data) {
+                    deliver(&socket, &name, args, id);
+                }
+            }
+            Packet::BinaryEvent { nsp, id, data } => {
+                let Some(socket) = client.socket(&nsp) else {
+                    return;
+                };
+                if let Some((name, args)) = Args::split_binary_event(data.value, data.attachments) {
+                    deliver(&socket, &name, args, id);
+                }
+            }
+            Packet::Ack { nsp, id, data } => {
+                if let Some(socket) = client.socket(&nsp) {
+                    socket.on_ack(id, Args::from_ack(data));
+                }
+            }
+            Packet::BinaryAck { nsp, id, data } => {
+                if let Some(socket) = client.socket(&nsp) {
+                    socket.on_ack(id, Args::from_binary_ack(data.value, data.attachments));
+                }
+            }
+            // Only servers send it; the reference server ignores it too.
+            Packet::ConnectError { .. } => {}
+        }
+    }
+
+    /// A `CONNECT` to namespace `ns`, with the client's auth payload if any.
+    fn connect(&self, client: &mut Client, conn: &EngineConn, ns: &str, auth: Option<RawJson>) {
+        if client.socket(ns).is_some() {
+            // Already connected: ignored, as the reference server does.
+            return;
+        }
+        let Some(handler) = self.shared.namespace(ns) else {
+            push(conn, encode::connect_error(ns, INVALID_NAMESPACE, None));
+            return;
+        };
+        let socket = SocketRef::new(
+            ns,
+            conn.clone(),
+            self.shared.clone(),
+            handler.clone(),
+            auth.map(RawJson::into_inner),
+            client.req.clone(),
+        );
+        match handler.on_connect(&socket, socket.handshake_auth(), &client.req) {
+            Ok(()) => {
+                client.connect_deadline = None;
+                if socket.finish_connect() {
+                    self.shared.remember_socket(&socket);
+                    client.sockets.push(socket);
+                }
+            }
+            Err(refusal) => {
+                socket.abort();
+                push(
+                    conn,
+                    encode::connect_error(ns, &refusal.message, refusal.data.as_deref()),
+                );
+            }
+        }
+    }
+}
+
+/// An event to its socket's handler.
+fn deliver(socket: &SocketRef, name: &str, args: Args, id: Option<u64>) {
+    let ack = id.map(|id| AckSender::new(socket.clone(), id));
+    socket.handler().clone().on_event(socket, name, args, ack);
+}
+
+fn push(conn: &EngineConn, item: Outbound) {
+    if conn.push(item).is_err() {
+        tracing::debug!(sid = %conn.sid(), "answer dropped: connection closing");
+    }
+}

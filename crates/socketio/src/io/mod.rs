@@ -1,0 +1,197 @@
+//! The Socket.IO server: [`SocketIo`] runs the Socket.IO protocol on an Engine.IO endpoint
+//! ([`EngineIo`]) and hands each namespace's sockets to its [`NamespaceHandler`]. Sockets are
+//! members of the shared [`RoomIndex`], so one publish reaches native and Socket.IO clients
+//! alike; [`encode_event`] is how a publish encodes its event once for all Socket.IO members.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use roomcast_engine::driver::IoStats;
+use roomcast_engine::rooms::{ConnId, RoomIndex};
+use roomcast_engine::QueueLimits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::{EngineIo, Resp};
+use crate::socketio::ReassemblyLimits;
+
+mod args;
+mod broadcast;
+mod client;
+mod encode;
+mod handler;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+pub use args::{AckError, Args, EmitError, NotAnArray};
+pub use broadcast::BroadcastOperator;
+pub use encode::encode_event;
+pub use handler::{ConnectError, NamespaceHandler};
+pub use socket::{AckSender, SocketRef};
+
+/// The wire-format tag of Socket.IO sockets in the room index: a publish encodes its event
+/// with [`encode_event`] once for all members of this kind (with the namespace of the room).
+pub const MEMBER_KIND: u8 = 1;
+
+/// The most attachments a client's binary packet may announce.
+const MAX_ATTACHMENTS: usize = 10;
+
+/// What every socket of one endpoint shares.
+pub(crate) struct Shared {
+    index: Arc<RoomIndex>,
+    connect_timeout: Duration,
+    queue_limits: QueueLimits,
+    reassembly: ReassemblyLimits,
+    // Std locks: namespaces are read per CONNECT and written before serving; sockets are
+    // updated per connect and disconnect. Never held across an `.await` or a handler call.
+    namespaces: RwLock<HashMap<Arc<str>, Arc<dyn NamespaceHandler>>>,
+    /// Connected sockets, for lookups and shutdown; weak, so that the registry keeps no
+    /// socket (and so no connection) alive.
+    sockets: RwLock<HashMap<ConnId, Weak<socket::SocketInner>>>,
+}
+
+impl Shared {
+    fn namespace(&self, name: &str) -> Option<Arc<dyn NamespaceHandler>> {
+        read(&self.namespaces).get(name).cloned()
+    }
+
+    fn socket(&self, id: ConnId) -> Option<SocketRef> {
+        read(&self.sockets)
+            .get(&id)
+            .and_then(Weak::upgrade)
+            .map(SocketRef)
+    }
+
+    fn remember_socket(&self, socket: &SocketRef) {
+        write(&self.sockets).insert(socket.conn_id(), Arc::downgrade(&socket.0));
+    }
+
+    fn forget_socket(&self, id: ConnId) {
+        write(&self.sockets).remove(&id);
+    }
+}
+
+/// A Socket.IO endpoint. Register namespaces, then route requests to
+/// [`handle`](Self::handle) (or [`serve`](Self::serve) a listener).
+pub struct SocketIo {
+    engine: Arc<EngineIo<client::Clients>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("engine", &self.engine)
+            .field("sockets", &self.socket_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketIo {
+    /// An endpoint whose sockets join rooms of `index` (shared with the native protocol, so
+    /// that one publish reaches both). `tick` is the shared heartbeat clock (its period bounds
+    /// the precision of the heartbeat, the connect timeout and ack timeouts), `stats` counts
+    /// WebSocket traffic.
+    pub fn new(
+        config: Config,
+        index: Arc<RoomIndex>,
+        tick: watch::Receiver<Instant>,
+        stats: Arc<IoStats>,
+    ) -> Arc<Self> {
+        if config.recovery {
+            tracing::warn!("Socket.IO connection state recovery is not implemented: ignored");
+        }
+        let shared = Arc::new(Shared {
+            index,
+            connect_timeout: config.connect_timeout,
+            queue_limits: config.queue,
+            reassembly: ReassemblyLimits {
+                max_attachments: MAX_ATTACHMENTS,
+                max_bytes: config.max_payload,
+            },
+            namespaces: RwLock::new(HashMap::new()),
+            sockets: RwLock::new(HashMap::new()),
+        });
+        let clients = client::Clients {
+            shared: shared.clone(),
+        };
+        let engine = EngineIo::new(config, clients, tick, stats);
+        Arc::new(Self { engine, shared })
+    }
+
+    /// Registers (or replaces) the handler of namespace `name` (`/`, `/dashboard`...). A
+    /// `CONNECT` to a namespace without one is answered `{"message":"Invalid namespace"}`.
+    pub fn namespace(&self, name: &str, handler: Arc<dyn NamespaceHandler>) {
+        write(&self.shared.namespaces).insert(name.into(), handler);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.engine.config()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Arc<EngineIo<client::Clients>> {
+        &self.engine
+    }
+
+    /// Whether a request for `path` (without the query) is for this endpoint.
+    pub fn matches(&self, path: &str) -> bool {
+        self.engine.matches(path)
+    }
+
+    /// Answers one request: polling `GET`/`POST`, `OPTIONS` preflight, or a WebSocket
+    /// upgrade (with or without a session).
+    pub async fn handle(self: &Arc<Self>, req: http::Request<Incoming>) -> Resp {
+        self.engine.handle(req).await
+    }
+
+    /// Serves HTTP/1.1 on `listener`: this endpoint's path, and 404 for anything else.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        self.engine.clone().serve(listener).await
+    }
+
+    /// Open connections (Engine.IO sessions), whatever their namespaces.
+    pub fn connection_count(&self) -> usize {
+        self.engine.session_count()
+    }
+
+    /// Connected sockets (one per namespace per connection).
+    pub fn socket_count(&self) -> usize {
+        read(&self.shared.sockets).len()
+    }
+
+    /// The connected socket with this room-index id.
+    pub fn socket(&self, id: ConnId) -> Option<SocketRef> {
+        self.shared.socket(id)
+    }
+
+    /// Graceful shutdown: every socket gets `DISCONNECT` (its handler `on_disconnect` with
+    /// `reason`), then every connection is closed after what is queued (close code 1001 over
+    /// WebSocket). Stop routing new requests here first.
+    pub fn close_all(&self, reason: &str) {
+        let sockets: Vec<SocketRef> = read(&self.shared.sockets)
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(SocketRef)
+            .collect();
+        for socket in sockets {
+            socket.close(reason, true);
+        }
+        self.engine.close_all();
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Single inserts and removes: a poisoned lock is still consistent.
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,114 @@
+//! `sio-fixture`: the Socket.IO server under test for the Socket.IO v5 protocol test suite
+//! (`.ci/socketio-suites.sh`), on the public API of `roomcast-socketio`.
+//!
+//! Usage: `sio-fixture [ADDR...]` (default `127.0.0.1:3000` and `[::1]:3000`, as the suite
+//! connects to `localhost:3000`). Path `/socket.io/`, pingInterval 300 ms, pingTimeout
+//! 200 ms, maxPayload 1 000 000, connectTimeout 1 s, no connection state recovery.
+//! Namespaces `/` and `/custom`: each socket gets `auth` with its `CONNECT` payload (`{}`
+//! without one); `message` is answered with `message-back` and the same arguments;
+//! `message-with-ack` is acknowledged with the same arguments. Prints
+//! `listening on http://ADDR` per address once bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use roomcast_engine::driver::IoStats;
+use roomcast_engine::rooms::RoomIndex;
+use roomcast_socketio::engine::ticker;
+use roomcast_socketio::{
+    AckSender, Args, Config, ConnectError, NamespaceHandler, SocketIo, SocketRef,
+};
+use serde_json::value::RawValue;
+use tokio::net::TcpListener;
+
+/// The shared heartbeat clock's period: fine enough for a 300 ms ping interval.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The behaviour the test suite expects of both namespaces.
+#[derive(Debug)]
+struct Fixture;
+
+impl NamespaceHandler for Fixture {
+    fn on_connect(
+        &self,
+        socket: &SocketRef,
+        auth: Option<&RawValue>,
+        _req: &Parts,
+    ) -> Result<(), ConnectError> {
+        let empty = serde_json::json!({});
+        let sent = match auth {
+            Some(auth) => socket.emit("auth", auth),
+            None => socket.emit("auth", &empty),
+        };
+        if let Err(err) = sent {
+            tracing::debug!(error = %err, "auth not sent");
+        }
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &SocketRef, event: &str, args: Args, ack: Option<AckSender>) {
+        let sent = match (event, ack) {
+            ("message", _) => socket.emit_args("message-back", &args),
+            ("message-with-ack", Some(ack)) => ack.send(&args),
+            _ => Ok(()),
+        };
+        if let Err(err) = sent {
+            tracing::debug!(error = %err, event, "answer not sent");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let config = Config {
+        path: "/socket.io/".to_owned(),
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 1_000_000,
+        connect_timeout: Duration::from_millis(1000),
+        recovery: false,
+        ..Config::default()
+    };
+    let index = Arc::new(RoomIndex::new("fixture", 64));
+    let io = SocketIo::new(config, index, ticker(TICK), Arc::new(IoStats::default()));
+    io.namespace("/", Arc::new(Fixture));
+    io.namespace("/custom", Arc::new(Fixture));
+    for listener in bind(std::env::args().skip(1).collect()).await? {
+        tokio::spawn(io.clone().serve(listener));
+    }
+    tokio::signal::ctrl_c().await?;
+    io.close_all("server shutting down");
+    Ok(())
+}
+
+/// Binds the given addresses, or port 3000 on both loopbacks (`[::1]` only if the machine
+/// has IPv6), and says so on stdout.
+async fn bind(addrs: Vec<String>) -> std::io::Result<Vec<TcpListener>> {
+    let explicit = !addrs.is_empty();
+    let addrs = if explicit {
+        addrs
+    } else {
+        vec!["127.0.0.1:3000".to_owned(), "[::1]:3000".to_owned()]
+    };
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        match TcpListener::bind(&addr).await {
+            Ok(listener) => {
+                println!("listening on http://{}", listener.local_addr()?);
+                listeners.push(listener);
+            }
+            Err(err) if !explicit && !listeners.is_empty() => {
+                tracing::debug!(error = %err, addr, "optional address not bound");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(listeners)
+}
