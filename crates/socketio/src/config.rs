@@ -9,13 +9,23 @@ use roomcast_engine::QueueLimits;
 
 use crate::engineio::SessionConfig;
 
+/// The longest duration taken from a configuration or a caller: longer ones count as this
+/// long, so that adding one to an `Instant` cannot overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `d`, at most [`MAX_DURATION`].
+pub(crate) fn bounded(d: Duration) -> Duration {
+    d.min(MAX_DURATION)
+}
+
 /// The close code and reason of a WebSocket whose queue overflowed (the same code as native
 /// connections, see `protocol/codes.md`).
 const SLOW_CONSUMER: (u16, &str) = (4008, "slow consumer");
 /// The close code and reason of a WebSocket silent past the transport's idle timeout.
 const HEARTBEAT_TIMEOUT: (u16, &str) = (4000, "heartbeat timeout");
 
-/// Settings of one endpoint. `Default` gives the reference server's values.
+/// Settings of one endpoint. `Default` gives the reference server's values. Durations longer
+/// than a year count as a year.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The path prefix served. Default: `/socket.io/`.
@@ -73,10 +83,10 @@ impl Config {
     /// The settings of each Engine.IO session.
     pub(crate) fn session(&self) -> SessionConfig {
         SessionConfig {
-            ping_interval: self.ping_interval,
-            ping_timeout: self.ping_timeout,
+            ping_interval: bounded(self.ping_interval),
+            ping_timeout: bounded(self.ping_timeout),
             max_payload: self.max_payload,
-            upgrade_timeout: self.upgrade_timeout,
+            upgrade_timeout: bounded(self.upgrade_timeout),
             ..SessionConfig::default()
         }
     }

@@ -27,7 +27,7 @@ mod testkit;
 
 pub use config::{Config, Cors};
 pub use engine::{EngineConn, EngineHandler, EngineIo, Message};
-pub use engineio::{Session, SessionConfig, Sid, Transport};
+pub use engineio::{CloseReason, Session, SessionConfig, Sid, Transport};
 pub use io::{
     encode_event, AckError, AckSender, Args, BroadcastOperator, ConnectError, EmitError,
     NamespaceHandler, SocketIo, SocketRef, MEMBER_KIND,

@@ -32,7 +32,13 @@ pub(crate) fn build(app: &Arc<App>) -> Result<Option<Arc<SocketIo>>, ConfigError
             credentials: config.cors_credentials,
         },
         queue: app.queue_limits,
-        ws: app.driver.conn.clone(),
+        // A Socket.IO message may be as large as max_payload on either transport.
+        ws: {
+            let mut ws = app.driver.conn.clone();
+            ws.limits.max_frame = ws.limits.max_frame.max(config.max_payload);
+            ws.limits.max_message = ws.limits.max_message.max(config.max_payload);
+            ws
+        },
         ..roomcast_socketio::Config::default()
     };
     let sio = SocketIo::new(

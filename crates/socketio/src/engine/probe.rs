@@ -52,7 +52,8 @@ pub(super) async fn run<H: EngineHandler>(
         rbuf: BytesMut::from(&prefix[..]),
     };
     drop(prefix);
-    let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
+    let deadline =
+        tokio::time::Instant::now() + crate::config::bounded(engine.config.upgrade_timeout);
     let upgraded = probe.exchange(&engine, &entry, &mut stream, deadline).await;
     match upgraded {
         Ok(Some((mut state, drained))) => {

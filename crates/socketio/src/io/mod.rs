@@ -108,7 +108,7 @@ impl SocketIo {
         }
         let shared = Arc::new(Shared {
             index,
-            connect_timeout: config.connect_timeout,
+            connect_timeout: crate::config::bounded(config.connect_timeout),
             queue_limits: config.queue,
             reassembly: ReassemblyLimits {
                 max_attachments: MAX_ATTACHMENTS,

@@ -18,6 +18,7 @@ use super::broadcast::BroadcastOperator;
 use super::encode;
 use super::handler::NamespaceHandler;
 use super::{Shared, MEMBER_KIND};
+use crate::config::bounded;
 use crate::engine::EngineConn;
 
 /// `on_connect` is running: emits wait for the `CONNECT` answer.
@@ -200,6 +201,20 @@ impl SocketRef {
         self.send(encode::event(&self.0.ns, None, event, args))
     }
 
+    /// Emits a binary event: `args` hold placeholders for `attachments` (build both with
+    /// [`socketio::Attachments`](crate::socketio::Attachments)).
+    pub fn emit_binary(
+        &self,
+        event: &str,
+        args: Vec<serde_json::Value>,
+        attachments: Vec<bytes::Bytes>,
+    ) -> Result<(), EmitError> {
+        self.emit_args(
+            event,
+            &Args::from_values(args).with_attachments(attachments),
+        )
+    }
+
     /// Emits an event and waits for the client's ack: `callback` gets its arguments, or the
     /// reason none came (it runs once, inside the runtime: keep it short). The timeout is
     /// checked on the shared tick.
@@ -216,7 +231,7 @@ impl SocketRef {
             }
             locked
                 .acks
-                .insert(id, (Instant::now() + timeout, Box::new(callback)));
+                .insert(id, (Instant::now() + bounded(timeout), Box::new(callback)));
         }
         if let Err(err) = self.send(encode::event(&self.0.ns, Some(id), event, args)) {
             let pending = self.lock().acks.remove(&id);

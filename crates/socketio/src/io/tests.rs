@@ -71,6 +71,12 @@ impl NamespaceHandler for Recorder {
                 });
             }
             "leave" => socket.disconnect(),
+            "file" => {
+                let mut parts = crate::socketio::Attachments::new();
+                let placeholder = parts.push(bytes::Bytes::from_static(b"\x00\xff"));
+                let args = vec![serde_json::json!({"name": "f", "data": placeholder})];
+                socket.emit_binary("file", args, parts.into_vec()).unwrap();
+            }
             _ => {}
         }
     }
@@ -215,6 +221,17 @@ async fn binary_events_and_acks_over_polling() {
     assert_eq!(
         get(&io, &sid).await.body,
         "461-789[{\"_placeholder\":true,\"num\":0}]\x1ebAQID"
+    );
+}
+
+#[tokio::test]
+async fn server_binary_emits() {
+    let Setup { io, .. } = setup(config());
+    let (sid, _) = connect(&io, "/", "").await;
+    post(&io, &sid, r#"42["file"]"#).await;
+    assert_eq!(
+        get(&io, &sid).await.body,
+        "451-[\"file\",{\"data\":{\"_placeholder\":true,\"num\":0},\"name\":\"f\"}]\x1ebAP8="
     );
 }
 

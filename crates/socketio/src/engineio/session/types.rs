@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 use crate::engineio::error::Error;
 
-/// Timing and size settings of a session.
+/// Timing and size settings of a session. Durations are added to the current time: keep them
+/// far below `Instant`'s range (the runtime bounds them to a year).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
     /// How long after the handshake, and after each pong, the server pings. Default: 25 s.

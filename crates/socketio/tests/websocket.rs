@@ -1,0 +1,142 @@
+//! The WebSocket paths over real sockets: a session opened over WebSocket, and the upgrade
+//! of a polling session, where packets queued for polling (a binary event among them) must
+//! come out on the WebSocket, in order, once the upgrade completes.
+
+// Test helpers panic on the unexpected, as the tests themselves do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use roomcast_engine::driver::IoStats;
+use roomcast_engine::rooms::RoomIndex;
+use roomcast_socketio::{
+    engine::ticker, AckSender, Args, Config, ConnectError, NamespaceHandler, SocketIo, SocketRef,
+};
+use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Answers `message` with `message-back` and the same arguments.
+struct Echo;
+
+impl NamespaceHandler for Echo {
+    fn on_connect(
+        &self,
+        _: &SocketRef,
+        _: Option<&RawValue>,
+        _: &http::request::Parts,
+    ) -> Result<(), ConnectError> {
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &SocketRef, event: &str, args: Args, _: Option<AckSender>) {
+        if event == "message" {
+            socket.emit_args("message-back", &args).unwrap();
+        }
+    }
+}
+
+async fn serve() -> String {
+    let index = Arc::new(RoomIndex::new("test", 16));
+    let config = Config {
+        ping_interval: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let io = SocketIo::new(
+        config,
+        index,
+        ticker(Duration::from_millis(50)),
+        Arc::new(IoStats::default()),
+    );
+    io.namespace("/", Arc::new(Echo));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(io.serve(listener));
+    addr.to_string()
+}
+
+/// One HTTP/1.1 request on a fresh connection; the response body.
+async fn http(addr: &str, method: &str, query: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} /socket.io/?{query} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn websocket_session() {
+    let addr = serve().await;
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut ws).await.contains(r#""upgrades":[]"#));
+    ws.send(Message::text("40")).await.unwrap();
+    assert!(next_text(&mut ws).await.starts_with(r#"40{"sid":"#));
+    ws.send(Message::text(
+        r#"451-["message",{"_placeholder":true,"num":0}]"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"451-["message-back",{"_placeholder":true,"num":0}]"#
+    );
+    let attachment = ws.next().await.unwrap().unwrap();
+    assert_eq!(attachment, Message::binary(vec![1, 2, 3]));
+}
+
+#[tokio::test]
+async fn upgrade_hands_the_queue_over_in_order() {
+    let addr = serve().await;
+    let open = http(&addr, "GET", "EIO=4&transport=polling", "").await;
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let session = format!("EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http(&addr, "POST", &session, "40").await, "ok");
+    assert!(http(&addr, "GET", &session, "")
+        .await
+        .starts_with(r#"40{"sid":"#));
+
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    // Answered while polling still owns the queue: a binary event, then a text one.
+    let body =
+        "451-[\"message\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID\x1e42[\"message\",\"after\"]";
+    assert_eq!(http(&addr, "POST", &session, body).await, "ok");
+    ws.send(Message::text("5")).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"451-["message-back",{"_placeholder":true,"num":0}]"#
+    );
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1, 2, 3])
+    );
+    assert_eq!(next_text(&mut ws).await, r#"42["message-back","after"]"#);
+    // And from now on over the WebSocket only.
+    ws.send(Message::text(r#"42["message","ws"]"#))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, r#"42["message-back","ws"]"#);
+}
