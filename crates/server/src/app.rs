@@ -240,7 +240,8 @@ impl Server {
         // Wake every connection now; each sees the flag on its tick and closes with 1001.
         let _ = app.tick_tx.send(Instant::now());
         if let Some(sio) = app.socketio() {
-            sio.close_all("server shutting down");
+            // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT.
+            sio.close_transports();
         }
         let deadline = Instant::now() + grace;
         let left = |app: &App| {

@@ -395,7 +395,16 @@ fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
     };
     let mut n = 0;
     for id in targets {
-        if let Some((member, _, _)) = app.index.member(id) {
+        let Some((member, _, _)) = app.index.member(id) else {
+            continue;
+        };
+        if member.kind == roomcast_socketio::MEMBER_KIND {
+            // A Socket.IO socket leaves its namespace with DISCONNECT ("io server disconnect").
+            if let Some(socket) = app.socketio().and_then(|sio| sio.socket(id)) {
+                socket.disconnect();
+                n += 1;
+            }
+        } else {
             member
                 .queue
                 .request_close(close_request(CloseCode::Disconnected, reason));

@@ -51,6 +51,18 @@ impl NamespaceHandler for Fixture {
         let sent = match (event, ack) {
             ("message", _) => socket.emit_args("message-back", &args),
             ("message-with-ack", Some(ack)) => ack.send(&args),
+            // Not part of the official suite: the server asks the client for an ack, then
+            // reports what the client answered as `acked` (or `ack-failed`).
+            ("ask-ack", _) => {
+                let back = socket.clone();
+                socket.emit_with_ack("question", &args, Duration::from_secs(2), move |res| {
+                    let _ = match res {
+                        Ok(answer) => back.emit_args("acked", &answer),
+                        Err(e) => back.emit("ack-failed", &e.to_string()),
+                    };
+                });
+                Ok(())
+            }
             _ => Ok(()),
         };
         if let Err(err) = sent {

@@ -4,8 +4,8 @@
 // with its own arguments, binary included.
 //
 // The server-to-client ack belongs here: roomcast's configuration has no way to make the
-// server ask a client for an ack, only a program using the library can. The fixture does not
-// do it yet, so that test is skipped and says so.
+// server ask a client for an ack, only a program using the library can; the fixture's extra
+// `ask-ack` event does.
 //
 // Without the fixture (its source not written yet, or not built) every test here is skipped
 // and says why.
@@ -148,10 +148,22 @@ describe('sio-fixture (the roomcast-socketio library)', () => {
     }
   });
 
-  test('server-to-client ack: not testable yet', (t) => {
-    t.skip(
-      'roomcast has no configuration that makes the server ask a client for an ack, and ' +
-        'sio-fixture never asks for one (it does not call SocketRef::emit_with_ack)',
-    );
-  });
+  for (const transports of [['websocket'], ['polling']]) {
+    test(`server-to-client ack (${transports})`, async (t) => {
+      if (skip) return t.skip(skip);
+      const { socket, rec } = connect('/', transports);
+      try {
+        // The client's handler answers the server's question through its ack callback.
+        socket.on('question', (...args) => {
+          const answer = args.pop();
+          answer('answer', ...args);
+        });
+        await rec.next('connect');
+        socket.emit('ask-ack', 1, { two: 2 });
+        assert.deepEqual(await rec.next('acked'), ['answer', 1, { two: 2 }]);
+      } finally {
+        closeAll(socket);
+      }
+    });
+  }
 });

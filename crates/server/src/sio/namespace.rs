@@ -148,6 +148,7 @@ impl NamespaceHandler for ConfiguredNamespace {
             return;
         };
         let values: Vec<Value> = args.parse().unwrap_or_default();
+        let original = args;
         let mut ack = ack;
         let caller = Caller {
             claims: &claims,
@@ -196,7 +197,14 @@ impl NamespaceHandler for ConfiguredNamespace {
                     }
                     let to = socket.to(&room);
                     let to = if volatile { to.volatile() } else { to };
-                    to.emit_args(&event, &Args::from_values(args));
+                    // Relayed as received, binary attachments included, unless the route
+                    // renders its own data.
+                    let relayed = if args == values {
+                        original.clone()
+                    } else {
+                        Args::from_values(args)
+                    };
+                    to.emit_args(&event, &relayed);
                     answer(socket, then, &mut ack);
                 }
                 Action::Reply(reply) => answer(socket, reply, &mut ack),

@@ -187,6 +187,15 @@ impl SocketIo {
     }
 }
 
+impl SocketIo {
+    /// Shutdown of one node among several: every connection's transport is closed (1001 over
+    /// WebSocket) without a `DISCONNECT`, so clients see `transport close` and reconnect, to
+    /// another node. [`close_all`](Self::close_all) is for ending sessions for good.
+    pub fn close_transports(&self) {
+        self.engine.close_all();
+    }
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     // Single inserts and removes: a poisoned lock is still consistent.
     lock.read().unwrap_or_else(PoisonError::into_inner)
