@@ -1,5 +1,7 @@
 //! Samples of another process's memory and CPU time, read from Linux's `/proc/<pid>/status` and
-//! `/proc/<pid>/stat`. The parsers take the files' text, so they are tested on fixed examples.
+//! `/proc/<pid>/stat`, and of the whole machine's CPU time from `/proc/stat` (to tell how much
+//! of it went to processes other than the ones measured). The parsers take the files' text, so
+//! they are tested on fixed examples.
 
 use std::time::Duration;
 
@@ -40,6 +42,37 @@ pub(crate) fn sample(pid: u32) -> Result<Sample> {
         peak_rss_bytes,
         threads,
         cpu,
+    })
+}
+
+/// CPU time of the whole machine, all cores together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct MachineCpu {
+    /// Time not idle: user, nice, system, irq and softirq.
+    pub(crate) busy: Duration,
+    /// Time the hypervisor gave to someone else.
+    pub(crate) steal: Duration,
+}
+
+/// Reads the machine's CPU time so far.
+pub(crate) fn machine_cpu() -> Result<MachineCpu> {
+    let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    parse_machine_cpu(&text).context("/proc/stat: no `cpu` line")
+}
+
+/// The first (`cpu`) line of `/proc/stat`: user nice system idle iowait irq softirq steal ...
+fn parse_machine_cpu(text: &str) -> Option<MachineCpu> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    Some(MachineCpu {
+        busy: Duration::from_millis(busy * 1000 / USER_HZ),
+        steal: Duration::from_millis(at(7) * 1000 / USER_HZ),
     })
 }
 
@@ -104,6 +137,19 @@ mod tests {
         let stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 3000 0 0 0 250 125 0 0 20 0 3 0 \
                     100 6000000 1500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
         assert_eq!(parse_stat_cpu(stat), Some(Duration::from_millis(3750)));
+    }
+
+    #[test]
+    fn machine_cpu_adds_the_busy_columns() {
+        let stat = "cpu  100 5 50 9000 20 3 2 7 0 0\ncpu0 50 2 25 4500 10 1 1 3 0 0\n";
+        assert_eq!(
+            parse_machine_cpu(stat),
+            Some(MachineCpu {
+                busy: Duration::from_millis(1600),
+                steal: Duration::from_millis(70),
+            })
+        );
+        assert!(machine_cpu().is_ok());
     }
 
     #[test]

@@ -43,7 +43,7 @@ function childEnv() {
  * stdout once it listens. Its stderr goes to `<dir>/<name>.log`, printed if it fails to start
  * or exits before `stop`, and echoed live with SIO_TESTS_SERVER_LOG=1.
  */
-async function startProcess({ name, bin, args, ready, dir }) {
+async function startProcess({ name, bin, args, ready, dir, env = {} }) {
   if (!existsSync(bin)) {
     throw new Error(`${bin} does not exist: build it first (see .ci/socketio-clients.sh)`);
   }
@@ -51,7 +51,7 @@ async function startProcess({ name, bin, args, ready, dir }) {
   const log = [];
   const child = spawn(bin, args, {
     cwd: dir,
-    env: childEnv(),
+    env: { ...childEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stderr.setEncoding('utf8');
@@ -114,19 +114,36 @@ async function startProcess({ name, bin, args, ready, dir }) {
  * configuration, a fresh secret and API key. Returns the server handle: `url`, `secret`,
  * `apiKey`, `token(claims)`, `publish(body)`, `api(method, path, body)`, `stop()`.
  */
-export async function startRoomcast() {
+export async function startRoomcast({ configFile } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'roomcast-sio-js-'));
   const secret = randomBytes(32).toString('hex');
   const apiKey = `test-${randomBytes(16).toString('hex')}`;
-  const template = readFileSync(path.join(SUITE_DIR, 'roomcast.test.toml'), 'utf8');
-  const configPath = path.join(dir, 'roomcast.toml');
-  writeFileSync(configPath, template.replaceAll('@SECRET@', secret).replaceAll('@API_KEY@', apiKey));
+  let configPath;
+  let env = {};
+  if (configFile) {
+    // A configuration used as shipped: only the address and the secrets come from the
+    // environment, as an operator would set them.
+    configPath = path.resolve(REPO_ROOT, configFile);
+    env = {
+      ROOMCAST_LISTEN: '127.0.0.1:0',
+      ROOMCAST_JWT_SECRET: secret,
+      ROOMCAST_API_KEY: apiKey,
+    };
+  } else {
+    const template = readFileSync(path.join(SUITE_DIR, 'roomcast.test.toml'), 'utf8');
+    configPath = path.join(dir, 'roomcast.toml');
+    writeFileSync(
+      configPath,
+      template.replaceAll('@SECRET@', secret).replaceAll('@API_KEY@', apiKey),
+    );
+  }
   const proc = await startProcess({
     name: 'roomcast',
     bin: binaryPath('ROOMCAST_BIN', 'target/debug/roomcast'),
     args: ['--config', configPath],
     ready: /roomcast listening on (\S+)/,
     dir,
+    env,
   });
   const server = {
     ...proc,

@@ -289,7 +289,9 @@ fn header(out: &mut String, env: &Value) {
          connection. CPU is the server's user and system time over the step (`/proc`), which \
          on loopback includes the kernel's work of delivering to the receiving socket.\n\
          - The generator runs on the same 2 cores as the server: its CPU is reported next to \
-         the server's, and it bounds every server's figures alike.\n"
+         the server's, and it bounds every server's figures alike. So is the CPU time of every \
+         other process on the machine during each step (\"other processes' cores\", from \
+         `/proc/stat`): a step where it is not near zero was disturbed.\n"
     );
 }
 

@@ -197,13 +197,14 @@ fn steps(out: &mut String, target: &str, r: &Value) {
         out,
         "\n<details><summary>{}: every step</summary>\n\n| publishes/s | deliveries/s | p50 | \
          p99 | p99.9 | max | lost | late | out of order | dropped | publish errors | server \
-         cores | generator cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         cores | generator cores | other processes' cores |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         label(target)
     );
     for step in r["steps"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt_opt(&step["rate"], |x| format!("{x:.1}")),
             fmt_opt(&step["deliveries_per_sec"], fmt_int),
             ms(&step["latency"]["p50_ms"]),
@@ -217,6 +218,7 @@ fn steps(out: &mut String, target: &str, r: &Value) {
             fmt_opt(&step["publish_errors"], fmt_int),
             fmt_opt(&step["server_cores"], |x| format!("{x:.2}")),
             fmt_opt(&step["generator_cores"], |x| format!("{x:.2}")),
+            fmt_opt(&step["other_cores"], |x| format!("{x:.2}")),
         );
     }
     let _ = writeln!(out, "\n</details>");
@@ -242,12 +244,13 @@ pub(super) fn churn(out: &mut String, s: &Scenario<'_>) {
     let _ = writeln!(
         out,
         "| Server | connects/s | disconnects/s | handshake p50 | p99 | max | failures | server \
-         cores | server CPU per connection |\n|---|---|---|---|---|---|---|---|---|"
+         cores | server CPU per connection | generator cores | other processes' cores |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (target, r) in s.measured() {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} ms | {} ms | {} ms | {} | {} | {} |",
+            "| {} | {} | {} | {} ms | {} ms | {} ms | {} | {} | {} | {} | {} |",
             label(target),
             fmt_opt(&r["connects_per_sec"], fmt_int),
             fmt_opt(&r["disconnects_per_sec"], fmt_int),
@@ -257,6 +260,8 @@ pub(super) fn churn(out: &mut String, s: &Scenario<'_>) {
             fmt_opt(&r["failures"], fmt_int),
             fmt_opt(&r["server_cores"], |x| format!("{x:.2}")),
             fmt_opt(&r["server_cpu_us_per_connection"], |x| format!("{x:.0} us")),
+            fmt_opt(&r["generator_cores"], |x| format!("{x:.2}")),
+            fmt_opt(&r["other_cores"], |x| format!("{x:.2}")),
         );
     }
     ratios(out, "connects per second", |t| {

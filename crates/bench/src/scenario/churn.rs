@@ -98,6 +98,8 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
     });
     let next_id = Arc::new(AtomicUsize::new(0));
     let before = procfs::sample(pid)?;
+    let machine_before = procfs::machine_cpu()?;
+    let own_before = procfs::sample(std::process::id())?.cpu;
     let began = Instant::now();
     let deadline = began + Duration::from_secs_f64(args.secs);
     let mut workers = JoinSet::new();
@@ -140,6 +142,11 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
     while workers.join_next().await.is_some() {}
     let elapsed = began.elapsed().as_secs_f64();
     let after = procfs::sample(pid)?;
+    let own = procfs::sample(std::process::id())?.cpu.saturating_sub(own_before);
+    let machine = procfs::machine_cpu()?.busy.saturating_sub(machine_before.busy);
+    let others = machine
+        .saturating_sub(after.cpu.saturating_sub(before.cpu) + own)
+        .as_secs_f64();
     let connects = counts.connects.load(Ordering::Relaxed);
     let disconnects = counts.disconnects.load(Ordering::Relaxed);
     let failures = counts.failures.load(Ordering::Relaxed);
@@ -181,6 +188,8 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
         "handshake": handshakes.to_json(),
         "server_cpu_secs": r3(cpu),
         "server_cores": r3(cpu / elapsed),
+        "generator_cores": r3(own.as_secs_f64() / elapsed),
+        "other_cores": r3(others / elapsed),
         "server_cpu_us_per_connection": r3(cpu * 1e6 / connects.max(1) as f64),
         "server_before": sample_json(&before),
         "server_after": sample_json(&after),

@@ -190,6 +190,9 @@ struct Step {
     deliveries_per_sec: f64,
     server_cpu: f64,
     generator_cpu: f64,
+    /// CPU time of every other process on the machine, and time stolen by the hypervisor.
+    other_cpu: f64,
+    steal: f64,
     /// Wall time from the first publish to the end of the drain, over which CPU is counted.
     wall: f64,
     rss: u64,
@@ -231,6 +234,8 @@ impl Step {
             "generator_cpu_us_per_delivery":
                 r3(self.generator_cpu * 1e6 / (s.received.max(1) as f64)),
             "generator_cores": r3(self.generator_cpu / self.wall),
+            "other_cores": r3(self.other_cpu / self.wall),
+            "steal_cores": r3(self.steal / self.wall),
             "server_rss_bytes": self.rss,
         })
     }
@@ -300,7 +305,8 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         let latency = step.report.stats.latency();
         println!(
             "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; missing {}, out of \
-             order {}, publish errors {}, dropped {}; server {:.2} cores, generator {:.2} cores",
+             order {}, publish errors {}, dropped {}; server {:.2} cores, generator {:.2} \
+             cores, others {:.2} cores",
             target.name(),
             rate,
             step.deliveries_per_sec,
@@ -311,6 +317,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
             step.report.dropped,
             step.server_cpu / step.wall,
             step.generator_cpu / step.wall,
+            step.other_cpu / step.wall,
         );
         let stop = if !step.clean() {
             Some(format!(
@@ -412,6 +419,7 @@ async fn run_step(
     let generator = generator_pids(swarm);
     let server_before = procfs::sample(pid)?.cpu;
     let generator_before = cpu_of(&generator);
+    let machine_before = procfs::machine_cpu()?;
     let began = Instant::now();
     let sent = publisher
         .run(phase, schedule, plan.drain + Duration::from_secs(5))
@@ -426,6 +434,12 @@ async fn run_step(
     let wall = began.elapsed().as_secs_f64();
     let server_after = procfs::sample(pid)?;
     let generator_cpu = cpu_of(&generator).saturating_sub(generator_before);
+    let machine_after = procfs::machine_cpu()?;
+    let server_cpu = server_after.cpu.saturating_sub(server_before);
+    let other_cpu = machine_after
+        .busy
+        .saturating_sub(machine_before.busy)
+        .saturating_sub(server_cpu + generator_cpu);
     let report = swarm.report(phase).await?;
     let unique = report.stats.received - report.stats.duplicates;
     let missing = expected.saturating_sub(unique);
@@ -438,8 +452,13 @@ async fn run_step(
         report,
         missing,
         late: 0,
-        server_cpu: server_after.cpu.saturating_sub(server_before).as_secs_f64(),
+        server_cpu: server_cpu.as_secs_f64(),
         generator_cpu: generator_cpu.as_secs_f64(),
+        other_cpu: other_cpu.as_secs_f64(),
+        steal: machine_after
+            .steal
+            .saturating_sub(machine_before.steal)
+            .as_secs_f64(),
         wall,
         rss: server_after.rss_bytes,
     })
