@@ -142,8 +142,12 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
     while workers.join_next().await.is_some() {}
     let elapsed = began.elapsed().as_secs_f64();
     let after = procfs::sample(pid)?;
-    let own = procfs::sample(std::process::id())?.cpu.saturating_sub(own_before);
-    let machine = procfs::machine_cpu()?.busy.saturating_sub(machine_before.busy);
+    let own = procfs::sample(std::process::id())?
+        .cpu
+        .saturating_sub(own_before);
+    let machine = procfs::machine_cpu()?
+        .busy
+        .saturating_sub(machine_before.busy);
     let others = machine
         .saturating_sub(after.cpu.saturating_sub(before.cpu) + own)
         .as_secs_f64();

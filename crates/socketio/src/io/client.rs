@@ -50,7 +50,7 @@ impl EngineHandler for Clients {
 
     fn on_open(&self, _conn: &EngineConn, req: http::request::Parts) -> Client {
         Client {
-            req: Arc::new(req),
+            req: Arc::new(kept_handshake(req)),
             sockets: Vec::new(),
             reassembler: Reassembler::new(self.shared.reassembly),
             connect_deadline: Some(Instant::now() + self.shared.connect_timeout),
@@ -191,4 +191,28 @@ fn push(conn: &EngineConn, item: Outbound) {
     if conn.push(item).is_err() {
         tracing::debug!(sid = %conn.sid(), "answer dropped: connection closing");
     }
+}
+
+/// Headers of the handshake request that namespace handlers may read (credentials, origin and
+/// client address); the rest is dropped, because the request head lives as long as the
+/// connection and memory per connection is a budget.
+const KEPT_HEADERS: [http::header::HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::ORIGIN,
+    http::header::HeaderName::from_static("x-forwarded-for"),
+];
+
+/// The handshake request head as sockets keep it: method, URI (its query may carry a token),
+/// version, and the [`KEPT_HEADERS`].
+fn kept_handshake(mut req: http::request::Parts) -> http::request::Parts {
+    let mut headers = http::HeaderMap::new();
+    for name in KEPT_HEADERS {
+        for value in req.headers.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    req.headers = headers;
+    req.extensions = http::Extensions::new();
+    req
 }

@@ -121,7 +121,8 @@ impl SocketRef {
         self.0.auth.as_deref()
     }
 
-    /// The head of the connection's handshake request.
+    /// The head of the connection's handshake request: method, URI, version, and the headers
+    /// a handler may need (`authorization`, `cookie`, `origin`, `x-forwarded-for`).
     pub fn handshake(&self) -> &http::request::Parts {
         &self.0.req
     }
