@@ -2,7 +2,7 @@
 //! claims, and the room ACL (`rooms.acl`) for client subscribe and publish. Tenant isolation is
 //! not decided here: rooms are always looked up inside the connection's own tenant.
 
-mod template;
+pub(crate) mod template;
 
 use serde_json::{Map, Value};
 

@@ -173,15 +173,29 @@ fn claim_names(segments: &[Segment]) -> impl Iterator<Item = &str> {
     })
 }
 
-fn parse(source: &str, wildcards: bool) -> Result<Vec<Segment>, TemplateError> {
-    let error = |problem, position| TemplateError {
-        template: source.to_string(),
-        problem,
-        position,
-    };
-    let mut segments = Vec::new();
+/// A piece of a brace template, as [`lex`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// Literal text (`{{` and `}}` already unescaped).
+    Literal(String),
+    /// A `{name}` placeholder, trimmed, and the byte position of its `{`.
+    Placeholder(String, usize),
+    /// A `*`, when wildcards are on.
+    Star,
+}
+
+/// Reads a template with `{placeholder}`s, `{{`/`}}` escapes and, when `wildcards`, `*`.
+/// Errors give the problem and its byte position. Shared by the room templates here and the
+/// Socket.IO routing templates.
+pub(crate) fn lex(source: &str, wildcards: bool) -> Result<Vec<Token>, (&'static str, usize)> {
+    let mut tokens = Vec::new();
     let mut literal = String::new();
     let mut chars = source.char_indices().peekable();
+    let flush = |literal: &mut String, tokens: &mut Vec<Token>| {
+        if !literal.is_empty() {
+            tokens.push(Token::Literal(std::mem::take(literal)));
+        }
+    };
     while let Some((i, c)) = chars.next() {
         match c {
             '{' if chars.peek().is_some_and(|&(_, next)| next == '{') => {
@@ -197,41 +211,55 @@ fn parse(source: &str, wildcards: bool) -> Result<Vec<Segment>, TemplateError> {
                             closed = true;
                             break;
                         }
-                        '{' => return Err(error("`{` inside a placeholder", i)),
+                        '{' => return Err(("`{` inside a placeholder", i)),
                         c => name.push(c),
                     }
                 }
                 if !closed {
-                    return Err(error("unclosed `{`", i));
+                    return Err(("unclosed `{`", i));
                 }
-                let name = name.trim();
-                if name.is_empty() {
-                    return Err(error("empty placeholder", i));
-                }
-                if !literal.is_empty() {
-                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
-                }
-                segments.push(Segment::Claim(name.to_string()));
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::Placeholder(name.trim().to_string(), i));
             }
             '}' if chars.peek().is_some_and(|&(_, next)| next == '}') => {
                 chars.next();
                 literal.push('}');
             }
-            '}' => return Err(error("unmatched `}`", i)),
+            '}' => return Err(("unmatched `}`", i)),
             '*' if wildcards => {
-                if !literal.is_empty() {
-                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
-                }
-                // `**` means the same as `*`; one star keeps matching linear per segment.
-                if segments.last() != Some(&Segment::Star) {
-                    segments.push(Segment::Star);
-                }
+                flush(&mut literal, &mut tokens);
+                tokens.push(Token::Star);
             }
             c => literal.push(c),
         }
     }
-    if !literal.is_empty() {
-        segments.push(Segment::Literal(literal));
+    flush(&mut literal, &mut tokens);
+    Ok(tokens)
+}
+
+fn parse(source: &str, wildcards: bool) -> Result<Vec<Segment>, TemplateError> {
+    let error = |problem, position| TemplateError {
+        template: source.to_string(),
+        problem,
+        position,
+    };
+    let mut segments = Vec::new();
+    for token in lex(source, wildcards).map_err(|(problem, at)| error(problem, at))? {
+        match token {
+            Token::Literal(text) => segments.push(Segment::Literal(text)),
+            Token::Placeholder(name, at) => {
+                if name.is_empty() {
+                    return Err(error("empty placeholder", at));
+                }
+                segments.push(Segment::Claim(name));
+            }
+            // `**` means the same as `*`; one star keeps matching linear per segment.
+            Token::Star => {
+                if segments.last() != Some(&Segment::Star) {
+                    segments.push(Segment::Star);
+                }
+            }
+        }
     }
     Ok(segments)
 }

@@ -12,6 +12,7 @@
 //! - anything else is a claim of the token: `{sub}`, `{tenant_id}`, or a path into an object
 //!   claim (`{org.id}`; a claim whose own name contains the dots wins).
 
+use crate::acl::template::{lex, Token};
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -230,48 +231,19 @@ fn parse(source: &str, scope: Scope) -> Result<Vec<Piece>, String> {
     let error = |problem: &str, position: usize| {
         format!("template `{source}`: {problem} at byte {position}")
     };
+    let tokens = lex(source, false).map_err(|(problem, at)| error(problem, at))?;
     let mut pieces = Vec::new();
-    let mut literal = String::new();
-    let mut chars = source.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' if chars.peek().is_some_and(|&(_, next)| next == '{') => {
-                chars.next();
-                literal.push('{');
-            }
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for (_, c) in chars.by_ref() {
-                    match c {
-                        '}' => {
-                            closed = true;
-                            break;
-                        }
-                        '{' => return Err(error("`{` inside a placeholder", i)),
-                        c => name.push(c),
-                    }
-                }
-                if !closed {
-                    return Err(error("unclosed `{`", i));
-                }
+    for token in tokens {
+        match token {
+            Token::Literal(text) => pieces.push(Piece::Literal(text)),
+            Token::Placeholder(name, at) => {
                 let placeholder =
-                    placeholder(name.trim(), scope).map_err(|problem| error(&problem, i))?;
-                if !literal.is_empty() {
-                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
-                }
+                    placeholder(&name, scope).map_err(|problem| error(&problem, at))?;
                 pieces.push(Piece::Value(placeholder));
             }
-            '}' if chars.peek().is_some_and(|&(_, next)| next == '}') => {
-                chars.next();
-                literal.push('}');
-            }
-            '}' => return Err(error("unmatched `}`", i)),
-            c => literal.push(c),
+            // No wildcards in routing templates: `*` is literal text there.
+            Token::Star => pieces.push(Piece::Literal("*".into())),
         }
-    }
-    if !literal.is_empty() {
-        pieces.push(Piece::Literal(literal));
     }
     Ok(pieces)
 }
