@@ -62,7 +62,8 @@ fn verify(secret: &[u8], token: &str) -> Option<Value> {
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     mac.update(token[..header_len(token)?].as_bytes());
-    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?)
+        .ok()?;
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     match claims["exp"].as_u64() {
@@ -80,7 +81,10 @@ fn room_of(claims: &Value) -> String {
     claims["room"].as_str().unwrap_or("bench").to_string()
 }
 
-async fn publish(State(io): State<SocketIo>, Json(body): Json<Publish>) -> (StatusCode, &'static str) {
+async fn publish(
+    State(io): State<SocketIo>,
+    Json(body): Json<Publish>,
+) -> (StatusCode, &'static str) {
     match io.to(body.rooms).emit(&body.event, &body.data).await {
         Ok(()) => (StatusCode::OK, "{\"ok\":true}"),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "{\"ok\":false}"),

@@ -205,14 +205,22 @@ const KEPT_HEADERS: [http::header::HeaderName; 4] = [
 
 /// The handshake request head as sockets keep it: method, URI (its query may carry a token),
 /// version, and the [`KEPT_HEADERS`].
+///
+/// Header values and the URI are copied, not cloned: hyper's point into its read buffer, which
+/// a clone would keep alive (8 KiB) for as long as the connection lives.
 fn kept_handshake(mut req: http::request::Parts) -> http::request::Parts {
     let mut headers = http::HeaderMap::new();
     for name in KEPT_HEADERS {
         for value in req.headers.get_all(&name) {
-            headers.append(name.clone(), value.clone());
+            if let Ok(copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), copy);
+            }
         }
     }
     req.headers = headers;
     req.extensions = http::Extensions::new();
+    if let Ok(uri) = req.uri.to_string().parse() {
+        req.uri = uri;
+    }
     req
 }
