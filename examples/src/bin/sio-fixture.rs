@@ -20,7 +20,6 @@ use roomcast_socketio::{
     AckSender, Args, Config, ConnectError, NamespaceHandler, SocketIo, SocketRef,
 };
 use serde_json::value::RawValue;
-use tokio::net::TcpListener;
 
 /// The shared heartbeat clock's period: fine enough for a 300 ms ping interval.
 const TICK: Duration = Duration::from_millis(20);
@@ -92,35 +91,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let io = SocketIo::new(config, index, ticker(TICK), Arc::new(IoStats::default()));
     io.namespace("/", Arc::new(Fixture));
     io.namespace("/custom", Arc::new(Fixture));
-    for listener in bind(std::env::args().skip(1).collect()).await? {
+    for listener in roomcast_examples::bind(std::env::args().skip(1).collect()).await? {
         tokio::spawn(io.clone().serve(listener));
     }
     tokio::signal::ctrl_c().await?;
     io.close_all("server shutting down");
     Ok(())
-}
-
-/// Binds the given addresses, or port 3000 on both loopbacks (`[::1]` only if the machine
-/// has IPv6), and says so on stdout.
-async fn bind(addrs: Vec<String>) -> std::io::Result<Vec<TcpListener>> {
-    let explicit = !addrs.is_empty();
-    let addrs = if explicit {
-        addrs
-    } else {
-        vec!["127.0.0.1:3000".to_owned(), "[::1]:3000".to_owned()]
-    };
-    let mut listeners = Vec::new();
-    for addr in addrs {
-        match TcpListener::bind(&addr).await {
-            Ok(listener) => {
-                println!("listening on http://{}", listener.local_addr()?);
-                listeners.push(listener);
-            }
-            Err(err) if !explicit && !listeners.is_empty() => {
-                tracing::debug!(error = %err, addr, "optional address not bound");
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(listeners)
 }
