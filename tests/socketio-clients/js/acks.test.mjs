@@ -3,25 +3,17 @@
 // in fixture.test.mjs: no configured route makes roomcast ask for one.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectedSio,
   emitWithAck,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 describe('acks from client to server', () => {
   for (const transports of [['websocket'], ['polling']]) {

@@ -3,18 +3,11 @@
 // reports as `connect_error` without retrying (socket.active is false).
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { closeAll, closeTracked, connectSio, mint, startRoomcast, unique } from './harness.mjs';
+import { closeAll, connectSio, mint, unique, useRoomcast } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 /** Connects with `auth` and expects a refusal; returns the connect_error's Error. */
 async function refused(auth, transports = ['websocket']) {

@@ -3,25 +3,17 @@
 // (base64 in the payload), and the sender is left out.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectedSio,
   emitWithAck,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 /** Every byte value, then some more: 300 bytes. */
 const ALL_BYTES = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 256));

@@ -5,6 +5,7 @@
 // Waits have deadlines only so that a missing event fails the test instead of hanging it;
 // no test asserts how long anything took.
 
+import { after, afterEach, before } from 'node:test';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -186,6 +187,23 @@ export async function startRoomcast({ configFile } = {}) {
     },
   };
   return server;
+}
+
+/**
+ * Starts `roomcast` (see [`startRoomcast`]) before the calling file's tests, closes the
+ * clients they tracked after each test, and stops the server after the last. Returns the
+ * server handle, filled in once the server has started.
+ */
+export function useRoomcast(options) {
+  const handle = {};
+  before(async () => {
+    Object.assign(handle, await startRoomcast(options));
+  });
+  afterEach(closeTracked);
+  after(async () => {
+    await handle.stop?.();
+  });
+  return handle;
 }
 
 /**

@@ -7,26 +7,18 @@
 // leaked to it would already be there.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectedSio,
   connectNative,
   emitWithAck,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 describe('tenant isolation', () => {
   test("a globex client never receives acme's publish to the same room name", async () => {

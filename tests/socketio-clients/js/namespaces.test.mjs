@@ -2,27 +2,19 @@
 // Engine.IO session; a namespace the server does not serve gets CONNECT_ERROR.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectSio,
   emitWithAck,
   newManager,
   record,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 describe('namespaces', () => {
   for (const transports of [['websocket'], ['polling']]) {

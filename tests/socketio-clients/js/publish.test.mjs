@@ -2,25 +2,17 @@
 // WebSocket client (/ws) of the same user, from the same single POST /api/publish.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectedSio,
   connectNative,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 describe('API publish', () => {
   for (const transports of [['websocket'], ['polling']]) {

@@ -4,28 +4,20 @@
 // connects again, with a new socket id.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectedSio,
   connectNative,
   emitWithAck,
   newManager,
   record,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 async function disconnectUser(user, expected) {
   const res = await server.api('POST', '/api/disconnect', { tenant: 'acme', user });

@@ -2,27 +2,19 @@
 // the default polling start upgraded to WebSocket.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   closeAll,
-  closeTracked,
   connectSio,
   emitWithAck,
   enginePings,
   nextUpgrade,
-  startRoomcast,
   unique,
+  useRoomcast,
 } from './harness.mjs';
 
-let server;
-before(async () => {
-  server = await startRoomcast();
-});
-afterEach(closeTracked);
-after(async () => {
-  await server?.stop();
-});
+const server = useRoomcast();
 
 /** Connects with `transports`, checks the greeting, a ping -> pong and an ack round trip. */
 async function roundTrip(transports) {
