@@ -1,20 +1,25 @@
 //! The tokio glue that runs one upgraded WebSocket connection.
 //!
 //! One task per connection owns the socket, the [`Connection`] state machine, the
-//! application [`Handler`] and the write backlog. It waits on socket readiness, the outbound
-//! queue and a shared heartbeat tick; it holds no read buffer and no timer of its own while
-//! idle. Reads are decoded and handed to the handler; writes are drained from the queue in
-//! batches and written with one vectored write.
+//! application [`Handler`] and the write backlog. Its future is written by hand: it polls
+//! socket readiness, the outbound queue and one timer, armed for the next deadline of the
+//! connection or the handler (heartbeat ping, idle timeout, close timeout, the application's
+//! own), so an idle connection is woken only when something is due. It holds no read buffer
+//! while idle. Reads are decoded and handed to the handler; writes are drained from the
+//! queue in batches and written with one vectored write.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::time::Sleep;
 
 use crate::queue::{CloseRequest, OutQueue, Outbound};
 use crate::ws::{frame, ConnConfig, Connection, Event, OpCode, TickAction};
@@ -23,6 +28,9 @@ use crate::ws::{frame, ConnConfig, Connection, Event, OpCode, TickAction};
 const READ_CHUNK: usize = 4096;
 /// Most frames handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// The timer is never re-armed closer than this after it fired, so a deadline that its
+/// owner does not act on cannot make the task spin.
+const MIN_REARM: Duration = Duration::from_millis(5);
 
 /// What the application protocol (native, Socket.IO) does with a connection's messages.
 ///
@@ -33,8 +41,16 @@ pub trait Handler: Send + 'static {
     fn on_text(&mut self, text: Bytes, ctx: &mut Ctx<'_>);
     /// A complete binary message.
     fn on_binary(&mut self, data: Bytes, ctx: &mut Ctx<'_>);
-    /// The shared tick fired (deadlines such as auth timeout and token expiry live here).
+    /// A deadline passed: the handler's own (see [`deadline`](Self::deadline)) or the
+    /// connection's heartbeat. It may come early; the handler acts on what is due at
+    /// [`Ctx::now`].
     fn on_tick(&mut self, ctx: &mut Ctx<'_>);
+    /// When [`on_tick`](Self::on_tick) must run next (an authentication deadline, a token's
+    /// expiry), or `None` when nothing of the handler's own is due. Asked after every call
+    /// into the handler and after each wake-up of the task. Default: `None`.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
     /// The connection ended; called exactly once, last.
     fn on_close(&mut self, end: &End);
     /// A last message to send before a close the driver decides on its own (slow consumer,
@@ -117,51 +133,161 @@ pub struct Session<H> {
     pub config: Arc<DriverConfig>,
     /// Shared counters.
     pub stats: Arc<IoStats>,
-    /// The shared heartbeat tick.
-    pub tick: watch::Receiver<Instant>,
 }
 
 /// Runs a connection until it closes. `prefix` holds bytes read past the HTTP upgrade.
 pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<H>) {
     let Session {
-        mut handler,
+        handler,
         queue,
         config,
         stats,
-        mut tick,
     } = session;
-    let mut task = Task {
-        conn: Connection::new(config.conn.clone(), Instant::now()),
-        pending: VecDeque::new(),
-        written: 0,
-        draining: true,
-        end: End {
-            code: None,
-            slow_consumer: false,
-        },
-    };
+    let now = Instant::now();
+    let conn = Connection::new(config.conn.clone(), now);
     // Copy the bytes read past the upgrade and let go of hyper's read buffer: the prefix
     // usually points into an 8 KiB allocation that would otherwise live as long as the task.
     stats
         .bytes_in
         .fetch_add(prefix.len() as u64, Ordering::Relaxed);
-    let mut rbuf = BytesMut::from(&prefix[..]);
+    let rbuf = BytesMut::from(&prefix[..]);
     drop(prefix);
-    let result = task
-        .drive(
-            &stream,
-            &mut rbuf,
-            &mut handler,
-            &queue,
-            &config,
-            &stats,
-            &mut tick,
-        )
-        .await;
+    let armed = conn
+        .deadline()
+        .min(handler.deadline().unwrap_or(far_future(now)));
+    let mut driver = Driver {
+        armed,
+        stream,
+        rbuf,
+        handler,
+        queue,
+        config,
+        stats,
+        task: Task {
+            conn,
+            pending: VecDeque::new(),
+            written: 0,
+            draining: true,
+            eof: false,
+            end: End {
+                code: None,
+                slow_consumer: false,
+            },
+        },
+    };
+    // Pinned in this future's own state rather than boxed: no allocation of its own.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(armed.into()));
+    let result = std::future::poll_fn(|cx| driver.poll_step(cx, timer.as_mut())).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection i/o error");
     }
-    handler.on_close(&task.end);
+    driver.handler.on_close(&driver.task.end);
+}
+
+/// A time far enough ahead to stand for "no deadline".
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400)
+}
+
+/// One connection's task state, but for its timer.
+struct Driver<H> {
+    /// The deadline the timer is set to.
+    armed: Instant,
+    stream: TcpStream,
+    /// Bytes read and not yet decoded; empty and unallocated while idle.
+    rbuf: BytesMut,
+    handler: H,
+    queue: Arc<OutQueue>,
+    config: Arc<DriverConfig>,
+    stats: Arc<IoStats>,
+    task: Task,
+}
+
+impl<H: Handler> Driver<H> {
+    /// Runs until the connection is over (`Ready`) or nothing can progress without a
+    /// wake-up (`Pending`, with every source of one registered).
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<io::Result<()>> {
+        let Driver {
+            armed,
+            stream,
+            rbuf,
+            handler,
+            queue,
+            config,
+            stats,
+            task,
+        } = self;
+        loop {
+            let now = Instant::now();
+            if task.prepare(rbuf, handler, queue, config, stats, now) {
+                return Poll::Ready(Ok(()));
+            }
+            let mut progress = false;
+            if !task.pending.is_empty() {
+                if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
+                    ready?;
+                    task.write(stream, stats)?;
+                    progress = true;
+                }
+            }
+            if !task.eof {
+                if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                    ready?;
+                    rbuf.reserve(READ_CHUNK);
+                    match stream.try_read_buf(rbuf) {
+                        Ok(0) => task.eof = true,
+                        Ok(n) => {
+                            stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                    progress = true;
+                }
+            }
+            if task.draining && queue.poll_notified(cx).is_ready() {
+                progress = true;
+            }
+            // Deadlines only move later as traffic arrives, so the timer is moved only when
+            // one comes earlier than it is set for; firing early costs one harmless check.
+            let due = task
+                .conn
+                .deadline()
+                .min(handler.deadline().unwrap_or(far_future(now)));
+            if due < *armed {
+                *armed = due;
+                timer.as_mut().reset(due.into());
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                if task.conn.on_tick(now) == TickAction::TimedOut {
+                    task.timed_out(stream, handler, config, now);
+                    return Poll::Ready(Ok(()));
+                }
+                let mut ctx = Ctx {
+                    queue,
+                    now,
+                    close: None,
+                };
+                handler.on_tick(&mut ctx);
+                task.apply_close(ctx.close, queue);
+                let due = task
+                    .conn
+                    .deadline()
+                    .min(handler.deadline().unwrap_or(far_future(now)));
+                *armed = due.max(now + MIN_REARM);
+                timer.as_mut().reset((*armed).into());
+                progress = true;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 struct Task {
@@ -172,79 +298,44 @@ struct Task {
     written: usize,
     /// Whether frames are still taken from the queue (false once closing).
     draining: bool,
+    /// The peer closed its side of the TCP connection.
+    eof: bool,
     end: End,
 }
 
 impl Task {
-    #[allow(clippy::too_many_arguments)]
-    async fn drive<H: Handler>(
+    /// Decodes what was read and gathers what is to be written. True when the connection
+    /// is over: closed or at end of stream, with nothing left to write.
+    fn prepare<H: Handler>(
         &mut self,
-        stream: &TcpStream,
         rbuf: &mut BytesMut,
         handler: &mut H,
         queue: &OutQueue,
         config: &DriverConfig,
         stats: &IoStats,
-        tick: &mut watch::Receiver<Instant>,
-    ) -> io::Result<()> {
-        let mut eof = false;
-        loop {
-            let now = Instant::now();
-            if !rbuf.is_empty() {
-                self.decode(rbuf, handler, queue, now, stats);
-                if rbuf.is_empty() && rbuf.capacity() > 0 {
-                    // Idle connections hold no read buffer.
-                    *rbuf = BytesMut::new();
-                }
-            }
-            // Control frames wait in the connection (which bounds them) until the backlog is
-            // written: a peer that sends pings but never reads cannot grow the backlog. Taken
-            // before the queue, so a busy queue cannot starve pongs and heartbeat pings.
-            self.take_control();
-            // A writer blocked by a client that does not read must still see an overflow or a
-            // close request, or the slow consumer would never be closed. Once the queue is
-            // closing nothing more enters it, so moving it onto the backlog stays bounded.
-            if self.draining && (self.pending.is_empty() || queue.is_closing()) {
-                self.take_queue(queue, config, handler, now);
-            }
-            // A close taken from the queue queues its close frame: send it now if nothing is
-            // waiting.
-            self.take_control();
-            if self.pending.is_empty() && (self.conn.is_closed() || eof) {
-                return Ok(());
-            }
-            tokio::select! {
-                ready = stream.readable(), if !eof => {
-                    ready?;
-                    rbuf.reserve(READ_CHUNK);
-                    match stream.try_read_buf(rbuf) {
-                        Ok(0) => eof = true,
-                        Ok(n) => { stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed); }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                ready = stream.writable(), if !self.pending.is_empty() => {
-                    ready?;
-                    self.write(stream, stats)?;
-                }
-                _ = queue.notified(), if self.draining => {}
-                changed = tick.changed() => {
-                    if changed.is_err() {
-                        // The server is gone: nothing will tick again.
-                        return Ok(());
-                    }
-                    let now = Instant::now();
-                    if self.conn.on_tick(now) == TickAction::TimedOut {
-                        self.timed_out(stream, handler, config, now);
-                        return Ok(());
-                    }
-                    let mut ctx = Ctx { queue, now, close: None };
-                    handler.on_tick(&mut ctx);
-                    self.apply_close(ctx.close, queue);
-                }
-            }
+        now: Instant,
+    ) -> bool {
+        if !rbuf.is_empty() {
+            self.decode(rbuf, handler, queue, now, stats);
         }
+        if rbuf.is_empty() && rbuf.capacity() > 0 {
+            // Idle connections hold no read buffer.
+            *rbuf = BytesMut::new();
+        }
+        // Control frames wait in the connection (which bounds them) until the backlog is
+        // written: a peer that sends pings but never reads cannot grow the backlog. Taken
+        // before the queue, so a busy queue cannot starve pongs and heartbeat pings.
+        self.take_control();
+        // A writer blocked by a client that does not read must still see an overflow or a
+        // close request, or the slow consumer would never be closed. Once the queue is
+        // closing nothing more enters it, so moving it onto the backlog stays bounded.
+        if self.draining && (self.pending.is_empty() || queue.is_closing()) {
+            self.take_queue(queue, config, handler, now);
+        }
+        // A close taken from the queue queues its close frame: send it now if nothing is
+        // waiting.
+        self.take_control();
+        self.pending.is_empty() && (self.conn.is_closed() || self.eof)
     }
 
     fn decode<H: Handler>(
@@ -449,7 +540,8 @@ impl Task {
                     n = 0;
                 }
             }
-            if self.pending.is_empty() && self.pending.capacity() > 16 {
+            if self.pending.is_empty() {
+                // Idle connections hold no backlog buffer.
                 self.pending = VecDeque::new();
             }
         }

@@ -9,9 +9,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// One item of an outbound queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,18 @@ struct Inner {
     overflowed: bool,
     closing: bool,
     close: Option<CloseRequest>,
+    /// Set by a wake-up; the consumer's next wait takes it and returns at once.
+    permit: bool,
+    /// The consumer waiting for a push, a close request or an overflow.
+    waker: Option<Waker>,
+}
+
+impl Inner {
+    /// Records a wake-up; the waker to wake once the lock is released.
+    fn notify(&mut self) -> Option<Waker> {
+        self.permit = true;
+        self.waker.take()
+    }
 }
 
 /// A bounded multi-producer, single-consumer queue of encoded frames.
@@ -111,7 +123,6 @@ pub struct OutQueue {
     // A std mutex: it is held only for a push or a drain, never across an `.await`, and
     // an async mutex would cost more on the fan-out hot path.
     inner: Mutex<Inner>,
-    notify: Notify,
     limits: QueueLimits,
 }
 
@@ -120,7 +131,6 @@ impl OutQueue {
     pub fn new(limits: QueueLimits) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            notify: Notify::new(),
             limits,
         }
     }
@@ -144,21 +154,19 @@ impl OutQueue {
             let first = !inner.overflowed;
             inner.overflowed = true;
             inner.closing = true;
+            let waker = if first { inner.notify() } else { None };
             drop(inner);
-            if first {
-                self.notify.notify_one();
-            }
+            wake(waker);
             return Err(PushError::Full(frame));
         }
         let was_empty = inner.frames.is_empty();
         inner.bytes += frame.len();
         inner.frames.push_back(frame);
+        // The consumer drains everything each time, so it only needs waking on the
+        // empty -> non-empty transition.
+        let waker = if was_empty { inner.notify() } else { None };
         drop(inner);
-        if was_empty {
-            // The consumer drains everything each time, so it only needs waking on the
-            // empty -> non-empty transition.
-            self.notify.notify_one();
-        }
+        wake(waker);
         Ok(())
     }
 
@@ -170,8 +178,9 @@ impl OutQueue {
             inner.close = Some(request);
         }
         inner.closing = true;
+        let waker = inner.notify();
         drop(inner);
-        self.notify.notify_one();
+        wake(waker);
     }
 
     /// Whether the queue takes no more frames (closing or overflowed).
@@ -188,8 +197,8 @@ impl OutQueue {
         } else {
             out.extend(inner.frames.drain(..));
         }
-        // Release the queue's own buffer after a burst so an idle connection holds none.
-        if inner.frames.capacity() > 16 {
+        // An idle connection holds no buffer: the consumer releases what it took once written.
+        if inner.frames.capacity() > 0 {
             inner.frames = VecDeque::new();
         }
         Drained {
@@ -209,9 +218,32 @@ impl OutQueue {
         self.lock().frames.is_empty()
     }
 
-    /// Resolves after a push to an empty queue, an overflow or a close request.
+    /// Ready after a push to an empty queue, an overflow or a close request since the last
+    /// time it was ready; otherwise remembers `cx`'s waker (one consumer at a time: the latest
+    /// waker replaces the previous one).
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if std::mem::take(&mut inner.permit) {
+            inner.waker = None;
+            return Poll::Ready(());
+        }
+        match &mut inner.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Resolves after a push to an empty queue, an overflow or a close request (see
+    /// [`poll_notified`](Self::poll_notified)).
     pub async fn notified(&self) {
-        self.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_notified(cx)).await;
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 

@@ -375,8 +375,8 @@ async fn slow_consumer_is_closed_without_blocking_others() {
 
 #[tokio::test]
 async fn heartbeat_keeps_answering_peers_and_drops_silent_ones() {
-    // The driver reads the clock itself when the tick fires, so real time has to pass. The
-    // idle timeout is twenty ticks wide: a peer that answers pings outlives any plausible
+    // Each connection's own timer drives its heartbeat, so real time has to pass. The idle
+    // timeout is twenty pings wide: a peer that answers pings outlives any plausible
     // scheduling delay, and the test asserts only who stays and who goes.
     let tick_every = Duration::from_millis(50);
     let mut config = config(64 * KIB, 64 * KIB);
@@ -403,7 +403,6 @@ async fn heartbeat_keeps_answering_peers_and_drops_silent_ones() {
     let silent_end = within("the silent peer to time out", async {
         loop {
             tokio::time::sleep(tick_every).await;
-            server.tick();
             if let Some(seen) = silent_conn.try_next() {
                 break seen;
             }
@@ -480,11 +479,11 @@ async fn pongs_owed_to_a_peer_that_does_not_read_are_bounded() {
         }
         client
     });
-    let mut client = ticking(&server, tick_every, "the flood to end", &mut flood).await;
+    let mut client = within("the flood to end", &mut flood).await.unwrap();
 
     // Now read everything, until the server hangs up (idle or close timeout).
     let mut reader = tokio::spawn(async move { client.frames_to_end().await });
-    let frames = ticking(&server, tick_every, "the server to hang up", &mut reader).await;
+    let frames = within("the server to hang up", &mut reader).await.unwrap();
     let pongs = frames.iter().filter(|f| f.opcode == OpCode::Pong).count();
     for pong in frames.iter().filter(|f| f.opcode == OpCode::Pong) {
         assert_eq!(pong.payload, payload.as_slice());
@@ -501,24 +500,6 @@ async fn pongs_owed_to_a_peer_that_does_not_read_are_bounded() {
         matches!(end.code, Some(SLOW_CONSUMER | HEARTBEAT_TIMEOUT)),
         "{end:?}"
     );
-}
-
-/// Awaits `task`, firing the heartbeat tick every `period` meanwhile.
-async fn ticking<T>(
-    server: &TestServer,
-    period: Duration,
-    what: &str,
-    task: &mut tokio::task::JoinHandle<T>,
-) -> T {
-    within(what, async {
-        loop {
-            tokio::select! {
-                done = &mut *task => break done.unwrap(),
-                () = tokio::time::sleep(period) => server.tick(),
-            }
-        }
-    })
-    .await
 }
 
 /// Sends `wire` from a raw client and returns the frames up to the hang-up and how the

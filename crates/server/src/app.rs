@@ -5,10 +5,11 @@
 //! `/ws` to WebSocket), ticks the shared heartbeat clock, and on shutdown tells every
 //! connection to reconnect elsewhere and waits for them to drain.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::RoomIndex;
 use roomcast_engine::ws::{ConnConfig, FrameLimits};
-use roomcast_engine::QueueLimits;
+use roomcast_engine::{OutQueue, QueueLimits};
 use roomcast_socketio::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -55,11 +56,14 @@ pub struct App {
     pub epoch: String,
     /// When the server started.
     pub started: Instant,
-    /// The shared heartbeat tick.
+    /// The periodic tick of Socket.IO's long-polling sessions (WebSocket connections have
+    /// timers of their own).
     pub tick: watch::Receiver<Instant>,
     tick_tx: watch::Sender<Instant>,
     shutting_down: AtomicBool,
-    live: AtomicUsize,
+    /// The outbound queues of running native connections, authenticated or not, keyed by
+    /// address: what a shutdown asks to close.
+    live: Mutex<HashMap<usize, Weak<OutQueue>>>,
     sio: OnceLock<Arc<SocketIo>>,
 }
 
@@ -117,7 +121,7 @@ impl App {
             tick,
             tick_tx,
             shutting_down: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
+            live: Mutex::new(HashMap::new()),
             sio: OnceLock::new(),
             config,
         });
@@ -139,31 +143,67 @@ impl App {
 
     /// WebSocket connections whose task is running (authenticated or not).
     pub fn live_connections(&self) -> usize {
-        self.live.load(Ordering::Acquire)
+        self.live_queues().len()
     }
 
-    /// Counts a running connection task until the guard drops.
-    pub fn live_guard(self: &Arc<Self>) -> LiveGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
+    /// Counts a native connection, reached through `queue`, until the guard drops. A
+    /// connection counted once shutdown has begun is asked to close at once.
+    pub fn live_guard(self: &Arc<Self>, queue: &Arc<OutQueue>) -> LiveGuard {
+        let key = Arc::as_ptr(queue) as usize;
+        self.live_queues().insert(key, Arc::downgrade(queue));
+        // Shutdown raises the flag before it walks the map: a connection it did not see
+        // sees the flag.
+        if self.shutting_down() {
+            queue.request_close(shutdown_request());
+        }
+        LiveGuard {
+            app: self.clone(),
+            key,
+        }
     }
 
-    /// The period of the shared tick: fine enough for the heartbeat and the auth deadline,
-    /// coarse enough that idle connections are rarely woken.
+    fn live_queues(&self) -> MutexGuard<'_, HashMap<usize, Weak<OutQueue>>> {
+        // Single inserts and removes: a poisoned lock is still consistent.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks every native connection to close with 1001 after what it has queued.
+    fn close_live(&self) {
+        let queues: Vec<Arc<OutQueue>> = self
+            .live_queues()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let request = shutdown_request();
+        for queue in queues {
+            queue.request_close(request.clone());
+        }
+    }
+
+    /// The period of the Socket.IO polling tick: fine enough for the heartbeat and the
+    /// connect deadline.
     fn tick_period(&self) -> Duration {
         let hb = self.config.heartbeat.interval() / 5;
         hb.clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
 }
 
-/// Keeps [`App::live_connections`] counted.
+/// Keeps a native connection counted in [`App::live_connections`] and reachable by shutdown.
 #[derive(Debug)]
-pub struct LiveGuard(Arc<App>);
+pub struct LiveGuard {
+    app: Arc<App>,
+    key: usize,
+}
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::AcqRel);
+        self.app.live_queues().remove(&self.key);
     }
+}
+
+/// What a draining server tells native clients: reconnect elsewhere.
+fn shutdown_request() -> roomcast_engine::CloseRequest {
+    crate::native::close_request(CloseCode::GoingAway, "server shutting down")
 }
 
 /// A bound server, ready to run.
@@ -237,8 +277,7 @@ impl Server {
             "shutting down: asking clients to reconnect elsewhere"
         );
         app.shutting_down.store(true, Ordering::Release);
-        // Wake every connection now; each sees the flag on its tick and closes with 1001.
-        let _ = app.tick_tx.send(Instant::now());
+        app.close_live();
         if let Some(sio) = app.socketio() {
             // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT.
             sio.close_transports();
@@ -261,8 +300,7 @@ impl Server {
     }
 }
 
-/// One timer for all connections: each connection task wakes on the tick instead of owning
-/// a timer of its own.
+/// One timer for all Socket.IO polling sessions.
 async fn tick_loop(app: Arc<App>) {
     let mut interval = tokio::time::interval(app.tick_period());
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

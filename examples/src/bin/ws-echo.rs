@@ -9,7 +9,7 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -24,15 +24,12 @@ use roomcast_engine::ws::frame::{self, FrameLimits, OpCode};
 use roomcast_engine::ws::ConnConfig;
 use roomcast_engine::{OutQueue, QueueLimits};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:9001";
 /// The `Server` header of the 101 response.
 const AGENT: &str = "roomcast-ws-echo";
 /// Autobahn sends messages of up to 16 MiB (cases 9.1.6 and 9.2.6); leave room above that.
 const MAX_MESSAGE: usize = 32 << 20;
-/// How often the shared heartbeat tick fires; it only has to resolve the close timeout.
-const TICK: Duration = Duration::from_secs(1);
 
 /// Echoes every data message back with the same opcode.
 #[derive(Debug)]
@@ -60,10 +57,9 @@ struct Shared {
     driver: Arc<DriverConfig>,
     queue_limits: QueueLimits,
     stats: Arc<IoStats>,
-    tick: watch::Receiver<Instant>,
 }
 
-fn shared(tick: watch::Receiver<Instant>) -> Shared {
+fn shared() -> Shared {
     Shared {
         driver: Arc::new(DriverConfig {
             conn: ConnConfig {
@@ -86,7 +82,6 @@ fn shared(tick: watch::Receiver<Instant>) -> Shared {
             max_bytes: 256 << 20,
         },
         stats: Arc::new(IoStats::default()),
-        tick,
     }
 }
 
@@ -100,7 +95,6 @@ fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>) -> Response<Empty<B
             queue: Arc::new(OutQueue::new(shared.queue_limits)),
             config: shared.driver.clone(),
             stats: shared.stats.clone(),
-            tick: shared.tick.clone(),
         };
         driver::run(stream, prefix, session).await;
     };
@@ -138,19 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
 
-    // One interval task feeds every connection's tick: no per-connection timer.
-    let (tick_tx, tick_rx) = watch::channel(Instant::now());
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            if tick_tx.send(Instant::now()).is_err() {
-                return;
-            }
-        }
-    });
-    let shared = Arc::new(shared(tick_rx));
+    let shared = Arc::new(shared());
 
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::http1;
@@ -20,7 +20,7 @@ use roomcast_engine::ws::{frame, ConnConfig, FrameLimits, OpCode};
 use roomcast_engine::{OutQueue, Outbound, QueueLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -151,8 +151,6 @@ impl Accepted {
 /// A server on `127.0.0.1:0` running every upgraded connection through the driver.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
-    /// The shared heartbeat tick; dropping it would end every connection.
-    pub(crate) tick: watch::Sender<Instant>,
     pub(crate) stats: Arc<IoStats>,
     accepted: mpsc::UnboundedReceiver<Accepted>,
     accept_task: JoinHandle<()>,
@@ -178,20 +176,17 @@ impl TestServer {
         socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
         let listener = socket.listen(128).unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tick, tick_rx) = watch::channel(Instant::now());
         let stats = Arc::new(IoStats::default());
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let shared = Shared {
             config: Arc::new(config),
             stats: stats.clone(),
-            tick: tick_rx,
             queue_limits,
             accepted: accepted_tx,
         };
         let accept_task = tokio::spawn(accept_loop(listener, shared));
         Self {
             addr,
-            tick,
             stats,
             accepted,
             accept_task,
@@ -203,11 +198,6 @@ impl TestServer {
         within("an upgraded connection", self.accepted.recv())
             .await
             .expect("the accept loop runs as long as the server")
-    }
-
-    /// Fires the shared heartbeat tick.
-    pub(crate) fn tick(&self) {
-        self.tick.send_replace(Instant::now());
     }
 }
 
@@ -222,7 +212,6 @@ impl Drop for TestServer {
 struct Shared {
     config: Arc<DriverConfig>,
     stats: Arc<IoStats>,
-    tick: watch::Receiver<Instant>,
     queue_limits: QueueLimits,
     accepted: mpsc::UnboundedSender<Accepted>,
 }
@@ -252,7 +241,6 @@ fn upgrade<B>(req: &mut http::Request<B>, shared: &Shared) -> http::Response<Str
         queue: queue.clone(),
         config: shared.config.clone(),
         stats: shared.stats.clone(),
-        tick: shared.tick.clone(),
     };
     let run = |stream, prefix| async move { driver::run(stream, prefix, session).await };
     match roomcast_engine::upgrade::upgrade(req, run) {

@@ -6,6 +6,7 @@ pub(crate) mod template;
 
 use serde_json::{Map, Value};
 
+use crate::auth::ClaimSource;
 use crate::config::{AclRule, ConfigError, RoomsConfig};
 
 pub use template::{RoomPattern, Template, TemplateError, MAX_RENDERED_ROOMS};
@@ -74,12 +75,12 @@ impl Acl {
     }
 
     /// Whether a connection with `claims` may do `action` on `room` in `namespace`.
-    pub fn allows(
+    pub fn allows<C: ClaimSource + ?Sized>(
         &self,
         action: Action,
         namespace: &str,
         room: &str,
-        claims: &Map<String, Value>,
+        claims: &C,
     ) -> bool {
         self.rules.iter().any(|rule| {
             let granted = match action {
@@ -167,7 +168,7 @@ impl RoomPolicy {
     /// The rooms to join on connect: every template rendered with `claims`, in template order,
     /// without duplicates, at most [`MAX_RENDERED_ROOMS`] in all. The caller applies
     /// `rooms.max_per_connection`.
-    pub fn auto_rooms(&self, claims: &Map<String, Value>) -> Vec<String> {
+    pub fn auto_rooms<C: ClaimSource + ?Sized>(&self, claims: &C) -> Vec<String> {
         let mut rooms: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for template in &self.auto_join {
@@ -184,20 +185,30 @@ impl RoomPolicy {
     }
 
     /// Whether `room` is one of the connection's auto-joined rooms.
-    pub fn is_auto_room(&self, room: &str, claims: &Map<String, Value>) -> bool {
+    pub fn is_auto_room<C: ClaimSource + ?Sized>(&self, room: &str, claims: &C) -> bool {
         self.auto_join.iter().any(|t| t.matches(room, claims))
     }
 
     /// Whether the connection may subscribe to `room` in `namespace`: one of its auto-joined
     /// rooms, or allowed by the ACL.
-    pub fn may_subscribe(&self, namespace: &str, room: &str, claims: &Map<String, Value>) -> bool {
+    pub fn may_subscribe<C: ClaimSource + ?Sized>(
+        &self,
+        namespace: &str,
+        room: &str,
+        claims: &C,
+    ) -> bool {
         self.is_auto_room(room, claims)
             || self.acl.allows(Action::Subscribe, namespace, room, claims)
     }
 
     /// Whether the connection may publish to `room` in `namespace`: only when the ACL allows it
     /// (owning an auto-joined room does not grant publishing to it).
-    pub fn may_publish(&self, namespace: &str, room: &str, claims: &Map<String, Value>) -> bool {
+    pub fn may_publish<C: ClaimSource + ?Sized>(
+        &self,
+        namespace: &str,
+        room: &str,
+        claims: &C,
+    ) -> bool {
         self.acl.allows(Action::Publish, namespace, room, claims)
     }
 }
@@ -205,6 +216,7 @@ impl RoomPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Claims;
     use serde_json::json;
 
     fn claims(value: Value) -> Map<String, Value> {
@@ -241,13 +253,26 @@ mod tests {
         let mut c = claims(json!({
             "sub": "7", "tenants": ["a"], "exp": 1, "iat": 1, "email": "x@y", "tenant_id": "t"
         }));
+        let all = c.clone();
         p.retain_used_claims(&mut c);
         let mut kept: Vec<&String> = c.keys().collect();
         kept.sort();
         assert_eq!(kept, ["sub", "tenants"]);
-        // Decisions are unchanged.
-        assert!(p.may_subscribe("/", "tenant:a", &c));
-        assert!(p.may_subscribe("/", "user:7", &c));
+        // Decisions are unchanged, with the kept claims in either form.
+        let compact = Claims::from(c.clone());
+        assert_eq!(compact.len(), 2);
+        for kept in [&c as &dyn ClaimSource, &compact] {
+            for room in ["tenant:a", "user:7", "tenant:b", "user:8", "tenant:t"] {
+                assert_eq!(
+                    p.may_subscribe("/", room, kept),
+                    p.may_subscribe("/", room, &all),
+                    "{room}"
+                );
+            }
+            assert!(p.may_subscribe("/", "tenant:a", kept));
+            assert!(p.may_subscribe("/", "user:7", kept));
+            assert_eq!(p.auto_rooms(kept), ["user:7"]);
+        }
     }
 
     #[test]
@@ -258,18 +283,22 @@ mod tests {
             rule("tenant:{tenants}", true, false, "/"),
         ])
         .unwrap();
-        let c = claims(json!({"tenants": ["a", "b"]}));
-        assert!(acl.allows(Action::Subscribe, "/", "order:42", &c));
-        assert!(acl.allows(Action::Subscribe, "/dashboard", "order:42", &c));
-        assert!(!acl.allows(Action::Publish, "/", "order:42", &c));
-        assert!(!acl.allows(Action::Subscribe, "/", "xorder:1", &c));
-        assert!(acl.allows(Action::Publish, "/chat", "chat:lobby", &c));
-        assert!(!acl.allows(Action::Publish, "/", "chat:lobby", &c));
-        assert!(acl.allows(Action::Subscribe, "/", "tenant:a", &c));
-        assert!(acl.allows(Action::Subscribe, "/", "tenant:b", &c));
-        assert!(!acl.allows(Action::Subscribe, "/", "tenant:c", &c));
-        assert!(!acl.allows(Action::Subscribe, "/other", "tenant:a", &c));
+        let map = claims(json!({"tenants": ["a", "b"]}));
+        let compact = Claims::from(map.clone());
+        for c in [&map as &dyn ClaimSource, &compact] {
+            assert!(acl.allows(Action::Subscribe, "/", "order:42", c));
+            assert!(acl.allows(Action::Subscribe, "/dashboard", "order:42", c));
+            assert!(!acl.allows(Action::Publish, "/", "order:42", c));
+            assert!(!acl.allows(Action::Subscribe, "/", "xorder:1", c));
+            assert!(acl.allows(Action::Publish, "/chat", "chat:lobby", c));
+            assert!(!acl.allows(Action::Publish, "/", "chat:lobby", c));
+            assert!(acl.allows(Action::Subscribe, "/", "tenant:a", c));
+            assert!(acl.allows(Action::Subscribe, "/", "tenant:b", c));
+            assert!(!acl.allows(Action::Subscribe, "/", "tenant:c", c));
+            assert!(!acl.allows(Action::Subscribe, "/other", "tenant:a", c));
+        }
         assert!(!acl.allows(Action::Subscribe, "/", "tenant:a", &Map::new()));
+        assert!(!acl.allows(Action::Subscribe, "/", "tenant:a", &Claims::default()));
         assert_eq!(acl.len(), 3);
     }
 
@@ -287,6 +316,7 @@ mod tests {
         let acl = Acl::default();
         assert!(acl.is_empty());
         assert!(!acl.allows(Action::Subscribe, "/", "anything", &Map::new()));
+        assert!(!acl.allows(Action::Subscribe, "/", "anything", &Claims::default()));
     }
 
     #[test]
@@ -341,8 +371,13 @@ mod tests {
             p.auto_rooms(&c),
             ["user:7", "tenant:acme", "shop:1", "shop:2", "role:admin"]
         );
+        assert_eq!(
+            p.auto_rooms(&Claims::from(c)),
+            ["user:7", "tenant:acme", "shop:1", "shop:2", "role:admin"]
+        );
         let c = claims(json!({"sub": "u"}));
         assert_eq!(p.auto_rooms(&c), ["user:u"]);
+        assert!(p.auto_rooms(&Claims::default()).is_empty());
         assert_eq!(
             RoomPolicy::from_config(&RoomsConfig::default())
                 .unwrap()
@@ -358,16 +393,22 @@ mod tests {
             &["user:{sub}", "shop:{shop_ids}"],
             vec![rule("order:*", true, false, "")],
         );
-        let c = claims(json!({"sub": "7", "shop_ids": [3]}));
-        assert!(p.may_subscribe("/", "user:7", &c));
-        assert!(p.may_subscribe("/notifications", "shop:3", &c));
-        assert!(!p.may_subscribe("/", "user:8", &c));
-        assert!(!p.may_subscribe("/", "shop:4", &c));
-        assert!(p.may_subscribe("/", "order:1", &c));
-        assert!(!p.may_publish("/", "user:7", &c));
-        assert!(!p.may_publish("/", "order:1", &c));
+        let map = claims(json!({"sub": "7", "shop_ids": [3]}));
+        let compact = Claims::from(map.clone());
+        for c in [&map as &dyn ClaimSource, &compact] {
+            assert!(p.is_auto_room("user:7", c) && !p.is_auto_room("order:1", c));
+            assert!(p.may_subscribe("/", "user:7", c));
+            assert!(p.may_subscribe("/notifications", "shop:3", c));
+            assert!(!p.may_subscribe("/", "user:8", c));
+            assert!(!p.may_subscribe("/", "shop:4", c));
+            assert!(p.may_subscribe("/", "order:1", c));
+            assert!(!p.may_publish("/", "user:7", c));
+            assert!(!p.may_publish("/", "order:1", c));
+        }
         let p = policy(&["user:{sub}"], vec![rule("user:{sub}", false, true, "")]);
-        assert!(p.may_publish("/", "user:7", &c));
-        assert!(!p.may_publish("/", "user:8", &c));
+        for c in [&map as &dyn ClaimSource, &compact] {
+            assert!(p.may_publish("/", "user:7", c));
+            assert!(!p.may_publish("/", "user:8", c));
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::auth::ClaimSource;
 
 /// The most rooms one template renders to; the cartesian product of several array claims is
 /// cut there.
@@ -65,13 +67,13 @@ impl Template {
     /// text; an array claim gives one room per element (several array placeholders give their
     /// cartesian product, deduplicated and cut at [`MAX_RENDERED_ROOMS`]); a missing, null or
     /// object claim, an empty string or an empty array gives no room at all.
-    pub fn render(&self, claims: &Map<String, Value>) -> Vec<String> {
+    pub fn render<C: ClaimSource + ?Sized>(&self, claims: &C) -> Vec<String> {
         let mut rooms = vec![String::new()];
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => rooms.iter_mut().for_each(|room| room.push_str(text)),
                 Segment::Claim(name) => {
-                    let values = claim_values(claims.get(name));
+                    let values = claim_values(claims.claim(name));
                     let mut next =
                         Vec::with_capacity((rooms.len() * values.len()).min(MAX_RENDERED_ROOMS));
                     'product: for room in &rooms {
@@ -98,7 +100,7 @@ impl Template {
 
     /// Whether `room` is one of the rooms [`Template::render`] gives for `claims` (without
     /// rendering them, so an array claim with many elements costs no allocation per element).
-    pub fn matches(&self, room: &str, claims: &Map<String, Value>) -> bool {
+    pub fn matches<C: ClaimSource + ?Sized>(&self, room: &str, claims: &C) -> bool {
         matches(&self.segments, room, claims)
     }
 }
@@ -147,7 +149,7 @@ impl RoomPattern {
 
     /// Whether the whole of `room` matches, with placeholders taken from `claims` (a placeholder
     /// whose claim gives no value matches nothing).
-    pub fn matches(&self, room: &str, claims: &Map<String, Value>) -> bool {
+    pub fn matches<C: ClaimSource + ?Sized>(&self, room: &str, claims: &C) -> bool {
         matches(&self.segments, room, claims)
     }
 }
@@ -287,7 +289,7 @@ fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
 /// Whole-string match. Tracks the set of byte offsets of `room` reachable after each segment, so
 /// the cost is O(segments x room length x claim values) whatever the number of stars; a
 /// backtracking glob would be exponential in the stars, and room names come from clients.
-fn matches(segments: &[Segment], room: &str, claims: &Map<String, Value>) -> bool {
+fn matches<C: ClaimSource + ?Sized>(segments: &[Segment], room: &str, claims: &C) -> bool {
     let bytes = room.as_bytes();
     let n = bytes.len();
     let mut reachable = vec![false; n + 1];
@@ -298,7 +300,7 @@ fn matches(segments: &[Segment], room: &str, claims: &Map<String, Value>) -> boo
         match segment {
             Segment::Literal(text) => advance(&reachable, &mut next, bytes, text.as_bytes()),
             Segment::Claim(name) => {
-                for value in claim_values(claims.get(name)) {
+                for value in claim_values(claims.claim(name)) {
                     advance(&reachable, &mut next, bytes, value.as_bytes());
                 }
             }
@@ -334,7 +336,8 @@ fn advance(reachable: &[bool], next: &mut [bool], room: &[u8], text: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::auth::Claims;
+    use serde_json::{json, Map};
 
     fn claims(value: Value) -> Map<String, Value> {
         match value {
@@ -343,14 +346,26 @@ mod tests {
         }
     }
 
+    /// Renders with the full claim map and with its compact form, which must agree.
     fn render(template: &str, c: Value) -> Vec<String> {
-        Template::parse(template).unwrap().render(&claims(c))
+        let t = Template::parse(template).unwrap();
+        let map = claims(c);
+        let rooms = t.render(&map);
+        assert_eq!(t.render(&Claims::from(map)), rooms, "{template}");
+        rooms
     }
 
+    /// Matches with the full claim map and with its compact form, which must agree.
     fn pattern_matches(pattern: &str, room: &str, c: Value) -> bool {
-        RoomPattern::parse(pattern)
-            .unwrap()
-            .matches(room, &claims(c))
+        let p = RoomPattern::parse(pattern).unwrap();
+        let map = claims(c);
+        let matched = p.matches(room, &map);
+        assert_eq!(
+            p.matches(room, &Claims::from(map)),
+            matched,
+            "{pattern} {room}"
+        );
+        matched
     }
 
     #[test]
@@ -421,9 +436,12 @@ mod tests {
     #[test]
     fn template_matching_agrees_with_rendering() {
         let t = Template::parse("shop:{shop_ids}").unwrap();
-        let c = claims(json!({"shop_ids": [3, 4]}));
-        assert!(t.matches("shop:3", &c) && t.matches("shop:4", &c));
-        assert!(!t.matches("shop:5", &c) && !t.matches("shop:34", &c) && !t.matches("shop:", &c));
+        let map = claims(json!({"shop_ids": [3, 4]}));
+        let compact = Claims::from(map.clone());
+        for c in [&map as &dyn ClaimSource, &compact] {
+            assert!(t.matches("shop:3", c) && t.matches("shop:4", c));
+            assert!(!t.matches("shop:5", c) && !t.matches("shop:34", c) && !t.matches("shop:", c));
+        }
     }
 
     #[test]

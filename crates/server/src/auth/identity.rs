@@ -1,9 +1,9 @@
 //! The identity a verified token grants: user, tenant, roles and the raw claims, read from the
-//! claim names configured in `[auth]`.
+//! claim names configured in `[auth]`; and the smaller part of it a live connection keeps.
 
 use serde_json::{Map, Value};
 
-use super::AuthError;
+use super::{AuthError, Claims};
 use crate::config::{AuthConfig, MAX_ID_BYTES};
 
 /// Who a connection is, from a verified token.
@@ -21,6 +21,38 @@ pub struct Identity {
     /// `exp` in Unix seconds, when the token has one.
     pub expires_at: Option<u64>,
     /// Whether the roles include `auth.admin_role` (platform admin, may observe other tenants).
+    pub admin: bool,
+}
+
+impl Identity {
+    /// What a connection keeps of this identity once authenticated. Call it after
+    /// [`RoomPolicy::retain_used_claims`](crate::acl::RoomPolicy::retain_used_claims): every
+    /// claim still in [`Identity::claims`] is kept.
+    pub fn into_session(self) -> SessionIdentity {
+        SessionIdentity {
+            user: self.user.into_boxed_str(),
+            tenant: self.tenant.into_boxed_str(),
+            claims: Claims::from(self.claims),
+            expires_at: self.expires_at,
+            admin: self.admin,
+        }
+    }
+}
+
+/// The part of an [`Identity`] a live connection keeps for its lifetime: exactly sized ids, the
+/// admin flag instead of the roles (nothing after authentication reads them), and the claims in
+/// their compact form. Memory per connection is a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIdentity {
+    /// The user id, as in [`Identity::user`].
+    pub user: Box<str>,
+    /// The tenant, as in [`Identity::tenant`].
+    pub tenant: Box<str>,
+    /// The claims the room policy reads.
+    pub claims: Claims,
+    /// `exp` in Unix seconds, when the token has one.
+    pub expires_at: Option<u64>,
+    /// Whether the roles include `auth.admin_role`.
     pub admin: bool,
 }
 
@@ -230,5 +262,21 @@ mod tests {
         )
         .unwrap();
         assert!(!id.admin, "an empty admin_role grants nobody");
+    }
+
+    #[test]
+    fn a_session_keeps_ids_expiry_admin_and_the_remaining_claims() {
+        let mut id = identity(
+            &names("", "super_admin"),
+            json!({"sub": "7", "tenant_id": "acme", "roles": ["staff", "super_admin"], "exp": 99}),
+        )
+        .unwrap();
+        id.claims.retain(|name, _| name == "sub");
+        let session = id.into_session();
+        assert_eq!((&*session.user, &*session.tenant), ("7", "acme"));
+        assert_eq!((session.expires_at, session.admin), (Some(99), true));
+        assert_eq!(session.claims.len(), 1);
+        assert_eq!(session.claims.get("sub"), Some(&json!("7")));
+        assert_eq!(session.claims.get("roles"), None);
     }
 }

@@ -1,13 +1,14 @@
 //! JWT authentication of clients: a [`Verifier`] built once from `[auth]` checks a token's
 //! signature with the one configured algorithm and key, its times and issuer/audience, and turns
-//! its claims into an [`Identity`].
+//! its claims into an [`Identity`], of which a live connection keeps a [`SessionIdentity`].
 
+mod claims;
 mod error;
 mod identity;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -15,8 +16,9 @@ use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, JwtAlgorithm};
 
+pub use claims::{ClaimSource, Claims};
 pub use error::{AuthError, AuthSetupError};
-pub use identity::Identity;
+pub use identity::{Identity, SessionIdentity};
 
 use identity::ClaimNames;
 
@@ -106,13 +108,23 @@ impl Verifier {
         self.names.identity(data.claims)
     }
 
-    /// Whether a connection authenticated as `identity` has outlived its token at `now_unix`
-    /// (seconds), with the same leeway as [`Verifier::verify`]. A token without `exp` never
-    /// expires.
-    pub fn expired(&self, identity: &Identity, now_unix: u64) -> bool {
-        identity
-            .expires_at
-            .is_some_and(|exp| exp.saturating_add(self.leeway_secs) < now_unix)
+    /// Whether a connection whose token expires at `expires_at` (its [`Identity::expires_at`])
+    /// has outlived it at `now_unix` (seconds), with the same leeway as [`Verifier::verify`]. A
+    /// token without `exp` never expires.
+    pub fn expired(&self, expires_at: Option<u64>, now_unix: u64) -> bool {
+        expires_at.is_some_and(|exp| exp.saturating_add(self.leeway_secs) < now_unix)
+    }
+
+    /// When [`expired`](Self::expired) turns true for a token expiring at `expires_at`, on
+    /// the monotonic clock as the system clock reads now; `None` for no expiry (or one too
+    /// far ahead to represent).
+    pub fn expiry_deadline(&self, expires_at: Option<u64>) -> Option<Instant> {
+        let first_expired = expires_at?
+            .saturating_add(self.leeway_secs)
+            .saturating_add(1);
+        let at = UNIX_EPOCH.checked_add(Duration::from_secs(first_expired))?;
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        Instant::now().checked_add(left)
     }
 
     /// Reads the header before jsonwebtoken does, so that an algorithm it cannot even name
@@ -338,7 +350,7 @@ mod tests {
         let v = Verifier::new(&config).unwrap();
         let id = v.verify(&hs(Algorithm::HS256, &no_exp)).unwrap();
         assert_eq!(id.expires_at, None);
-        assert!(!v.expired(&id, u64::MAX));
+        assert!(!v.expired(id.expires_at, u64::MAX));
     }
 
     #[test]
@@ -346,9 +358,27 @@ mod tests {
         let v = Verifier::new(&hs_config(JwtAlgorithm::HS256)).unwrap();
         let id = v.verify(&hs(Algorithm::HS256, &claims(json!({})))).unwrap();
         let exp = id.expires_at.unwrap();
-        assert!(!v.expired(&id, exp));
-        assert!(!v.expired(&id, exp + 30));
-        assert!(v.expired(&id, exp + 31));
+        assert!(!v.expired(id.expires_at, exp));
+        assert!(!v.expired(id.expires_at, exp + 30));
+        assert!(v.expired(id.expires_at, exp + 31));
+    }
+
+    #[test]
+    fn expiry_deadline_is_when_expired_turns_true() {
+        let v = Verifier::new(&hs_config(JwtAlgorithm::HS256)).unwrap();
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(v.expiry_deadline(None), None);
+        // Expired long ago (past the 30 s leeway): due now.
+        let due = v.expiry_deadline(Some(now_unix - 100)).unwrap();
+        assert!(due <= Instant::now());
+        // Expiring in an hour: due an hour and the leeway from now, give or take a second.
+        let due = v.expiry_deadline(Some(now_unix + 3600)).unwrap();
+        let left = due.duration_since(Instant::now()).as_secs_f64();
+        assert!((3629.0..=3632.0).contains(&left), "{left}");
+        assert_eq!(v.expiry_deadline(Some(u64::MAX)), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
 use roomcast_engine::{OutQueue, Outbound};
 
 use crate::app::{App, LiveGuard};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, SessionIdentity};
 use crate::limits::{LimitError, Slot};
 use crate::metrics::Rejection;
 use crate::native::close_request;
@@ -35,7 +35,10 @@ enum State {
 }
 
 struct Active {
-    identity: Identity,
+    /// The claims in it are only those the room policy reads.
+    identity: SessionIdentity,
+    /// When the token expires, past the leeway (`None`: never).
+    expires: Option<Instant>,
     // Held for the connection's lifetime: dropping it frees the limit slot.
     _slot: Slot,
 }
@@ -133,6 +136,7 @@ impl NativeSession {
         let mut identity = identity;
         let mut rooms = app.policy.auto_rooms(&identity.claims);
         app.policy.retain_used_claims(&mut identity.claims);
+        let identity = identity.into_session();
         rooms.truncate(app.config.rooms.max_per_connection);
         // The welcome is queued before the connection becomes visible to publishers, so that
         // nothing reaches the client before it (protocol/README.md section 2).
@@ -162,6 +166,7 @@ impl NativeSession {
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state = State::Active(Box::new(Active {
+            expires: app.verifier.expiry_deadline(identity.expires_at),
             identity,
             _slot: slot,
         }));
@@ -202,9 +207,9 @@ impl NativeSession {
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
                 let (tenant, allowed) = match tenant.as_deref() {
-                    Some(t) if t != identity.tenant => (t, identity.admin),
+                    Some(t) if t != &*identity.tenant => (t, identity.admin),
                     _ => (
-                        identity.tenant.as_str(),
+                        &*identity.tenant,
                         app.policy.may_subscribe(ns, &room, &identity.claims),
                     ),
                 };
@@ -270,7 +275,7 @@ impl NativeSession {
                 self.send(proto::encode_reply_ok(id));
             }
             ClientMessage::Refresh { id, token } => match app.verifier.verify(&token) {
-                Ok(fresh) if fresh.tenant == identity.tenant && fresh.user == identity.user => {
+                Ok(fresh) if *fresh.tenant == *identity.tenant && *fresh.user == *identity.user => {
                     let expires = fresh.expires_at;
                     if identity.admin && !fresh.admin {
                         // Observing other tenants was allowed by the old token only.
@@ -282,7 +287,8 @@ impl NativeSession {
                     }
                     let mut fresh = fresh;
                     app.policy.retain_used_claims(&mut fresh.claims);
-                    active.identity = fresh;
+                    active.identity = fresh.into_session();
+                    active.expires = app.verifier.expiry_deadline(expires);
                     match expires {
                         Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
                         None => self.send(proto::encode_reply_ok(id)),
@@ -362,26 +368,34 @@ impl Handler for NativeSession {
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Done) {
-            return;
-        }
-        if self.app.shutting_down() {
-            return self.disconnect(CloseCode::GoingAway, "server shutting down");
-        }
-        match &self.state {
+        match &mut self.state {
             State::Awaiting { deadline } if ctx.now() >= *deadline => {
                 self.app.metrics.reject(Rejection::AuthTimeout);
                 self.disconnect(CloseCode::AuthRequired, "authentication timeout");
             }
-            State::Active(active) => {
+            State::Active(active) if active.expires.is_some_and(|at| ctx.now() >= at) => {
+                // The system clock decides; if it was set back, wait for it again.
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                if self.app.verifier.expired(&active.identity, now) {
+                if self.app.verifier.expired(active.identity.expires_at, now) {
                     self.disconnect(CloseCode::TokenExpired, "token expired");
+                } else {
+                    active.expires = self
+                        .app
+                        .verifier
+                        .expiry_deadline(active.identity.expires_at);
                 }
             }
             _ => {}
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Awaiting { deadline } => Some(*deadline),
+            State::Active(active) => active.expires,
+            State::Done => None,
         }
     }
 

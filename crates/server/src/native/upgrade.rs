@@ -33,10 +33,11 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
         .and_then(bearer)
         .map(str::to_owned)
         .or_else(|| query_param(req.uri(), "token"));
-    // Counted from the 101 on, so that a shutdown starting now still waits for this one.
-    let live = app.live_guard();
+    // Counted from the 101 on, so that a shutdown starting now still waits for this one and
+    // asks it to close.
+    let queue = Arc::new(OutQueue::new(app.queue_limits));
+    let live = app.live_guard(&queue);
     let run = move |stream, prefix| async move {
-        let queue = Arc::new(OutQueue::new(app.queue_limits));
         let mut session = NativeSession::new(app.clone(), queue.clone(), live, Instant::now());
         if let Some(token) = token {
             session.authenticate(&token);
@@ -46,7 +47,6 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
             queue,
             config: app.driver.clone(),
             stats: app.metrics.io.clone(),
-            tick: app.tick.clone(),
         };
         driver::run(stream, prefix, session).await;
     };

@@ -9,18 +9,21 @@ use std::time::SystemTime;
 use roomcast_engine::rooms::ConnId;
 use roomcast_socketio::{AckSender, Args, ConnectError, NamespaceHandler, SocketRef};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::api_keys::bearer;
 use crate::app::App;
+use crate::auth::Claims;
 use crate::http::query_param;
 use crate::limits::Slot;
 use crate::metrics::Rejection;
 use crate::sio::routing::{Action, Caller, Reply, Router};
 
-/// What a connected socket keeps: its claims (for routes and the ACL) and its limit slot.
+/// What a connected socket keeps: its claims (for routes and the ACL) and its limit slot. Every
+/// claim is kept, since route, reply and error templates may read any of them; in the compact
+/// form, since memory per connection is a budget.
 struct SocketState {
-    claims: Map<String, Value>,
+    claims: Claims,
     _slot: Slot,
 }
 
@@ -129,7 +132,7 @@ impl NamespaceHandler for ConfiguredNamespace {
         self.sockets().insert(
             socket.conn_id(),
             SocketState {
-                claims: identity.claims,
+                claims: Claims::from(identity.claims),
                 _slot: slot,
             },
         );
@@ -140,10 +143,12 @@ impl NamespaceHandler for ConfiguredNamespace {
         let Some(app) = self.app.upgrade() else {
             return;
         };
+        // Routing templates read a claim map: one is built for this event only, and the socket
+        // keeps the compact form.
         let Some(claims) = self
             .sockets()
             .get(&socket.conn_id())
-            .map(|s| s.claims.clone())
+            .map(|s| s.claims.to_map())
         else {
             return;
         };

@@ -76,9 +76,18 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// A message arrived.
     fn on_message(&self, state: &mut Self::State, conn: &EngineConn, message: Message);
 
-    /// The shared tick fired (deadlines of the application live here). Default: nothing.
+    /// A deadline passed (deadlines of the application live here); it may come early.
+    /// Default: nothing.
     fn on_tick(&self, state: &mut Self::State, conn: &EngineConn, now: Instant) {
         let _ = (state, conn, now);
+    }
+
+    /// When [`on_tick`](Self::on_tick) must run next for this session, or `None` when the
+    /// application has nothing due. Polling sessions are ticked by the engine's periodic
+    /// sweep whatever this says. Default: `None`.
+    fn deadline(&self, state: &Self::State) -> Option<Instant> {
+        let _ = state;
+        None
     }
 
     /// The session closed; called once, last.

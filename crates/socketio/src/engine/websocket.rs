@@ -116,7 +116,6 @@ impl<H: EngineHandler> EngineIo<H> {
             queue,
             config: self.driver.clone(),
             stats: self.stats.clone(),
-            tick: self.tick.clone(),
         };
         driver::run(stream, prefix, session).await;
     }
@@ -163,6 +162,14 @@ impl<H: EngineHandler> Handler for WsTransport<H> {
             .handler
             .on_tick(&mut self.state.app, &self.conn, now);
         self.settle(ctx);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let app = self.engine.handler.deadline(&self.state.app);
+        match (self.state.session.poll_timeout(), app) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_close(&mut self, end: &End) {

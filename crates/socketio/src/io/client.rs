@@ -96,6 +96,15 @@ impl EngineHandler for Clients {
         }
     }
 
+    fn deadline(&self, client: &Client) -> Option<Instant> {
+        client
+            .sockets
+            .iter()
+            .filter_map(SocketRef::next_ack_deadline)
+            .chain(client.connect_deadline)
+            .min()
+    }
+
     fn on_close(&self, client: &mut Client, _conn: &EngineConn, reason: CloseReason) {
         for socket in client.sockets.drain(..) {
             socket.close(reason.as_str(), false);

@@ -347,6 +347,15 @@ impl SocketRef {
     }
 
     /// Fails the acks whose time is up.
+    /// When the earliest ack this socket waits for times out.
+    pub(super) fn next_ack_deadline(&self) -> Option<Instant> {
+        self.lock()
+            .acks
+            .values()
+            .map(|(deadline, _)| *deadline)
+            .min()
+    }
+
     pub(super) fn expire_acks(&self, now: Instant) {
         let expired: Vec<AckCallback> = {
             let mut locked = self.lock();

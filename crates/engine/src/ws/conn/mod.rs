@@ -79,6 +79,13 @@ pub enum TickAction {
     TimedOut,
 }
 
+/// `t + d`, or a year after `t` when that cannot be represented.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(t)
+}
+
 /// Whether a close status code may appear on the wire (RFC 6455 section 7.4 and the IANA
 /// registry): 1000-1003, 1007-1014 and the application range 3000-4999. 1004-1006 and 1015
 /// are reserved or local-only; everything else below 3000 is unassigned.
@@ -282,6 +289,22 @@ impl Connection {
                 } else {
                     TickAction::Idle
                 }
+            }
+        }
+    }
+
+    /// When [`on_tick`](Self::on_tick) next has something to do: the next heartbeat ping or
+    /// the idle timeout while open, the end of `close_timeout` once closing. Calling `on_tick`
+    /// earlier is harmless; receiving data only moves this later.
+    pub fn deadline(&self) -> Instant {
+        match self.state {
+            State::Closing { since } | State::Closed { since } => {
+                later(since, self.config.close_timeout)
+            }
+            State::Open => {
+                let quiet_since = self.last_seen.max(self.last_ping);
+                later(self.last_seen, self.config.idle_timeout)
+                    .min(later(quiet_since, self.config.ping_interval))
             }
         }
     }

@@ -496,6 +496,24 @@ fn heartbeat_pings_and_idle_timeout() {
 }
 
 #[test]
+fn deadline_is_when_the_tick_next_acts() {
+    let mut p = Peer::new();
+    assert_eq!(p.conn.deadline(), p.at(25.0), "first ping");
+    assert_eq!(p.tick(25.0), TickAction::PingQueued);
+    assert_eq!(p.conn.deadline(), p.at(50.0), "second ping");
+    assert_eq!(p.tick(50.0), TickAction::PingQueued);
+    // The idle timeout comes before a third ping.
+    assert_eq!(p.conn.deadline(), p.at(60.0));
+    let mut pong = wire(&[(OpCode::Pong, true, b"")]);
+    assert_eq!(p.read_at(55.0, &mut pong), Ok(None));
+    assert_eq!(p.conn.deadline(), p.at(80.0), "quiet since the pong");
+    p.conn.close(1000, "", p.at(56.0));
+    assert_eq!(p.conn.deadline(), p.at(61.0), "close timeout");
+    assert_eq!(p.tick(60.9), TickAction::Idle);
+    assert_eq!(p.tick(61.0), TickAction::TimedOut);
+}
+
+#[test]
 fn any_frame_refreshes_liveness() {
     let mut p = Peer::new();
     let mut pong = wire(&[(OpCode::Pong, true, b"")]);
