@@ -7,6 +7,12 @@
 //! own), so an idle connection is woken only when something is due. It holds no read buffer
 //! while idle. Reads are decoded and handed to the handler; writes are drained from the
 //! queue in batches and written with one vectored write.
+//!
+//! The timer is an entry in the runtime's one timer wheel, kept inline in the task (no
+//! allocation of its own), and moved only when a deadline comes earlier. A shared periodic
+//! tick spares that entry, but it wakes every connection each period to find, nearly always,
+//! nothing due: 100 ms of CPU per second per 10,000 idle connections,
+//! in bursts that delayed deliveries (bench/analysis.md).
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -261,6 +261,8 @@ impl RoomIndex {
         if entry.rooms.len() >= self.max_rooms_per_conn {
             return Err(JoinError::TooManyRooms);
         }
+        // Most connections are in one or a few rooms: grow by one, not by doubling.
+        entry.rooms.reserve_exact(1);
         entry.rooms.push(key.clone());
         let member = entry.member.clone();
         let t = inner.tenants.entry(key.tenant.clone()).or_default();

@@ -2,7 +2,7 @@
 //!
 //! [`App`] is built once from the [`Config`] and shared by every connection and request.
 //! [`Server::run`] accepts TCP connections, serves HTTP/1.1 on them with hyper (upgrading
-//! `/ws` to WebSocket), ticks the shared heartbeat clock, and on shutdown tells every
+//! `/ws` to WebSocket), ticks the long-polling heartbeat clock, and on shutdown tells every
 //! connection to reconnect elsewhere and waits for them to drain.
 
 use std::collections::HashMap;

@@ -46,7 +46,6 @@ async fn refresh_extends_the_session_for_the_same_user_only() {
 async fn live_connection_is_closed_when_its_token_expires() {
     let config = Config::new()
         .set("auth.leeway_secs", "0")
-        // A finer shared tick, so the test does not wait long past the expiry.
         .set("heartbeat.interval_ms", "500");
     let server = Server::start(config).await;
     // Short, but long enough to connect and refresh a second connection first.

@@ -171,9 +171,10 @@ impl<H: EngineHandler> std::fmt::Debug for EngineIo<H> {
 }
 
 impl<H: EngineHandler> EngineIo<H> {
-    /// An endpoint. `tick` is the shared heartbeat clock: it drives every WebSocket session
-    /// and, through one task started with the first request, every polling session; its
-    /// period bounds the heartbeat's precision. `stats` counts WebSocket traffic.
+    /// An endpoint. `tick` is the heartbeat clock of long-polling sessions: one task started
+    /// with the first request visits them on every tick, so its period bounds their
+    /// heartbeat's precision (WebSocket sessions sleep until their own deadlines). `stats`
+    /// counts WebSocket traffic.
     pub fn new(
         config: Config,
         handler: H,

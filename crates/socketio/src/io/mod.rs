@@ -94,9 +94,10 @@ impl std::fmt::Debug for SocketIo {
 
 impl SocketIo {
     /// An endpoint whose sockets join rooms of `index` (shared with the native protocol, so
-    /// that one publish reaches both). `tick` is the shared heartbeat clock (its period bounds
-    /// the precision of the heartbeat, the connect timeout and ack timeouts), `stats` counts
-    /// WebSocket traffic.
+    /// that one publish reaches both). `tick` is the heartbeat clock of long-polling sessions
+    /// (its period bounds the precision of their heartbeat, connect timeout and ack
+    /// timeouts; WebSocket sessions keep their own deadlines), `stats` counts WebSocket
+    /// traffic.
     pub fn new(
         config: Config,
         index: Arc<RoomIndex>,

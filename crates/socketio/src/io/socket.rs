@@ -218,7 +218,7 @@ impl SocketRef {
 
     /// Emits an event and waits for the client's ack: `callback` gets its arguments, or the
     /// reason none came (it runs once, inside the runtime: keep it short). The timeout is
-    /// checked on the shared tick.
+    /// one of the connection's deadlines (on the polling tick for long-polling sessions).
     pub fn emit_with_ack<F>(&self, event: &str, args: &Args, timeout: Duration, callback: F)
     where
         F: FnOnce(Result<Args, AckError>) + Send + 'static,

@@ -149,13 +149,17 @@ impl Session {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        release_if_empty(&mut self.events);
+        event
     }
 
     /// The next packet the session owes the client (the open packet, pings), to append to
     /// the outgoing queue whatever the transport.
     pub fn poll_transmit(&mut self) -> Option<Packet> {
-        self.transmit.pop_front()
+        let packet = self.transmit.pop_front();
+        release_if_empty(&mut self.transmit);
+        packet
     }
 
     /// When [`on_tick`](Self::on_tick) must run next.
@@ -475,5 +479,12 @@ impl Session {
         // A held GET goes back to waiting for data.
         self.late_get = None;
         self.events.push_back(Event::UpgradeCancelled);
+    }
+}
+
+/// Frees an emptied queue's buffer: an idle session holds none.
+fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
     }
 }
