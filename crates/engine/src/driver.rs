@@ -165,6 +165,7 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
         .min(handler.deadline().unwrap_or(far_future(now)));
     let mut driver = Driver {
         armed,
+        floor: now,
         stream,
         rbuf,
         handler,
@@ -189,6 +190,7 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection i/o error");
     }
+    driver.queue.release_driver();
     driver.handler.on_close(&driver.task.end);
 }
 
@@ -199,6 +201,8 @@ fn far_future(now: Instant) -> Instant {
 
 /// One connection's task state, but for its timer.
 struct Driver<H> {
+    /// The earliest the timer may be set for: a little after it last fired.
+    floor: Instant,
     /// The deadline the timer is set to.
     armed: Instant,
     stream: TcpStream,
@@ -221,6 +225,7 @@ impl<H: Handler> Driver<H> {
     ) -> Poll<io::Result<()>> {
         let Driver {
             armed,
+            floor,
             stream,
             rbuf,
             handler,
@@ -262,10 +267,12 @@ impl<H: Handler> Driver<H> {
             }
             // Deadlines only move later as traffic arrives, so the timer is moved only when
             // one comes earlier than it is set for; firing early costs one harmless check.
+            // Never sooner than `floor`: a deadline its owner does not act on must not spin.
             let due = task
                 .conn
                 .deadline()
-                .min(handler.deadline().unwrap_or(far_future(now)));
+                .min(handler.deadline().unwrap_or(far_future(now)))
+                .max(*floor);
             if due < *armed {
                 *armed = due;
                 timer.as_mut().reset(due.into());
@@ -283,11 +290,12 @@ impl<H: Handler> Driver<H> {
                 };
                 handler.on_tick(&mut ctx);
                 task.apply_close(ctx.close, queue);
+                *floor = now + MIN_REARM;
                 let due = task
                     .conn
                     .deadline()
                     .min(handler.deadline().unwrap_or(far_future(now)));
-                *armed = due.max(now + MIN_REARM);
+                *armed = due.max(*floor);
                 timer.as_mut().reset((*armed).into());
                 progress = true;
             }
@@ -496,6 +504,10 @@ impl Task {
 
     fn write(&mut self, stream: &TcpStream, stats: &IoStats) -> io::Result<()> {
         loop {
+            // An empty frame has nothing to write and would never count as written.
+            while matches!(self.pending.front(), Some(Outbound::Frame(f)) if f.is_empty()) {
+                self.pending.pop_front();
+            }
             if self.pending.is_empty() {
                 return Ok(());
             }

@@ -103,17 +103,45 @@ struct Inner {
     overflowed: bool,
     closing: bool,
     close: Option<CloseRequest>,
-    /// Set by a wake-up; the consumer's next wait takes it and returns at once.
+    /// The connection's driver, waiting through [`OutQueue::poll_notified`].
+    driver: Listener,
+    /// Anyone else waiting through [`OutQueue::notified`] (a long-polling request). Kept
+    /// apart from the driver: while a transport hands over to another, both may wait at
+    /// once, and neither may take the other's wake-up.
+    other: Listener,
+}
+
+/// One consumer's side of the queue's wake-ups.
+#[derive(Debug, Default)]
+struct Listener {
+    /// Set by a wake-up; the next wait takes it and returns at once.
     permit: bool,
-    /// The consumer waiting for a push, a close request or an overflow.
     waker: Option<Waker>,
 }
 
+impl Listener {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut self.permit) {
+            self.waker = None;
+            return Poll::Ready(());
+        }
+        match &mut self.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The wakers to wake once the queue's lock is released.
+type Wakers = [Option<Waker>; 2];
+
 impl Inner {
-    /// Records a wake-up; the waker to wake once the lock is released.
-    fn notify(&mut self) -> Option<Waker> {
-        self.permit = true;
-        self.waker.take()
+    /// Records a wake-up for both listeners.
+    fn notify(&mut self) -> Wakers {
+        self.driver.permit = true;
+        self.other.permit = true;
+        [self.driver.waker.take(), self.other.waker.take()]
     }
 }
 
@@ -154,9 +182,13 @@ impl OutQueue {
             let first = !inner.overflowed;
             inner.overflowed = true;
             inner.closing = true;
-            let waker = if first { inner.notify() } else { None };
+            let wakers = if first {
+                inner.notify()
+            } else {
+                Wakers::default()
+            };
             drop(inner);
-            wake(waker);
+            wake(wakers);
             return Err(PushError::Full(frame));
         }
         let was_empty = inner.frames.is_empty();
@@ -164,9 +196,13 @@ impl OutQueue {
         inner.frames.push_back(frame);
         // The consumer drains everything each time, so it only needs waking on the
         // empty -> non-empty transition.
-        let waker = if was_empty { inner.notify() } else { None };
+        let wakers = if was_empty {
+            inner.notify()
+        } else {
+            Wakers::default()
+        };
         drop(inner);
-        wake(waker);
+        wake(wakers);
         Ok(())
     }
 
@@ -178,9 +214,16 @@ impl OutQueue {
             inner.close = Some(request);
         }
         inner.closing = true;
-        let waker = inner.notify();
+        let wakers = inner.notify();
         drop(inner);
-        wake(waker);
+        wake(wakers);
+    }
+
+    /// Wakes the consumers as a push would, with nothing pushed: for a change they must
+    /// look at (such as a new deadline) made by another task.
+    pub fn nudge(&self) {
+        let wakers = self.lock().notify();
+        wake(wakers);
     }
 
     /// Whether the queue takes no more frames (closing or overflowed).
@@ -218,31 +261,36 @@ impl OutQueue {
         self.lock().frames.is_empty()
     }
 
-    /// Ready after a push to an empty queue, an overflow or a close request since the last
-    /// time it was ready; otherwise remembers `cx`'s waker (one consumer at a time: the latest
-    /// waker replaces the previous one).
+    /// For the connection's driver: ready after a push to an empty queue, an overflow, a
+    /// close request or a [`nudge`](Self::nudge) since the last time it was ready; otherwise
+    /// remembers `cx`'s waker (the latest replaces the previous one).
     pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = self.lock();
-        if std::mem::take(&mut inner.permit) {
-            inner.waker = None;
-            return Poll::Ready(());
-        }
-        match &mut inner.waker {
-            Some(waker) => waker.clone_from(cx.waker()),
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        self.lock().driver.poll(cx)
     }
 
-    /// Resolves after a push to an empty queue, an overflow or a close request (see
-    /// [`poll_notified`](Self::poll_notified)).
+    /// The driver is done: forget its waker, so that the queue (which publishers may hold a
+    /// little longer) does not keep the finished task allocated.
+    pub fn release_driver(&self) {
+        self.lock().driver.waker = None;
+    }
+
+    /// For anyone but the driver (one waiter at a time): resolves as
+    /// [`poll_notified`](Self::poll_notified) does, on a wake-up of its own.
     pub async fn notified(&self) {
-        std::future::poll_fn(|cx| self.poll_notified(cx)).await;
+        // Forgets the waker if the wait is abandoned, for the same reason as `release_driver`.
+        struct Forget<'a>(&'a OutQueue);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.lock().other.waker = None;
+            }
+        }
+        let _forget = Forget(self);
+        std::future::poll_fn(|cx| self.lock().other.poll(cx)).await;
     }
 }
 
-fn wake(waker: Option<Waker>) {
-    if let Some(waker) = waker {
+fn wake(wakers: Wakers) {
+    for waker in wakers.into_iter().flatten() {
         waker.wake();
     }
 }
@@ -313,6 +361,26 @@ mod tests {
         let mut out = VecDeque::new();
         assert_eq!(q.drain(&mut out).close.map(|c| c.code), Some(4004));
         assert!(q.is_closing());
+    }
+
+    #[tokio::test]
+    async fn driver_and_other_waiter_each_get_their_wake_up() {
+        let q = std::sync::Arc::new(q(10, 100));
+        let q2 = q.clone();
+        let other = tokio::spawn(async move { q2.notified().await });
+        tokio::task::yield_now().await;
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(q.poll_notified(&mut cx), Poll::Pending);
+        assert!(q.push(Bytes::from_static(b"x")).is_ok());
+        assert!(other.await.is_ok(), "the other waiter is woken");
+        assert_eq!(
+            q.poll_notified(&mut cx),
+            Poll::Ready(()),
+            "and so is the driver"
+        );
+        assert_eq!(q.poll_notified(&mut cx), Poll::Pending);
+        q.nudge();
+        assert_eq!(q.poll_notified(&mut cx), Poll::Ready(()));
     }
 
     #[tokio::test]

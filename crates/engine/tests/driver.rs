@@ -10,14 +10,16 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use roomcast_engine::driver::End;
+use roomcast_engine::driver::{self, Ctx, End, Handler, IoStats, Session};
 use roomcast_engine::ws::{frame, OpCode};
-use roomcast_engine::{CloseRequest, Outbound, PushError, QueueLimits};
+use roomcast_engine::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -643,4 +645,50 @@ async fn io_stats_count_traffic() {
         ((6 + 2) + (6 + 3) + (6 + 2)..=client_bytes).contains(&bytes_in),
         "bytes_in = {bytes_in}"
     );
+}
+
+/// A handler whose deadline stays in the past: it never acts on it.
+struct Stuck {
+    ticks: Arc<AtomicUsize>,
+    since: Instant,
+}
+
+impl Handler for Stuck {
+    fn on_text(&mut self, _text: Bytes, _ctx: &mut Ctx<'_>) {}
+    fn on_binary(&mut self, _data: Bytes, _ctx: &mut Ctx<'_>) {}
+    fn on_tick(&mut self, _ctx: &mut Ctx<'_>) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.since)
+    }
+    fn on_close(&mut self, _end: &End) {}
+}
+
+#[tokio::test]
+async fn a_deadline_nobody_acts_on_does_not_spin() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let session = Session {
+        handler: Stuck {
+            ticks: ticks.clone(),
+            since: Instant::now(),
+        },
+        queue: Arc::new(OutQueue::new(QueueLimits::default())),
+        config: Arc::new(config(64 * KIB, 64 * KIB)),
+        stats: Arc::new(IoStats::default()),
+    };
+    let task = tokio::spawn(driver::run(stream, Bytes::new(), session));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+    within("the driver to see the end of the stream", task)
+        .await
+        .unwrap();
+    // Ticked, but at most once per few milliseconds rather than as fast as it can.
+    let ticks = ticks.load(Ordering::Relaxed);
+    assert!((1..=60).contains(&ticks), "{ticks} ticks in 200 ms");
 }

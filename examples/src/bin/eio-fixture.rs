@@ -14,7 +14,8 @@ use roomcast_socketio::engine::{ticker, EngineConn, EngineHandler, EngineIo, Mes
 use roomcast_socketio::engineio::CloseReason;
 use roomcast_socketio::Config;
 
-/// The shared heartbeat clock's period: fine enough for a 300 ms ping interval.
+/// The long-polling heartbeat clock's period: fine enough for a 300 ms ping interval
+/// (WebSocket sessions keep their own deadlines).
 const TICK: Duration = Duration::from_millis(20);
 
 /// Sends every message back.

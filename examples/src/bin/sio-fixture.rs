@@ -21,7 +21,8 @@ use roomcast_socketio::{
 };
 use serde_json::value::RawValue;
 
-/// The shared heartbeat clock's period: fine enough for a 300 ms ping interval.
+/// The long-polling heartbeat clock's period: fine enough for a 300 ms ping interval
+/// (WebSocket sessions keep their own deadlines).
 const TICK: Duration = Duration::from_millis(20);
 
 /// The behaviour the test suite expects of both namespaces.

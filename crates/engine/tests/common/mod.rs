@@ -2,7 +2,7 @@
 //!
 //! A server per test: hyper's HTTP/1.1 on `127.0.0.1:0` hands each upgraded socket to
 //! [`driver::run`] with a [`Reporter`] handler that tells the test what it saw. The test owns
-//! the heartbeat tick and every connection's outbound queue. Clients are tokio-tungstenite,
+//! every connection's outbound queue; each connection's timer drives its heartbeat. Clients are tokio-tungstenite,
 //! or [`RawClient`] for the bytes a well-behaved client never sends.
 
 use std::convert::Infallible;

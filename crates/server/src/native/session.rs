@@ -5,7 +5,7 @@
 //! access to the shared room index, answers pushed to the connection's own bounded queue.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
@@ -37,7 +37,7 @@ enum State {
 struct Active {
     /// The claims in it are only those the room policy reads.
     identity: SessionIdentity,
-    /// When the token expires, past the leeway (`None`: never).
+    /// When to check the token's expiry next (`None`: it never expires).
     expires: Option<Instant>,
     // Held for the connection's lifetime: dropping it frees the limit slot.
     _slot: Slot,
@@ -63,12 +63,23 @@ impl std::fmt::Debug for NativeSession {
     }
 }
 
+/// The longest a connection waits before it checks its token's expiry against the system
+/// clock again, which may be stepped while the monotonic clock its timer runs on is not.
+const EXPIRY_RECHECK: Duration = Duration::from_secs(60);
+
+/// When to check a token expiring at `expires_at` (unix seconds) next: when it expires past
+/// the leeway, or sooner.
+fn expiry_check(app: &App, expires_at: Option<u64>) -> Option<Instant> {
+    let at = app.verifier.expiry_deadline(expires_at)?;
+    Some(at.min(Instant::now() + EXPIRY_RECHECK))
+}
+
 impl NativeSession {
     /// A session waiting for its token.
     pub fn new(app: Arc<App>, queue: Arc<OutQueue>, live: LiveGuard, now: Instant) -> Self {
         let limits = &app.config.limits;
         let bucket = TokenBucket::new(limits.messages_per_second, limits.messages_burst, now);
-        let deadline = now + std::time::Duration::from_millis(app.config.auth.auth_timeout_ms);
+        let deadline = now + Duration::from_millis(app.config.auth.auth_timeout_ms);
         Self {
             id: ConnId::next(),
             queue,
@@ -166,7 +177,7 @@ impl NativeSession {
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state = State::Active(Box::new(Active {
-            expires: app.verifier.expiry_deadline(identity.expires_at),
+            expires: expiry_check(app, identity.expires_at),
             identity,
             _slot: slot,
         }));
@@ -288,7 +299,7 @@ impl NativeSession {
                     let mut fresh = fresh;
                     app.policy.retain_used_claims(&mut fresh.claims);
                     active.identity = fresh.into_session();
-                    active.expires = app.verifier.expiry_deadline(expires);
+                    active.expires = expiry_check(app, expires);
                     match expires {
                         Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
                         None => self.send(proto::encode_reply_ok(id)),
@@ -374,17 +385,14 @@ impl Handler for NativeSession {
                 self.disconnect(CloseCode::AuthRequired, "authentication timeout");
             }
             State::Active(active) if active.expires.is_some_and(|at| ctx.now() >= at) => {
-                // The system clock decides; if it was set back, wait for it again.
+                // The system clock decides; not yet expired by it, check again later.
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 if self.app.verifier.expired(active.identity.expires_at, now) {
                     self.disconnect(CloseCode::TokenExpired, "token expired");
                 } else {
-                    active.expires = self
-                        .app
-                        .verifier
-                        .expiry_deadline(active.identity.expires_at);
+                    active.expires = expiry_check(&self.app, active.identity.expires_at);
                 }
             }
             _ => {}

@@ -44,9 +44,7 @@ async fn refresh_extends_the_session_for_the_same_user_only() {
 
 #[tokio::test]
 async fn live_connection_is_closed_when_its_token_expires() {
-    let config = Config::new()
-        .set("auth.leeway_secs", "0")
-        .set("heartbeat.interval_ms", "500");
+    let config = Config::new().set("auth.leeway_secs", "0");
     let server = Server::start(config).await;
     // Short, but long enough to connect and refresh a second connection first.
     let exp = now_unix() + 3;

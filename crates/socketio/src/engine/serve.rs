@@ -69,8 +69,8 @@ fn is_transient(err: &io::Error) -> bool {
     )
 }
 
-/// Starts a shared heartbeat clock ticking every `period` (on the current tokio runtime) and
-/// returns its receiver, for endpoints that have no server clock to share. The task ends
+/// Starts a heartbeat clock for long-polling sessions, ticking every `period` (on the current
+/// tokio runtime), and returns its receiver, for endpoints that have no server clock to share. The task ends
 /// when every receiver is gone.
 pub fn ticker(period: Duration) -> tokio::sync::watch::Receiver<std::time::Instant> {
     let (tx, rx) = tokio::sync::watch::channel(std::time::Instant::now());

@@ -239,7 +239,11 @@ impl SocketRef {
             if let Some((_, callback)) = pending {
                 callback(Err(AckError::Emit(err)));
             }
+            return;
         }
+        // The connection's task keeps its deadlines; a push to a busy queue does not wake it,
+        // so tell it about the new one.
+        self.0.conn.queue().nudge();
     }
 
     /// Emits to the other sockets in a room of this socket's tenant and namespace.
@@ -346,7 +350,6 @@ impl SocketRef {
         }
     }
 
-    /// Fails the acks whose time is up.
     /// When the earliest ack this socket waits for times out.
     pub(super) fn next_ack_deadline(&self) -> Option<Instant> {
         self.lock()
@@ -356,6 +359,7 @@ impl SocketRef {
             .min()
     }
 
+    /// Fails the acks whose time is up.
     pub(super) fn expire_acks(&self, now: Instant) {
         let expired: Vec<AckCallback> = {
             let mut locked = self.lock();
