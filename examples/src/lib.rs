@@ -2,6 +2,16 @@
 
 use tokio::net::TcpListener;
 
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+}
+
 /// Binds the given addresses, or port 3000 on both loopbacks (`[::1]` only if the machine
 /// has IPv6), and says so on stdout.
 pub async fn bind(addrs: Vec<String>) -> std::io::Result<Vec<TcpListener>> {

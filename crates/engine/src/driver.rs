@@ -160,9 +160,7 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
         .fetch_add(prefix.len() as u64, Ordering::Relaxed);
     let rbuf = BytesMut::from(&prefix[..]);
     drop(prefix);
-    let armed = conn
-        .deadline()
-        .min(handler.deadline().unwrap_or(far_future(now)));
+    let armed = next_deadline(&conn, &handler);
     let mut driver = Driver {
         armed,
         floor: now,
@@ -194,9 +192,10 @@ pub async fn run<H: Handler>(stream: TcpStream, prefix: Bytes, session: Session<
     driver.handler.on_close(&driver.task.end);
 }
 
-/// A time far enough ahead to stand for "no deadline".
-fn far_future(now: Instant) -> Instant {
-    now + Duration::from_secs(86_400)
+/// The earliest deadline of the connection (it always has one) and of its handler.
+fn next_deadline(conn: &Connection, handler: &impl Handler) -> Instant {
+    let own = conn.deadline();
+    handler.deadline().map_or(own, |theirs| theirs.min(own))
 }
 
 /// One connection's task state, but for its timer.
@@ -268,11 +267,7 @@ impl<H: Handler> Driver<H> {
             // Deadlines only move later as traffic arrives, so the timer is moved only when
             // one comes earlier than it is set for; firing early costs one harmless check.
             // Never sooner than `floor`: a deadline its owner does not act on must not spin.
-            let due = task
-                .conn
-                .deadline()
-                .min(handler.deadline().unwrap_or(far_future(now)))
-                .max(*floor);
+            let due = next_deadline(&task.conn, handler).max(*floor);
             if due < *armed {
                 *armed = due;
                 timer.as_mut().reset(due.into());
@@ -291,11 +286,7 @@ impl<H: Handler> Driver<H> {
                 handler.on_tick(&mut ctx);
                 task.apply_close(ctx.close, queue);
                 *floor = now + MIN_REARM;
-                let due = task
-                    .conn
-                    .deadline()
-                    .min(handler.deadline().unwrap_or(far_future(now)));
-                *armed = due.max(*floor);
+                *armed = next_deadline(&task.conn, handler).max(*floor);
                 timer.as_mut().reset((*armed).into());
                 progress = true;
             }

@@ -73,12 +73,7 @@ impl NamespaceHandler for Fixture {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    roomcast_examples::init_logging();
     let config = Config {
         path: "/socket.io/".to_owned(),
         ping_interval: Duration::from_millis(300),

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::{cpu_of, failed, generator_pids, mib, r3, sample_json, unavailable, Common};
+use super::{conclude, cpu_of, generator_pids, mib, r3, sample_json, unavailable, Common};
 use crate::procfs;
 use crate::swarm::Swarm;
-use crate::target::{with_server_output, Bed};
+use crate::target::Bed;
 
 const SCENARIO: &str = "idle";
 
@@ -45,26 +45,15 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     }
     super::prepare()?;
     for target in args.common.targets()? {
-        let result = match Bed::start(target, &args.common.programs, &args.common.source_addrs())
-            .await?
-        {
-            Err(reason) => unavailable(SCENARIO, target, &reason.0),
-            Ok(mut bed) => {
-                let mut swarm = args.common.swarm(&bed, 1);
-                let measured = measure(&args, &mut bed, &mut swarm).await;
-                let measured = measured.map_err(|e| with_server_output(e, &mut bed));
-                let closed = swarm.close().await;
-                bed.stop().await?;
-                match measured {
-                    Ok(mut result) => {
-                        result["closed"] = json!({"clean": closed.clean, "failed": closed.failed,
-                            "ended_by_server": closed.dropped});
-                        result
-                    }
-                    Err(e) => failed(SCENARIO, target, &e),
+        let result =
+            match Bed::start(target, &args.common.programs, &args.common.source_addrs()).await? {
+                Err(reason) => unavailable(SCENARIO, target, &reason.0),
+                Ok(mut bed) => {
+                    let mut swarm = args.common.swarm(&bed, 1);
+                    let measured = measure(&args, &mut bed, &mut swarm).await;
+                    conclude(SCENARIO, measured, swarm, bed).await?
                 }
-            }
-        };
+            };
         args.common.save(&result)?;
     }
     Ok(())

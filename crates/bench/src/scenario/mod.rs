@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::capacity;
 use crate::procfs::{self, Sample};
 use crate::swarm::{Swarm, SwarmSpec};
-use crate::target::{loopback_sources, parse_targets, Bed, Programs, Target};
+use crate::target::{loopback_sources, parse_targets, with_server_output, Bed, Programs, Target};
 
 /// Options every multi-target scenario takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -115,6 +115,28 @@ pub(crate) fn failed(scenario: &str, target: Target, error: &anyhow::Error) -> V
         "target": target.name(),
         "available": true,
         "error": format!("{error:#}"),
+    })
+}
+
+/// Ends a measurement with subscribers: closes them, stops the server and gives the result
+/// line, with how the subscribers closed or, on failure, the server's last output.
+pub(crate) async fn conclude(
+    scenario: &str,
+    measured: Result<Value>,
+    swarm: Swarm,
+    mut bed: Bed,
+) -> Result<Value> {
+    let target = bed.target;
+    let measured = measured.map_err(|e| with_server_output(e, &mut bed));
+    let closed = swarm.close().await;
+    bed.stop().await?;
+    Ok(match measured {
+        Ok(mut result) => {
+            result["closed"] = json!({"clean": closed.clean, "failed": closed.failed,
+                "ended_by_server": closed.dropped});
+            result
+        }
+        Err(e) => failed(scenario, target, &e),
     })
 }
 

@@ -19,11 +19,11 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{cpu_of, failed, generator_pids, mib, r3, sample_json, unavailable, Common};
+use super::{conclude, cpu_of, generator_pids, mib, r3, sample_json, unavailable, Common};
 use crate::procfs;
 use crate::publisher::{Publisher, Schedule, Sent};
 use crate::swarm::{Swarm, SwarmReport};
-use crate::target::{with_server_output, Bed};
+use crate::target::Bed;
 use crate::wire::Layout;
 
 /// Which of the two scenarios, with its defaults.
@@ -158,17 +158,7 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
             Ok(mut bed) => {
                 let mut swarm = common.swarm(&bed, plan.layout.rooms);
                 let measured = measure(&plan, &mut bed, &mut swarm).await;
-                let measured = measured.map_err(|e| with_server_output(e, &mut bed));
-                let closed = swarm.close().await;
-                bed.stop().await?;
-                match measured {
-                    Ok(mut result) => {
-                        result["closed"] = json!({"clean": closed.clean, "failed": closed.failed,
-                            "ended_by_server": closed.dropped});
-                        result
-                    }
-                    Err(e) => failed(kind.name(), target, &e),
-                }
+                conclude(kind.name(), measured, swarm, bed).await?
             }
         };
         common.save(&result)?;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 /// Where claim templates and the room ACL look claims up by name. Implemented for a token's full
 /// claim map (while a connection authenticates) and for [`Claims`] (what it keeps afterwards).
-pub trait ClaimSource {
+pub trait ClaimSource: std::fmt::Debug {
     /// The claim called `name`, if the token has it.
     fn claim(&self, name: &str) -> Option<&Value>;
 }

@@ -23,7 +23,8 @@ use crate::sio::routing::{Action, Caller, Reply, Router};
 /// claim is kept, since route, reply and error templates may read any of them; in the compact
 /// form, since memory per connection is a budget.
 struct SocketState {
-    claims: Claims,
+    // Shared with the events being handled, which read them without holding the map's lock.
+    claims: Arc<Claims>,
     _slot: Slot,
 }
 
@@ -132,7 +133,7 @@ impl NamespaceHandler for ConfiguredNamespace {
         self.sockets().insert(
             socket.conn_id(),
             SocketState {
-                claims: Claims::from(identity.claims),
+                claims: Arc::new(Claims::from(identity.claims)),
                 _slot: slot,
             },
         );
@@ -143,20 +144,19 @@ impl NamespaceHandler for ConfiguredNamespace {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        // Routing templates read a claim map: one is built for this event only, and the socket
-        // keeps the compact form.
-        let Some(claims) = self
+        let Some(kept) = self
             .sockets()
             .get(&socket.conn_id())
-            .map(|s| s.claims.to_map())
+            .map(|s| s.claims.clone())
         else {
             return;
         };
+        let claims: &Claims = &kept;
         let values: Vec<Value> = args.parse().unwrap_or_default();
         let original = args;
         let mut ack = ack;
         let caller = Caller {
-            claims: &claims,
+            claims,
             socket_id: socket.id(),
             now: SystemTime::now(),
         };
@@ -173,8 +173,8 @@ impl NamespaceHandler for ConfiguredNamespace {
         {
             match action {
                 Action::Join { room, then } => {
-                    let allowed = app.policy.may_subscribe(ns, &room, &claims)
-                        || self.router.auto_join(ns, &claims).contains(&room);
+                    let allowed = app.policy.may_subscribe(ns, &room, claims)
+                        || self.router.auto_join(ns, claims).contains(&room);
                     if !allowed {
                         return refuse("room not allowed", &mut ack);
                     }
@@ -197,7 +197,7 @@ impl NamespaceHandler for ConfiguredNamespace {
                     // Relaying is publishing from a client: the ACL's publish rules, or being
                     // in the room, allow it.
                     let member = socket.rooms().contains(&room);
-                    if !member && !app.policy.may_publish(ns, &room, &claims) {
+                    if !member && !app.policy.may_publish(ns, &room, claims) {
                         return refuse("publish not allowed", &mut ack);
                     }
                     let to = socket.to(&room);

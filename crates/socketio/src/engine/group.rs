@@ -31,16 +31,22 @@ pub(super) fn records(items: &[Outbound]) -> Bytes {
         if i > 0 {
             out.put_u8(SEPARATOR);
         }
-        match item {
-            Outbound::Text(text) => out.extend_from_slice(text),
-            Outbound::Binary(data) => {
-                out.put_u8(b'b');
-                out.extend_from_slice(STANDARD.encode(data).as_bytes());
-            }
-            _ => {}
-        }
+        put_record(item, &mut out);
     }
     out.freeze()
+}
+
+/// Appends one item as a polling payload record: text as it is, binary as `b` and base64.
+/// Complete WebSocket frames have no polling form and append nothing.
+pub(super) fn put_record(item: &Outbound, out: &mut BytesMut) {
+    match item {
+        Outbound::Text(text) => out.extend_from_slice(text),
+        Outbound::Binary(data) => {
+            out.put_u8(b'b');
+            out.extend_from_slice(STANDARD.encode(data).as_bytes());
+        }
+        _ => {}
+    }
 }
 
 /// A queue item taken over by a WebSocket, as the frames to write: a group of polling

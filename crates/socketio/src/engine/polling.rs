@@ -9,8 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
@@ -257,14 +255,7 @@ pub(super) fn encode_batch(items: &mut VecDeque<Outbound>, max_payload: usize) -
         if separator == 1 {
             out.put_u8(SEPARATOR);
         }
-        match item {
-            Outbound::Text(text) => out.extend_from_slice(text),
-            Outbound::Binary(data) => {
-                out.put_u8(b'b');
-                out.extend_from_slice(STANDARD.encode(data).as_bytes());
-            }
-            _ => {}
-        }
+        super::group::put_record(item, &mut out);
         items.pop_front();
         taken += 1;
     }

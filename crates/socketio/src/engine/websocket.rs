@@ -166,10 +166,12 @@ impl<H: EngineHandler> Handler for WsTransport<H> {
 
     fn deadline(&self) -> Option<Instant> {
         let app = self.engine.handler.deadline(&self.state.app);
-        match (self.state.session.poll_timeout(), app) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.state
+            .session
+            .poll_timeout()
+            .into_iter()
+            .chain(app)
+            .min()
     }
 
     fn on_close(&mut self, end: &End) {

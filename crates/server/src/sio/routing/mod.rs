@@ -30,9 +30,10 @@ mod template;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::acl::RoomPolicy;
+use crate::auth::ClaimSource;
 use crate::config::{ConfigError, SocketIoConfig};
 use crate::native::proto::MAX_NAME_BYTES;
 use template::{Context, Data, Text};
@@ -41,7 +42,7 @@ use template::{Context, Data, Text};
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
     /// The claims of its token.
-    pub claims: &'a Map<String, Value>,
+    pub claims: &'a dyn ClaimSource,
     /// Its Socket.IO socket id (per namespace connection).
     pub socket_id: &'a str,
     /// The current time, for `{now}`.
@@ -189,7 +190,7 @@ impl Router {
     /// The rooms to join on connect to `ns` (a name or an alias), rendered from `claims`: in
     /// template order, without duplicates, at most [`crate::acl::MAX_RENDERED_ROOMS`]. Empty for
     /// an unknown namespace. The caller applies `rooms.max_per_connection`.
-    pub fn auto_join(&self, ns: &str, claims: &Map<String, Value>) -> Vec<String> {
+    pub fn auto_join(&self, ns: &str, claims: &impl ClaimSource) -> Vec<String> {
         self.namespace(ns)
             .map(|ns| ns.auto_join.auto_rooms(claims))
             .unwrap_or_default()

@@ -13,10 +13,11 @@
 //!   claim (`{org.id}`; a claim whose own name contains the dots wins).
 
 use crate::acl::template::{lex, Token};
+use crate::auth::ClaimSource;
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// What a template may refer to, by where it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ impl Scope {
 /// Everything a template can be rendered with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Context<'a> {
-    pub(crate) claims: &'a Map<String, Value>,
+    pub(crate) claims: &'a dyn ClaimSource,
     pub(crate) args: &'a [Value],
     pub(crate) socket_id: &'a str,
     pub(crate) now: SystemTime,
@@ -336,14 +337,14 @@ fn resolve<'a>(placeholder: &Placeholder, ctx: &Context<'a>) -> Option<Cow<'a, V
         Source::Now => Some(Cow::Owned(Value::String(rfc3339_millis(ctx.now)))),
         Source::Error => ctx.error.map(|e| Cow::Owned(Value::String(e.to_string()))),
         Source::Claim(name) => {
-            if let Some(value) = ctx.claims.get(name) {
+            if let Some(value) = ctx.claims.claim(name) {
                 return Some(Cow::Borrowed(value));
             }
             let (first, rest) = placeholder.path.split_first()?;
             if rest.is_empty() {
                 return None;
             }
-            walk(ctx.claims.get(first)?, rest).map(Cow::Borrowed)
+            walk(ctx.claims.claim(first)?, rest).map(Cow::Borrowed)
         }
     }
 }
@@ -395,7 +396,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     fn map(value: Value) -> Map<String, Value> {
         match value {

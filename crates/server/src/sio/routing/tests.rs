@@ -1,6 +1,6 @@
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::json;
+use serde_json::{json, Map};
 
 use super::*;
 use crate::config::Config;
