@@ -1,6 +1,7 @@
 //! Micro-benchmark of the publish path over in-memory recipients: the server's real
-//! `publish::publish` (collect the room's members under the index's read lock, encode the
-//! event and its frame once, push the same bytes to every queue) with 10,000 connections in one
+//! `Node::publish` (the memory broker gives the room its position, the hub collects the
+//! room's members under the index's read lock, encodes the event and its frame once, and
+//! pushes the same bytes to every queue) with 10,000 connections in one
 //! room, and with 10,000 connections in 1,000 rooms of 10. The queues are drained between
 //! iterations, outside the measured time. Throughput is in deliveries.
 //! Run with `cargo bench -p roomcast-bench --bench fanout`.
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use roomcast_engine::rooms::{ConnId, Member, RoomKey};
+use roomcast_broker::{Payload, Publication, Target};
+use roomcast_engine::rooms::{ConnId, Member, RoomKey, WireFormat};
 use roomcast_engine::OutQueue;
-use roomcast_server::publish::{self, Outgoing, Scope, NATIVE};
 use roomcast_server::{App, Config};
 use serde_json::value::RawValue;
 
@@ -30,7 +31,7 @@ fn app_with(rooms: usize) -> (Arc<App>, Vec<Arc<OutQueue>>) {
         let queue = Arc::new(OutQueue::new(app.queue_limits));
         let member = Member {
             id: ConnId::next(),
-            kind: NATIVE,
+            format: WireFormat::Native,
             queue: queue.clone(),
         };
         app.index.register(TENANT, &i.to_string(), member.clone());
@@ -52,31 +53,35 @@ fn drain(queues: &[Arc<OutQueue>], scratch: &mut VecDeque<roomcast_engine::Outbo
 
 fn fanout(c: &mut Criterion) {
     let data = RawValue::from_string(DATA.to_string()).unwrap_or_else(|e| panic!("{e}"));
-    let event = Outgoing {
-        ns: "/",
-        event: "tick",
-        data: &data,
-        exclude: None,
+    let to_room = |room: &str| {
+        Publication::new(
+            "/",
+            Target::Tenant {
+                tenant: TENANT.into(),
+                rooms: vec![room.into()],
+                users: Vec::new(),
+            },
+            "tick",
+            Payload::Json(data.clone()),
+        )
     };
+    // The memory broker completes at once: the runtime only drives the future.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(RECIPIENTS as u64));
     group.measurement_time(Duration::from_secs(5));
 
     let (app, queues) = app_with(1);
-    let room = ["r0".to_string()];
     let mut scratch = VecDeque::new();
     group.bench_function("one_room_10000", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let scope = Scope::Tenant {
-                    tenant: TENANT,
-                    rooms: &room,
-                    users: &[],
-                    broadcast: false,
-                };
+                let publication = to_room("r0");
                 let start = Instant::now();
-                black_box(publish::publish(&app, scope, event));
+                black_box(rt.block_on(app.node.publish(publication)).ok());
                 total += start.elapsed();
                 drain(&queues, &mut scratch);
             }
@@ -87,20 +92,14 @@ fn fanout(c: &mut Criterion) {
 
     // The same 10,000 deliveries as 1,000 publishes to rooms of 10.
     let (app, queues) = app_with(1_000);
-    let rooms: Vec<[String; 1]> = (0..1_000).map(|r| [format!("r{r}")]).collect();
+    let rooms: Vec<String> = (0..1_000).map(|r| format!("r{r}")).collect();
     group.bench_function("rooms_of_10_x1000", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
                 for room in &rooms {
-                    let scope = Scope::Tenant {
-                        tenant: TENANT,
-                        rooms: room,
-                        users: &[],
-                        broadcast: false,
-                    };
-                    black_box(publish::publish(&app, scope, event));
+                    black_box(rt.block_on(app.node.publish(to_room(room))).ok());
                 }
                 total += start.elapsed();
                 drain(&queues, &mut scratch);

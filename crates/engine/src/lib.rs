@@ -3,7 +3,8 @@
 //! - [`ws`]: a sans-IO RFC 6455 server implementation (handshake check, frame codec,
 //!   connection state machine with heartbeat and close handshake);
 //! - [`queue`]: the bounded per-connection outbound queue;
-//! - [`rooms`]: the room index keyed by (tenant, namespace, room), with fan-out;
+//! - [`rooms`]: the room index keyed by (tenant, namespace, room): pure membership, which
+//!   reports the first member in and the last out of each room;
 //! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`];
 //! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
 
@@ -14,4 +15,4 @@ pub mod upgrade;
 pub mod ws;
 
 pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
-pub use rooms::{ConnId, Member, RoomIndex, RoomKey};
+pub use rooms::{ConnId, Member, RoomIndex, RoomKey, WireFormat};

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::native::proto::CloseCode;
+use crate::node::{Node, PublishLimits};
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -40,12 +41,14 @@ pub struct App {
     pub verifier: Verifier,
     /// Auto-join templates and the room ACL.
     pub policy: RoomPolicy,
-    /// The room index.
+    /// The room index (membership; the node's hub delivers through it).
     pub index: Arc<RoomIndex>,
+    /// The publish path: every producer calls [`Node::publish`].
+    pub node: Arc<Node>,
     /// Connection limits.
     pub limits: Arc<ConnLimits>,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// API keys.
     pub keys: ApiKeys,
     /// Settings of every connection driver.
@@ -104,15 +107,24 @@ impl App {
             max_bytes: l.queue_bytes,
         };
         let (tick_tx, tick) = watch::channel(Instant::now());
+        let index = Arc::new(RoomIndex::new(config.rooms.max_per_connection));
+        let metrics = Arc::new(Metrics::default());
+        let node = Node::in_memory(
+            index.clone(),
+            queue_limits,
+            epoch.clone(),
+            metrics.clone(),
+            PublishLimits {
+                max_targets: l.max_publish_targets,
+            },
+        );
         let app = Arc::new(App {
-            index: Arc::new(RoomIndex::new(
-                epoch.clone(),
-                config.rooms.max_per_connection,
-            )),
+            index,
+            node,
             verifier,
             policy,
             limits,
-            metrics: Metrics::default(),
+            metrics,
             keys,
             driver,
             queue_limits,
@@ -126,6 +138,8 @@ impl App {
             config,
         });
         if let Some(sio) = crate::sio::build(&app).context("socketio")? {
+            app.node.hub().set_socketio(sio.clone());
+            sio.set_relay(Arc::new(crate::sio::NodeRelay(Arc::downgrade(&app.node))));
             let _ = app.sio.set(sio);
         }
         Ok(app)

@@ -12,7 +12,7 @@ use http::{header, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use roomcast_engine::rooms::ConnId;
+use roomcast_engine::rooms::{ConnId, WireFormat};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -22,7 +22,8 @@ use crate::app::App;
 use crate::native::close_request;
 use crate::native::proto::{CloseCode, MAX_NAME_BYTES};
 use crate::native::session::NativeSession;
-use crate::publish::{self, Outgoing, Scope};
+use crate::node::{Publication, PublishError};
+use roomcast_broker::{Payload, Target};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -46,7 +47,12 @@ pub async fn handle(
         (Method::GET, "/health") => health(&app),
         (Method::GET, "/metrics") => metrics(&app, &req),
         (Method::GET, "/ws") => crate::native::upgrade(app, req),
-        (Method::POST, "/api/publish") => with_principal(&app, req, api_publish).await,
+        (Method::POST, "/api/publish") => match read_call(&app, req).await {
+            Ok(call) => api_publish(&app, call)
+                .await
+                .unwrap_or_else(ApiError::into_response),
+            Err(resp) => resp,
+        },
         (Method::GET, "/api/connections") => with_principal(&app, req, api_connections).await,
         (Method::POST, "/api/disconnect") => with_principal(&app, req, api_disconnect).await,
         (Method::GET, "/api/info") => with_principal(&app, req, api_info).await,
@@ -138,16 +144,24 @@ async fn with_principal<F>(app: &Arc<App>, req: Request<Incoming>, f: F) -> Resp
 where
     F: FnOnce(&App, Call) -> Result<Resp, ApiError>,
 {
+    match read_call(app, req).await {
+        Ok(call) => f(app, call).unwrap_or_else(ApiError::into_response),
+        Err(resp) => resp,
+    }
+}
+
+/// Authenticates an API request and reads its body; `Err` is the response refusing it.
+async fn read_call(app: &Arc<App>, req: Request<Incoming>) -> Result<Call, Resp> {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(principal) = app.keys.principal(auth) else {
-        return error_response(
+        return Err(error_response(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid API key is required",
-        );
+        ));
     };
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, app.config.api.max_body_bytes)
@@ -159,29 +173,25 @@ where
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return error_response(
+            return Err(error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "request body too large",
-            );
+            ));
         }
         Err(_) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "could not read body",
-            )
+            ))
         }
     };
-    let call = Call {
+    Ok(Call {
         principal,
         uri: parts.uri,
         body,
-    };
-    match f(app, call) {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    })
 }
 
 /// An API error: status, code and message.
@@ -242,7 +252,7 @@ struct PublishBody<'a> {
     broadcast: bool,
 }
 
-fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
+async fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
     let body: PublishBody<'_> = parse_body(&call.body)?;
     check_name("event", &body.event)?;
     if let Some(tenant) = &body.tenant {
@@ -262,32 +272,43 @@ fn api_publish(app: &App, call: Call) -> Result<Resp, ApiError> {
     if body.rooms.is_empty() && body.users.is_empty() && !body.broadcast {
         return Err(ApiError::bad("give rooms, users, or broadcast: true"));
     }
-    let null = serde_json::value::RawValue::NULL;
-    let ev = Outgoing {
-        ns,
-        event: &body.event,
-        data: body.data.unwrap_or(null),
-        exclude: None,
-    };
+    let targets = body.rooms.len() + body.users.len();
+    if targets > app.config.limits.max_publish_targets {
+        return Err(ApiError::bad(format!(
+            "more than limits.max_publish_targets ({}) rooms and users",
+            app.config.limits.max_publish_targets
+        )));
+    }
     let tenant = resolve_tenant(&call.principal, body.tenant.as_deref())?;
-    let scope = match &tenant {
-        Some(tenant) => Scope::Tenant {
-            tenant,
-            rooms: &body.rooms,
-            users: &body.users,
-            broadcast: body.broadcast,
+    let target = match tenant {
+        Some(tenant) if body.broadcast => Target::TenantWide {
+            tenant: tenant.into(),
         },
-        None if body.broadcast && body.rooms.is_empty() && body.users.is_empty() => Scope::Platform,
+        Some(tenant) => Target::Tenant {
+            tenant: tenant.into(),
+            rooms: body.rooms.iter().map(|r| r.as_str().into()).collect(),
+            users: body.users.iter().map(|u| u.as_str().into()).collect(),
+        },
+        None if body.broadcast && targets == 0 => Target::Platform,
         None => {
             return Err(ApiError::bad(
                 "tenant is required (platform-wide only with broadcast: true alone)",
             ))
         }
     };
-    let delivered = publish::publish(app, scope, ev);
+    let data = body.data.unwrap_or(RawValue::NULL).to_owned();
+    let publication = Publication::new(ns, target, &body.event, Payload::Json(data));
+    let published = app.node.publish(publication).await.map_err(|e| match e {
+        PublishError::TooManyTargets(_) | PublishError::TooDeep => ApiError::bad(e.to_string()),
+        PublishError::Broker(e) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    })?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"ok": true, "delivered": delivered}),
+        &json!({"ok": true, "delivered": published.delivered}),
     ))
 }
 
@@ -398,17 +419,21 @@ fn api_disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
         let Some((member, _, _)) = app.index.member(id) else {
             continue;
         };
-        if member.kind == roomcast_socketio::MEMBER_KIND {
-            // A Socket.IO socket leaves its namespace with DISCONNECT ("io server disconnect").
-            if let Some(socket) = app.socketio().and_then(|sio| sio.socket(id)) {
-                socket.disconnect();
+        match member.format {
+            WireFormat::SocketIo => {
+                // A Socket.IO socket leaves its namespace with DISCONNECT ("io server
+                // disconnect").
+                if let Some(socket) = app.socketio().and_then(|sio| sio.socket(id)) {
+                    socket.disconnect();
+                    n += 1;
+                }
+            }
+            WireFormat::Native => {
+                member
+                    .queue
+                    .request_close(close_request(CloseCode::Disconnected, reason));
                 n += 1;
             }
-        } else {
-            member
-                .queue
-                .request_close(close_request(CloseCode::Disconnected, reason));
-            n += 1;
         }
     }
     Ok(json_response(StatusCode::OK, &json!({"disconnected": n})))

@@ -1,5 +1,6 @@
 //! The Roomcast server: configuration, authentication, the native protocol session,
-//! the HTTP API and metrics, assembled by [`app`] and started by the `roomcast` binary.
+//! the HTTP API and metrics, the publish path ([`node`]), assembled by [`app`] and started by
+//! the `roomcast` binary.
 
 pub mod acl;
 pub mod api_keys;
@@ -10,7 +11,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod native;
-pub mod publish;
+pub mod node;
 pub mod sio;
 
 pub use app::{App, Server};

@@ -29,7 +29,7 @@ pub use config::{Config, Cors};
 pub use engine::{EngineConn, EngineHandler, EngineIo, Message};
 pub use engineio::{CloseReason, Session, SessionConfig, Sid, Transport};
 pub use io::{
-    encode_event, AckError, AckSender, Args, BroadcastOperator, ConnectError, EmitError,
-    NamespaceHandler, SocketIo, SocketRef, MEMBER_KIND,
+    encode_event, encode_payload, AckError, AckSender, Args, BroadcastOperator, ConnectError,
+    EmitError, NamespaceHandler, Relay, SocketIo, SocketRef,
 };
 pub use socketio::{Reassembler, ReassemblyLimits};

@@ -40,7 +40,7 @@ impl NamespaceHandler for Echo {
 }
 
 async fn serve() -> String {
-    let index = Arc::new(RoomIndex::new("test", 16));
+    let index = Arc::new(RoomIndex::new(16));
     let config = Config {
         ping_interval: Duration::from_secs(60),
         ..Config::default()

@@ -83,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         recovery: false,
         ..Config::default()
     };
-    let index = Arc::new(RoomIndex::new("fixture", 64));
+    let index = Arc::new(RoomIndex::new(64));
     let io = SocketIo::new(config, index, ticker(TICK), Arc::new(IoStats::default()));
     io.namespace("/", Arc::new(Fixture));
     io.namespace("/custom", Arc::new(Fixture));

@@ -8,6 +8,7 @@ import {
   closeAll,
   connectedSio,
   connectNative,
+  emitWithAck,
   unique,
   useRoomcast,
 } from './harness.mjs';
@@ -118,6 +119,34 @@ describe('API publish', () => {
       assert.deepEqual((await sio.rec.next('room:update'))[0], { roomId });
     } finally {
       closeAll(sio.socket);
+    }
+  });
+
+  test('a Socket.IO relay reaches native members of the room too, and is counted', async () => {
+    const roomId = unique('r');
+    const sender = await connectedSio(server, server.token(unique('s'), 'acme'), {
+      transports: ['websocket'],
+    });
+    const native = await connectNative(server, server.token(unique('n'), 'acme'));
+    try {
+      const publishes = async () => {
+        const text = await (await fetch(`http://${server.addr}/metrics`)).text();
+        const line = text.split('\n').find((l) => l.startsWith('roomcast_publishes_total '));
+        return Number(line.split(' ')[1]);
+      };
+      native.ws.send(JSON.stringify({ type: 'subscribe', id: 1, room: `custom:${roomId}` }));
+      assert.equal((await native.rec.next('reply'))[0].ok, true);
+      await emitWithAck(sender.socket, 'join_room', { roomId });
+      const before = await publishes();
+      await emitWithAck(sender.socket, 'typing', { roomId, isTyping: true });
+      const [event] = await native.rec.next('event');
+      assert.equal(event.room, `custom:${roomId}`);
+      assert.equal(event.event, 'typing');
+      assert.deepEqual(event.data, { roomId, isTyping: true });
+      assert.equal(await publishes(), before + 1, 'the relay is counted as a publish');
+      assert.deepEqual(sender.rec.all('typing'), [], 'the sender got its own relay');
+    } finally {
+      closeAll(sender.socket, native.ws);
     }
   });
 });

@@ -410,6 +410,9 @@ pub struct LimitsConfig {
     /// Largest `data` of a client `publish`, in bytes (at most `max_message_bytes`); a larger
     /// one is refused with `payload_too_large`. Default `32768`.
     pub max_publish_bytes: usize,
+    /// Most rooms plus users one publish may target (API, client or ingestion); a larger one
+    /// is refused. Default `1000`.
+    pub max_publish_targets: usize,
     /// Outbound queue bound per connection, in messages. Default `1024`.
     pub queue_messages: usize,
     /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
@@ -428,6 +431,7 @@ impl Default for LimitsConfig {
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
             max_publish_bytes: 32 * 1024,
+            max_publish_targets: 1000,
             queue_messages: 1024,
             queue_bytes: 4 * 1024 * 1024,
         }

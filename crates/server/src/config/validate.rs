@@ -115,6 +115,7 @@ impl Config {
         positive("limits.max_connections", l.max_connections as u64)?;
         positive("limits.messages_per_second", l.messages_per_second.into())?;
         positive("limits.messages_burst", l.messages_burst.into())?;
+        positive("limits.max_publish_targets", l.max_publish_targets as u64)?;
         positive("limits.max_violations", l.max_violations.into())?;
         positive("limits.max_message_bytes", l.max_message_bytes as u64)?;
         positive("limits.max_frame_bytes", l.max_frame_bytes as u64)?;

@@ -11,7 +11,7 @@ pub use encode::{
     encode_client, encode_disconnect, encode_event, encode_pong, encode_reply_error,
     encode_reply_ok, encode_reply_ok_expires, encode_welcome,
 };
-pub use parse::{parse, ClientMessage, ParseError, MAX_DATA_DEPTH, MAX_ID, MAX_NAME_BYTES};
+pub use parse::{depth, parse, ClientMessage, ParseError, MAX_DATA_DEPTH, MAX_ID, MAX_NAME_BYTES};
 
 /// Checks every golden vector of `protocol/vectors/` and the fuzz seeds copied from them.
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
-use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
+use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, WireFormat};
 use roomcast_engine::{OutQueue, Outbound};
 
 use crate::app::{App, LiveGuard};
@@ -19,7 +19,7 @@ use crate::metrics::Rejection;
 use crate::native::close_request;
 use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
 use crate::native::rate::TokenBucket;
-use crate::publish::{self, Outgoing, Scope, NATIVE};
+use roomcast_broker::{Payload, Publication, Target};
 
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
@@ -168,7 +168,7 @@ impl NativeSession {
             &identity.user,
             Member {
                 id: self.id,
-                kind: NATIVE,
+                format: WireFormat::Native,
                 queue: self.queue.clone(),
             },
             &keys,
@@ -267,23 +267,27 @@ impl NativeSession {
                         "data larger than limits.max_publish_bytes",
                     );
                 }
-                let rooms = [room];
-                publish::publish(
-                    app,
-                    Scope::Tenant {
-                        tenant: &identity.tenant,
-                        rooms: &rooms,
-                        users: &[],
-                        broadcast: false,
+                let mut publication = Publication::new(
+                    ns,
+                    Target::Tenant {
+                        tenant: (&*identity.tenant).into(),
+                        rooms: vec![room.into()],
+                        users: Vec::new(),
                     },
-                    Outgoing {
-                        ns,
-                        event: &event,
-                        data: &data,
-                        exclude: Some(self.id),
-                    },
+                    &event,
+                    Payload::Json(data),
                 );
-                self.send(proto::encode_reply_ok(id));
+                publication.exclude = Some(self.id);
+                let queue = self.queue.clone();
+                app.node.publish_detached(publication, move |result| {
+                    let reply = match result {
+                        Ok(_) => proto::encode_reply_ok(id),
+                        Err(e) => {
+                            proto::encode_reply_error(Some(id), ErrorCode::Internal, &e.to_string())
+                        }
+                    };
+                    let _ = queue.push(Outbound::Text(reply));
+                });
             }
             ClientMessage::Refresh { id, token } => match app.verifier.verify(&token) {
                 Ok(fresh) if *fresh.tenant == *identity.tenant && *fresh.user == *identity.user => {

@@ -5,12 +5,15 @@
 mod namespace;
 pub mod routing;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use roomcast_socketio::{Cors, SocketIo};
+use roomcast_broker::Publication;
+use roomcast_socketio::{Cors, Relay, SocketIo};
 
 use crate::app::App;
 use crate::config::ConfigError;
+use crate::node::Node;
 use namespace::ConfiguredNamespace;
 use routing::Router;
 
@@ -60,4 +63,23 @@ pub(crate) fn build(app: &Arc<App>) -> Result<Option<Arc<SocketIo>>, ConfigError
         sio.namespace(&served, Arc::new(handler));
     }
     Ok(Some(sio))
+}
+
+/// Socket.IO relays go through the node's publish path: they reach native and Socket.IO
+/// members alike, on every node, and are counted as publishes.
+pub(crate) struct NodeRelay(pub(crate) Weak<Node>);
+
+impl Relay for NodeRelay {
+    fn relay(&self, publication: Publication) -> usize {
+        let Some(node) = self.0.upgrade() else {
+            return 0;
+        };
+        let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = delivered.clone();
+        node.publish_detached(publication, move |result| match result {
+            Ok(published) => count.store(published.delivered, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "relay refused"),
+        });
+        delivered.load(Ordering::Relaxed)
+    }
 }

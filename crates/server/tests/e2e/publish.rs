@@ -398,3 +398,56 @@ async fn a_room_created_again_starts_a_new_epoch() {
     assert_eq!(second["offset"], 1, "{second}");
     assert_ne!(second["epoch"], first["epoch"], "{first} then {second}");
 }
+
+#[tokio::test]
+async fn publish_targets_are_bounded_and_repeated_rooms_count_once() {
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.join("order:1").await;
+
+    // Past limits.max_publish_targets (default 1000): refused before any work.
+    let rooms: Vec<String> = (0..1001).map(|i| format!("r{i}")).collect();
+    let body = json!({"tenant": "acme", "rooms": rooms, "event": "e"}).to_string();
+    let (status, answer) = server
+        .api("POST", "/api/publish", Some(PLATFORM_KEY), Some(&body))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    // The same room named many times is one target: one event, one offset.
+    let rooms = vec!["order:1"; 1000];
+    let answer = server
+        .publish(json!({"tenant": "acme", "rooms": rooms, "event": "once", "data": 1}))
+        .await;
+    assert_eq!(answer["delivered"], 1, "{answer}");
+    let event = client.recv_event().await;
+    assert_eq!(
+        (event["event"].as_str(), event["offset"].as_u64()),
+        (Some("once"), Some(1))
+    );
+    server
+        .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "barrier"}))
+        .await;
+    assert_eq!(client.recv_event().await["event"], "barrier");
+}
+
+#[tokio::test]
+async fn api_publish_refuses_data_nested_past_64_levels() {
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    for levels in [65, 100_000] {
+        let deep = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let body = format!(r#"{{"tenant":"acme","users":["7"],"event":"deep","data":{deep}}}"#);
+        let (status, answer) = server
+            .api("POST", "/api/publish", Some(PLATFORM_KEY), Some(&body))
+            .await;
+        assert_eq!(status, 400, "{levels}: {answer}");
+    }
+
+    let ok = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+    let body = format!(r#"{{"tenant":"acme","users":["7"],"event":"deep","data":{ok}}}"#);
+    let (status, answer) = server
+        .api("POST", "/api/publish", Some(PLATFORM_KEY), Some(&body))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(client.recv_event().await["event"], "deep");
+}

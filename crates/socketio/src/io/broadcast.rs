@@ -1,17 +1,17 @@
-//! [`BroadcastOperator`]: an event from one socket to the other Socket.IO members of a room
-//! of its tenant and namespace (relays such as `typing`), encoded once for all of them.
-//! Outside the room's event stream: it takes no offset. Native members are not reached from
-//! here (their encoding is the server's); the server's publish path, with the sender
-//! excluded, reaches both kinds.
+//! [`BroadcastOperator`]: an event from one socket to the other members of a room of its
+//! tenant and namespace (relays such as `typing`). With a [`Relay`](super::Relay) set (a
+//! server's publish path), it becomes a publication excluding the sender, which reaches every
+//! kind of member; without one, the Socket.IO members of this endpoint get it directly,
+//! encoded once for all of them.
 
-use roomcast_engine::rooms::Member;
+use roomcast_broker::{Payload, Publication, Target};
+use roomcast_engine::rooms::{Member, WireFormat};
 use roomcast_engine::OutQueue;
 use serde::Serialize;
 
 use super::args::{Args, EmitError};
 use super::encode;
 use super::socket::SocketRef;
-use super::MEMBER_KIND;
 
 /// An emit to a room, excluding the sender.
 #[derive(Debug)]
@@ -49,9 +49,27 @@ impl<'a> BroadcastOperator<'a> {
             return 0;
         };
         let shared = &self.socket.0.shared;
+        if let Some(relay) = shared.relay.get() {
+            let mut publication = Publication::new(
+                &key.ns,
+                Target::Tenant {
+                    tenant: key.tenant,
+                    rooms: vec![key.room],
+                    users: Vec::new(),
+                },
+                event,
+                Payload::Args {
+                    array: args.json().to_owned(),
+                    attachments: args.attachments().to_vec(),
+                },
+            );
+            publication.exclude = Some(self.socket.conn_id());
+            publication.volatile = self.volatile;
+            return relay.relay(publication);
+        }
         let mut members: Vec<Member> = Vec::new();
         shared.index.collect_members(&key, &mut members);
-        members.retain(|m| m.kind == MEMBER_KIND && m.id != self.socket.conn_id());
+        members.retain(|m| m.format == WireFormat::SocketIo && m.id != self.socket.conn_id());
         if self.volatile {
             let limits = shared.queue_limits;
             members.retain(|m| !half_full(&m.queue, limits));

@@ -3,6 +3,7 @@
 //! `CONNECT`, and `DISCONNECT`. Arguments are written as the raw JSON they already are.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use roomcast_broker::Payload;
 use roomcast_engine::Outbound;
 use serde_json::value::RawValue;
 
@@ -16,6 +17,27 @@ pub fn encode_event(ns: &str, event: &str, data: &RawValue) -> Outbound {
     let mut out = header(b'2', 0, ns, None, event.len() + data.get().len() + 8);
     put_event_array(&mut out, event, data.get());
     Outbound::Text(out.freeze())
+}
+
+/// Encodes a publication's event for namespace `ns`: one text item, or for arguments with
+/// attachments the binary event header and one item per attachment (push those with
+/// [`SocketIo::push_items`](super::SocketIo::push_items), which groups them per transport).
+pub fn encode_payload(ns: &str, event_name: &str, payload: &Payload) -> Vec<Outbound> {
+    match payload {
+        Payload::Json(data) => vec![encode_event(ns, event_name, data)],
+        Payload::Args { array, attachments } => match Args::new(array.clone()) {
+            Ok(args) => event(
+                ns,
+                None,
+                event_name,
+                &args.with_attachments(attachments.clone()),
+            ),
+            // Not an array: carried as the one argument it is.
+            Err(_) => vec![encode_event(ns, event_name, array)],
+        },
+        #[allow(unreachable_patterns)] // `Payload` is non-exhaustive across crates.
+        _ => Vec::new(),
+    }
 }
 
 /// An event with its arguments and optional ack id: one text item, or for arguments with

@@ -9,9 +9,11 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
+use roomcast_broker::Publication;
 use roomcast_engine::driver::IoStats;
 use roomcast_engine::rooms::{ConnId, RoomIndex};
 use roomcast_engine::QueueLimits;
+use std::sync::OnceLock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -30,13 +32,17 @@ mod tests;
 
 pub use args::{AckError, Args, EmitError, NotAnArray};
 pub use broadcast::BroadcastOperator;
-pub use encode::encode_event;
+pub use encode::{encode_event, encode_payload};
 pub use handler::{ConnectError, NamespaceHandler};
 pub use socket::{AckSender, SocketRef};
 
-/// The wire-format tag of Socket.IO sockets in the room index: a publish encodes its event
-/// with [`encode_event`] once for all members of this kind (with the namespace of the room).
-pub const MEMBER_KIND: u8 = 1;
+/// Where a server sends the relays of its sockets ([`BroadcastOperator`]) instead of fanning
+/// them out itself: its publish path, so that relays reach every kind of member of the room
+/// and every node, and are counted like any publish.
+pub trait Relay: Send + Sync {
+    /// Publishes a relay; returns the frames queued on this node (0 when not known yet).
+    fn relay(&self, publication: Publication) -> usize;
+}
 
 /// The most attachments a client's binary packet may announce.
 const MAX_ATTACHMENTS: usize = 10;
@@ -53,6 +59,8 @@ pub(crate) struct Shared {
     /// Connected sockets, for lookups and shutdown; weak, so that the registry keeps no
     /// socket (and so no connection) alive.
     sockets: RwLock<HashMap<ConnId, Weak<socket::SocketInner>>>,
+    /// The server's publish path for relays; without one, relays are fanned out here.
+    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 impl Shared {
@@ -117,6 +125,7 @@ impl SocketIo {
             },
             namespaces: RwLock::new(HashMap::new()),
             sockets: RwLock::new(HashMap::new()),
+            relay: OnceLock::new(),
         });
         let clients = client::Clients {
             shared: shared.clone(),
@@ -129,6 +138,21 @@ impl SocketIo {
     /// `CONNECT` to a namespace without one is answered `{"message":"Invalid namespace"}`.
     pub fn namespace(&self, name: &str, handler: Arc<dyn NamespaceHandler>) {
         write(&self.shared.namespaces).insert(name.into(), handler);
+    }
+
+    /// Sends every relay ([`SocketRef::to`]) to `relay` from now on (once; later calls are
+    /// ignored).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.shared.relay.set(relay);
+    }
+
+    /// Queues items encoded by [`encode_payload`] to the socket with this room-index id: one
+    /// item as it is, several (an event with attachments) as one group encoded for the
+    /// transport the socket's connection is on.
+    pub fn push_items(&self, id: ConnId, items: &[roomcast_engine::Outbound]) -> bool {
+        self.shared
+            .socket(id)
+            .is_some_and(|s| s.engine().push_group(items).is_ok())
     }
 
     /// The configuration.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey};
+use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, WireFormat};
 use roomcast_engine::Outbound;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -17,7 +17,7 @@ use super::args::{AckError, Args, EmitError};
 use super::broadcast::BroadcastOperator;
 use super::encode;
 use super::handler::NamespaceHandler;
-use super::{Shared, MEMBER_KIND};
+use super::Shared;
 use crate::config::bounded;
 use crate::engine::EngineConn;
 
@@ -138,7 +138,7 @@ impl SocketRef {
     }
 
     /// Registers the socket in the room index as a member of `tenant` and `user`, in its
-    /// namespace (kind [`MEMBER_KIND`]); rooms can be joined from then on. Only the first
+    /// namespace (wire format [`WireFormat::SocketIo`]); rooms can be joined from then on. Only the first
     /// call counts: `false` when an identity was already set or the socket is disconnected.
     pub fn set_identity(&self, tenant: &str, user: &str) -> bool {
         let mut locked = self.lock();
@@ -147,7 +147,7 @@ impl SocketRef {
         }
         let member = Member {
             id: self.0.conn_id,
-            kind: MEMBER_KIND,
+            format: WireFormat::SocketIo,
             queue: self.0.conn.queue().clone(),
         };
         self.0

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roomcast_engine::driver::IoStats;
-use roomcast_engine::rooms::{Member, RoomIndex, RoomKey};
+use roomcast_engine::rooms::{Member, RoomIndex, RoomKey, WireFormat};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
@@ -103,7 +103,7 @@ struct Setup {
 }
 
 fn setup(config: Config) -> Setup {
-    let index = Arc::new(RoomIndex::new("test", 16));
+    let index = Arc::new(RoomIndex::new(16));
     let (tick, ticks) = clock();
     let io = SocketIo::new(config, index.clone(), ticks, Arc::new(IoStats::default()));
     let main = Arc::new(Recorder::default());
@@ -280,10 +280,10 @@ async fn rooms_relays_and_publishes_reach_other_members() {
 
     // A publish encodes once for every Socket.IO member of the room.
     let mut members: Vec<Member> = Vec::new();
-    index.collect_room(&key, &mut members);
+    index.collect_members(&key, &mut members);
     let data = RawValue::from_string(r#"{"id":42}"#.to_owned()).unwrap();
     let item = encode_event("/", "order:updated", &data);
-    for member in members.iter().filter(|m| m.kind == MEMBER_KIND) {
+    for member in members.iter().filter(|m| m.format == WireFormat::SocketIo) {
         member.queue.push(item.clone()).unwrap();
     }
     let expected = r#"42["order:updated",{"id":42}]"#;

@@ -361,7 +361,7 @@ fn namespace(raw: Option<&RawValue>, id: u64) -> Result<Option<String>, ParseErr
 }
 
 /// Nesting depth of a JSON text already known to be valid: brackets outside strings.
-fn depth(json: &str) -> usize {
+pub fn depth(json: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
     for b in json.bytes() {

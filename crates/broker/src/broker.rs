@@ -1,0 +1,73 @@
+//! The [`Broker`] trait between deciding a publish and delivering it, and the [`Deliver`] sink
+//! a broker calls back on each node.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::publication::{Position, Publication, RoomKey};
+
+/// A boxed future, `Send`, as the trait's asynchronous methods return (dyn-compatible).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a publish did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The position of each targeted room, in the publication's order (`None`: no stream).
+    pub positions: Vec<Option<Position>>,
+    /// Frames queued on this node by the local delivery the publish made (0 when delivery
+    /// happens later, from a broker's subscription).
+    pub delivered: usize,
+}
+
+/// A room's stored events, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The publications with their positions.
+    pub publications: Vec<Publication>,
+    /// The room's current position (the last offset given, and the epoch).
+    pub current: Option<Position>,
+}
+
+/// Why a broker call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker does not keep history.
+    #[error("history is not kept by this broker")]
+    HistoryUnsupported,
+    /// The broker cannot be reached; the publish reached this node's members only.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Local delivery, called by a broker on each node for every publication that reaches it,
+/// with its positions assigned. Implemented by the node's hub.
+pub trait Deliver: Send + Sync + Debug {
+    /// Queues the publication to this node's matching connections; returns the frames queued.
+    fn deliver(&self, publication: &Publication) -> usize;
+}
+
+/// Between deciding a publish and delivering it: assigns stream positions, reaches every node
+/// that serves the targets (each calls its [`Deliver`] sink), and keeps history where it can.
+///
+/// A broker delivers the publications of one room in offset order on every node.
+pub trait Broker: Send + Sync + Debug {
+    /// Publishes: gives each targeted room its position and has every node deliver it.
+    fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Published, BrokerError>>;
+
+    /// This node now has a member in `room` (its first). Called under the room index's lock,
+    /// so calls for one room arrive in the order of the transitions: it must not block.
+    fn subscribe(&self, room: &RoomKey);
+
+    /// This node's last member left `room`. Same rules as [`subscribe`](Self::subscribe).
+    fn unsubscribe(&self, room: &RoomKey);
+
+    /// The publications of `room` after `since` (all kept ones when `None`), at most `limit`.
+    fn history(
+        &self,
+        room: &RoomKey,
+        since: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<History, BrokerError>>;
+}

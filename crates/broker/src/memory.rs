@@ -1,0 +1,235 @@
+//! [`MemoryBroker`]: the single-node broker, the embedded default. It keeps a stream counter
+//! for every room this node has members in, gives each publication its positions, and
+//! delivers it at once through the node's [`Deliver`] sink, in publish order per room.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, History, Published};
+use crate::publication::{Position, Publication, RoomKey};
+
+/// Stripes of the publish order locks: rooms rarely share one.
+const ORDER_STRIPES: usize = 64;
+
+/// A room's stream: the next offset and the epoch number its offsets belong to.
+#[derive(Debug)]
+struct Stream {
+    next: u64,
+    epoch: u64,
+}
+
+/// The in-process broker of one node.
+///
+/// A room has a stream while this node has members in it: created when the first member
+/// joins, dropped when the last one leaves, so offsets restart at 1 under a new epoch, as a
+/// client resuming after an empty room must learn. A publication to a room without members
+/// gets no position and reaches nobody.
+#[derive(Debug)]
+pub struct MemoryBroker {
+    sink: Arc<dyn Deliver>,
+    // A std mutex, and a leaf: held to read or update one map entry, never while another
+    // lock is taken or across an `.await`. `subscribe` runs under the room index's write lock
+    // and publishers take it while holding an order stripe, so nothing may be locked after it.
+    streams: Mutex<HashMap<RoomKey, Stream>>,
+    // Publish order stripes: held from the position's assignment to the last queue push, so
+    // that racing publishers reach every queue of a room in offset order. std mutexes: the
+    // delivery they cover is synchronous.
+    order: Box<[Mutex<()>]>,
+    order_hasher: RandomState,
+    epoch_prefix: String,
+    epochs: AtomicU64,
+}
+
+impl MemoryBroker {
+    /// A broker delivering to `sink`; `epoch_prefix` tells this process's epochs from
+    /// earlier ones.
+    pub fn new(sink: Arc<dyn Deliver>, epoch_prefix: impl Into<String>) -> Self {
+        Self {
+            sink,
+            streams: Mutex::new(HashMap::new()),
+            order: (0..ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
+            order_hasher: RandomState::new(),
+            epoch_prefix: epoch_prefix.into(),
+            epochs: AtomicU64::new(0),
+        }
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<RoomKey, Stream>> {
+        // Single inserts, removes and increments: a poisoned lock is still consistent.
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stripe(&self, key: &RoomKey) -> usize {
+        (self.order_hasher.hash_one(key) % ORDER_STRIPES as u64) as usize
+    }
+
+    /// Rooms with a stream (this node has members in them).
+    pub fn stream_count(&self) -> usize {
+        self.streams().len()
+    }
+
+    /// Publishes synchronously: the whole work of [`Broker::publish`].
+    pub fn publish_now(&self, mut publication: Publication) -> Published {
+        let rooms = publication.target.rooms().len();
+        if publication.volatile || rooms == 0 {
+            publication.positions = vec![None; rooms];
+            let delivered = self.sink.deliver(&publication);
+            return Published {
+                positions: publication.positions,
+                delivered,
+            };
+        }
+        let keys: Vec<RoomKey> = (0..rooms).filter_map(|i| publication.room_key(i)).collect();
+        // Every stripe the rooms fall in, locked in ascending order (no two publishers can
+        // wait on each other).
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _order: Vec<MutexGuard<'_, ()>> = stripes
+            .iter()
+            .map(|&s| self.order[s].lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        publication.positions = {
+            let mut streams = self.streams();
+            keys.iter()
+                .map(|key| {
+                    streams.get_mut(key).map(|s| {
+                        let offset = s.next;
+                        s.next += 1;
+                        Position {
+                            offset,
+                            epoch: format!("{}-{:x}", self.epoch_prefix, s.epoch).into(),
+                        }
+                    })
+                })
+                .collect()
+        };
+        let delivered = self.sink.deliver(&publication);
+        Published {
+            positions: publication.positions,
+            delivered,
+        }
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Published, BrokerError>> {
+        let published = self.publish_now(publication);
+        Box::pin(std::future::ready(Ok(published)))
+    }
+
+    fn subscribe(&self, room: &RoomKey) {
+        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+        self.streams()
+            .entry(room.clone())
+            .or_insert(Stream { next: 1, epoch });
+    }
+
+    fn unsubscribe(&self, room: &RoomKey) {
+        self.streams().remove(room);
+    }
+
+    fn history(
+        &self,
+        _room: &RoomKey,
+        _since: Option<Position>,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<History, BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publication::{Payload, Target};
+    use serde_json::value::RawValue;
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Vec<Option<u64>>>>);
+
+    impl Deliver for Recorder {
+        fn deliver(&self, p: &Publication) -> usize {
+            let offsets = p
+                .positions
+                .iter()
+                .map(|p| p.as_ref().map(|p| p.offset))
+                .collect();
+            self.0.lock().unwrap().push(offsets);
+            1
+        }
+    }
+
+    fn to_rooms(rooms: &[&str]) -> Publication {
+        Publication::new(
+            "/",
+            Target::Tenant {
+                tenant: "t".into(),
+                rooms: rooms.iter().map(|r| (*r).into()).collect(),
+                users: vec![],
+            },
+            "e",
+            Payload::Json(RawValue::from_string("1".into()).unwrap()),
+        )
+    }
+
+    #[test]
+    fn offsets_count_per_subscribed_room() {
+        let sink = Arc::new(Recorder::default());
+        let broker = MemoryBroker::new(sink.clone(), "p");
+        broker.subscribe(&RoomKey::new("t", "/", "a"));
+        broker.subscribe(&RoomKey::new("t", "/", "b"));
+        broker.publish_now(to_rooms(&["a"]));
+        let p = broker.publish_now(to_rooms(&["a", "b", "none"]));
+        assert_eq!(p.positions[0].as_ref().map(|p| p.offset), Some(2));
+        assert_eq!(p.positions[1].as_ref().map(|p| p.offset), Some(1));
+        assert_eq!(p.positions[2], None);
+        assert_ne!(
+            p.positions[0].as_ref().unwrap().epoch,
+            p.positions[1].as_ref().unwrap().epoch
+        );
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![vec![Some(1)], vec![Some(2), Some(1), None]]
+        );
+    }
+
+    #[test]
+    fn a_room_that_empties_restarts_under_a_new_epoch() {
+        let broker = MemoryBroker::new(Arc::new(Recorder::default()), "p");
+        let key = RoomKey::new("t", "/", "a");
+        broker.subscribe(&key);
+        let first = broker.publish_now(to_rooms(&["a"])).positions[0].clone();
+        broker.unsubscribe(&key);
+        assert_eq!(broker.publish_now(to_rooms(&["a"])).positions[0], None);
+        assert_eq!(broker.stream_count(), 0);
+        broker.subscribe(&key);
+        let again = broker.publish_now(to_rooms(&["a"])).positions[0].clone();
+        let (first, again) = (first.unwrap(), again.unwrap());
+        assert_eq!((first.offset, again.offset), (1, 1));
+        assert_ne!(first.epoch, again.epoch);
+    }
+
+    #[test]
+    fn volatile_publications_take_no_offset() {
+        let broker = MemoryBroker::new(Arc::new(Recorder::default()), "p");
+        broker.subscribe(&RoomKey::new("t", "/", "a"));
+        let mut p = to_rooms(&["a"]);
+        p.volatile = true;
+        assert_eq!(broker.publish_now(p).positions, vec![None]);
+        let next = broker.publish_now(to_rooms(&["a"]));
+        assert_eq!(next.positions[0].as_ref().map(|p| p.offset), Some(1));
+    }
+
+    #[tokio::test]
+    async fn history_is_unsupported() {
+        let broker = MemoryBroker::new(Arc::new(Recorder::default()), "p");
+        let key = RoomKey::new("t", "/", "a");
+        assert_eq!(
+            broker.history(&key, None, 10).await.err(),
+            Some(BrokerError::HistoryUnsupported)
+        );
+    }
+}

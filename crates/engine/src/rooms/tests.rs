@@ -1,0 +1,169 @@
+//! Tests of the room index.
+
+use super::*;
+use crate::queue::QueueLimits;
+
+fn member(format: WireFormat) -> Member {
+    Member {
+        id: ConnId::next(),
+        format,
+        queue: Arc::new(OutQueue::new(QueueLimits::default())),
+    }
+}
+
+fn ids(members: &[Member]) -> Vec<ConnId> {
+    let mut v: Vec<ConnId> = members.iter().map(|m| m.id).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn same_room_name_in_two_tenants_is_two_rooms() {
+    let idx = RoomIndex::new(10);
+    let (a, b) = (member(WireFormat::Native), member(WireFormat::Native));
+    idx.register("a", "1", a.clone());
+    idx.register("b", "1", b.clone());
+    idx.join(a.id, &RoomKey::new("a", "/", "order:1")).unwrap();
+    idx.join(b.id, &RoomKey::new("b", "/", "order:1")).unwrap();
+    let mut out = Vec::new();
+    idx.collect_members(&RoomKey::new("a", "/", "order:1"), &mut out);
+    assert_eq!(ids(&out), vec![a.id]);
+    out.clear();
+    idx.collect_tenant("b", &mut out);
+    assert_eq!(ids(&out), vec![b.id]);
+    out.clear();
+    idx.collect_user("a", "1", &mut out);
+    assert_eq!(ids(&out), vec![a.id]);
+}
+
+#[test]
+fn namespaces_are_separate() {
+    let idx = RoomIndex::new(10);
+    let a = member(WireFormat::Native);
+    idx.register("t", "1", a.clone());
+    idx.join(a.id, &RoomKey::new("t", "/chat", "r")).unwrap();
+    assert_eq!(idx.room_size(&RoomKey::new("t", "/", "r")), 0);
+    assert_eq!(idx.room_size(&RoomKey::new("t", "/chat", "r")), 1);
+}
+
+#[test]
+fn join_leave_and_unregister() {
+    let idx = RoomIndex::new(2);
+    let a = member(WireFormat::Native);
+    idx.register("t", "u", a.clone());
+    let k1 = RoomKey::new("t", "/", "r1");
+    let k2 = RoomKey::new("t", "/", "r2");
+    assert_eq!(idx.join(a.id, &k1), Ok(true));
+    assert_eq!(idx.join(a.id, &k1), Ok(false));
+    assert_eq!(idx.join(a.id, &k2), Ok(true));
+    assert_eq!(
+        idx.join(a.id, &RoomKey::new("t", "/", "r3")),
+        Err(JoinError::TooManyRooms)
+    );
+    assert!(idx.leave(a.id, &k1));
+    assert!(!idx.leave(a.id, &k1));
+    assert_eq!(idx.rooms_of(a.id), vec![k2.clone()]);
+    idx.unregister(a.id);
+    assert_eq!(idx.room_size(&k2), 0);
+    assert_eq!(idx.connection_count(), 0);
+    assert!(idx.tenant_counts().is_empty());
+    assert_eq!(idx.join(a.id, &k1), Err(JoinError::NotRegistered));
+}
+
+#[derive(Default)]
+struct Log(std::sync::Mutex<Vec<(bool, String)>>);
+
+impl Transitions for Log {
+    fn first_in(&self, room: &RoomKey) {
+        self.0.lock().unwrap().push((true, room.room.to_string()));
+    }
+    fn last_out(&self, room: &RoomKey) {
+        self.0.lock().unwrap().push((false, room.room.to_string()));
+    }
+}
+
+#[test]
+fn first_in_and_last_out_are_reported() {
+    let idx = RoomIndex::new(10);
+    let log = Arc::new(Log::default());
+    let weak: std::sync::Weak<dyn Transitions> = Arc::downgrade(&log) as _;
+    idx.observe(weak);
+    let (a, b) = (member(WireFormat::Native), member(WireFormat::SocketIo));
+    idx.register("t", "u", a.clone());
+    idx.register_in("t", "u", "/", b.clone());
+    let k = RoomKey::new("t", "/", "r");
+    idx.join(a.id, &k).unwrap();
+    idx.join(b.id, &k).unwrap();
+    idx.join(a.id, &k).unwrap();
+    assert!(idx.leave(a.id, &k));
+    idx.register_with_rooms(
+        "t",
+        "v",
+        member(WireFormat::Native),
+        &[RoomKey::new("t", "/", "s")],
+    );
+    idx.unregister(b.id);
+    idx.join(a.id, &k).unwrap();
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![
+            (true, "r".to_owned()),
+            (true, "s".to_owned()),
+            (false, "r".to_owned()),
+            (true, "r".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn namespaced_members_reach_their_namespace_only() {
+    let idx = RoomIndex::new(10);
+    let (native, chat, admin) = (
+        member(WireFormat::Native),
+        member(WireFormat::SocketIo),
+        member(WireFormat::SocketIo),
+    );
+    idx.register("t", "u", native.clone());
+    idx.register_in("t", "u", "/chat", chat.clone());
+    idx.register_in("t", "u", "/admin", admin.clone());
+    assert_eq!(idx.namespace_of(chat.id).as_deref(), Some("/chat"));
+    assert_eq!(idx.namespace_of(native.id), None);
+    let mut out = Vec::new();
+    idx.collect_user_in("t", "u", "/chat", &mut out);
+    assert_eq!(ids(&out), ids(&[native.clone(), chat.clone()]));
+    out.clear();
+    idx.collect_tenant_in("t", "/admin", &mut out);
+    assert_eq!(ids(&out), ids(&[native.clone(), admin.clone()]));
+    out.clear();
+    idx.collect_tenant_in("other", "/admin", &mut out);
+    assert!(out.is_empty());
+    idx.unregister(chat.id);
+    assert_eq!(idx.namespace_of(chat.id), None);
+}
+
+#[test]
+fn collect_members_of_a_room() {
+    let idx = RoomIndex::new(10);
+    let a = member(WireFormat::Native);
+    idx.register("t", "u", a.clone());
+    let k = RoomKey::new("t", "/", "r");
+    idx.join(a.id, &k).unwrap();
+    let mut out = Vec::new();
+    idx.collect_members(&k, &mut out);
+    idx.collect_members(&RoomKey::new("t", "/", "none"), &mut out);
+    assert_eq!(ids(&out), vec![a.id]);
+}
+
+#[test]
+fn counts_per_tenant_and_user() {
+    let idx = RoomIndex::new(10);
+    for (t, u) in [("a", "1"), ("a", "1"), ("a", "2"), ("b", "9")] {
+        idx.register(t, u, member(WireFormat::Native));
+    }
+    let counts = idx.tenant_counts();
+    assert_eq!(counts.len(), 2);
+    assert_eq!((counts[0].connections, counts[0].users), (3, 2));
+    assert_eq!(idx.user_connections("a", "1").len(), 2);
+    assert_eq!(idx.users("a", 10), vec!["1".to_string(), "2".to_string()]);
+    assert!(idx.user_connections("b", "1").is_empty());
+}

@@ -1,0 +1,244 @@
+//! The node: the one publish path of the server. Every producer (the HTTP API, native client
+//! publishes, Socket.IO relays, and ingestion paths) builds a [`Publication`] and calls
+//! [`Node::publish`], which checks it, hands it to the [`Broker`], and counts it. The broker
+//! assigns stream positions and calls the [`Hub`] back to deliver on this node.
+//!
+//! ```text
+//! producer -> Node::publish -> Broker::publish -> (positions) -> Hub::deliver -> queues -> writer
+//! ```
+
+mod hub;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use roomcast_broker::{Broker, BrokerError, MemoryBroker, Payload, Published, RoomKey, Target};
+use roomcast_engine::rooms::{RoomIndex, Transitions};
+use roomcast_engine::QueueLimits;
+
+pub use hub::Hub;
+pub use roomcast_broker::Publication;
+
+use crate::metrics::Metrics;
+use crate::native::proto::{self, MAX_DATA_DEPTH};
+
+/// Why a publication was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// More rooms and users than `limits.max_publish_targets`.
+    #[error("more than {0} rooms and users in one publish")]
+    TooManyTargets(usize),
+    /// The data nests deeper than subscribers accept.
+    #[error("data nests deeper than {MAX_DATA_DEPTH} levels")]
+    TooDeep,
+    /// The broker failed; the publication may have reached this node only.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Bounds every publication is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// Most rooms plus users in one publication.
+    pub max_targets: usize,
+}
+
+/// One server's publish path and local delivery.
+#[derive(Debug)]
+pub struct Node {
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+    metrics: Arc<Metrics>,
+    limits: PublishLimits,
+    // Kept alive here: the room index only holds it weakly.
+    _subscriptions: Arc<Subscriptions>,
+}
+
+/// Tells the broker which rooms this node serves, from the index's transitions.
+#[derive(Debug)]
+struct Subscriptions(Arc<dyn Broker>);
+
+impl Transitions for Subscriptions {
+    fn first_in(&self, room: &RoomKey) {
+        self.0.subscribe(room);
+    }
+
+    fn last_out(&self, room: &RoomKey) {
+        self.0.unsubscribe(room);
+    }
+}
+
+impl Node {
+    /// A single node over `index`, with the in-memory broker (the embedded default).
+    pub fn in_memory(
+        index: Arc<RoomIndex>,
+        queue_limits: QueueLimits,
+        epoch_prefix: String,
+        metrics: Arc<Metrics>,
+        limits: PublishLimits,
+    ) -> Arc<Node> {
+        let hub = Arc::new(Hub::new(index, queue_limits));
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(hub.clone(), epoch_prefix));
+        Self::with_broker(hub, broker, metrics, limits)
+    }
+
+    /// A node delivering through `hub`, publishing through `broker` (which must deliver to
+    /// `hub`).
+    pub fn with_broker(
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        metrics: Arc<Metrics>,
+        limits: PublishLimits,
+    ) -> Arc<Node> {
+        let subscriptions = Arc::new(Subscriptions(broker.clone()));
+        let weak: Weak<dyn Transitions> = Arc::downgrade(&subscriptions) as Weak<dyn Transitions>;
+        hub.index().observe(weak);
+        Arc::new(Node {
+            hub,
+            broker,
+            metrics,
+            limits,
+            _subscriptions: subscriptions,
+        })
+    }
+
+    /// Local delivery.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Checks a publication, removes repeated targets, and publishes it through the broker.
+    pub async fn publish(&self, mut publication: Publication) -> Result<Published, PublishError> {
+        self.check(&mut publication)?;
+        let tenant_label = publication.target.tenant().unwrap_or_default().to_owned();
+        let published = self.broker.publish(publication).await?;
+        // Platform-wide publishes are labelled with the empty string, which no tenant name
+        // (1 to 256 bytes) can be.
+        self.metrics
+            .published(&tenant_label, published.delivered as u64);
+        Ok(published)
+    }
+
+    /// Publishes from a context that cannot wait (a connection's handler): `done` is called
+    /// at once when the broker completes at once (the memory broker always does), else from
+    /// a task of its own when it completes.
+    pub fn publish_detached<F>(self: &Arc<Self>, publication: Publication, done: F)
+    where
+        F: FnOnce(Result<Published, PublishError>) + Send + 'static,
+    {
+        let node = self.clone();
+        let mut fut = Box::pin(async move { node.publish(publication).await });
+        let mut cx = Context::from_waker(Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => done(result),
+            Poll::Pending => {
+                tokio::spawn(async move { done(fut.await) });
+            }
+        }
+    }
+
+    /// Target count, de-duplication (linear) and data depth.
+    fn check(&self, publication: &mut Publication) -> Result<(), PublishError> {
+        if let Target::Tenant { rooms, users, .. } = &mut publication.target {
+            if rooms.len() + users.len() > self.limits.max_targets {
+                return Err(PublishError::TooManyTargets(self.limits.max_targets));
+            }
+            dedup(rooms);
+            dedup(users);
+        }
+        let json = match &publication.payload {
+            Payload::Json(raw) => raw.get(),
+            Payload::Args { array, .. } => array.get(),
+            #[allow(unreachable_patterns)] // `Payload` is non-exhaustive across crates.
+            _ => "",
+        };
+        // An argument array adds one level of its own.
+        let extra = usize::from(matches!(publication.payload, Payload::Args { .. }));
+        if proto::depth(json) > MAX_DATA_DEPTH + extra {
+            return Err(PublishError::TooDeep);
+        }
+        Ok(())
+    }
+}
+
+/// Removes repeated names, keeping the first of each, in linear time.
+fn dedup(names: &mut Vec<Arc<str>>) {
+    if names.len() < 2 {
+        return;
+    }
+    let mut seen: HashSet<Arc<str>> = HashSet::with_capacity(names.len());
+    names.retain(|n| seen.insert(n.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+    use std::pin::pin;
+
+    /// Polls a future once: the memory broker completes at once.
+    fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(fut).poll(&mut cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    fn node() -> Arc<Node> {
+        Node::in_memory(
+            Arc::new(RoomIndex::new(8)),
+            QueueLimits::default(),
+            "e".into(),
+            Arc::new(Metrics::default()),
+            PublishLimits { max_targets: 3 },
+        )
+    }
+
+    fn to(rooms: &[&str], data: &str) -> Publication {
+        Publication::new(
+            "/",
+            Target::Tenant {
+                tenant: "t".into(),
+                rooms: rooms.iter().map(|r| (*r).into()).collect(),
+                users: Vec::new(),
+            },
+            "e",
+            Payload::Json(RawValue::from_string(data.to_owned()).unwrap()),
+        )
+    }
+
+    #[test]
+    fn repeated_rooms_count_once_and_bounds_hold() {
+        let node = node();
+        let published = now_or_never(node.publish(to(&["a", "b", "a"], "1")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(published.positions.len(), 2);
+        let err = now_or_never(node.publish(to(&["a", "b", "c", "d"], "1"))).unwrap();
+        assert_eq!(err, Err(PublishError::TooManyTargets(3)));
+    }
+
+    #[test]
+    fn data_depth_is_checked() {
+        let node = node();
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let err = now_or_never(node.publish(to(&["a"], &deep))).unwrap();
+        assert_eq!(err, Err(PublishError::TooDeep));
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(now_or_never(node.publish(to(&["a"], &ok))).unwrap().is_ok());
+    }
+
+    #[test]
+    fn dedup_is_linear_and_keeps_order() {
+        let mut names: Vec<Arc<str>> = (0..60_000)
+            .map(|i| format!("r{}", i % 30_000).into())
+            .collect();
+        dedup(&mut names);
+        assert_eq!(names.len(), 30_000);
+        assert_eq!(&*names[1], "r1");
+    }
+}
