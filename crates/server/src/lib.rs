@@ -1,5 +1,6 @@
 //! The Roomcast server: configuration, authentication, the native protocol session,
-//! the HTTP API and metrics, assembled by [`app`] and started by the `roomcast` binary.
+//! the HTTP API and metrics. A [`Config`] is compiled into a [`Plan`] ([`plan`]), from which
+//! [`app`] assembles the server that the `roomcast` binary starts.
 
 pub mod acl;
 pub mod api_keys;
@@ -10,8 +11,10 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod native;
+pub mod plan;
 pub mod publish;
 pub mod sio;
 
 pub use app::{App, Server};
 pub use config::Config;
+pub use plan::{Plan, PlanError};

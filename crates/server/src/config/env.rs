@@ -21,9 +21,10 @@ pub(super) struct EnvOrigin {
 /// The origin of each overlaid value, by dotted key path.
 pub(super) type Origins = HashMap<String, EnvOrigin>;
 
-/// The process environment's `ROOMCAST_*` variables, for [`Config::load`]. Unlike
-/// `std::env::vars()` this does not panic on a non-UTF-8 variable: other variables are skipped,
-/// and a `ROOMCAST_*` one is converted lossily (its value will then fail validation or auth).
+/// The process environment's `ROOMCAST_*` variables, for
+/// [`Config::load`](super::Config::load). Unlike `std::env::vars()` this does not panic on a
+/// non-UTF-8 variable: other variables are skipped, and a `ROOMCAST_*` one is converted lossily
+/// (its value will then fail validation or auth).
 pub fn process_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(name, value)| {
         let name = name.into_string().ok()?;

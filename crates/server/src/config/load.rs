@@ -13,15 +13,16 @@ use super::{Config, ConfigError};
 
 impl Config {
     /// Parses TOML text into a configuration. Missing keys take their defaults; unknown keys and
-    /// mistyped values are errors naming the key. Does not call [`Config::validate`].
+    /// mistyped values are errors naming the key. Does not validate the values (see
+    /// [`Config::validate`]).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let table = parse_toml(text, "config")?;
         from_table(table, &Origins::new())
     }
 
     /// Loads the configuration: the embedded defaults, then the file at `path` (when given), then
-    /// the `ROOMCAST_*` variables among `env` (pass [`process_env`] or `std::env::vars()`).
-    /// Does not call [`Config::validate`], so that `--dev` can still add its key.
+    /// the `ROOMCAST_*` variables among `env` (pass [`process_env`](super::process_env) or `std::env::vars()`).
+    /// Does not validate the values, so that `--dev` can still add its key.
     ///
     /// Variables (names are case-insensitive):
     /// - `ROOMCAST_<SECTION>__<KEY>` sets any key, `__` separating levels

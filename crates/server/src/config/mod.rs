@@ -1,6 +1,7 @@
 //! The server configuration: the `roomcast.toml` schema with its embedded defaults, the
 //! loader that overlays `ROOMCAST_*` environment variables ([`Config::load`]), and the checks that
-//! run before start ([`Config::validate`]). Every error names the key it is about.
+//! run on its values ([`Config::validate`]; the server's plan compiles the rest). Every error
+//! names the key it is about.
 //!
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
