@@ -5,7 +5,8 @@
 //! - [`queue`]: the bounded per-connection outbound queue;
 //! - [`rooms`]: the room index keyed by (tenant, namespace, room): pure membership, which
 //!   reports the first member in and the last out of each room;
-//! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`];
+//! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a
+//!   [`driver::Handler`] (its future, deadlines and write path in files of their own);
 //! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
 
 pub mod driver;

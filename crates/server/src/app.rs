@@ -1,6 +1,7 @@
 //! The server's shared state and its accept loop.
 //!
-//! [`App`] is built once from the [`Config`] and shared by every connection and request.
+//! [`App`] is built once from the [`Plan`] of the [`Config`] and shared by every connection
+//! and request.
 //! [`Server::run`] accepts TCP connections, serves HTTP/1.1 on them with hyper (upgrading
 //! `/ws` to WebSocket), ticks the long-polling heartbeat clock, and on shutdown tells every
 //! connection to reconnect elsewhere and waits for them to drain.
@@ -17,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::RoomIndex;
-use roomcast_engine::ws::{ConnConfig, FrameLimits};
 use roomcast_engine::{OutQueue, QueueLimits};
 use roomcast_socketio::SocketIo;
 use tokio::net::TcpListener;
@@ -31,6 +31,7 @@ use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::native::proto::CloseCode;
 use crate::node::{Node, PublishLimits};
+use crate::plan::Plan;
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -71,41 +72,24 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the shared state from a validated configuration.
+    /// Builds the shared state from a configuration: its [`Plan`], then [`App::from_plan`].
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
-        let verifier = Verifier::new(&config.auth).context("auth")?;
-        let policy = RoomPolicy::from_config(&config.rooms).context("rooms")?;
-        let keys = ApiKeys::from_config(&config.api);
+        Ok(App::from_plan(Plan::build(&config)?))
+    }
+
+    /// Builds the shared state from a plan, whose parts it takes over.
+    pub fn from_plan(plan: Plan) -> Arc<App> {
+        let Plan {
+            config,
+            verifier,
+            policy,
+            keys,
+            limits,
+            driver,
+            queue_limits,
+            socketio,
+        } = plan;
         let epoch = format!("{:x}", rand::random::<u64>());
-        let l = &config.limits;
-        let limits = Arc::new(ConnLimits::new(
-            l.max_connections,
-            l.max_connections_per_tenant,
-            l.max_connections_per_user,
-        ));
-        let driver = Arc::new(DriverConfig {
-            conn: ConnConfig {
-                limits: FrameLimits {
-                    max_frame: l.max_frame_bytes,
-                    max_message: l.max_message_bytes,
-                },
-                ping_interval: config.heartbeat.interval(),
-                idle_timeout: config.heartbeat.timeout(),
-                close_timeout: Duration::from_secs(5),
-            },
-            slow_consumer: (
-                CloseCode::SlowConsumer.code(),
-                CloseCode::SlowConsumer.reason(),
-            ),
-            heartbeat_timeout: (
-                CloseCode::HeartbeatTimeout.code(),
-                CloseCode::HeartbeatTimeout.reason(),
-            ),
-        });
-        let queue_limits = QueueLimits {
-            max_messages: l.queue_messages,
-            max_bytes: l.queue_bytes,
-        };
         let (tick_tx, tick) = watch::channel(Instant::now());
         let index = Arc::new(RoomIndex::new(config.rooms.max_per_connection));
         let metrics = Arc::new(Metrics::default());
@@ -115,7 +99,7 @@ impl App {
             epoch.clone(),
             metrics.clone(),
             PublishLimits {
-                max_targets: l.max_publish_targets,
+                max_targets: config.limits.max_publish_targets,
             },
         );
         let app = Arc::new(App {
@@ -123,10 +107,10 @@ impl App {
             node,
             verifier,
             policy,
-            limits,
+            limits: Arc::new(limits),
             metrics,
             keys,
-            driver,
+            driver: Arc::new(driver),
             queue_limits,
             epoch,
             started: Instant::now(),
@@ -137,12 +121,13 @@ impl App {
             sio: OnceLock::new(),
             config,
         });
-        if let Some(sio) = crate::sio::build(&app).context("socketio")? {
+        if let Some(endpoint) = socketio {
+            let sio = endpoint.start(&app);
             app.node.hub().set_socketio(sio.clone());
             sio.set_relay(Arc::new(crate::sio::NodeRelay(Arc::downgrade(&app.node))));
             let _ = app.sio.set(sio);
         }
-        Ok(app)
+        app
     }
 
     /// The Socket.IO endpoint, when `socketio.enabled`.
@@ -228,10 +213,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates nothing more: binds the configured address.
+    /// Builds the configuration's plan and binds the configured address.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let listen = config.listen;
-        let app = App::new(config)?;
+        Server::bind_plan(Plan::build(&config)?).await
+    }
+
+    /// Binds the plan's configured address, to serve from the plan.
+    pub async fn bind_plan(plan: Plan) -> anyhow::Result<Server> {
+        let listen = plan.config().listen;
+        let app = App::from_plan(plan);
         let listener = TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding listen address {listen}"))?;

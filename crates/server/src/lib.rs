@@ -1,6 +1,7 @@
 //! The Roomcast server: configuration, authentication, the native protocol session,
-//! the HTTP API and metrics, the publish path ([`node`]), assembled by [`app`] and started by
-//! the `roomcast` binary.
+//! the HTTP API and metrics, the publish path ([`node`]). A [`Config`] is compiled into a
+//! [`Plan`] ([`plan`]), from which [`app`] assembles the server that the `roomcast` binary
+//! starts.
 
 pub mod acl;
 pub mod api_keys;
@@ -12,7 +13,9 @@ pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod node;
+pub mod plan;
 pub mod sio;
 
 pub use app::{App, Server};
 pub use config::Config;
+pub use plan::{Plan, PlanError};

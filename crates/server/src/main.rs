@@ -1,11 +1,11 @@
-//! The `roomcast` binary: parse the command line, load and validate the configuration,
-//! serve until SIGTERM or SIGINT, then drain.
+//! The `roomcast` binary: parse the command line, load the configuration and build its plan
+//! (which validates it), serve until SIGTERM or SIGINT, then drain.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use roomcast_server::{auth, config, Config, Server};
+use roomcast_server::{auth, config, Config, Plan, PlanError, Server};
 
 /// The secrets `--dev` made up, printed with a ready token.
 struct DevSecrets {
@@ -27,17 +27,20 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = Config::load(cli.config.as_deref(), config::process_env()).and_then(|config| {
-        let (config, dev) = if cli.dev {
-            let (config, secret) = config.into_dev();
-            let api_key = config.api.keys.first().cloned().unwrap_or_default();
-            (config, Some(DevSecrets { secret, api_key }))
-        } else {
-            (config, None)
-        };
-        config.validate().map(|()| (config, dev))
-    });
-    let (config, dev) = match loaded {
+    let loaded = Config::load(cli.config.as_deref(), config::process_env())
+        .map_err(PlanError::from)
+        .and_then(|config| {
+            let (config, dev) = if cli.dev {
+                let (config, secret) = config.into_dev();
+                let api_key = config.api.keys.first().cloned().unwrap_or_default();
+                (config, Some(DevSecrets { secret, api_key }))
+            } else {
+                (config, None)
+            };
+            // Validating is building the plan the server then starts from.
+            Plan::build(&config).map(|plan| (plan, dev))
+        });
+    let (plan, dev) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("roomcast: {e}");
@@ -45,7 +48,7 @@ fn main() -> ExitCode {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROOMCAST_LOG_FILTER")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&plan.config().log.level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, dev)) {
+    match runtime.block_on(serve(plan, dev)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("roomcast: {e:#}");
@@ -69,8 +72,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config, dev: Option<DevSecrets>) -> anyhow::Result<()> {
-    let server = Server::bind(config).await?;
+async fn serve(plan: Plan, dev: Option<DevSecrets>) -> anyhow::Result<()> {
+    let server = Server::bind_plan(plan).await?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, "listening");
     // A machine-readable line for scripts and tests that bind port 0.

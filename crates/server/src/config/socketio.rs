@@ -1,7 +1,7 @@
 //! `[socketio]`: the Socket.IO v4 endpoint (Engine.IO path, heartbeat, payload size, CORS) and,
 //! per namespace, the rooms joined on connect, the greeting, and the routes that turn events a
-//! client emits into room joins, relays and replies. The routes are compiled and checked by
-//! [`crate::sio::routing::Router::from_config`].
+//! client emits into room joins, relays and replies. The routes are compiled and checked
+//! when the server's plan is built, by the Socket.IO routing (`crate::sio::routing`).
 
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ConfigError;
-use crate::sio::routing::Router;
 
 /// Paths Roomcast serves itself, which the Engine.IO path must not shadow.
 const TAKEN_PATHS: [&str; 4] = ["/ws", "/health", "/metrics", "/api"];
@@ -90,9 +89,10 @@ impl SocketIoConfig {
         self.cors_origins.iter().any(|o| o == "*")
     }
 
-    /// Checks the section; `default_auto_join` is `rooms.auto_join`, used by namespaces that set
-    /// no `auto_join` of their own. Errors name the key (`socketio.namespaces[1].events[0].room`).
-    pub fn validate(&self, default_auto_join: &[String]) -> Result<(), ConfigError> {
+    /// Checks the section's own settings (path, numbers, CORS); its namespaces and routes are
+    /// compiled, and checked, when the server's plan is built. Errors name the key
+    /// (`socketio.cors_origins[1]`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_path()?;
         for (key, value) in [
             ("socketio.ping_interval_ms", self.ping_interval_ms),
@@ -104,8 +104,7 @@ impl SocketIoConfig {
                 return Err(ConfigError::invalid(key, "must be > 0"));
             }
         }
-        self.validate_cors()?;
-        Router::from_config(self, default_auto_join).map(drop)
+        self.validate_cors()
     }
 
     fn validate_path(&self) -> Result<(), ConfigError> {
@@ -259,7 +258,7 @@ impl RouteAction {
 /// An event to send: its name and a JSON data template. In `data`, a string that is exactly one
 /// placeholder keeps the JSON type of its value (`"{args.0.tenant_id}"` stays a number);
 /// placeholders inside longer strings render as text; a missing value is `null`, or nothing
-/// inside text. See [`crate::sio::routing`] for the placeholders.
+/// inside text. The Socket.IO routing module (`crate::sio::routing`) lists the placeholders.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmitTemplate {

@@ -1,23 +1,35 @@
-//! The checks a loaded configuration must pass before the server starts: a JWT key is
-//! present, numbers are in range, templates and ACL patterns parse. The first failure is
-//! returned, naming its key.
+//! The checks on a loaded configuration's values: a JWT key is present, numbers are in range,
+//! the Socket.IO path and origins are well formed. The first failure is returned, naming its
+//! key. What must be compiled to be checked (room templates, ACL patterns, event routes, the
+//! public key file) is checked by building the server's plan (`crate::plan`), which runs these
+//! checks too.
 
 use std::collections::HashSet;
 
 use super::{Config, ConfigError, MAX_ID_BYTES};
-use crate::acl::RoomPolicy;
 
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 impl Config {
-    /// Checks the configuration as a whole. Fails with [`ConfigError::NoKey`] when neither a
-    /// secret (HS*) nor a public key file (RS256/ES256/EdDSA) is set, and with
-    /// [`ConfigError::Invalid`] naming the key for any other problem. The key file itself is read
-    /// later, when the token verifier is built.
+    /// Checks the values that need nothing but the configuration itself. Fails with
+    /// [`ConfigError::NoKey`] when neither a secret (HS*) nor a public key file
+    /// (RS256/ES256/EdDSA) is set, and with [`ConfigError::Invalid`] naming the key for any other
+    /// problem. Room templates, ACL patterns and event routes are compiled, and the key file
+    /// read, when the server's plan is built (`Plan::build`), which runs these checks first: a
+    /// configuration is valid when its plan builds.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_credentials()?;
+        self.validate_settings()
+    }
+
+    /// The checks of `[auth]` and `[api]`, the first ones run.
+    pub(crate) fn validate_credentials(&self) -> Result<(), ConfigError> {
         self.validate_auth()?;
-        self.validate_api()?;
-        RoomPolicy::from_config(&self.rooms)?;
+        self.validate_api()
+    }
+
+    /// The checks of every other section, run once the rooms' templates and ACL compile.
+    pub(crate) fn validate_settings(&self) -> Result<(), ConfigError> {
         positive(
             "rooms.max_per_connection",
             self.rooms.max_per_connection as u64,
@@ -43,7 +55,7 @@ impl Config {
             ));
         }
         validate_log_level(&self.log.level)?;
-        self.socketio.validate(&self.rooms.auto_join)
+        self.socketio.validate()
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -208,7 +220,7 @@ fn validate_log_level(filter: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AclRule, JwtAlgorithm, TenantKey};
+    use crate::config::{JwtAlgorithm, TenantKey};
 
     fn valid() -> Config {
         let mut c = Config::default();
@@ -316,30 +328,6 @@ mod tests {
             error(&c),
             "api.tenant_keys[0].tenant: longer than 128 bytes"
         );
-    }
-
-    #[test]
-    fn room_templates_and_patterns_are_checked() {
-        let mut c = valid();
-        c.rooms.auto_join.push("shop:{shop_ids".into());
-        assert!(
-            error(&c).starts_with("rooms.auto_join[2]: "),
-            "{}",
-            error(&c)
-        );
-        let mut c = valid();
-        let rule = |p: &str| AclRule {
-            pattern: p.into(),
-            ..AclRule::default()
-        };
-        c.rooms.acl = vec![rule("order:*"), rule("a"), rule("chat:{room}}")];
-        assert!(
-            error(&c).starts_with("rooms.acl[2].pattern: "),
-            "{}",
-            error(&c)
-        );
-        c.rooms.acl[2] = rule("");
-        assert_eq!(error(&c), "rooms.acl[2].pattern: must not be empty");
     }
 
     #[test]

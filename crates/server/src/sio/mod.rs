@@ -9,60 +9,89 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use roomcast_broker::Publication;
+use roomcast_engine::ws::ConnConfig;
+use roomcast_engine::QueueLimits;
 use roomcast_socketio::{Cors, Relay, SocketIo};
 
 use crate::app::App;
-use crate::config::ConfigError;
+use crate::config::SocketIoConfig;
 use crate::node::Node;
 use namespace::ConfiguredNamespace;
 use routing::Router;
 
-/// Builds the endpoint for `app`, or `None` when `socketio.enabled` is false.
-pub(crate) fn build(app: &Arc<App>) -> Result<Option<Arc<SocketIo>>, ConfigError> {
-    let config = &app.config.socketio;
-    if !config.enabled {
-        return Ok(None);
+/// The Socket.IO endpoint compiled from `[socketio]`: its settings, its router, and each name
+/// it serves with the configured namespace that name stands for (aliases included).
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    config: roomcast_socketio::Config,
+    router: Arc<Router>,
+    names: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// The endpoint for `config`, routed by `router`; `queue` bounds every socket's outbound
+    /// queue and `ws` holds the WebSocket settings of native connections.
+    pub(crate) fn new(
+        config: &SocketIoConfig,
+        router: Router,
+        queue: QueueLimits,
+        ws: &ConnConfig,
+    ) -> Endpoint {
+        let endpoint = roomcast_socketio::Config {
+            path: config.engine_path(),
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            max_payload: config.max_payload,
+            connect_timeout: config.connect_timeout(),
+            cors: Cors {
+                allowed_origins: config.cors_origins.clone(),
+                credentials: config.cors_credentials,
+            },
+            queue,
+            // A Socket.IO message may be as large as max_payload on either transport.
+            ws: {
+                let mut ws = ws.clone();
+                ws.limits.max_frame = ws.limits.max_frame.max(config.max_payload);
+                ws.limits.max_message = ws.limits.max_message.max(config.max_payload);
+                ws
+            },
+            ..roomcast_socketio::Config::default()
+        };
+        let mut names: Vec<(String, String)> = router
+            .namespaces()
+            .map(|n| (n.to_owned(), n.to_owned()))
+            .collect();
+        for ns in &config.namespaces {
+            names.extend(ns.aliases.iter().map(|a| (a.clone(), ns.name.clone())));
+        }
+        Endpoint {
+            config: endpoint,
+            router: Arc::new(router),
+            names,
+        }
     }
-    let router = Arc::new(Router::from_config(config, &app.config.rooms.auto_join)?);
-    let endpoint = roomcast_socketio::Config {
-        path: config.engine_path(),
-        ping_interval: config.ping_interval(),
-        ping_timeout: config.ping_timeout(),
-        max_payload: config.max_payload,
-        connect_timeout: config.connect_timeout(),
-        cors: Cors {
-            allowed_origins: config.cors_origins.clone(),
-            credentials: config.cors_credentials,
-        },
-        queue: app.queue_limits,
-        // A Socket.IO message may be as large as max_payload on either transport.
-        ws: {
-            let mut ws = app.driver.conn.clone();
-            ws.limits.max_frame = ws.limits.max_frame.max(config.max_payload);
-            ws.limits.max_message = ws.limits.max_message.max(config.max_payload);
-            ws
-        },
-        ..roomcast_socketio::Config::default()
-    };
-    let sio = SocketIo::new(
-        endpoint,
-        app.index.clone(),
-        app.tick.clone(),
-        app.metrics.io.clone(),
-    );
-    let weak: Weak<App> = Arc::downgrade(app);
-    let mut names: Vec<(String, String)> = router
-        .namespaces()
-        .map(|n| (n.to_owned(), n.to_owned()))
-        .collect();
-    for ns in &config.namespaces {
-        names.extend(ns.aliases.iter().map(|a| (a.clone(), ns.name.clone())));
+
+    /// Starts the endpoint for `app`: its namespaces share `app`'s room index, tick and
+    /// counters.
+    pub(crate) fn start(self, app: &Arc<App>) -> Arc<SocketIo> {
+        let Endpoint {
+            config,
+            router,
+            names,
+        } = self;
+        let sio = SocketIo::new(
+            config,
+            app.index.clone(),
+            app.tick.clone(),
+            app.metrics.io.clone(),
+        );
+        let weak: Weak<App> = Arc::downgrade(app);
+        for (served, configured) in names {
+            let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), configured);
+            sio.namespace(&served, Arc::new(handler));
+        }
+        sio
     }
-    for (served, configured) in names {
-        let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), configured);
-        sio.namespace(&served, Arc::new(handler));
-    }
-    Ok(Some(sio))
 }
 
 /// Socket.IO relays go through the node's publish path: they reach native and Socket.IO

@@ -1,0 +1,89 @@
+//! `[limits]` and `[heartbeat]`: bounds on connections, inbound rates, sizes and outbound
+//! queues, and the pings that keep a connection alive.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[limits]`: bounds on connections, inbound rates, sizes and outbound queues.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most concurrent connections on this node. Default `100000`.
+    pub max_connections: usize,
+    /// Most concurrent connections per tenant; `0` (the default) means unlimited.
+    pub max_connections_per_tenant: usize,
+    /// Most concurrent connections per user; `0` (the default) means unlimited.
+    pub max_connections_per_user: usize,
+    /// Inbound messages per second per connection (token bucket refill). Default `50`.
+    pub messages_per_second: u32,
+    /// Token bucket size: inbound messages allowed in a burst. Default `100`.
+    pub messages_burst: u32,
+    /// Protocol violations (bad requests, rate overruns) before the connection is closed with
+    /// 4006. Default `10`.
+    pub max_violations: u32,
+    /// Largest inbound message, after reassembling fragments, in bytes. Default `65536`.
+    pub max_message_bytes: usize,
+    /// Largest inbound WebSocket frame, in bytes. Default `65536`.
+    pub max_frame_bytes: usize,
+    /// Largest `data` of a client `publish`, in bytes (at most `max_message_bytes`); a larger
+    /// one is refused with `payload_too_large`. Default `32768`.
+    pub max_publish_bytes: usize,
+    /// Most rooms plus users one publish may target (API, client or ingestion); a larger one
+    /// is refused. Default `1000`.
+    pub max_publish_targets: usize,
+    /// Outbound queue bound per connection, in messages. Default `1024`.
+    pub queue_messages: usize,
+    /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
+    pub queue_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 100_000,
+            max_connections_per_tenant: 0,
+            max_connections_per_user: 0,
+            messages_per_second: 50,
+            messages_burst: 100,
+            max_violations: 10,
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_publish_bytes: 32 * 1024,
+            max_publish_targets: 1000,
+            queue_messages: 1024,
+            queue_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[heartbeat]`: server pings and the silence after which a connection is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Interval between server pings, in milliseconds. Default `25000`.
+    pub interval_ms: u64,
+    /// A connection silent for this long is closed, in milliseconds. Default `60000`.
+    pub timeout_ms: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval_ms: 25_000,
+            timeout_ms: 60_000,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// `interval_ms` as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
