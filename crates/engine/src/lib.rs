@@ -7,13 +7,17 @@
 //!   reports the first member in and the last out of each room;
 //! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a
 //!   [`driver::Handler`] (its future, deadlines and write path in files of their own);
+//! - [`lane`]: the async command lane, where a handler's commands that must wait run,
+//!   bounded per connection and per node, with a timeout;
 //! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
 
 pub mod driver;
+pub mod lane;
 pub mod queue;
 pub mod rooms;
 pub mod upgrade;
 pub mod ws;
 
+pub use lane::{Lane, LaneError, LaneLimits, Submitted};
 pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
 pub use rooms::{ConnId, Member, RoomIndex, RoomKey, WireFormat};

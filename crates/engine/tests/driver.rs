@@ -692,3 +692,61 @@ async fn a_deadline_nobody_acts_on_does_not_spin() {
     let ticks = ticks.load(Ordering::Relaxed);
     assert!((1..=60).contains(&ticks), "{ticks} ticks in 200 ms");
 }
+
+#[tokio::test]
+async fn a_slow_command_stalls_neither_its_connection_nor_others() {
+    // Heartbeat pings every 50 ms: the client sees some while its slow command waits.
+    let tick_every = Duration::from_millis(50);
+    let mut config = config(64 * KIB, 64 * KIB);
+    config.conn.ping_interval = tick_every;
+    config.conn.idle_timeout = tick_every * 40;
+    let mut server = TestServer::start(config, QueueLimits::default()).await;
+    let mut a = ws_connect(server.addr).await;
+    let _a_conn = server.accept().await;
+    let mut b = ws_connect(server.addr).await;
+    let _b_conn = server.accept().await;
+
+    // Two slow commands fill this connection's share of the lane; a third is refused at once.
+    for text in ["!slow 800 one", "!slow 800 two", "!slow 1 three", "hello"] {
+        a.send(Message::text(text)).await.unwrap();
+    }
+    let mut texts = Vec::new();
+    let mut pings_while_waiting = 0;
+    while texts.len() < 4 {
+        match ws_next(&mut a).await {
+            Message::Text(t) => texts.push(t.to_string()),
+            Message::Ping(_) if texts.len() < 3 => pings_while_waiting += 1,
+            _ => {}
+        }
+        if texts.len() == 2 {
+            // Another connection is answered while this one's commands wait.
+            b.send(Message::text("hi")).await.unwrap();
+            assert_eq!(ws_next_text(&mut b).await, "hi");
+        }
+    }
+    // Inline answers come in order, before the waiting commands' answers.
+    assert_eq!(texts[..2], ["busy three", "hello"]);
+    let mut done = texts[2..].to_vec();
+    done.sort();
+    assert_eq!(done, ["one", "two"]);
+    assert!(
+        pings_while_waiting > 0,
+        "the heartbeat ran while commands waited"
+    );
+
+    // Past the lane's timeout the command is dropped and answered as timed out; the
+    // connection goes on.
+    a.send(Message::text("!slow 60000 late")).await.unwrap();
+    assert_eq!(ws_next_text(&mut a).await, "timeout late");
+    a.send(Message::text("after")).await.unwrap();
+    assert_eq!(ws_next_text(&mut a).await, "after");
+}
+
+/// The next text message, skipping control frames.
+async fn ws_next_text(ws: &mut common::Ws) -> String {
+    loop {
+        if let Message::Text(t) = ws_next(ws).await {
+            return t.to_string();
+        }
+    }
+}

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use roomcast_engine::driver::{self, Ctx, DriverConfig, End, Handler, IoStats, Session};
 use roomcast_engine::ws::{frame, ConnConfig, FrameLimits, OpCode};
-use roomcast_engine::{OutQueue, Outbound, QueueLimits};
+use roomcast_engine::{Lane, LaneLimits, OutQueue, Outbound, QueueLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -29,6 +29,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub(crate) const SLOW_CONSUMER: u16 = 4008;
 /// Close code the test servers give a peer silent past the idle timeout.
 pub(crate) const HEARTBEAT_TIMEOUT: u16 = 4000;
+
+/// Commands in flight on the test server's async lane, per node and per connection.
+pub(crate) const LANE_PER_NODE: usize = 4;
+pub(crate) const LANE_PER_CONNECTION: usize = 2;
+/// The lane's timeout: `!slow` commands longer than this are answered `timeout <text>`.
+pub(crate) const LANE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// How long any single step may take before the test fails instead of hanging. It bounds a
 /// wait, it measures nothing.
@@ -81,11 +87,40 @@ impl Seen {
 /// Reports every event, echoes messages, and obeys two text commands:
 ///
 /// - `!frame <text>`: answers `<text>` as a pre-encoded text frame ([`Outbound::Frame`]);
-/// - `!close <code> <reason>`: queues the text `closing`, then closes with code and reason.
+/// - `!close <code> <reason>`: queues the text `closing`, then closes with code and reason;
+/// - `!slow <ms> <text>`: a command on the async lane that answers `<text>` after `<ms>`
+///   milliseconds, `timeout <text>` past the lane's timeout, or `busy <text>` when refused.
 ///
 /// Its farewell is the text `farewell <code> <reason>`.
 struct Reporter {
     events: mpsc::UnboundedSender<Seen>,
+    lane: Lane,
+    queue: Arc<OutQueue>,
+}
+
+impl Reporter {
+    fn slow(&mut self, command: &[u8], ctx: &mut Ctx<'_>) {
+        let command = std::str::from_utf8(command).expect("text messages are UTF-8");
+        let (ms, text) = command.split_once(' ').unwrap_or((command, ""));
+        let ms: u64 = ms.parse().expect("milliseconds");
+        let answer = |queue: &Arc<OutQueue>, prefix: &str, text: &str| {
+            let text = Bytes::from(format!("{prefix}{text}"));
+            let _ = queue.push(Outbound::Text(text));
+        };
+        let (queue, late) = (self.queue.clone(), self.queue.clone());
+        let (text, late_text) = (text.to_owned(), text.to_owned());
+        let work = async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            answer(&queue, "", &text);
+        };
+        let timed_out = move || answer(&late, "timeout ", &late_text);
+        if self.lane.submit(work, timed_out).is_err() {
+            ctx.send(Outbound::Text(Bytes::from(format!(
+                "busy {}",
+                command.split_once(' ').map_or("", |(_, t)| t)
+            ))));
+        }
+    }
 }
 
 impl Handler for Reporter {
@@ -93,6 +128,8 @@ impl Handler for Reporter {
         let _ = self.events.send(Seen::Text(text.clone()));
         if let Some(rest) = text.strip_prefix(b"!frame ".as_slice()) {
             ctx.send(Outbound::Frame(frame::encoded(OpCode::Text, rest)));
+        } else if let Some(rest) = text.strip_prefix(b"!slow ".as_slice()) {
+            self.slow(rest, ctx);
         } else if let Some(rest) = text.strip_prefix(b"!close ".as_slice()) {
             let rest = std::str::from_utf8(rest).expect("text messages are UTF-8");
             let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -182,6 +219,7 @@ impl TestServer {
             config: Arc::new(config),
             stats: stats.clone(),
             queue_limits,
+            lane: LaneLimits::new(LANE_PER_NODE, LANE_PER_CONNECTION, LANE_TIMEOUT),
             accepted: accepted_tx,
         };
         let accept_task = tokio::spawn(accept_loop(listener, shared));
@@ -213,6 +251,7 @@ struct Shared {
     config: Arc<DriverConfig>,
     stats: Arc<IoStats>,
     queue_limits: QueueLimits,
+    lane: Arc<LaneLimits>,
     accepted: mpsc::UnboundedSender<Accepted>,
 }
 
@@ -237,7 +276,11 @@ fn upgrade<B>(req: &mut http::Request<B>, shared: &Shared) -> http::Response<Str
     let queue = Arc::new(OutQueue::new(shared.queue_limits));
     let (events_tx, events) = mpsc::unbounded_channel();
     let session = Session {
-        handler: Reporter { events: events_tx },
+        handler: Reporter {
+            events: events_tx,
+            lane: Lane::new(shared.lane.clone()),
+            queue: queue.clone(),
+        },
         queue: queue.clone(),
         config: shared.config.clone(),
         stats: shared.stats.clone(),
