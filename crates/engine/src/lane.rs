@@ -161,11 +161,9 @@ mod tests {
         move || log.lock().unwrap().push(what)
     }
 
-    fn after(ms: u64, then: impl FnOnce() + Send + 'static) -> impl Future<Output = ()> + Send {
-        async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            then();
-        }
+    async fn after(ms: u64, then: impl FnOnce() + Send + 'static) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        then();
     }
 
     #[tokio::test(start_paused = true)]
