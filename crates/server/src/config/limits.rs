@@ -32,10 +32,25 @@ pub struct LimitsConfig {
     /// Most rooms plus users one publish may target (API, client or ingestion); a larger one
     /// is refused. Default `1000`.
     pub max_publish_targets: usize,
+    /// Requests of one connection that may wait at once on the async command lane (a publish
+    /// through a cluster's broker, backend calls); more are answered `busy`. Default `16`.
+    pub commands_per_connection: usize,
+    /// Requests that may wait at once over all connections of this node. Default `10000`.
+    pub commands_in_flight: usize,
+    /// How long a waiting request may take before it is answered `timeout`, in milliseconds.
+    /// Default `10000`.
+    pub command_timeout_ms: u64,
     /// Outbound queue bound per connection, in messages. Default `1024`.
     pub queue_messages: usize,
     /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
     pub queue_bytes: usize,
+}
+
+impl LimitsConfig {
+    /// `command_timeout_ms` as a duration.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
 }
 
 impl Default for LimitsConfig {
@@ -51,6 +66,9 @@ impl Default for LimitsConfig {
             max_frame_bytes: 64 * 1024,
             max_publish_bytes: 32 * 1024,
             max_publish_targets: 1000,
+            commands_per_connection: 16,
+            commands_in_flight: 10_000,
+            command_timeout_ms: 10_000,
             queue_messages: 1024,
             queue_bytes: 4 * 1024 * 1024,
         }

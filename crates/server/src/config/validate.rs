@@ -128,6 +128,17 @@ impl Config {
         positive("limits.messages_per_second", l.messages_per_second.into())?;
         positive("limits.messages_burst", l.messages_burst.into())?;
         positive("limits.max_publish_targets", l.max_publish_targets as u64)?;
+        positive(
+            "limits.commands_per_connection",
+            l.commands_per_connection as u64,
+        )?;
+        positive("limits.commands_in_flight", l.commands_in_flight as u64)?;
+        within(
+            "limits.command_timeout_ms",
+            l.command_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
         positive("limits.max_violations", l.max_violations.into())?;
         positive("limits.max_message_bytes", l.max_message_bytes as u64)?;
         positive("limits.max_frame_bytes", l.max_frame_bytes as u64)?;
