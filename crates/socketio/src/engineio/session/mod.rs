@@ -29,10 +29,12 @@ pub use types::{CloseReason, Event, GetReply, SessionConfig};
 /// The answer to a successful `POST`.
 pub const POST_OK: &[u8] = b"ok";
 
-/// How long a `GET` sent after the probe was answered waits for the upgrade to complete. A
-/// client pauses polling to upgrade, so such a `GET` raced the client's own `5`: held this
-/// long, it is refused once the upgrade completes, as any later `GET`, whichever of the two
-/// connections the server read first.
+/// How long a `GET` sent after the probe was answered, with nothing queued for it, waits for
+/// the upgrade to complete. A client pauses polling to upgrade, so such a `GET` raced the
+/// client's own `5`: held this long, it is refused once the upgrade completes, as any later
+/// `GET`, whichever of the two connections the server read first. Packets queued for it go
+/// out at once instead: socket.io-client sends `5` only once that `GET` has completed, so
+/// holding it would hold the upgrade and every packet with it.
 const LATE_GET_HOLD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,8 +224,9 @@ impl Session {
         Ok(())
     }
 
-    /// When a pending `GET` held during an upgrade gets its answer (a noop) if the upgrade
-    /// has not completed by then: call [`poll_get`](Self::poll_get) again at that time.
+    /// When a pending `GET` held during an upgrade gets its answer (a noop) if neither the
+    /// upgrade completed nor packets were queued by then: call [`poll_get`](Self::poll_get)
+    /// again at that time.
     pub fn get_deadline(&self) -> Option<Instant> {
         self.late_get
     }
@@ -246,6 +249,7 @@ impl Session {
             } if has_data => GetReply::Data,
             Phase::Closed { .. } => GetReply::Close,
             Phase::Upgrading { probed: true, .. } => match self.late_get {
+                Some(_) if has_data => GetReply::Data,
                 Some(deadline) if now < deadline => return None,
                 _ => GetReply::Noop,
             },
