@@ -5,8 +5,11 @@
 //! - [`queue`]: the bounded per-connection outbound queue;
 //! - [`rooms`]: the room index keyed by (tenant, namespace, room), with fan-out;
 //! - [`driver`]: the thin tokio glue that runs one WebSocket connection against a [`driver::Handler`];
-//! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
+//! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver;
+//! - [`body`]: HTTP request bodies read whole, under a size limit, a deadline and a memory
+//!   budget shared by every body being read.
 
+pub mod body;
 pub mod driver;
 pub mod queue;
 pub mod rooms;
