@@ -414,6 +414,14 @@ pub struct LimitsConfig {
     pub queue_messages: usize,
     /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
     pub queue_bytes: usize,
+    /// Deadline for receiving a whole request body (API calls, Socket.IO polling `POST`s),
+    /// in milliseconds; past it the request is answered 408. Default `10000`.
+    pub body_timeout_ms: u64,
+    /// Bytes of request bodies being read at once, all requests together; a request whose body
+    /// does not fit is answered 503 at once (a body announcing its length is refused before it
+    /// is read). At least `api.max_body_bytes` and `socketio.max_payload`. Default `67108864`
+    /// (64 MiB).
+    pub max_body_buffer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -430,7 +438,16 @@ impl Default for LimitsConfig {
             max_publish_bytes: 32 * 1024,
             queue_messages: 1024,
             queue_bytes: 4 * 1024 * 1024,
+            body_timeout_ms: 10_000,
+            max_body_buffer_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// `body_timeout_ms` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 }
 
@@ -556,6 +573,10 @@ mod tests {
         assert_eq!(c.limits.max_violations, 10);
         assert_eq!(c.limits.queue_messages, 1024);
         assert_eq!(c.limits.queue_bytes, 4_194_304);
+        assert_eq!(c.limits.body_timeout(), Duration::from_secs(10));
+        assert_eq!(c.limits.max_body_buffer_bytes, 67_108_864);
+        assert_eq!(c.socketio.max_pending_sessions, 10_000);
+        assert_eq!(c.socketio.max_pending_sessions_per_ip, 256);
         assert_eq!(c.heartbeat.interval(), Duration::from_secs(25));
         assert_eq!(c.heartbeat.timeout(), Duration::from_secs(60));
         assert_eq!(c.shutdown.grace(), Duration::from_secs(10));

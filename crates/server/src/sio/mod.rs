@@ -39,6 +39,10 @@ pub(crate) fn build(app: &Arc<App>) -> Result<Option<Arc<SocketIo>>, ConfigError
             ws.limits.max_message = ws.limits.max_message.max(config.max_payload);
             ws
         },
+        body_timeout: app.config.limits.body_timeout(),
+        body_budget: app.bodies.clone(),
+        max_pending_sessions: config.max_pending_sessions,
+        max_pending_sessions_per_ip: config.max_pending_sessions_per_ip,
         ..roomcast_socketio::Config::default()
     };
     let sio = SocketIo::new(

@@ -392,6 +392,35 @@ impl Session {
         self.shutdown(CloseReason::ServerClose, now);
     }
 
+    /// Closes the session from the server side for good, as for a shutdown: over polling, a
+    /// pending `GET` still gets what is queued and the close packet, but without one nothing
+    /// more is owed: the session is finished at once, and the client's next request finds it
+    /// unknown (then it reconnects) instead of keeping the session for `close_timeout`.
+    pub fn close_now(&mut self, now: Instant) {
+        self.shutdown(CloseReason::ServerClose, now);
+        if !self.get_pending {
+            self.set_done();
+        }
+    }
+
+    /// After a server close, the `GET` answered with [`GetReply::Data`] took the last packets
+    /// queued for the client: whether the close packet goes at the end of the same payload
+    /// (then the session is finished), rather than waiting for one more `GET`.
+    pub fn take_close_with_data(&mut self) -> bool {
+        let closing = matches!(
+            self.phase,
+            Phase::Closed {
+                reason: CloseReason::ServerClose,
+                done: false,
+                ..
+            }
+        );
+        if closing && !self.get_pending {
+            self.set_done();
+        }
+        closing && !self.get_pending
+    }
+
     /// Whether a polling request may go on: the session must be on polling and open, except
     /// for the `GET` that takes the last packets after a server close.
     fn check_polling(&self, get: bool) -> Result<(), Error> {
