@@ -9,6 +9,10 @@
 //! engine's driver writes it; an upgrade hands the same queue from one to the other, so
 //! nothing is lost or reordered. The application sees messages through an
 //! [`EngineHandler`] and answers through its [`EngineConn`].
+//!
+//! Sessions the application has not admitted yet ([`EngineConn::admit`]) are bounded
+//! overall and per [`ClientAddr`]; polling bodies are read under a deadline and a shared
+//! budget of bytes in flight (see [`Config`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
