@@ -14,6 +14,10 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 cd fuzz
+# cargo-fuzz passes no --locked to cargo, so the lock file is checked here first: a stale
+# fuzz/Cargo.lock fails the job instead of being rewritten by the build, and once it
+# resolves unchanged, `fuzz build` and `fuzz run` have nothing to rewrite.
+cargo +nightly fetch --locked --quiet
 targets=$(cargo +nightly fuzz list)
 cargo +nightly fuzz build
 for t in $targets; do
@@ -23,4 +27,8 @@ for t in $targets; do
   cargo +nightly fuzz run "$t" "$corpus" "seeds/$t" -- \
     -max_total_time="$seconds" -max_len=70000 -print_final_stats=0 2>&1 | tail -n 3
 done
+if ! git diff --quiet -- Cargo.lock; then
+  echo "fuzz: the build rewrote fuzz/Cargo.lock; refresh and commit it" >&2
+  exit 1
+fi
 echo "fuzz: all targets ran without a crash"

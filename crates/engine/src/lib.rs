@@ -9,8 +9,11 @@
 //!   [`driver::Handler`] (its future, deadlines and write path in files of their own);
 //! - [`lane`]: the async command lane, where a handler's commands that must wait run,
 //!   bounded per connection and per node, with a timeout;
-//! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver.
+//! - [`upgrade`]: the HTTP/1.1 upgrade over hyper that hands the socket to the driver;
+//! - [`body`]: HTTP request bodies read whole, under a size limit, a deadline and a memory
+//!   budget shared by every body being read.
 
+pub mod body;
 pub mod driver;
 pub mod lane;
 pub mod queue;

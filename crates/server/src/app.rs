@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::RoomIndex;
 use roomcast_engine::{OutQueue, QueueLimits};
@@ -56,6 +57,9 @@ pub struct App {
     pub driver: Arc<DriverConfig>,
     /// Outbound queue bounds.
     pub queue_limits: QueueLimits,
+    /// The bytes of request bodies being read at once, shared by the API and Socket.IO
+    /// polling (`limits.max_body_buffer_bytes`).
+    pub bodies: BodyBudget,
     /// This process's stream epoch prefix.
     pub epoch: String,
     /// When the server started.
@@ -112,6 +116,7 @@ impl App {
             keys,
             driver: Arc::new(driver),
             queue_limits,
+            bodies: BodyBudget::new(config.limits.max_body_buffer_bytes),
             epoch,
             started: Instant::now(),
             tick,
@@ -275,21 +280,25 @@ impl Server {
         }
         drop(listener);
         let grace = Duration::from_millis(app.config.shutdown.grace_ms);
+        // Socket.IO connections are Engine.IO sessions, counted whether or not they joined a
+        // namespace: a session that never did still holds a client that must reconnect.
+        let left = |app: &App| {
+            app.live_connections() + app.socketio().map_or(0, |sio| sio.connection_count())
+        };
         tracing::info!(
-            connections = app.live_connections(),
+            connections = left(&app),
+            socketio = app.socketio().map_or(0, |sio| sio.connection_count()),
             grace_ms = grace.as_millis() as u64,
             "shutting down: asking clients to reconnect elsewhere"
         );
         app.shutting_down.store(true, Ordering::Release);
         app.close_live();
         if let Some(sio) = app.socketio() {
-            // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT.
+            // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT;
+            // polling sessions with no GET pending end at once.
             sio.close_transports();
         }
         let deadline = Instant::now() + grace;
-        let left = |app: &App| {
-            app.live_connections() + app.socketio().map_or(0, |sio| sio.connection_count())
-        };
         while left(&app) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

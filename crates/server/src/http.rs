@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use roomcast_engine::body::BodyError;
 use roomcast_engine::rooms::{ConnId, WireFormat};
+use roomcast_socketio::ClientAddr;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -33,12 +35,14 @@ const MAX_LISTED_USERS: usize = 1000;
 /// Routes one request.
 pub async fn handle(
     app: Arc<App>,
-    _peer: SocketAddr,
-    req: Request<Incoming>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
     if let Some(sio) = app.socketio() {
         if sio.matches(&path) {
+            // For the bound on pending sessions per address.
+            req.extensions_mut().insert(ClientAddr(peer.ip()));
             return Ok(sio.handle(req).await);
         }
     }
@@ -164,33 +168,51 @@ async fn read_call(app: &Arc<App>, req: Request<Incoming>) -> Result<Call, Resp>
         ));
     };
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.config.api.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body too large",
-            ));
-        }
-        Err(_) => {
-            return Err(error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "could not read body",
-            ))
-        }
+    let body = match read_body(app, body).await {
+        Ok(body) => body,
+        Err(resp) => return Err(resp),
     };
     Ok(Call {
         principal,
         uri: parts.uri,
         body,
+    })
+}
+
+/// Reads an API request's body whole: at most `api.max_body_bytes`, within
+/// `limits.body_timeout_ms`, and within the budget of body bytes being read
+/// (`limits.max_body_buffer_bytes`); otherwise the error answer (413, 408, 503 or 400).
+async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Resp> {
+    let limits = &app.config.limits;
+    let read = roomcast_engine::body::read(
+        body,
+        app.config.api.max_body_bytes,
+        limits.body_timeout(),
+        &app.bodies,
+    )
+    .await;
+    read.map_err(|err| match err {
+        BodyError::TooLarge => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+        BodyError::Timeout => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "request body not received in time",
+        ),
+        BodyError::Busy => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many request bytes in flight; retry later",
+        ),
+        // A broken body (`BodyError::Read`), or whatever else a later reader may report.
+        _ => error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "could not read body",
+        ),
     })
 }
 

@@ -49,7 +49,9 @@ pub struct Metrics {
     pub publishes: AtomicU64,
     /// Event frames queued to connections.
     pub deliveries: AtomicU64,
-    /// Connections closed because their outbound queue overflowed.
+    /// Native connections closed because their outbound queue overflowed (Socket.IO ones
+    /// are counted by the Socket.IO runtime in [`IoStats::slow_consumers`]; the metric is
+    /// the sum).
     pub slow_consumers: AtomicU64,
     /// Requests refused by the inbound rate limit.
     pub rate_limited: AtomicU64,
@@ -151,7 +153,7 @@ impl Metrics {
             &mut out,
             "roomcast_slow_consumer_closes_total",
             "Connections closed because their outbound queue overflowed.",
-            load(&self.slow_consumers),
+            load(&self.slow_consumers) + load(&self.io.slow_consumers),
         );
         counter(
             &mut out,

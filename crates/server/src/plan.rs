@@ -72,10 +72,15 @@ impl Plan {
             max_messages: l.queue_messages,
             max_bytes: l.queue_bytes,
         };
-        let socketio = config
-            .socketio
-            .enabled
-            .then(|| Endpoint::new(&config.socketio, router, queue_limits, &driver.conn));
+        let socketio = config.socketio.enabled.then(|| {
+            Endpoint::new(
+                &config.socketio,
+                &config.limits,
+                router,
+                queue_limits,
+                &driver.conn,
+            )
+        });
         Ok(Plan {
             config: config.clone(),
             verifier,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::ws::{ConnConfig, FrameLimits};
 use roomcast_engine::QueueLimits;
@@ -53,6 +54,22 @@ pub struct Config {
     /// Connection state recovery (Socket.IO only). Not implemented: must be `false`.
     /// Default: `false`.
     pub recovery: bool,
+    /// How long a polling `POST` body may take to arrive whole; past it the request is
+    /// answered 408 and the session closes. Default: 10 s.
+    pub body_timeout: Duration,
+    /// The bytes of request bodies being read at once; a `POST` that does not fit is answered
+    /// 503 at once and its session closes. Clones of a budget share it: give the same one to
+    /// everything that reads bodies in the process. Default: a budget of its own, 64 MiB.
+    pub body_budget: BodyBudget,
+    /// Most sessions handshaken and not yet past their application's admission (Socket.IO:
+    /// connected to no namespace yet); past it a handshake is answered 503. `0`: no bound.
+    /// Default: 10 000.
+    pub max_pending_sessions: usize,
+    /// [`max_pending_sessions`](Self::max_pending_sessions) per client address (a
+    /// [`ClientAddr`](crate::engine::ClientAddr) in the request's extensions); past it a
+    /// handshake is answered 429. `0`: no bound. Behind a reverse proxy every client has the
+    /// proxy's address. Default: 256.
+    pub max_pending_sessions_per_ip: usize,
 }
 
 impl Default for Config {
@@ -75,6 +92,10 @@ impl Default for Config {
                 ..ConnConfig::default()
             },
             recovery: false,
+            body_timeout: roomcast_engine::body::DEFAULT_TIMEOUT,
+            body_budget: BodyBudget::default(),
+            max_pending_sessions: 10_000,
+            max_pending_sessions_per_ip: 256,
         }
     }
 }

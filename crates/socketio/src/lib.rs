@@ -26,7 +26,7 @@ pub mod socketio;
 mod testkit;
 
 pub use config::{Config, Cors};
-pub use engine::{EngineConn, EngineHandler, EngineIo, Message};
+pub use engine::{ClientAddr, EngineConn, EngineHandler, EngineIo, Message};
 pub use engineio::{CloseReason, Session, SessionConfig, Sid, Transport};
 pub use io::{
     encode_event, encode_payload, AckError, AckSender, Args, BroadcastOperator, ConnectError,

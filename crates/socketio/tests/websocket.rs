@@ -140,3 +140,28 @@ async fn upgrade_hands_the_queue_over_in_order() {
         .unwrap();
     assert_eq!(next_text(&mut ws).await, r#"42["message-back","ws"]"#);
 }
+
+#[tokio::test]
+async fn get_after_the_probe_carries_the_connect_answer() {
+    // socket.io-client sends `40` over polling while probing, and `5` only once its next GET
+    // completes: that GET must carry the CONNECT answer, not wait for the upgrade.
+    let addr = serve().await;
+    let open = http(&addr, "GET", "EIO=4&transport=polling", "").await;
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let session = format!("EIO=4&transport=polling&sid={sid}");
+
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    assert_eq!(http(&addr, "POST", &session, "40").await, "ok");
+    let polled = http(&addr, "GET", &session, "").await;
+    assert!(polled.starts_with(r#"40{"sid":"#), "{polled}");
+
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text(r#"42["message","ws"]"#))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, r#"42["message-back","ws"]"#);
+}

@@ -98,6 +98,7 @@ async function startProcess({ name, bin, args, ready, dir, env = {} }) {
     url: `http://${addr}`,
     logPath,
     log: () => log.join(''),
+    /** SIGTERM, SIGKILL after STOP_MS; resolves to how it exited: { code, signal }. */
     async stop() {
       stopping = true;
       if (child.exitCode === null && child.signalCode === null) {
@@ -106,16 +107,18 @@ async function startProcess({ name, bin, args, ready, dir, env = {} }) {
         await exited;
         clearTimeout(timer);
       }
+      return exited;
     },
   };
 }
 
 /**
  * Starts `roomcast` (ROOMCAST_BIN, default target/debug/roomcast) with the suite's
- * configuration, a fresh secret and API key. Returns the server handle: `url`, `secret`,
- * `apiKey`, `token(claims)`, `publish(body)`, `api(method, path, body)`, `stop()`.
+ * configuration, a fresh secret and API key, and `env` on top (`ROOMCAST_SECTION__KEY`
+ * settings). Returns the server handle: `url`, `secret`, `apiKey`, `token(claims)`,
+ * `publish(body)`, `api(method, path, body)`, `log()`, `stop()` (resolving to the exit).
  */
-export async function startRoomcast({ configFile } = {}) {
+export async function startRoomcast({ configFile, env: extraEnv = {} } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'roomcast-sio-js-'));
   const secret = randomBytes(32).toString('hex');
   const apiKey = `test-${randomBytes(16).toString('hex')}`;
@@ -144,7 +147,7 @@ export async function startRoomcast({ configFile } = {}) {
     args: ['--config', configPath],
     ready: /roomcast listening on (\S+)/,
     dir,
-    env,
+    env: { ...env, ...extraEnv },
   });
   const server = {
     ...proc,
@@ -182,8 +185,9 @@ export async function startRoomcast({ configFile } = {}) {
       return res.body;
     },
     async stop() {
-      await proc.stop();
+      const exit = await proc.stop();
       if (!process.env.SIO_TESTS_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+      return exit;
     },
   };
   return server;

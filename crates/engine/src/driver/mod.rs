@@ -62,6 +62,10 @@ pub struct IoStats {
     pub messages_in: AtomicU64,
     /// Frames written.
     pub frames_out: AtomicU64,
+    /// Sessions closed because their outgoing queue overflowed, counted by the layer above
+    /// the driver that closes them whatever their transport (the Socket.IO runtime: its
+    /// WebSocket and long-polling sessions alike). The driver itself counts none of them.
+    pub slow_consumers: AtomicU64,
 }
 
 /// Everything one connection task needs besides its socket.

@@ -44,9 +44,22 @@ pub struct LimitsConfig {
     pub queue_messages: usize,
     /// Outbound queue bound per connection, in bytes. Default `4194304` (4 MiB).
     pub queue_bytes: usize,
+    /// Deadline for receiving a whole request body (API calls, Socket.IO polling `POST`s),
+    /// in milliseconds; past it the request is answered 408. Default `10000`.
+    pub body_timeout_ms: u64,
+    /// Bytes of request bodies being read at once, all requests together; a request whose body
+    /// does not fit is answered 503 at once (a body announcing its length is refused before it
+    /// is read). At least `api.max_body_bytes` and `socketio.max_payload`. Default `67108864`
+    /// (64 MiB).
+    pub max_body_buffer_bytes: usize,
 }
 
 impl LimitsConfig {
+    /// `body_timeout_ms` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
     /// `command_timeout_ms` as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
@@ -71,6 +84,8 @@ impl Default for LimitsConfig {
             command_timeout_ms: 10_000,
             queue_messages: 1024,
             queue_bytes: 4 * 1024 * 1024,
+            body_timeout_ms: 10_000,
+            max_body_buffer_bytes: 64 * 1024 * 1024,
         }
     }
 }

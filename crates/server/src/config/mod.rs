@@ -144,6 +144,10 @@ mod tests {
         assert_eq!(c.limits.max_violations, 10);
         assert_eq!(c.limits.queue_messages, 1024);
         assert_eq!(c.limits.queue_bytes, 4_194_304);
+        assert_eq!(c.limits.body_timeout(), Duration::from_secs(10));
+        assert_eq!(c.limits.max_body_buffer_bytes, 67_108_864);
+        assert_eq!(c.socketio.max_pending_sessions, 10_000);
+        assert_eq!(c.socketio.max_pending_sessions_per_ip, 256);
         assert_eq!(c.heartbeat.interval(), Duration::from_secs(25));
         assert_eq!(c.heartbeat.timeout(), Duration::from_secs(60));
         assert_eq!(c.shutdown.grace(), Duration::from_secs(10));

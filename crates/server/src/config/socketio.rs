@@ -41,6 +41,14 @@ pub struct SocketIoConfig {
     /// The namespaces served, with their event routes. Default `[]`: the main namespace `/` only,
     /// with `rooms.auto_join`, no greeting and no routes.
     pub namespaces: Vec<NamespaceConfig>,
+    /// Most Engine.IO sessions handshaken but connected to no namespace yet (not
+    /// authenticated), all clients together; past it a handshake is answered 503. `0`: no
+    /// bound. Default `10000`.
+    pub max_pending_sessions: usize,
+    /// Most such sessions per client address; past it a handshake is answered 429. `0`: no
+    /// bound. Behind a reverse proxy every client has the proxy's address: raise it or set
+    /// `0`. Default `256`.
+    pub max_pending_sessions_per_ip: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -55,6 +63,8 @@ impl Default for SocketIoConfig {
             cors_origins: Vec::new(),
             cors_credentials: false,
             namespaces: Vec::new(),
+            max_pending_sessions: 10_000,
+            max_pending_sessions_per_ip: 256,
         }
     }
 }

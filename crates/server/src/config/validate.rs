@@ -156,7 +156,23 @@ impl Config {
             ));
         }
         positive("limits.queue_messages", l.queue_messages as u64)?;
-        positive("limits.queue_bytes", l.queue_bytes as u64)
+        positive("limits.queue_bytes", l.queue_bytes as u64)?;
+        within("limits.body_timeout_ms", l.body_timeout_ms, 1, HOUR_MS)?;
+        let largest = self.api.max_body_bytes.max(if self.socketio.enabled {
+            self.socketio.max_payload
+        } else {
+            0
+        });
+        if l.max_body_buffer_bytes < largest {
+            return Err(ConfigError::invalid(
+                "limits.max_body_buffer_bytes",
+                format!(
+                    "must be at least {largest} (api.max_body_bytes and socketio.max_payload), \
+                     or the largest bodies allowed could never be read"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -280,6 +296,26 @@ mod tests {
         let mut c = valid();
         c.limits.max_connections_per_tenant = 0;
         c.limits.max_connections_per_user = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn body_bounds_are_checked() {
+        let mut c = valid();
+        c.limits.body_timeout_ms = 0;
+        assert_eq!(
+            error(&c),
+            "limits.body_timeout_ms: must be between 1 and 3600000"
+        );
+        let mut c = valid();
+        c.limits.max_body_buffer_bytes = c.socketio.max_payload - 1;
+        assert!(
+            error(&c).starts_with("limits.max_body_buffer_bytes: must be at least 1048576"),
+            "{}",
+            error(&c)
+        );
+        c.api.max_body_bytes = 1000;
+        c.socketio.enabled = false;
         c.validate().unwrap();
     }
 

@@ -14,7 +14,7 @@ use roomcast_engine::QueueLimits;
 use roomcast_socketio::{Cors, Relay, SocketIo};
 
 use crate::app::App;
-use crate::config::SocketIoConfig;
+use crate::config::{LimitsConfig, SocketIoConfig};
 use crate::node::Node;
 use namespace::ConfiguredNamespace;
 use routing::Router;
@@ -33,6 +33,7 @@ impl Endpoint {
     /// queue and `ws` holds the WebSocket settings of native connections.
     pub(crate) fn new(
         config: &SocketIoConfig,
+        limits: &LimitsConfig,
         router: Router,
         queue: QueueLimits,
         ws: &ConnConfig,
@@ -55,6 +56,9 @@ impl Endpoint {
                 ws.limits.max_message = ws.limits.max_message.max(config.max_payload);
                 ws
             },
+            body_timeout: limits.body_timeout(),
+            max_pending_sessions: config.max_pending_sessions,
+            max_pending_sessions_per_ip: config.max_pending_sessions_per_ip,
             ..roomcast_socketio::Config::default()
         };
         let mut names: Vec<(String, String)> = router
@@ -75,10 +79,11 @@ impl Endpoint {
     /// counters.
     pub(crate) fn start(self, app: &Arc<App>) -> Arc<SocketIo> {
         let Endpoint {
-            config,
+            mut config,
             router,
             names,
         } = self;
+        config.body_budget = app.bodies.clone();
         let sio = SocketIo::new(
             config,
             app.index.clone(),

@@ -15,3 +15,4 @@ mod lifecycle;
 mod limits;
 mod publish;
 mod rooms;
+mod socketio;

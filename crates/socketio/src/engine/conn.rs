@@ -3,12 +3,13 @@
 //! queue, for packets that must reach the client together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use roomcast_engine::{CloseRequest, OutQueue, Outbound, PushError};
 
-use super::{group, read, CLOSE_NORMAL};
+use super::pending::PendingSlot;
+use super::{group, lock, read, CLOSE_NORMAL};
 use crate::engineio::Sid;
 
 /// The application's handle on one session: cheap to clone, usable from any task.
@@ -26,6 +27,9 @@ pub(super) struct Link {
     // A std lock: held to look at the transport and push one group (read), or to switch the
     // transport and take over the queue (write); never across an `.await`.
     pub(super) switch: RwLock<()>,
+    /// The session's place among the pending sessions, until the application admits it or
+    /// it closes. A std lock, taken once or twice per session.
+    pub(super) pending: Mutex<Option<PendingSlot>>,
 }
 
 impl EngineConn {
@@ -95,5 +99,12 @@ impl EngineConn {
     /// Whether the session takes no more packets (closing or overflowed).
     pub fn is_closing(&self) -> bool {
         self.queue.is_closing()
+    }
+
+    /// The application admits the session (Socket.IO: it connected to a namespace): it no
+    /// longer counts against the bounds on pending sessions. Idempotent.
+    pub fn admit(&self) {
+        let slot = lock(&self.link.pending).take();
+        drop(slot);
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn error(err: Error) -> Resp {
     with_type(
         status,
         "application/json",
-        Bytes::from_static(err.code().json_body().as_bytes()),
+        Bytes::from_static(err.json_body().as_bytes()),
     )
 }
 

@@ -9,6 +9,10 @@
 //! engine's driver writes it; an upgrade hands the same queue from one to the other, so
 //! nothing is lost or reordered. The application sees messages through an
 //! [`EngineHandler`] and answers through its [`EngineConn`].
+//!
+//! Sessions the application has not admitted yet ([`EngineConn::admit`]) are bounded
+//! overall and per [`ClientAddr`]; polling bodies are read under a deadline and a shared
+//! budget of bytes in flight (see [`Config`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -29,6 +33,7 @@ use crate::engineio::{check_request, CloseReason, Event, Packet, Session, Sid, T
 mod conn;
 mod group;
 pub(crate) mod http;
+mod pending;
 mod polling;
 mod probe;
 mod serve;
@@ -41,6 +46,8 @@ mod websocket;
 pub use self::conn::EngineConn;
 use self::conn::Link;
 pub(crate) use self::http::Resp;
+pub use self::pending::ClientAddr;
+use self::pending::{Pending, PendingSlot};
 
 /// The close code of a WebSocket closed by the server or after a client's close packet.
 const CLOSE_NORMAL: u16 = 1000;
@@ -156,6 +163,8 @@ pub struct EngineIo<H: EngineHandler> {
     polling: RwLock<HashMap<Sid, Arc<Entry<H::State>>>>,
     /// Every open session, both transports: for counts and [`close_all`](Self::close_all).
     live: Mutex<HashMap<Sid, Arc<OutQueue>>>,
+    /// Sessions not admitted by the application yet, bounded.
+    pending: Arc<Pending>,
     tick: watch::Receiver<Instant>,
     stats: Arc<IoStats>,
     sweeper: AtomicBool,
@@ -174,7 +183,7 @@ impl<H: EngineHandler> EngineIo<H> {
     /// An endpoint. `tick` is the heartbeat clock of long-polling sessions: one task started
     /// with the first request visits them on every tick, so its period bounds their
     /// heartbeat's precision (WebSocket sessions sleep until their own deadlines). `stats`
-    /// counts WebSocket traffic.
+    /// counts WebSocket traffic and the sessions closed as slow consumers (any transport).
     pub fn new(
         config: Config,
         handler: H,
@@ -183,6 +192,10 @@ impl<H: EngineHandler> EngineIo<H> {
     ) -> Arc<Self> {
         Arc::new(Self {
             driver: Arc::new(config.driver()),
+            pending: Pending::new(
+                config.max_pending_sessions,
+                config.max_pending_sessions_per_ip,
+            ),
             config,
             handler,
             polling: RwLock::new(HashMap::new()),
@@ -213,6 +226,11 @@ impl<H: EngineHandler> EngineIo<H> {
         lock(&self.live).len()
     }
 
+    /// Open sessions not admitted by the application yet ([`EngineConn::admit`]).
+    pub fn pending_count(&self) -> usize {
+        self.pending.count()
+    }
+
     /// Closes every session as [`EngineConn::close`] does, with close code 1001 over
     /// WebSocket. New sessions are still accepted: stop routing requests here first.
     pub fn close_all(&self) {
@@ -224,6 +242,24 @@ impl<H: EngineHandler> EngineIo<H> {
                 reason: reason.to_owned(),
                 last_message: None,
             });
+        }
+    }
+
+    /// Closes every session for a shutdown, as [`close_all`](Self::close_all) does, except
+    /// that a polling session with no `GET` pending is dropped at once rather than kept for
+    /// its next `GET`, which may never reach a server that stopped accepting: the client's
+    /// next request finds the session unknown, and it reconnects. A pending `GET` gets what
+    /// is queued and the close packet.
+    pub fn shutdown(&self) {
+        self.close_all();
+        let entries: Vec<Arc<Entry<H::State>>> = read(&self.polling).values().cloned().collect();
+        let now = Instant::now();
+        for entry in entries {
+            let mut guard = entry.lock();
+            if let Some(state) = guard.state.as_mut() {
+                state.session.close_now(now);
+                self.process(&entry, state, now);
+            }
         }
     }
 
@@ -244,6 +280,8 @@ impl<H: EngineHandler> EngineIo<H> {
 
     /// Answers one request for this endpoint: a polling `GET` or `POST`, an `OPTIONS`
     /// preflight, or a WebSocket upgrade (a new session, or the upgrade of a polling one).
+    /// A [`ClientAddr`] in the request's extensions subjects its handshake to the bound on
+    /// pending sessions per address.
     pub async fn handle(self: &Arc<Self>, req: ::http::Request<Incoming>) -> Resp {
         self.handle_request(req).await
     }
@@ -264,7 +302,10 @@ impl<H: EngineHandler> EngineIo<H> {
         let mut resp = match check_request(req.method(), query) {
             Err(err) => http::error(err),
             Ok(r) => match (r.transport, r.sid) {
-                (Transport::Polling, None) => self.open_polling(http::head_of(&req)),
+                (Transport::Polling, None) => match self.admit(&req) {
+                    Ok(slot) => self.open_polling(http::head_of(&req), slot),
+                    Err(err) => http::error(err),
+                },
                 (Transport::Polling, Some(sid)) => match self.entry(sid) {
                     None => http::error(crate::engineio::Error::UnknownSid),
                     Some(entry) if req.method() == ::http::Method::POST => {
@@ -272,7 +313,10 @@ impl<H: EngineHandler> EngineIo<H> {
                     }
                     Some(entry) => self.get(entry).await,
                 },
-                (Transport::WebSocket, None) => self.open_websocket(&mut req),
+                (Transport::WebSocket, None) => match self.admit(&req) {
+                    Ok(slot) => self.open_websocket(&mut req, slot),
+                    Err(err) => http::error(err),
+                },
                 (Transport::WebSocket, Some(sid)) => match self.entry(sid) {
                     Some(entry) => self.upgrade_session(entry, &mut req),
                     // Upgraded already: accepted, then closed, as the reference server does.
@@ -289,15 +333,23 @@ impl<H: EngineHandler> EngineIo<H> {
         resp
     }
 
+    /// A place among the pending sessions for a handshake, from its client's address.
+    fn admit<B>(&self, req: &::http::Request<B>) -> Result<PendingSlot, crate::engineio::Error> {
+        let ip = req.extensions().get::<ClientAddr>().map(|addr| addr.0);
+        self.pending.admit(ip)
+    }
+
     fn entry(&self, sid: Sid) -> Option<Arc<Entry<H::State>>> {
         read(&self.polling).get(&sid).cloned()
     }
 
-    /// A new session's queue, handle and state, its open packet queued first.
+    /// A new session's queue, handle and state, its open packet queued first; it holds
+    /// `slot` until the application admits it.
     fn new_session(
         &self,
         transport: Transport,
         req: ::http::request::Parts,
+        slot: PendingSlot,
         now: Instant,
     ) -> (EngineConn, State<H::State>) {
         let sid = Sid::random();
@@ -307,6 +359,7 @@ impl<H: EngineHandler> EngineIo<H> {
             link: Arc::new(Link {
                 websocket: AtomicBool::new(transport == Transport::WebSocket),
                 switch: RwLock::new(()),
+                pending: Mutex::new(Some(slot)),
             }),
         };
         let mut session = Session::new(sid, transport, self.config.session(), now);
@@ -339,6 +392,12 @@ impl<H: EngineHandler> EngineIo<H> {
                 Event::Upgraded => pumped.upgraded = true,
                 Event::UpgradeCancelled => {}
                 Event::Closed(reason) => {
+                    // A closed session is pending no more.
+                    conn.admit();
+                    if reason == CloseReason::SlowConsumer {
+                        // Counted here, where every transport's overflow ends up.
+                        self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.handler.on_close(&mut state.app, conn, reason);
                     pumped.closed = Some(reason);
                 }

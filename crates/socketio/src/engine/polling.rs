@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
+use roomcast_engine::body::BodyError;
 use roomcast_engine::Outbound;
 
-use super::{http, EngineConn, EngineHandler, EngineIo, Entry, Resp, State};
+use super::{http, EngineConn, EngineHandler, EngineIo, Entry, PendingSlot, Resp, State};
 use crate::engineio::payload::SEPARATOR;
-use crate::engineio::{CloseReason, Error, GetReply, Transport};
+use crate::engineio::{CloseReason, Error, GetReply, Packet, Transport};
 
 /// A `leftover` buffer larger than this is released once empty: an idle session keeps none.
 const KEEP_CAPACITY: usize = 16;
@@ -24,9 +24,9 @@ const KEEP_CAPACITY: usize = 16;
 impl<H: EngineHandler> EngineIo<H> {
     /// A polling handshake: a new session, answered with its open packet (and whatever the
     /// handler queued on open, within `maxPayload`).
-    pub(super) fn open_polling(&self, req: ::http::request::Parts) -> Resp {
+    pub(super) fn open_polling(&self, req: ::http::request::Parts, slot: PendingSlot) -> Resp {
         let now = Instant::now();
-        let (conn, mut state) = self.new_session(Transport::Polling, req, now);
+        let (conn, mut state) = self.new_session(Transport::Polling, req, slot, now);
         self.drain(&mut state, &conn, now, true);
         let body = encode_batch(&mut state.leftover, self.config.max_payload);
         let sid = conn.sid;
@@ -96,8 +96,9 @@ impl<H: EngineHandler> EngineIo<H> {
         }
     }
 
-    /// A polling `POST`: its body is read whole (at most `maxPayload` bytes), then its
-    /// packets go to the session.
+    /// A polling `POST`: its body is read whole (at most `maxPayload` bytes, within the body
+    /// deadline and the shared budget of bytes in flight), then its packets go to the
+    /// session.
     pub(super) async fn post<B>(self: &Arc<Self>, entry: Arc<Entry<H::State>>, body: B) -> Resp
     where
         B: Body<Data = Bytes>,
@@ -121,7 +122,13 @@ impl<H: EngineHandler> EngineIo<H> {
             entry: &entry,
             read: false,
         };
-        let read = Limited::new(body, self.config.max_payload).collect().await;
+        let read = roomcast_engine::body::read(
+            body,
+            self.config.max_payload,
+            self.config.body_timeout,
+            &self.config.body_budget,
+        )
+        .await;
         pending.read = true;
         let mut guard = entry.lock();
         let Some(state) = guard.state.as_mut() else {
@@ -130,10 +137,10 @@ impl<H: EngineHandler> EngineIo<H> {
         };
         let now = Instant::now();
         let result = match read {
-            Ok(body) => state.session.on_post(body.to_bytes(), now),
-            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(state.session.on_error(Error::PayloadTooLarge, now))
-            }
+            Ok(body) => state.session.on_post(body, now),
+            Err(BodyError::TooLarge) => Err(state.session.on_error(Error::PayloadTooLarge, now)),
+            Err(BodyError::Timeout) => Err(state.session.on_error(Error::BodyTimeout, now)),
+            Err(BodyError::Busy) => Err(state.session.on_error(Error::BodiesBusy, now)),
             Err(err) => {
                 tracing::debug!(error = %err, "polling POST body not read");
                 state.session.on_request_aborted(now);
@@ -190,7 +197,18 @@ impl<H: EngineHandler> EngineIo<H> {
         let reply = state.session.poll_get(!state.leftover.is_empty(), now)?;
         let answer = match reply {
             GetReply::Data => {
-                http::payload(encode_batch(&mut state.leftover, self.config.max_payload))
+                let mut batch = encode_batch(&mut state.leftover, self.config.max_payload);
+                let fits = batch.len() + 2 <= self.config.max_payload;
+                if state.leftover.is_empty() && fits && state.session.take_close_with_data() {
+                    // The server closed the session and this is the last of its packets: the
+                    // close goes with them, so that no further GET is needed (after a
+                    // shutdown, none may reach this server).
+                    let mut with_close = BytesMut::from(&batch[..]);
+                    with_close.put_u8(SEPARATOR);
+                    Packet::Close.encode_text(&mut with_close);
+                    batch = with_close.freeze();
+                }
+                http::payload(batch)
             }
             GetReply::Refused(err) => http::error(err),
             other => http::payload(Bytes::from_static(other.body().unwrap_or(b"6"))),

@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::Resp;
+use super::{ClientAddr, Resp};
 
 /// How long a client has to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +39,8 @@ where
         let _ = stream.set_nodelay(true);
         let handle = handle.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: ::http::Request<Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 let handle = handle.clone();
                 async move { Ok::<_, Infallible>(handle(req).await.unwrap_or_else(not_found)) }
             });

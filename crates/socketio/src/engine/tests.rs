@@ -209,8 +209,8 @@ async fn server_close_delivers_the_queue_then_closes() {
     conn.send_text(b"bye").unwrap();
     conn.close();
     assert!(conn.send_text(b"late").is_err());
-    assert_eq!(get(&eio, &sid).await.body, "4bye");
-    assert_eq!(get(&eio, &sid).await.body, "1");
+    // The last packets and the close in one answer: no further GET is needed.
+    assert_eq!(get(&eio, &sid).await.body, "4bye\x1e1");
     assert_eq!(get(&eio, &sid).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         eio.handler().closed.lock().unwrap().as_slice(),
@@ -228,6 +228,103 @@ async fn close_all_reaches_every_session() {
     assert_eq!(get(&eio, &a).await.body, "1");
     assert_eq!(get(&eio, &b).await.body, "1");
     assert_eq!(eio.session_count(), 0);
+}
+
+#[tokio::test]
+async fn server_close_with_more_than_a_payload_ends_with_the_last_one() {
+    let (eio, _tick) = endpoint(Config {
+        max_payload: 12,
+        ..config()
+    });
+    let (sid, _) = handshake(&eio).await;
+    let conn = eio.handler().conns.lock().unwrap()[0].clone();
+    conn.send_text(b"aaaa").unwrap();
+    conn.send_text(b"bbbb").unwrap();
+    conn.send_text(b"cccc").unwrap();
+    conn.close();
+    assert_eq!(get(&eio, &sid).await.body, "4aaaa\x1e4bbbb");
+    assert_eq!(get(&eio, &sid).await.body, "4cccc\x1e1");
+    assert_eq!(eio.session_count(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_drops_polling_sessions_without_a_pending_get() {
+    let (eio, _tick) = endpoint(config());
+    let (waiting, _) = handshake(&eio).await;
+    let (idle, _) = handshake(&eio).await;
+    let pending = tokio::spawn({
+        let (eio, sid) = (eio.clone(), waiting.clone());
+        async move { get(&eio, &sid).await }
+    });
+    settle().await;
+    let conns = eio.handler().conns.lock().unwrap().clone();
+    conns[0].send_text(b"last").unwrap();
+    settle().await;
+    let first = pending.await.unwrap();
+    assert_eq!(first.body, "4last");
+    let pending = tokio::spawn({
+        let (eio, sid) = (eio.clone(), waiting.clone());
+        async move { get(&eio, &sid).await }
+    });
+    settle().await;
+
+    eio.shutdown();
+    // The idle session is gone at once; its next request finds it unknown.
+    assert_eq!(eio.session_count(), 1);
+    let late = get(&eio, &idle).await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST);
+    assert!(late.body.contains("Session ID unknown"), "{}", late.body);
+    // The pending GET gets the close.
+    assert_eq!(pending.await.unwrap().body, "1");
+    assert_eq!(eio.session_count(), 0);
+    assert_eq!(
+        eio.handler().closed.lock().unwrap().as_slice(),
+        [CloseReason::ServerClose, CloseReason::ServerClose]
+    );
+}
+
+#[tokio::test]
+async fn pending_sessions_are_bounded_until_admitted() {
+    let (eio, _tick) = endpoint(Config {
+        max_pending_sessions: 2,
+        ..config()
+    });
+    let (a, _) = handshake(&eio).await;
+    let (b, _) = handshake(&eio).await;
+    let refused = request(&eio, Method::GET, "EIO=4&transport=polling", "", None).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refused.body,
+        r#"{"code":3,"message":"Too many pending sessions"}"#
+    );
+    // An admitted session leaves room for another handshake; so does a closed one.
+    eio.handler().conns.lock().unwrap()[0].admit();
+    assert_eq!(eio.pending_count(), 1);
+    let (_c, _) = handshake(&eio).await;
+    assert_eq!(post(&eio, &a, "1").await.body, "ok");
+    let conn = eio.handler().conns.lock().unwrap()[1].clone();
+    conn.close();
+    assert_eq!(get(&eio, &b).await.body, "1");
+    assert_eq!(eio.pending_count(), 1);
+    handshake(&eio).await;
+    assert_eq!((eio.session_count(), eio.pending_count()), (3, 2));
+}
+
+#[tokio::test]
+async fn a_post_over_the_body_budget_is_refused_at_once() {
+    let (eio, _tick) = endpoint(Config {
+        body_budget: roomcast_engine::body::BodyBudget::new(4),
+        ..config()
+    });
+    let (sid, _) = handshake(&eio).await;
+    let refused = post(&eio, &sid, "4hello").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.body, r#"{"code":3,"message":"Server busy"}"#);
+    assert_eq!(
+        eio.handler().closed.lock().unwrap().as_slice(),
+        [CloseReason::Error(crate::engineio::Error::BodiesBusy)]
+    );
+    assert_eq!(eio.config().body_budget.in_use(), 0);
 }
 
 #[tokio::test]
@@ -252,6 +349,7 @@ async fn slow_consumer_is_closed() {
         eio.handler().closed.lock().unwrap().as_slice(),
         [CloseReason::SlowConsumer]
     );
+    assert_eq!(eio.stats.slow_consumers.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use roomcast_engine::ws::{frame, handshake};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{http, probe, EngineConn, EngineHandler, EngineIo, Entry, Resp, State};
+use super::{http, probe, EngineConn, EngineHandler, EngineIo, Entry, PendingSlot, Resp, State};
 use crate::engineio::{decode_binary, decode_text, Error, Transport};
 
 /// The close of a WebSocket for a session that already has one (1008 policy violation).
@@ -19,11 +19,16 @@ const CLOSE_REFUSED: (u16, &str) = (1008, "session already upgraded");
 
 impl<H: EngineHandler> EngineIo<H> {
     /// A WebSocket without a session: a new session over WebSocket, no upgrades.
-    pub(super) fn open_websocket<B>(self: &Arc<Self>, req: &mut ::http::Request<B>) -> Resp {
+    pub(super) fn open_websocket<B>(
+        self: &Arc<Self>,
+        req: &mut ::http::Request<B>,
+        slot: PendingSlot,
+    ) -> Resp {
         let head = http::head_of(req);
         let engine = self.clone();
         let run = move |stream, prefix| async move {
-            let (conn, state) = engine.new_session(Transport::WebSocket, head, Instant::now());
+            let (conn, state) =
+                engine.new_session(Transport::WebSocket, head, slot, Instant::now());
             engine.run_websocket(stream, prefix, conn, state).await;
         };
         match roomcast_engine::upgrade::upgrade(req, run) {

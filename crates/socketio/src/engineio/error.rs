@@ -23,10 +23,16 @@
 //! | `PayloadTooLarge`            | 3 Bad request                    | 413  | 1009       | closed   |
 //! | `Forbidden`                  | 4 Forbidden                      | 403  | -          | -        |
 //! | `UnsupportedProtocolVersion` | 5 Unsupported protocol version   | 400  | -          | -        |
+//! | `BodyTimeout`                | 3 Request body timeout           | 408  | -          | closed   |
+//! | `BodiesBusy`                 | 3 Server busy                    | 503  | -          | closed   |
+//! | `TooManySessions`            | 3 Too many pending sessions      | 503  | -          | -        |
+//! | `TooManySessionsFromAddress` | 3 Too many pending sessions from this address | 429 | - | - |
 //!
 //! "-" in the close code column: the error refuses an HTTP request (a WebSocket upgrade
 //! included), so no WebSocket exists to close. The session column says what
-//! [`Session`](super::Session) does when it reports the error itself.
+//! [`Session`](super::Session) does when it reports the error itself. The last four carry a
+//! message of their own with the code, as the reference server does for the requests its
+//! application refuses.
 
 use roomcast_engine::ws::error::{CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG};
 
@@ -161,6 +167,19 @@ pub enum Error {
     /// `EIO` is missing or is not `4`.
     #[error("unsupported protocol version")]
     UnsupportedProtocolVersion,
+    /// A polling `POST` body did not arrive whole within the body deadline.
+    #[error("request body timeout")]
+    BodyTimeout,
+    /// The request bodies being read already hold the whole memory budget for bodies.
+    #[error("server busy: too many request bytes in flight")]
+    BodiesBusy,
+    /// A handshake refused: too many sessions wait for their first namespace connection.
+    #[error("too many pending sessions")]
+    TooManySessions,
+    /// A handshake refused: too many sessions of this client address wait for their first
+    /// namespace connection.
+    #[error("too many pending sessions from this address")]
+    TooManySessionsFromAddress,
 }
 
 impl Error {
@@ -182,18 +201,40 @@ impl Error {
             | Self::InvalidUtf8
             | Self::InvalidBase64
             | Self::UnexpectedPacket
-            | Self::PayloadTooLarge => ErrorCode::BadRequest,
+            | Self::PayloadTooLarge
+            | Self::BodyTimeout
+            | Self::BodiesBusy
+            | Self::TooManySessions
+            | Self::TooManySessionsFromAddress => ErrorCode::BadRequest,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::UnsupportedProtocolVersion => ErrorCode::UnsupportedProtocolVersion,
         }
     }
 
-    /// The HTTP status of a request refused with this error: the code's status, except 413
-    /// for an oversized payload.
+    /// The HTTP status of a request refused with this error: the code's status, except for
+    /// an oversized payload (413), a body deadline (408) and the server's own bounds (503,
+    /// and 429 for the bound per client address).
     pub fn http_status(&self) -> u16 {
         match self {
             Self::PayloadTooLarge => 413,
+            Self::BodyTimeout => 408,
+            Self::BodiesBusy | Self::TooManySessions => 503,
+            Self::TooManySessionsFromAddress => 429,
             other => other.code().http_status(),
+        }
+    }
+
+    /// The JSON body of a request refused with this error: the code's, with a message of its
+    /// own for the errors that are not the reference server's.
+    pub fn json_body(&self) -> &'static str {
+        match self {
+            Self::BodyTimeout => r#"{"code":3,"message":"Request body timeout"}"#,
+            Self::BodiesBusy => r#"{"code":3,"message":"Server busy"}"#,
+            Self::TooManySessions => r#"{"code":3,"message":"Too many pending sessions"}"#,
+            Self::TooManySessionsFromAddress => {
+                r#"{"code":3,"message":"Too many pending sessions from this address"}"#
+            }
+            other => other.code().json_body(),
         }
     }
 
@@ -219,7 +260,11 @@ impl Error {
             | Self::DuplicateGet
             | Self::DuplicatePost
             | Self::Forbidden
-            | Self::UnsupportedProtocolVersion => None,
+            | Self::UnsupportedProtocolVersion
+            | Self::BodyTimeout
+            | Self::BodiesBusy
+            | Self::TooManySessions
+            | Self::TooManySessionsFromAddress => None,
         }
     }
 }
@@ -228,7 +273,7 @@ impl Error {
 mod tests {
     use super::*;
 
-    const ALL: [Error; 18] = [
+    const ALL: [Error; 22] = [
         Error::UnknownTransport,
         Error::UnknownSid,
         Error::SessionClosed,
@@ -247,6 +292,10 @@ mod tests {
         Error::PayloadTooLarge,
         Error::Forbidden,
         Error::UnsupportedProtocolVersion,
+        Error::BodyTimeout,
+        Error::BodiesBusy,
+        Error::TooManySessions,
+        Error::TooManySessionsFromAddress,
     ];
 
     #[test]
@@ -270,7 +319,7 @@ mod tests {
 
     #[test]
     fn mapping_matches_the_table() {
-        let rows: [(u8, u16, Option<u16>); 18] = [
+        let rows: [(u8, u16, Option<u16>); 22] = [
             (0, 400, None),
             (1, 400, None),
             (1, 400, None),
@@ -289,11 +338,17 @@ mod tests {
             (3, 413, Some(1009)),
             (4, 403, None),
             (5, 400, None),
+            (3, 408, None),
+            (3, 503, None),
+            (3, 503, None),
+            (3, 429, None),
         ];
         for (err, (code, status, close)) in ALL.iter().zip(rows) {
             assert_eq!(err.code().as_u8(), code, "{err:?}");
             assert_eq!(err.http_status(), status, "{err:?}");
             assert_eq!(err.close_code(), close, "{err:?}");
+            let body: serde_json::Value = serde_json::from_str(err.json_body()).unwrap();
+            assert_eq!(body["code"], code, "{err:?}");
         }
     }
 }

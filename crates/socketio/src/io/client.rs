@@ -174,6 +174,8 @@ impl Clients {
         match handler.on_connect(&socket, socket.handshake_auth(), &client.req) {
             Ok(()) => {
                 client.connect_deadline = None;
+                // Connected: the session is pending no more.
+                conn.admit();
                 if socket.finish_connect() {
                     self.shared.remember_socket(&socket);
                     client.sockets.push(socket);

@@ -215,9 +215,16 @@ impl SocketIo {
 impl SocketIo {
     /// Shutdown of one node among several: every connection's transport is closed (1001 over
     /// WebSocket) without a `DISCONNECT`, so clients see `transport close` and reconnect, to
-    /// another node. [`close_all`](Self::close_all) is for ending sessions for good.
+    /// another node. Long-polling connections with no `GET` pending end at once (see
+    /// [`EngineIo::shutdown`]). [`close_all`](Self::close_all) is for ending sessions for good.
     pub fn close_transports(&self) {
-        self.engine.close_all();
+        self.engine.shutdown();
+    }
+
+    /// Open connections that joined no namespace yet (bounded by
+    /// [`Config::max_pending_sessions`]).
+    pub fn pending_count(&self) -> usize {
+        self.engine.pending_count()
     }
 }
 

@@ -365,12 +365,25 @@ async fn close_all_disconnects_then_closes() {
     } = setup(config());
     let (sid, _) = connect(&io, "/", r#"{"tenant":"t","user":"u","room":"r"}"#).await;
     io.close_all("server shutting down");
-    assert_eq!(get(&io, &sid).await.body, "41");
-    assert_eq!(get(&io, &sid).await.body, "1");
+    assert_eq!(get(&io, &sid).await.body, "41\x1e1");
     assert_eq!(
         main.disconnects.lock().unwrap().as_slice(),
         [("/".to_owned(), "server shutting down".to_owned())]
     );
     assert_eq!(index.connection_count(), 0);
     assert_eq!((io.socket_count(), io.connection_count()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_namespace_connection_ends_the_pending_state() {
+    let Setup { io, .. } = setup(config());
+    let (_idle, _) = handshake(&io).await;
+    assert_eq!(io.pending_count(), 1);
+    // A refused CONNECT does not admit the connection; an accepted one does.
+    let (refused, _) = handshake(&io).await;
+    assert_eq!(post(&io, &refused, "40/closed,").await.body, "ok");
+    assert!(get(&io, &refused).await.body.starts_with("44/closed,"));
+    assert_eq!(io.pending_count(), 2);
+    connect(&io, "/", r#"{"tenant":"t","user":"u","room":"r"}"#).await;
+    assert_eq!((io.connection_count(), io.pending_count()), (3, 2));
 }

@@ -29,10 +29,12 @@ pub use types::{CloseReason, Event, GetReply, SessionConfig};
 /// The answer to a successful `POST`.
 pub const POST_OK: &[u8] = b"ok";
 
-/// How long a `GET` sent after the probe was answered waits for the upgrade to complete. A
-/// client pauses polling to upgrade, so such a `GET` raced the client's own `5`: held this
-/// long, it is refused once the upgrade completes, as any later `GET`, whichever of the two
-/// connections the server read first.
+/// How long a `GET` sent after the probe was answered, with nothing queued for it, waits for
+/// the upgrade to complete. A client pauses polling to upgrade, so such a `GET` raced the
+/// client's own `5`: held this long, it is refused once the upgrade completes, as any later
+/// `GET`, whichever of the two connections the server read first. Packets queued for it go
+/// out at once instead: socket.io-client sends `5` only once that `GET` has completed, so
+/// holding it would hold the upgrade and every packet with it.
 const LATE_GET_HOLD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,8 +224,9 @@ impl Session {
         Ok(())
     }
 
-    /// When a pending `GET` held during an upgrade gets its answer (a noop) if the upgrade
-    /// has not completed by then: call [`poll_get`](Self::poll_get) again at that time.
+    /// When a pending `GET` held during an upgrade gets its answer (a noop) if neither the
+    /// upgrade completed nor packets were queued by then: call [`poll_get`](Self::poll_get)
+    /// again at that time.
     pub fn get_deadline(&self) -> Option<Instant> {
         self.late_get
     }
@@ -246,6 +249,7 @@ impl Session {
             } if has_data => GetReply::Data,
             Phase::Closed { .. } => GetReply::Close,
             Phase::Upgrading { probed: true, .. } => match self.late_get {
+                Some(_) if has_data => GetReply::Data,
                 Some(deadline) if now < deadline => return None,
                 _ => GetReply::Noop,
             },
@@ -386,6 +390,35 @@ impl Session {
     /// packet, still go to the pending or next `GET`, within `close_timeout`.
     pub fn close(&mut self, now: Instant) {
         self.shutdown(CloseReason::ServerClose, now);
+    }
+
+    /// Closes the session from the server side for good, as for a shutdown: over polling, a
+    /// pending `GET` still gets what is queued and the close packet, but without one nothing
+    /// more is owed: the session is finished at once, and the client's next request finds it
+    /// unknown (then it reconnects) instead of keeping the session for `close_timeout`.
+    pub fn close_now(&mut self, now: Instant) {
+        self.shutdown(CloseReason::ServerClose, now);
+        if !self.get_pending {
+            self.set_done();
+        }
+    }
+
+    /// After a server close, the `GET` answered with [`GetReply::Data`] took the last packets
+    /// queued for the client: whether the close packet goes at the end of the same payload
+    /// (then the session is finished), rather than waiting for one more `GET`.
+    pub fn take_close_with_data(&mut self) -> bool {
+        let closing = matches!(
+            self.phase,
+            Phase::Closed {
+                reason: CloseReason::ServerClose,
+                done: false,
+                ..
+            }
+        );
+        if closing && !self.get_pending {
+            self.set_done();
+        }
+        closing && !self.get_pending
     }
 
     /// Whether a polling request may go on: the session must be on polling and open, except

@@ -458,7 +458,7 @@ fn get_after_the_probe_is_held_for_the_upgrade() {
     s.on_packet(Packet::probe_ping(), t0).unwrap();
     s.on_get(t0).unwrap();
     assert_eq!(s.get_deadline(), Some(t0 + hold));
-    assert_eq!(s.poll_get(true, t0), None);
+    assert_eq!(s.poll_get(false, t0), None);
     s.on_packet(Packet::Upgrade, t0 + Duration::from_millis(1))
         .unwrap();
     assert_eq!(
@@ -482,4 +482,28 @@ fn get_after_the_probe_is_held_for_the_upgrade() {
     s.on_websocket_closed(t0);
     assert_eq!(s.poll_get(false, t0 + hold), None);
     assert_eq!(s.poll_get(true, t0 + hold), Some(GetReply::Data));
+}
+
+#[test]
+fn get_after_the_probe_takes_queued_packets_at_once() {
+    let t0 = Instant::now();
+    // Packets already queued when the GET arrives: answered with them, no hold.
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Data));
+    assert_eq!(s.get_deadline(), None);
+    assert!(!s.is_get_pending());
+    // The upgrade still completes after it.
+    s.on_packet(Packet::Upgrade, t0).unwrap();
+    assert_eq!(s.transport(), Transport::WebSocket);
+
+    // Packets queued during the hold end it at once.
+    let mut s = polling(t0);
+    s.on_upgrade_request(t0).unwrap();
+    s.on_packet(Packet::probe_ping(), t0).unwrap();
+    s.on_get(t0).unwrap();
+    assert_eq!(s.poll_get(false, t0), None, "held while nothing is queued");
+    assert_eq!(s.poll_get(true, t0), Some(GetReply::Data));
 }
