@@ -61,6 +61,12 @@ pub trait Handler: Send + 'static {
     }
     /// The connection ended; called exactly once, last.
     fn on_close(&mut self, end: &End);
+    /// Items just taken from the queue, `pending[from..]`, before any is written: a handler
+    /// may rewrite them for this connection (a Socket.IO connection that names a namespace by
+    /// an alias). Default: nothing.
+    fn on_outgoing(&mut self, pending: &mut VecDeque<Outbound>, from: usize) {
+        let _ = (pending, from);
+    }
     /// A last message to send before a close the driver decides on its own (slow consumer,
     /// heartbeat timeout), such as a protocol's `disconnect` message. Default: none.
     fn farewell(&mut self, code: u16, reason: &str) -> Option<Outbound> {
@@ -363,7 +369,7 @@ impl Task {
                     self.end.code = self.end.code.or(Some(e.close_code()));
                     // Answers to the messages before the bad frame still go out, before
                     // the close frame.
-                    self.flush_queue(queue);
+                    self.flush_queue(queue, handler);
                     rbuf.clear();
                     return;
                 }
@@ -396,7 +402,7 @@ impl Task {
                 }
                 Event::Closed { code, .. } => {
                     self.end.code = self.end.code.or(code);
-                    self.flush_queue(queue);
+                    self.flush_queue(queue, handler);
                 }
             }
             self.apply_close(ctx.close, queue);
@@ -422,7 +428,9 @@ impl Task {
         handler: &mut H,
         now: Instant,
     ) {
+        let from = self.pending.len();
         let drained = queue.drain(&mut self.pending);
+        handler.on_outgoing(&mut self.pending, from);
         if drained.overflowed {
             // Keep only a partially written frame; the rest would arrive too late anyway.
             let keep = usize::from(self.written > 0);
@@ -457,9 +465,11 @@ impl Task {
 
     /// Moves what is queued onto the backlog one last time and takes no more: the connection
     /// is closing, so nothing may follow the close frame.
-    fn flush_queue(&mut self, queue: &OutQueue) {
+    fn flush_queue<H: Handler>(&mut self, queue: &OutQueue, handler: &mut H) {
         if self.draining {
+            let from = self.pending.len();
             let _ = queue.drain(&mut self.pending);
+            handler.on_outgoing(&mut self.pending, from);
             self.stop_draining();
         }
     }

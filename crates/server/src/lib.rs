@@ -5,6 +5,7 @@ pub mod acl;
 pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod limits;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::process_env;
-pub use socketio::{EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig};
+pub use socketio::{
+    ConnectErrorMessages, EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig,
+};
 
 /// The longest tenant name or user id accepted, in bytes; room keys and metrics labels embed them.
 pub const MAX_ID_BYTES: usize = 128;

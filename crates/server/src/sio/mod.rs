@@ -48,16 +48,17 @@ pub(crate) fn build(app: &Arc<App>) -> Result<Option<Arc<SocketIo>>, ConfigError
         app.metrics.io.clone(),
     );
     let weak: Weak<App> = Arc::downgrade(app);
-    let mut names: Vec<(String, String)> = router
-        .namespaces()
-        .map(|n| (n.to_owned(), n.to_owned()))
-        .collect();
-    for ns in &config.namespaces {
-        names.extend(ns.aliases.iter().map(|a| (a.clone(), ns.name.clone())));
+    for name in router.namespaces() {
+        let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), name.to_owned());
+        sio.namespace(name, Arc::new(handler));
     }
-    for (served, configured) in names {
-        let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), configured);
-        sio.namespace(&served, Arc::new(handler));
+    // An alias is another name of its namespace: same handler, same rooms (keyed by the
+    // namespace's name, where publishes to it look), while its clients keep reading and
+    // writing their packets under the alias.
+    for ns in &config.namespaces {
+        for alias in &ns.aliases {
+            sio.alias(alias, &ns.name);
+        }
     }
     Ok(Some(sio))
 }
