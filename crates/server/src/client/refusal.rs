@@ -89,12 +89,18 @@ impl Refusal {
     pub fn native(&self) -> NativeAnswer {
         use NativeAnswer::{Close, Reply};
         match self {
-            Refusal::TokenMissing => Close(CloseCode::AuthRequired, "first message must be auth".into()),
+            Refusal::TokenMissing => {
+                Close(CloseCode::AuthRequired, "first message must be auth".into())
+            }
             Refusal::AuthTimeout => Close(CloseCode::AuthRequired, "authentication timeout".into()),
             Refusal::TokenInvalid(e) => Close(CloseCode::AuthFailed, e.reason().into()),
             Refusal::TokenExpired => Close(CloseCode::TokenExpired, "token expired".into()),
-            Refusal::ConnectionLimit(e) => Close(CloseCode::ConnectionLimit, limit_message(*e).into()),
-            Refusal::ShuttingDown => Close(CloseCode::GoingAway, CloseCode::GoingAway.reason().into()),
+            Refusal::ConnectionLimit(e) => {
+                Close(CloseCode::ConnectionLimit, limit_message(*e).into())
+            }
+            Refusal::ShuttingDown => {
+                Close(CloseCode::GoingAway, CloseCode::GoingAway.reason().into())
+            }
             Refusal::SubscribeForbidden => Reply(ErrorCode::Forbidden, "room not allowed".into()),
             Refusal::TenantForbidden => Reply(ErrorCode::Forbidden, "tenant not allowed".into()),
             Refusal::PublishForbidden => Reply(ErrorCode::Forbidden, "publish not allowed".into()),
@@ -104,9 +110,10 @@ impl Refusal {
                 "data larger than limits.max_publish_bytes".into(),
             ),
             Refusal::RateLimited => Reply(ErrorCode::RateLimited, "too many messages".into()),
-            Refusal::RateLimitExceeded => {
-                Close(CloseCode::RateLimited, CloseCode::RateLimited.reason().into())
-            }
+            Refusal::RateLimitExceeded => Close(
+                CloseCode::RateLimited,
+                CloseCode::RateLimited.reason().into(),
+            ),
             Refusal::RefreshInvalid(e) => Reply(ErrorCode::InvalidToken, e.reason().into()),
             Refusal::RefreshOtherIdentity => Reply(
                 ErrorCode::InvalidToken,
@@ -201,9 +208,7 @@ mod tests {
             SocketIoAnswer::ConnectError(m) => format!("`CONNECT_ERROR` \"{m}\""),
             SocketIoAnswer::Error(m) => format!("error event \"{m}\""),
             SocketIoAnswer::Disconnect(m) => format!("error event \"{m}\", `DISCONNECT`"),
-            SocketIoAnswer::Close(code, m) => {
-                format!("error event \"{m}\", `DISCONNECT`, close {code}")
-            }
+            SocketIoAnswer::Close(code, m) => format!("close {code} \"{m}\""),
         }
     }
 
@@ -212,7 +217,10 @@ mod tests {
         let doc = include_str!("../../../../protocol/codes.md");
         for r in all() {
             let row = format!("| {} | {} |", native_cell(&r), socketio_cell(&r));
-            assert!(doc.contains(&row), "protocol/codes.md lacks the row for {r:?}: {row}");
+            assert!(
+                doc.contains(&row),
+                "protocol/codes.md lacks the row for {r:?}: {row}"
+            );
         }
     }
 

@@ -25,9 +25,7 @@ const DEFAULT_NS: &str = "/";
 
 enum State {
     /// Upgraded without a token: the first frame must be `auth`, before the deadline.
-    Awaiting {
-        deadline: Instant,
-    },
+    Awaiting { deadline: Instant },
     /// Authenticated; the core's identity keeps only the claims the room policy reads.
     Active(Box<ClientCore>),
     /// Closing or closed: further messages are ignored.
@@ -175,7 +173,14 @@ impl NativeSession {
                 tenant,
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                let key = match client::check_subscribe(app, &identity, ns, &room, tenant.as_deref(), false) {
+                let key = match client::check_subscribe(
+                    app,
+                    &identity,
+                    ns,
+                    &room,
+                    tenant.as_deref(),
+                    false,
+                ) {
                     Ok(tenant) => RoomKey::new(tenant, ns, &room),
                     Err(refusal) => return self.refuse(Some(id), &refusal),
                 };
@@ -207,7 +212,9 @@ impl NativeSession {
                 ns,
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                if let Err(refusal) = client::check_publish(app, &identity, ns, &room, data.get().len()) {
+                if let Err(refusal) =
+                    client::check_publish(app, &identity, ns, &room, data.get().len())
+                {
                     return self.refuse(Some(id), &refusal);
                 }
                 let rooms = [room];

@@ -170,12 +170,7 @@ impl NamespaceHandler for ConfiguredNamespace {
         if let Some((event, args)) = self.router.greeting(&self.name, &caller) {
             let _ = socket.emit_args(&event, &Args::from_values(args));
         }
-        let core = ClientCore::new(
-            &app,
-            identity.into_session(),
-            admitted.slot,
-            Instant::now(),
-        );
+        let core = ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
         socket.set_expiry(core.expiry_deadline());
         self.sockets()
             .insert(socket.conn_id(), SocketState { core });
@@ -268,8 +263,7 @@ impl NamespaceHandler for ConfiguredNamespace {
                     };
                     let size = relayed.json().get().len()
                         + relayed.attachments().iter().map(|a| a.len()).sum::<usize>();
-                    if let Err(refusal) = client::check_publish(&app, &identity, ns, &room, size)
-                    {
+                    if let Err(refusal) = client::check_publish(&app, &identity, ns, &room, size) {
                         return refuse(&refusal, &mut ack);
                     }
                     let to = socket.to(&room);

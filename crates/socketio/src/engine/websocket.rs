@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use roomcast_engine::driver::{self, Ctx, End, Handler};
-use roomcast_engine::Outbound;
 use roomcast_engine::ws::{frame, handshake};
+use roomcast_engine::Outbound;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

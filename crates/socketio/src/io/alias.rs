@@ -7,17 +7,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::socketio::MAIN_NAMESPACE;
 
-/// Where the namespace of an encoded packet (`4` + Socket.IO packet, text encoding) is: the
-/// byte range of `/ns,` (empty for the main namespace, which is written without one) and the
-/// name. `None` for what is not a Socket.IO packet in a message (Engine.IO pings, noops).
+/// Where the namespace of an encoded event (`4` + a Socket.IO `EVENT` or `BINARY_EVENT`, text
+/// encoding) is: the byte range of `/ns,` (empty for the main namespace, which is written
+/// without one) and the name. `None` for anything else: only events come through the room
+/// index, and a socket writes its other packets (acks, `CONNECT` answers) under its own name.
 pub(crate) fn namespace(text: &[u8]) -> Option<(usize, usize, &str)> {
     let (&engine, rest) = text.split_first()?;
     let (&kind, _) = rest.split_first()?;
-    if engine != b'4' || !(b'0'..=b'6').contains(&kind) {
+    if engine != b'4' || !(kind == b'2' || kind == b'5') {
         return None;
     }
     let mut at = 2;
-    if kind == b'5' || kind == b'6' {
+    if kind == b'5' {
         while text.get(at).is_some_and(u8::is_ascii_digit) {
             at += 1;
         }
@@ -61,9 +62,15 @@ mod tests {
         assert_eq!(ns("42[\"a\"]").as_deref(), Some("/"));
         assert_eq!(ns("42/admin,[\"a\"]").as_deref(), Some("/admin"));
         assert_eq!(ns("42/admin,12[\"a\"]").as_deref(), Some("/admin"));
-        assert_eq!(ns("451-/ws/p,[\"a\",{\"_placeholder\":true,\"num\":0}]").as_deref(), Some("/ws/p"));
+        assert_eq!(
+            ns("451-/ws/p,[\"a\",{\"_placeholder\":true,\"num\":0}]").as_deref(),
+            Some("/ws/p")
+        );
         assert_eq!(ns("451-[\"a\"]").as_deref(), Some("/"));
-        assert_eq!(ns("41/x,").as_deref(), Some("/x"));
+        assert_eq!(ns("41/x,"), None);
+        assert_eq!(ns("40/x,{\"sid\":\"a\"}"), None);
+        assert_eq!(ns("44/x,{\"message\":\"no\"}"), None);
+        assert_eq!(ns("43/x,1[]"), None);
         assert_eq!(ns("2"), None);
         assert_eq!(ns("6"), None);
         assert_eq!(ns("47[]"), None);
@@ -73,7 +80,10 @@ mod tests {
 
     #[test]
     fn renames_between_main_and_other_namespaces() {
-        assert_eq!(renamed("42/provisioning,[\"s\",1]", "/ws/provisioning"), "42/ws/provisioning,[\"s\",1]");
+        assert_eq!(
+            renamed("42/provisioning,[\"s\",1]", "/ws/provisioning"),
+            "42/ws/provisioning,[\"s\",1]"
+        );
         assert_eq!(renamed("42[\"s\",1]", "/ws"), "42/ws,[\"s\",1]");
         assert_eq!(renamed("42/ws,[\"s\",1]", "/"), "42[\"s\",1]");
         assert_eq!(renamed("451-/a,[\"s\"]", "/b"), "451-/b,[\"s\"]");
