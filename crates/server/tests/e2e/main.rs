@@ -13,5 +13,6 @@ mod harness;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod parity;
 mod publish;
 mod rooms;
