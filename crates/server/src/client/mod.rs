@@ -150,7 +150,7 @@ impl ClientCore {
     /// At the expiry deadline: `SessionExpired` when the token has expired by the system
     /// clock, else the next check is set (see [`expiry_deadline`](Self::expiry_deadline)).
     pub fn check_expiry(&mut self, app: &App, now: Instant) -> Result<(), Refusal> {
-        if !self.check_expiry_at.is_some_and(|at| now >= at) {
+        if self.check_expiry_at.is_none_or(|at| now < at) {
             return Ok(());
         }
         let unix = SystemTime::now()

@@ -89,7 +89,9 @@ impl ConfiguredNamespace {
 fn join_refusal(e: JoinError) -> Refusal {
     match e {
         JoinError::TooManyRooms => Refusal::TooManyRooms,
-        // Not registered: the socket is leaving; nothing better to say.
+        // The socket is leaving and will not read the answer; as before, told as the limit.
+        JoinError::NotRegistered => Refusal::TooManyRooms,
+        // Another crate's non-exhaustive enum: a catch-all is unavoidable.
         _ => Refusal::TooManyRooms,
     }
 }
