@@ -1,5 +1,6 @@
-//! The Roomcast server: configuration, authentication, the native protocol session,
-//! the HTTP API and metrics, assembled by [`app`] and started by the `roomcast` binary.
+//! The Roomcast server: configuration, authentication, the client core shared by the native
+//! protocol session and the Socket.IO namespaces, the HTTP API and metrics, assembled by [`app`]
+//! and started by the `roomcast` binary.
 
 pub mod acl;
 pub mod api_keys;
