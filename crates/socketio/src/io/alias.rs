@@ -4,8 +4,50 @@
 //! packets to the name the client connected with, which is the only one it reads.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use roomcast_engine::ws::frame::{self, OpCode};
 
 use crate::socketio::MAIN_NAMESPACE;
+
+/// The text of the first frame of a run of server WebSocket frames (unmasked, as a group of a
+/// binary event is queued for a WebSocket session), and where that frame ends; `None` when the
+/// first frame is not a complete text frame.
+pub(crate) fn first_text_frame(frames: &[u8]) -> Option<(&[u8], usize)> {
+    let (&b0, rest) = frames.split_first()?;
+    let (&b1, rest) = rest.split_first()?;
+    if b0 != 0x80 | OpCode::Text.as_u8() || b1 & 0x80 != 0 {
+        return None;
+    }
+    let (len, header): (usize, usize) = match b1 {
+        126 => (
+            u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            usize::try_from(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)).ok()?,
+            10,
+        ),
+        len => (usize::from(len), 2),
+    };
+    let end = header.checked_add(len)?;
+    Some((frames.get(header..end)?, end))
+}
+
+/// `frames` with its first frame's text `text` (from [`first_text_frame`], ending at `end`)
+/// renamed as [`rename`] does, the following frames unchanged.
+pub(crate) fn rename_first_frame(
+    frames: &[u8],
+    text: &[u8],
+    end: usize,
+    start: usize,
+    ns_end: usize,
+    to: &str,
+) -> Bytes {
+    let renamed = rename(text, start, ns_end, to);
+    let mut out = BytesMut::with_capacity(frames.len() + to.len() + 10);
+    frame::encode(OpCode::Text, &renamed, &mut out);
+    out.extend_from_slice(&frames[end..]);
+    out.freeze()
+}
 
 /// Where the namespace of an encoded event (`4` + a Socket.IO `EVENT` or `BINARY_EVENT`, text
 /// encoding) is: the byte range of `/ns,` (empty for the main namespace, which is written
@@ -76,6 +118,38 @@ mod tests {
         assert_eq!(ns("47[]"), None);
         assert_eq!(ns("45[]"), None);
         assert_eq!(ns("42/unterminated"), None);
+    }
+
+    #[test]
+    fn renames_the_header_frame_of_a_binary_group() {
+        let mut group = BytesMut::new();
+        frame::encode(
+            OpCode::Text,
+            b"451-/a,[\"f\",{\"_placeholder\":true,\"num\":0}]",
+            &mut group,
+        );
+        frame::encode(OpCode::Binary, &[0, 255], &mut group);
+        let (text, end) = first_text_frame(&group).unwrap();
+        let (start, ns_end, name) = namespace(text).unwrap();
+        assert_eq!(name, "/a");
+        let renamed = rename_first_frame(&group, text, end, start, ns_end, "/b");
+        let mut expected = BytesMut::new();
+        frame::encode(
+            OpCode::Text,
+            b"451-/b,[\"f\",{\"_placeholder\":true,\"num\":0}]",
+            &mut expected,
+        );
+        frame::encode(OpCode::Binary, &[0, 255], &mut expected);
+        assert_eq!(renamed, expected.freeze());
+        // Long headers (16-bit length) and other first frames.
+        let long = format!("42/a,[\"{}\"]", "x".repeat(300));
+        let framed = frame::encoded(OpCode::Text, long.as_bytes());
+        assert_eq!(
+            first_text_frame(&framed).map(|(t, e)| (t.len(), e)),
+            Some((long.len(), framed.len()))
+        );
+        assert_eq!(first_text_frame(&frame::encoded(OpCode::Pong, b"")), None);
+        assert_eq!(first_text_frame(&framed[..10]), None);
     }
 
     #[test]

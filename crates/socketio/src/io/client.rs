@@ -117,24 +117,45 @@ impl EngineHandler for Clients {
         if !client.renaming {
             return;
         }
-        for item in items.iter_mut().skip(from) {
-            // Text items only: a binary event relayed over WebSocket between two names of a
-            // namespace comes as ready frames and keeps the sender's name.
-            let Outbound::Text(text) = item else {
-                continue;
-            };
-            let Some((start, end, name)) = alias::namespace(text) else {
-                continue;
-            };
-            let Some(room_ns) = self.shared.canonical(name) else {
-                continue;
-            };
-            let wire = client
+        // The name `name` stands for on this connection, when it is another one.
+        let wire_name = |name: &str| -> Option<SocketRef> {
+            let room_ns = self.shared.canonical(name)?;
+            client
                 .sockets
                 .iter()
-                .find(|s| *s.room_ns() == *room_ns && s.ns() != name);
-            if let Some(socket) = wire {
-                *text = alias::rename(text, start, end, socket.ns());
+                .find(|s| *s.room_ns() == *room_ns && s.ns() != name)
+                .cloned()
+        };
+        for item in items.iter_mut().skip(from) {
+            match item {
+                Outbound::Text(text) => {
+                    let Some((start, end, name)) = alias::namespace(text) else {
+                        continue;
+                    };
+                    if let Some(socket) = wire_name(name) {
+                        *text = alias::rename(text, start, end, socket.ns());
+                    }
+                }
+                // A binary event's group, framed for a WebSocket session.
+                Outbound::Frame(frames) => {
+                    let Some((text, frame_end)) = alias::first_text_frame(frames) else {
+                        continue;
+                    };
+                    let Some((start, end, name)) = alias::namespace(text) else {
+                        continue;
+                    };
+                    if let Some(socket) = wire_name(name) {
+                        *frames = alias::rename_first_frame(
+                            frames,
+                            text,
+                            frame_end,
+                            start,
+                            end,
+                            socket.ns(),
+                        );
+                    }
+                }
+                _ => {}
             }
         }
     }
