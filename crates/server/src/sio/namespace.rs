@@ -63,24 +63,24 @@ impl ConfiguredNamespace {
         ack: &mut Option<AckSender>,
         caller: &Caller<'_>,
     ) {
-        let (message, end) = match refusal.socketio(&app.config.socketio.errors) {
-            SocketIoAnswer::Error(message) => (message, None),
-            SocketIoAnswer::Disconnect(message) => (message, Some(None)),
-            SocketIoAnswer::Close(code, message) => (message, Some(Some(code))),
+        // What follows the error event: nothing, the socket's `DISCONNECT`, or that and the
+        // close of the whole connection with a code.
+        let (message, disconnect, close) = match refusal.socketio(&app.config.socketio.errors) {
+            SocketIoAnswer::Error(message) => (message, false, None),
+            SocketIoAnswer::Disconnect(message) => (message, true, None),
+            SocketIoAnswer::Close(code, message) => (message, true, Some(code)),
             // Refusals of `CONNECT` only; a connected socket is told as by an error event.
-            SocketIoAnswer::ConnectError(message) => (message.into(), None),
+            SocketIoAnswer::ConnectError(message) => (message.into(), false, None),
         };
         let reply = self
             .router
             .refusal(&self.name, event, ack.is_some(), &message, caller);
         answer(socket, reply, ack);
-        match end {
-            None => {}
-            Some(None) => socket.disconnect(),
-            Some(Some(code)) => {
-                socket.disconnect();
-                socket.engine().close_with(code, &message);
-            }
+        if disconnect {
+            socket.disconnect();
+        }
+        if let Some(code) = close {
+            socket.engine().close_with(code, &message);
         }
     }
 }
