@@ -1,12 +1,13 @@
-//! The Roomcast server: configuration, authentication, the native protocol session,
-//! the HTTP API and metrics, the publish path ([`node`]). A [`Config`] is compiled into a
-//! [`Plan`] ([`plan`]), from which [`app`] assembles the server that the `roomcast` binary
-//! starts.
+//! The Roomcast server: configuration, authentication, the client core shared by the native
+//! protocol session and the Socket.IO namespaces ([`client`]), the HTTP API and metrics, the
+//! publish path ([`node`]). A [`Config`] is compiled into a [`Plan`] ([`plan`]), from which
+//! [`app`] assembles the server that the `roomcast` binary starts.
 
 pub mod acl;
 pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! [`Handler`] trait, the [`Ctx`] it answers through during one call, and the [`End`] it is
 //! told about once the connection is over.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -29,6 +30,12 @@ pub trait Handler: Send + 'static {
     }
     /// The connection ended; called exactly once, last.
     fn on_close(&mut self, end: &End);
+    /// Items just taken from the queue, `pending[from..]`, before any is written: a handler
+    /// may rewrite them for this connection (a Socket.IO connection that names a namespace by
+    /// an alias). Default: nothing.
+    fn on_outgoing(&mut self, pending: &mut VecDeque<Outbound>, from: usize) {
+        let _ = (pending, from);
+    }
     /// A last message to send before a close the driver decides on its own (slow consumer,
     /// heartbeat timeout), such as a protocol's `disconnect` message. Default: none.
     fn farewell(&mut self, code: u16, reason: &str) -> Option<Outbound> {

@@ -97,7 +97,7 @@ impl Task {
                     self.end.code = self.end.code.or(Some(e.close_code()));
                     // Answers to the messages before the bad frame still go out, before
                     // the close frame.
-                    self.flush_queue(queue);
+                    self.flush_queue(queue, handler);
                     rbuf.clear();
                     return;
                 }
@@ -126,7 +126,7 @@ impl Task {
                 }
                 Event::Closed { code, .. } => {
                     self.end.code = self.end.code.or(code);
-                    self.flush_queue(queue);
+                    self.flush_queue(queue, handler);
                 }
             }
             self.apply_close(ctx.into_close(), queue);
@@ -152,7 +152,9 @@ impl Task {
         handler: &mut H,
         now: Instant,
     ) {
+        let from = self.pending.len();
         let drained = queue.drain(&mut self.pending);
+        handler.on_outgoing(&mut self.pending, from);
         if drained.overflowed {
             // Keep only a partially written frame; the rest would arrive too late anyway.
             let keep = usize::from(self.written > 0);
@@ -187,9 +189,11 @@ impl Task {
 
     /// Moves what is queued onto the backlog one last time and takes no more: the connection
     /// is closing, so nothing may follow the close frame.
-    fn flush_queue(&mut self, queue: &OutQueue) {
+    fn flush_queue<H: Handler>(&mut self, queue: &OutQueue, handler: &mut H) {
         if self.draining {
+            let from = self.pending.len();
             let _ = queue.drain(&mut self.pending);
+            handler.on_outgoing(&mut self.pending, from);
             self.stop_draining();
         }
     }

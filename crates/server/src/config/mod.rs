@@ -34,7 +34,9 @@ pub(crate) use error::NO_KEY_MESSAGE;
 pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, ShutdownConfig};
 pub use rooms::{AclRule, RoomsConfig};
-pub use socketio::{EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig};
+pub use socketio::{
+    ConnectErrorMessages, EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig,
+};
 
 /// The longest tenant name or user id accepted, in bytes; room keys and metrics labels embed them.
 pub const MAX_ID_BYTES: usize = 128;

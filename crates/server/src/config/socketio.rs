@@ -49,6 +49,64 @@ pub struct SocketIoConfig {
     /// bound. Behind a reverse proxy every client has the proxy's address: raise it or set
     /// `0`. Default `256`.
     pub max_pending_sessions_per_ip: usize,
+    /// `[socketio.errors]`: the messages of refused `CONNECT`s. Default: see
+    /// [`ConnectErrorMessages`].
+    pub errors: ConnectErrorMessages,
+}
+
+/// `[socketio.errors]`: the `message` of the `CONNECT_ERROR` for each refusal of a `CONNECT`,
+/// what `socket.io-client` gives its `connect_error` handler as `err.message` (seed 004's
+/// client compares it with `"Authentication required"` and `"Invalid or expired token"`).
+/// The refusals and their answers are listed in `protocol/socketio.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectErrorMessages {
+    /// No token (in the `auth` payload, `Authorization: Bearer`, or `?token=`). Default
+    /// `"authentication required"`.
+    pub token_missing: String,
+    /// A token that fails validation other than by expiry (signature, algorithm, claims, `nbf`,
+    /// issuer, audience). Default: unset, the specific reason (`"invalid signature"`,
+    /// `"malformed token"`, `"missing claim"`...).
+    pub token_invalid: Option<String>,
+    /// A token already expired (past `exp` plus the leeway). Default `"token expired"`.
+    pub token_expired: String,
+    /// A global, tenant or user connection limit. Default: unset, the limit's own message
+    /// (`"user connection limit reached"`...).
+    pub connection_limit: Option<String>,
+    /// The server is shutting down. Default `"server shutting down"`.
+    pub shutting_down: String,
+}
+
+impl Default for ConnectErrorMessages {
+    fn default() -> Self {
+        ConnectErrorMessages {
+            token_missing: "authentication required".into(),
+            token_invalid: None,
+            token_expired: "token expired".into(),
+            connection_limit: None,
+            shutting_down: "server shutting down".into(),
+        }
+    }
+}
+
+impl ConnectErrorMessages {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, message) in [
+            ("token_missing", Some(&self.token_missing)),
+            ("token_invalid", self.token_invalid.as_ref()),
+            ("token_expired", Some(&self.token_expired)),
+            ("connection_limit", self.connection_limit.as_ref()),
+            ("shutting_down", Some(&self.shutting_down)),
+        ] {
+            if message.is_some_and(|m| m.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    format!("socketio.errors.{key}"),
+                    "must not be empty: clients tell refusals apart by it",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for SocketIoConfig {
@@ -65,6 +123,7 @@ impl Default for SocketIoConfig {
             namespaces: Vec::new(),
             max_pending_sessions: 10_000,
             max_pending_sessions_per_ip: 256,
+            errors: ConnectErrorMessages::default(),
         }
     }
 }
@@ -114,7 +173,8 @@ impl SocketIoConfig {
                 return Err(ConfigError::invalid(key, "must be > 0"));
             }
         }
-        self.validate_cors()
+        self.validate_cors()?;
+        self.errors.validate()
     }
 
     fn validate_path(&self) -> Result<(), ConfigError> {
@@ -222,6 +282,13 @@ pub struct EventRoute {
     /// Template of the room, for `join`, `leave` and `relay`, e.g. `"tenant:{args.0.tenant_id}"`.
     /// Every placeholder must give a non-empty string or a number, else the event is refused.
     pub room: String,
+    /// `join` and `leave` only: template of the tenant whose room it is, e.g.
+    /// `"{args.0.tenant}"`, for the platform-admin role (`auth.admin_role`) to observe other
+    /// tenants, as the native `subscribe` does with its `tenant` field. A tenant other than the
+    /// socket's own is refused to every other token, and then the room ACL does not apply (it
+    /// speaks of the token's own tenant). Rendered empty (a missing argument): the socket's own
+    /// tenant. Default `""`: always the socket's own tenant.
+    pub tenant: String,
     /// Answer to the sender once the action is done, e.g.
     /// `{ event = "subscribed", data = { tenant_id = "{args.0.tenant_id}" } }`. When the client
     /// asked for an ack, `data` answers the ack instead of the event; without `event`, only acks
@@ -311,6 +378,11 @@ mod tests {
         assert_eq!(c.connect_timeout(), Duration::from_secs(45));
         assert!(c.cors_origins.is_empty() && !c.cors_credentials && !c.cors_any_origin());
         assert!(c.namespaces.is_empty());
+        assert_eq!(c.errors.token_missing, "authentication required");
+        assert_eq!(c.errors.token_invalid, None);
+        assert_eq!(c.errors.token_expired, "token expired");
+        assert_eq!(c.errors.connection_limit, None);
+        assert_eq!(c.errors.shutting_down, "server shutting down");
         assert_eq!(Config::default().socketio, c);
     }
 
@@ -425,6 +497,30 @@ mod tests {
         );
         let c = valid("[socketio]\ncors_origins = [\"*\"]");
         assert!(c.socketio.cors_any_origin());
+    }
+
+    #[test]
+    fn connect_error_messages_are_configurable() {
+        let c = valid(
+            "[socketio.errors]\ntoken_missing = \"Authentication required\"\n\
+             token_invalid = \"Invalid or expired token\"\n\
+             token_expired = \"Invalid or expired token\"",
+        );
+        assert_eq!(c.socketio.errors.token_missing, "Authentication required");
+        assert_eq!(
+            c.socketio.errors.token_invalid.as_deref(),
+            Some("Invalid or expired token")
+        );
+        assert_eq!(c.socketio.errors.shutting_down, "server shutting down");
+        assert_eq!(
+            error("[socketio.errors]\ntoken_expired = \" \""),
+            "socketio.errors.token_expired: must not be empty: clients tell refusals apart by it"
+        );
+        let e = error("[socketio.errors]\ntoken_expird = \"x\"");
+        assert!(
+            e.starts_with("socketio.errors: unknown field `token_expird`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! `/ws` upgrade.
 
 pub mod proto;
-mod rate;
 pub mod session;
 mod upgrade;
 

@@ -1,11 +1,12 @@
-//! One native protocol connection: authentication, subscriptions, client publishes, token
-//! refresh and expiry, rate limiting, and the close codes of `protocol/codes.md`.
+//! One native protocol connection: its messages carried out through the client core
+//! ([`crate::client`]: authentication, the ACL, rate and size limits, token refresh and
+//! expiry), and the core's refusals told as the replies and close codes of `protocol/codes.md`.
 //!
 //! The session runs inside its connection's task as a [`Handler`]: no `.await`, brief
 //! access to the shared room index, answers pushed to the connection's own bounded queue.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
@@ -13,12 +14,10 @@ use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, WireFormat};
 use roomcast_engine::{OutQueue, Outbound};
 
 use crate::app::{App, LiveGuard};
-use crate::auth::{AuthError, SessionIdentity};
-use crate::limits::{LimitError, Slot};
+use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
 use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
-use crate::native::rate::TokenBucket;
 use roomcast_broker::{Payload, Publication, Target};
 
 /// The namespace native clients use when a message names none.
@@ -26,21 +25,11 @@ const DEFAULT_NS: &str = "/";
 
 enum State {
     /// Upgraded without a token: the first frame must be `auth`, before the deadline.
-    Awaiting {
-        deadline: Instant,
-    },
-    Active(Box<Active>),
+    Awaiting { deadline: Instant },
+    /// Authenticated; the core's identity keeps only the claims the room policy reads.
+    Active(Box<ClientCore>),
     /// Closing or closed: further messages are ignored.
     Done,
-}
-
-struct Active {
-    /// The claims in it are only those the room policy reads.
-    identity: SessionIdentity,
-    /// When to check the token's expiry next (`None`: it never expires).
-    expires: Option<Instant>,
-    // Held for the connection's lifetime: dropping it frees the limit slot.
-    _slot: Slot,
 }
 
 /// The native protocol handler of one connection.
@@ -49,9 +38,7 @@ pub struct NativeSession {
     id: ConnId,
     queue: Arc<OutQueue>,
     state: State,
-    bucket: TokenBucket,
     violations: u32,
-    rate_strikes: u32,
     _live: LiveGuard,
 }
 
@@ -63,30 +50,15 @@ impl std::fmt::Debug for NativeSession {
     }
 }
 
-/// The longest a connection waits before it checks its token's expiry against the system
-/// clock again, which may be stepped while the monotonic clock its timer runs on is not.
-const EXPIRY_RECHECK: Duration = Duration::from_secs(60);
-
-/// When to check a token expiring at `expires_at` (unix seconds) next: when it expires past
-/// the leeway, or sooner.
-fn expiry_check(app: &App, expires_at: Option<u64>) -> Option<Instant> {
-    let at = app.verifier.expiry_deadline(expires_at)?;
-    Some(at.min(Instant::now() + EXPIRY_RECHECK))
-}
-
 impl NativeSession {
     /// A session waiting for its token.
     pub fn new(app: Arc<App>, queue: Arc<OutQueue>, live: LiveGuard, now: Instant) -> Self {
-        let limits = &app.config.limits;
-        let bucket = TokenBucket::new(limits.messages_per_second, limits.messages_burst, now);
         let deadline = now + Duration::from_millis(app.config.auth.auth_timeout_ms);
         Self {
             id: ConnId::next(),
             queue,
             state: State::Awaiting { deadline },
-            bucket,
             violations: 0,
-            rate_strikes: 0,
             _live: live,
             app,
         }
@@ -109,6 +81,14 @@ impl NativeSession {
         self.state = State::Done;
     }
 
+    /// Tells the client about a refusal: a failed reply to request `id`, or the close.
+    fn refuse(&mut self, id: Option<u64>, refusal: &Refusal) {
+        match refusal.native() {
+            NativeAnswer::Reply(code, message) => self.reply_error(id, code, &message),
+            NativeAnswer::Close(code, reason) => self.disconnect(code, &reason),
+        }
+    }
+
     fn leave_index(&self) {
         if matches!(self.state, State::Active(_)) {
             self.app.index.unregister(self.id);
@@ -117,31 +97,10 @@ impl NativeSession {
 
     /// Verifies a token and, when it is good and the limits allow, joins the auto rooms and
     /// sends `welcome`.
-    pub fn authenticate(&mut self, token: &str) {
-        let identity = match self.app.verifier.verify(token) {
-            Ok(identity) => identity,
-            Err(e) => {
-                self.app.metrics.reject(Rejection::AuthFailed);
-                tracing::debug!(error = %e, "authentication failed");
-                // An already expired token is 4003, every other refusal 4002 (codes.md).
-                let code = match e {
-                    AuthError::Expired => CloseCode::TokenExpired,
-                    _ => CloseCode::AuthFailed,
-                };
-                return self.disconnect(code, e.reason());
-            }
-        };
-        let slot = match self.app.limits.acquire(&identity.tenant, &identity.user) {
-            Ok(slot) => slot,
-            Err(e) => {
-                self.app.metrics.reject(Rejection::Limit);
-                let reason = match e {
-                    LimitError::Global => "server connection limit reached",
-                    LimitError::Tenant => "tenant connection limit reached",
-                    LimitError::User => "user connection limit reached",
-                };
-                return self.disconnect(CloseCode::ConnectionLimit, reason);
-            }
+    pub fn authenticate(&mut self, token: &str, now: Instant) {
+        let client::Admission { identity, slot } = match client::admit(&self.app, Some(token)) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return self.refuse(None, &refusal),
         };
         let app = &self.app;
         let mut identity = identity;
@@ -176,11 +135,7 @@ impl NativeSession {
         app.metrics
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.state = State::Active(Box::new(Active {
-            expires: expiry_check(app, identity.expires_at),
-            identity,
-            _slot: slot,
-        }));
+        self.state = State::Active(Box::new(ClientCore::new(app, identity, slot, now)));
     }
 
     fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
@@ -199,11 +154,12 @@ impl NativeSession {
     }
 
     fn handle(&mut self, msg: ClientMessage) {
-        let State::Active(active) = &mut self.state else {
+        let State::Active(core) = &mut self.state else {
             return;
         };
-        let app = &self.app;
-        let identity = &active.identity;
+        // A handle of its own: the refusals below borrow the session mutably.
+        let app = &self.app.clone();
+        let identity = core.identity().clone();
         match msg {
             ClientMessage::Auth { .. } => self.reply_error(
                 None,
@@ -217,21 +173,20 @@ impl NativeSession {
                 tenant,
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                let (tenant, allowed) = match tenant.as_deref() {
-                    Some(t) if t != &*identity.tenant => (t, identity.admin),
-                    _ => (
-                        &*identity.tenant,
-                        app.policy.may_subscribe(ns, &room, &identity.claims),
-                    ),
+                let key = match client::check_subscribe(
+                    app,
+                    &identity,
+                    ns,
+                    &room,
+                    tenant.as_deref(),
+                    false,
+                ) {
+                    Ok(tenant) => RoomKey::new(tenant, ns, &room),
+                    Err(refusal) => return self.refuse(Some(id), &refusal),
                 };
-                if !allowed {
-                    return self.reply_error(Some(id), ErrorCode::Forbidden, "room not allowed");
-                }
-                match app.index.join(self.id, &RoomKey::new(tenant, ns, &room)) {
+                match app.index.join(self.id, &key) {
                     Ok(_) => self.send(proto::encode_reply_ok(id)),
-                    Err(JoinError::TooManyRooms) => {
-                        self.reply_error(Some(id), ErrorCode::TooManyRooms, "room limit reached")
-                    }
+                    Err(JoinError::TooManyRooms) => self.refuse(Some(id), &Refusal::TooManyRooms),
                     Err(_) => self.reply_error(Some(id), ErrorCode::Internal, "not registered"),
                 }
             }
@@ -257,15 +212,10 @@ impl NativeSession {
                 ns,
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                if !app.policy.may_publish(ns, &room, &identity.claims) {
-                    return self.reply_error(Some(id), ErrorCode::Forbidden, "publish not allowed");
-                }
-                if data.get().len() > app.config.limits.max_publish_bytes {
-                    return self.reply_error(
-                        Some(id),
-                        ErrorCode::PayloadTooLarge,
-                        "data larger than limits.max_publish_bytes",
-                    );
+                if let Err(refusal) =
+                    client::check_publish(app, &identity, ns, &room, data.get().len())
+                {
+                    return self.refuse(Some(id), &refusal);
                 }
                 let mut publication = Publication::new(
                     ns,
@@ -289,36 +239,28 @@ impl NativeSession {
                     let _ = queue.push(Outbound::Text(reply));
                 });
             }
-            ClientMessage::Refresh { id, token } => match app.verifier.verify(&token) {
-                Ok(fresh) if *fresh.tenant == *identity.tenant && *fresh.user == *identity.user => {
-                    let expires = fresh.expires_at;
-                    if identity.admin && !fresh.admin {
-                        // Observing other tenants was allowed by the old token only.
-                        for key in app.index.rooms_of(self.id) {
-                            if *key.tenant != *fresh.tenant {
-                                app.index.leave(self.id, &key);
+            ClientMessage::Refresh { id, token } => {
+                let keep = |fresh: &mut crate::auth::Identity| {
+                    app.policy.retain_used_claims(&mut fresh.claims);
+                };
+                match core.refresh(app, &token, keep) {
+                    Ok(refreshed) => {
+                        if refreshed.lost_admin {
+                            // Observing other tenants was allowed by the old token only.
+                            for key in app.index.rooms_of(self.id) {
+                                if *key.tenant != *identity.tenant {
+                                    app.index.leave(self.id, &key);
+                                }
                             }
                         }
+                        match refreshed.expires_at {
+                            Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
+                            None => self.send(proto::encode_reply_ok(id)),
+                        }
                     }
-                    let mut fresh = fresh;
-                    app.policy.retain_used_claims(&mut fresh.claims);
-                    active.identity = fresh.into_session();
-                    active.expires = expiry_check(app, expires);
-                    match expires {
-                        Some(exp) => self.send(proto::encode_reply_ok_expires(id, exp)),
-                        None => self.send(proto::encode_reply_ok(id)),
-                    }
+                    Err(refusal) => self.refuse(Some(id), &refusal),
                 }
-                Ok(_) => self.reply_error(
-                    Some(id),
-                    ErrorCode::InvalidToken,
-                    "token is for another user or tenant",
-                ),
-                Err(e) => {
-                    app.metrics.reject(Rejection::AuthFailed);
-                    self.reply_error(Some(id), ErrorCode::InvalidToken, e.reason());
-                }
-            },
+            }
             ClientMessage::Ping { id } => self.send(proto::encode_pong(id)),
         }
     }
@@ -332,7 +274,7 @@ impl Handler for NativeSession {
         let parsed = proto::parse(&text);
         if let State::Awaiting { .. } = self.state {
             return match parsed {
-                Ok(ClientMessage::Auth { token }) => self.authenticate(&token),
+                Ok(ClientMessage::Auth { token }) => self.authenticate(&token, ctx.now()),
                 other => {
                     // A request whose id could be read is answered before the close.
                     let id = match &other {
@@ -342,23 +284,20 @@ impl Handler for NativeSession {
                     if id.is_some() {
                         self.reply_error(id, ErrorCode::Unauthenticated, "authenticate first");
                     }
-                    self.disconnect(CloseCode::AuthRequired, "first message must be auth")
+                    self.refuse(None, &Refusal::TokenMissing)
                 }
             };
         }
-        if !self.bucket.take(ctx.now()) {
-            self.app
-                .metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let id = parsed.as_ref().ok().and_then(ClientMessage::id);
-            self.reply_error(id, ErrorCode::RateLimited, "too many messages");
-            // Like bad requests: the reply, then the close once past the limit.
-            self.rate_strikes += 1;
-            if self.rate_strikes > self.app.config.limits.max_violations {
-                self.disconnect(CloseCode::RateLimited, CloseCode::RateLimited.reason());
-            }
+        let State::Active(core) = &mut self.state else {
             return;
+        };
+        if let Err(refusal) = core.take_message(&self.app, ctx.now()) {
+            let id = parsed.as_ref().ok().and_then(ClientMessage::id);
+            // Like bad requests: the reply, then the close once past the limit.
+            if refusal == Refusal::RateLimitExceeded {
+                self.refuse(id, &Refusal::RateLimited);
+            }
+            return self.refuse(id, &refusal);
         }
         match parsed {
             Ok(msg) => self.handle(msg),
@@ -386,17 +325,11 @@ impl Handler for NativeSession {
         match &mut self.state {
             State::Awaiting { deadline } if ctx.now() >= *deadline => {
                 self.app.metrics.reject(Rejection::AuthTimeout);
-                self.disconnect(CloseCode::AuthRequired, "authentication timeout");
+                self.refuse(None, &Refusal::AuthTimeout);
             }
-            State::Active(active) if active.expires.is_some_and(|at| ctx.now() >= at) => {
-                // The system clock decides; not yet expired by it, check again later.
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                if self.app.verifier.expired(active.identity.expires_at, now) {
-                    self.disconnect(CloseCode::TokenExpired, "token expired");
-                } else {
-                    active.expires = expiry_check(&self.app, active.identity.expires_at);
+            State::Active(core) => {
+                if let Err(refusal) = core.check_expiry(&self.app, ctx.now()) {
+                    self.refuse(None, &refusal);
                 }
             }
             _ => {}
@@ -406,7 +339,7 @@ impl Handler for NativeSession {
     fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Awaiting { deadline } => Some(*deadline),
-            State::Active(active) => active.expires,
+            State::Active(core) => core.expiry_deadline(),
             State::Done => None,
         }
     }

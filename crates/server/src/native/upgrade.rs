@@ -38,9 +38,10 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
     let queue = Arc::new(OutQueue::new(app.queue_limits));
     let live = app.live_guard(&queue);
     let run = move |stream, prefix| async move {
-        let mut session = NativeSession::new(app.clone(), queue.clone(), live, Instant::now());
+        let now = Instant::now();
+        let mut session = NativeSession::new(app.clone(), queue.clone(), live, now);
         if let Some(token) = token {
-            session.authenticate(&token);
+            session.authenticate(&token, now);
         }
         let session = Session {
             handler: session,

@@ -19,13 +19,14 @@ use crate::node::Node;
 use namespace::ConfiguredNamespace;
 use routing::Router;
 
-/// The Socket.IO endpoint compiled from `[socketio]`: its settings, its router, and each name
-/// it serves with the configured namespace that name stands for (aliases included).
+/// The Socket.IO endpoint compiled from `[socketio]`: its settings, its router, and the
+/// aliases of its namespaces.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     config: roomcast_socketio::Config,
     router: Arc<Router>,
-    names: Vec<(String, String)>,
+    /// Each alias with the namespace it stands for.
+    aliases: Vec<(String, String)>,
 }
 
 impl Endpoint {
@@ -61,17 +62,15 @@ impl Endpoint {
             max_pending_sessions_per_ip: config.max_pending_sessions_per_ip,
             ..roomcast_socketio::Config::default()
         };
-        let mut names: Vec<(String, String)> = router
-            .namespaces()
-            .map(|n| (n.to_owned(), n.to_owned()))
+        let aliases = config
+            .namespaces
+            .iter()
+            .flat_map(|ns| ns.aliases.iter().map(|a| (a.clone(), ns.name.clone())))
             .collect();
-        for ns in &config.namespaces {
-            names.extend(ns.aliases.iter().map(|a| (a.clone(), ns.name.clone())));
-        }
         Endpoint {
             config: endpoint,
             router: Arc::new(router),
-            names,
+            aliases,
         }
     }
 
@@ -81,7 +80,7 @@ impl Endpoint {
         let Endpoint {
             mut config,
             router,
-            names,
+            aliases,
         } = self;
         config.body_budget = app.bodies.clone();
         let sio = SocketIo::new(
@@ -91,9 +90,15 @@ impl Endpoint {
             app.metrics.io.clone(),
         );
         let weak: Weak<App> = Arc::downgrade(app);
-        for (served, configured) in names {
-            let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), configured);
-            sio.namespace(&served, Arc::new(handler));
+        for name in router.namespaces() {
+            let handler = ConfiguredNamespace::new(weak.clone(), router.clone(), name.to_owned());
+            sio.namespace(name, Arc::new(handler));
+        }
+        // An alias is another name of its namespace: same handler, same rooms (keyed by the
+        // namespace's name, where publishes to it look), while its clients keep reading and
+        // writing their packets under the alias.
+        for (alias, configured) in aliases {
+            sio.alias(&alias, &configured);
         }
         sio
     }

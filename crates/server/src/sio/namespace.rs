@@ -1,31 +1,29 @@
-//! One configured Socket.IO namespace served by the roomcast server: the JWT check on
-//! `CONNECT`, auto-joined rooms, the greeting, and client events carried out as the
-//! [`Router`] decides, under the same room ACL and limits as native clients.
+//! One configured Socket.IO namespace served by the roomcast server: `CONNECT` and client
+//! events carried out through the client core ([`crate::client`]: the token check, the room
+//! ACL, rate and size limits, token expiry), as the [`Router`] decides; the core's refusals
+//! are told as `CONNECT_ERROR`s, error events and disconnects (`protocol/socketio.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use roomcast_engine::rooms::ConnId;
+use roomcast_engine::rooms::{ConnId, JoinError};
 use roomcast_socketio::{AckSender, Args, ConnectError, NamespaceHandler, SocketRef};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api_keys::bearer;
 use crate::app::App;
-use crate::auth::Claims;
+use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
+use crate::config::ConnectErrorMessages;
 use crate::http::query_param;
-use crate::limits::Slot;
-use crate::metrics::Rejection;
 use crate::sio::routing::{Action, Caller, Reply, Router};
 
-/// What a connected socket keeps: its claims (for routes and the ACL) and its limit slot. Every
-/// claim is kept, since route, reply and error templates may read any of them; in the compact
-/// form, since memory per connection is a budget.
+/// What a connected socket keeps: its client core, whose identity keeps every claim of the
+/// token (in the compact form, since memory per connection is a budget), since route, reply
+/// and error templates may read any of them.
 struct SocketState {
-    // Shared with the events being handled, which read them without holding the map's lock.
-    claims: Arc<Claims>,
-    _slot: Slot,
+    core: ClientCore,
 }
 
 /// The handler of one namespace (its aliases share it).
@@ -52,6 +50,50 @@ impl ConfiguredNamespace {
     fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, SocketState>> {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Tells the client about a refusal of `event` (empty: of no event, such as a token's
+    /// expiry): the route's or namespace's error event (or the ack), then for refusals that end
+    /// the session a `DISCONNECT`, and for some the close of the whole connection.
+    fn refuse(
+        &self,
+        app: &App,
+        socket: &SocketRef,
+        event: &str,
+        refusal: &Refusal,
+        ack: &mut Option<AckSender>,
+        caller: &Caller<'_>,
+    ) {
+        // What follows the error event: nothing, the socket's `DISCONNECT`, or that and the
+        // close of the whole connection with a code.
+        let (message, disconnect, close) = match refusal.socketio(&app.config.socketio.errors) {
+            SocketIoAnswer::Error(message) => (message, false, None),
+            SocketIoAnswer::Disconnect(message) => (message, true, None),
+            SocketIoAnswer::Close(code, message) => (message, true, Some(code)),
+            // Refusals of `CONNECT` only; a connected socket is told as by an error event.
+            SocketIoAnswer::ConnectError(message) => (message.into(), false, None),
+        };
+        let reply = self
+            .router
+            .refusal(&self.name, event, ack.is_some(), &message, caller);
+        answer(socket, reply, ack);
+        if disconnect {
+            socket.disconnect();
+        }
+        if let Some(code) = close {
+            socket.engine().close_with(code, &message);
+        }
+    }
+}
+
+/// The refusal of a join the room index did not take.
+fn join_refusal(e: JoinError) -> Refusal {
+    match e {
+        JoinError::TooManyRooms => Refusal::TooManyRooms,
+        // The socket is leaving and will not read the answer; as before, told as the limit.
+        JoinError::NotRegistered => Refusal::TooManyRooms,
+        // Another crate's non-exhaustive enum: a catch-all is unavoidable.
+        _ => Refusal::TooManyRooms,
+    }
 }
 
 /// The token of a `CONNECT`: `auth.token`, else `Authorization: Bearer`, else `?token=`.
@@ -66,6 +108,16 @@ fn token(auth: Option<&RawValue>, req: &http::request::Parts) -> Option<String> 
                 .map(str::to_owned)
         })
         .or_else(|| query_param(&req.uri, "token"))
+}
+
+/// The `CONNECT_ERROR` for a refusal of `CONNECT`.
+fn connect_error(refusal: &Refusal, messages: &ConnectErrorMessages) -> ConnectError {
+    match refusal.socketio(messages) {
+        SocketIoAnswer::ConnectError(message) => ConnectError::new(message),
+        SocketIoAnswer::Error(message)
+        | SocketIoAnswer::Disconnect(message)
+        | SocketIoAnswer::Close(_, message) => ConnectError::new(message),
+    }
 }
 
 /// Sends a reply, consuming the ack when the reply answers it.
@@ -93,26 +145,16 @@ impl NamespaceHandler for ConfiguredNamespace {
         req: &http::request::Parts,
     ) -> Result<(), ConnectError> {
         let Some(app) = self.app.upgrade() else {
-            return Err(ConnectError::new("server shutting down"));
+            let messages = ConnectErrorMessages::default();
+            return Err(connect_error(&Refusal::ShuttingDown, &messages));
         };
+        let messages = &app.config.socketio.errors;
         if app.shutting_down() {
-            return Err(ConnectError::new("server shutting down"));
+            return Err(connect_error(&Refusal::ShuttingDown, messages));
         }
-        let Some(token) = token(auth, req) else {
-            app.metrics.reject(Rejection::AuthFailed);
-            return Err(ConnectError::new("authentication required"));
-        };
-        let identity = app.verifier.verify(&token).map_err(|e| {
-            app.metrics.reject(Rejection::AuthFailed);
-            ConnectError::new(e.reason())
-        })?;
-        let slot = app
-            .limits
-            .acquire(&identity.tenant, &identity.user)
-            .map_err(|e| {
-                app.metrics.reject(Rejection::Limit);
-                ConnectError::new(e.to_string())
-            })?;
+        let admitted = client::admit(&app, token(auth, req).as_deref())
+            .map_err(|refusal| connect_error(&refusal, messages))?;
+        let identity = admitted.identity;
         socket.set_identity(&identity.tenant, &identity.user);
         for room in self.router.auto_join(&self.name, &identity.claims) {
             if let Err(e) = socket.join(&room) {
@@ -130,13 +172,10 @@ impl NamespaceHandler for ConfiguredNamespace {
         if let Some((event, args)) = self.router.greeting(&self.name, &caller) {
             let _ = socket.emit_args(&event, &Args::from_values(args));
         }
-        self.sockets().insert(
-            socket.conn_id(),
-            SocketState {
-                claims: Arc::new(Claims::from(identity.claims)),
-                _slot: slot,
-            },
-        );
+        let core = ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
+        socket.set_expiry(core.expiry_deadline());
+        self.sockets()
+            .insert(socket.conn_id(), SocketState { core });
         Ok(())
     }
 
@@ -144,47 +183,70 @@ impl NamespaceHandler for ConfiguredNamespace {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        let Some(kept) = self
-            .sockets()
-            .get(&socket.conn_id())
-            .map(|s| s.claims.clone())
-        else {
-            return;
+        let (identity, over_rate) = {
+            let mut sockets = self.sockets();
+            let Some(state) = sockets.get_mut(&socket.conn_id()) else {
+                return;
+            };
+            let over_rate = state.core.take_message(&app, Instant::now()).err();
+            (state.core.identity().clone(), over_rate)
         };
-        let claims: &Claims = &kept;
-        let values: Vec<Value> = args.parse().unwrap_or_default();
-        let original = args;
         let mut ack = ack;
         let caller = Caller {
-            claims,
+            claims: &identity.claims,
             socket_id: socket.id(),
             now: SystemTime::now(),
         };
         let ns = self.name.as_str();
-        let refuse = |message: &str, ack: &mut Option<AckSender>| {
-            let reply = self
-                .router
-                .refusal(ns, event, ack.is_some(), message, &caller);
-            answer(socket, reply, ack);
+        let refuse = |refusal: &Refusal, ack: &mut Option<AckSender>| {
+            self.refuse(&app, socket, event, refusal, ack, &caller);
         };
+        if let Some(refusal) = over_rate {
+            return refuse(&refusal, &mut ack);
+        }
+        let values: Vec<Value> = args.parse().unwrap_or_default();
+        let original = args;
         for action in self
             .router
             .route(ns, event, &values, ack.is_some(), &caller)
         {
             match action {
                 Action::Join { room, then } => {
-                    let allowed = app.policy.may_subscribe(ns, &room, claims)
-                        || self.router.auto_join(ns, claims).contains(&room);
-                    if !allowed {
-                        return refuse("room not allowed", &mut ack);
+                    let auto_room = self.router.auto_join(ns, &identity.claims).contains(&room);
+                    if let Err(refusal) =
+                        client::check_subscribe(&app, &identity, ns, &room, None, auto_room)
+                    {
+                        return refuse(&refusal, &mut ack);
                     }
                     match socket.join(&room) {
                         Ok(_) => answer(socket, then, &mut ack),
-                        Err(_) => return refuse("room limit reached", &mut ack),
+                        Err(e) => return refuse(&join_refusal(e), &mut ack),
+                    }
+                }
+                Action::JoinIn { tenant, room, then } => {
+                    let auto_room = self.router.auto_join(ns, &identity.claims).contains(&room);
+                    let tenant = match client::check_subscribe(
+                        &app,
+                        &identity,
+                        ns,
+                        &room,
+                        Some(&tenant),
+                        auto_room,
+                    ) {
+                        Ok(tenant) => tenant,
+                        Err(refusal) => return refuse(&refusal, &mut ack),
+                    };
+                    match socket.join_in(tenant, &room) {
+                        Ok(_) => answer(socket, then, &mut ack),
+                        Err(e) => return refuse(&join_refusal(e), &mut ack),
                     }
                 }
                 Action::Leave { room, then } => {
                     socket.leave(&room);
+                    answer(socket, then, &mut ack);
+                }
+                Action::LeaveIn { tenant, room, then } => {
+                    socket.leave_in(&tenant, &room);
                     answer(socket, then, &mut ack);
                 }
                 Action::Relay {
@@ -194,21 +256,22 @@ impl NamespaceHandler for ConfiguredNamespace {
                     volatile,
                     then,
                 } => {
-                    // Relaying is publishing from a client: the ACL's publish rules, or being
-                    // in the room, allow it.
-                    let member = socket.rooms().contains(&room);
-                    if !member && !app.policy.may_publish(ns, &room, claims) {
-                        return refuse("publish not allowed", &mut ack);
-                    }
-                    let to = socket.to(&room);
-                    let to = if volatile { to.volatile() } else { to };
-                    // Relayed as received, binary attachments included, unless the route
-                    // renders its own data.
+                    // Relaying is publishing from a client: the ACL's publish rules and the
+                    // publish size limit apply, as to a native `publish`.
                     let relayed = if args == values {
                         original.clone()
                     } else {
                         Args::from_values(args)
                     };
+                    let size = relayed.json().get().len()
+                        + relayed.attachments().iter().map(|a| a.len()).sum::<usize>();
+                    if let Err(refusal) = client::check_publish(&app, &identity, ns, &room, size) {
+                        return refuse(&refusal, &mut ack);
+                    }
+                    let to = socket.to(&room);
+                    let to = if volatile { to.volatile() } else { to };
+                    // Relayed as received, binary attachments included, unless the route
+                    // renders its own data.
                     to.emit_args(&event, &relayed);
                     answer(socket, then, &mut ack);
                 }
@@ -217,6 +280,29 @@ impl NamespaceHandler for ConfiguredNamespace {
                 #[allow(unreachable_patterns)]
                 _ => {}
             }
+        }
+    }
+
+    fn on_expiry(&self, socket: &SocketRef) {
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        let checked = {
+            let mut sockets = self.sockets();
+            let Some(state) = sockets.get_mut(&socket.conn_id()) else {
+                return;
+            };
+            let checked = state.core.check_expiry(&app, Instant::now());
+            socket.set_expiry(state.core.expiry_deadline());
+            checked.map_err(|refusal| (refusal, state.core.identity().clone()))
+        };
+        if let Err((refusal, identity)) = checked {
+            let caller = Caller {
+                claims: &identity.claims,
+                socket_id: socket.id(),
+                now: SystemTime::now(),
+            };
+            self.refuse(&app, socket, "", &refusal, &mut None, &caller);
         }
     }
 

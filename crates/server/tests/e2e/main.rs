@@ -13,6 +13,7 @@ mod harness;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod parity;
 mod publish;
 mod rooms;
 mod socketio;

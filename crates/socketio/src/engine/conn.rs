@@ -87,8 +87,9 @@ impl EngineConn {
         self.close_with(CLOSE_NORMAL, "server close");
     }
 
-    /// [`close`](Self::close) with the WebSocket close code and reason to use.
-    pub(crate) fn close_with(&self, code: u16, reason: &str) {
+    /// [`close`](Self::close) with the WebSocket close code and reason to use (over polling the
+    /// client gets a close packet, which carries neither).
+    pub fn close_with(&self, code: u16, reason: &str) {
         self.queue.request_close(CloseRequest {
             code,
             reason: reason.to_owned(),

@@ -97,6 +97,12 @@ pub trait EngineHandler: Send + Sync + 'static {
         None
     }
 
+    /// Packets just taken from the session's queue, `items[from..]`, before they go out over
+    /// either transport: the application may rewrite them for this session. Default: nothing.
+    fn on_outgoing(&self, state: &Self::State, items: &mut VecDeque<Outbound>, from: usize) {
+        let _ = (state, items, from);
+    }
+
     /// The session closed; called once, last.
     fn on_close(&self, state: &mut Self::State, conn: &EngineConn, reason: CloseReason);
 }

@@ -227,7 +227,10 @@ impl<H: EngineHandler> EngineIo<H> {
         if !(closing || for_get && state.leftover.is_empty()) {
             return;
         }
+        let from = state.leftover.len();
         let drained = conn.queue.drain(&mut state.leftover);
+        self.handler
+            .on_outgoing(&state.app, &mut state.leftover, from);
         if drained.overflowed {
             state.session.on_slow_consumer(now);
         } else if let Some(close) = drained.close {

@@ -2,12 +2,14 @@
 //! sessions, and the engine driver's [`Handler`] that runs a session once its WebSocket is
 //! the transport (the driver writes the session's queue as it is).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use roomcast_engine::driver::{self, Ctx, End, Handler};
 use roomcast_engine::ws::{frame, handshake};
+use roomcast_engine::Outbound;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -177,6 +179,12 @@ impl<H: EngineHandler> Handler for WsTransport<H> {
             .into_iter()
             .chain(app)
             .min()
+    }
+
+    fn on_outgoing(&mut self, pending: &mut VecDeque<Outbound>, from: usize) {
+        self.engine
+            .handler
+            .on_outgoing(&self.state.app, pending, from);
     }
 
     fn on_close(&mut self, end: &End) {

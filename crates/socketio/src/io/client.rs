@@ -3,11 +3,13 @@
 //! routes events and acks to them, and ends them when the connection ends or breaks the
 //! protocol. A connection that joins no namespace within `connect_timeout` is closed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use roomcast_engine::Outbound;
 
+use super::alias;
 use super::args::Args;
 use super::encode;
 use super::socket::{AckSender, SocketRef};
@@ -20,6 +22,8 @@ use crate::socketio::{Packet, RawJson, Reassembler};
 const CLOSE_CONNECT_TIMEOUT: (u16, &str) = (1000, "connect timeout");
 /// The `CONNECT_ERROR` message for a namespace nobody registered (the reference server's).
 const INVALID_NAMESPACE: &str = "Invalid namespace";
+/// The `CONNECT_ERROR` message for a namespace the client is in under another of its names.
+const OTHER_NAME: &str = "Already connected to this namespace under another name";
 
 /// The Socket.IO state of one connection.
 pub(crate) struct Client {
@@ -28,6 +32,8 @@ pub(crate) struct Client {
     sockets: Vec<SocketRef>,
     reassembler: Reassembler,
     connect_deadline: Option<Instant>,
+    /// A socket's namespace has other names: packets the room index brings may need renaming.
+    renaming: bool,
     /// A packet could not be read: the connection is closing, nothing more is read.
     broken: bool,
 }
@@ -54,6 +60,7 @@ impl EngineHandler for Clients {
             sockets: Vec::new(),
             reassembler: Reassembler::new(self.shared.reassembly),
             connect_deadline: Some(Instant::now() + self.shared.connect_timeout),
+            renaming: false,
             broken: false,
         }
     }
@@ -93,6 +100,7 @@ impl EngineHandler for Clients {
         }
         for socket in &client.sockets {
             socket.expire_acks(now);
+            socket.check_expiry(now);
         }
     }
 
@@ -100,9 +108,56 @@ impl EngineHandler for Clients {
         client
             .sockets
             .iter()
-            .filter_map(SocketRef::next_ack_deadline)
+            .filter_map(SocketRef::next_deadline)
             .chain(client.connect_deadline)
             .min()
+    }
+
+    fn on_outgoing(&self, client: &Client, items: &mut VecDeque<Outbound>, from: usize) {
+        if !client.renaming {
+            return;
+        }
+        // The name `name` stands for on this connection, when it is another one.
+        let wire_name = |name: &str| -> Option<SocketRef> {
+            let room_ns = self.shared.canonical(name)?;
+            client
+                .sockets
+                .iter()
+                .find(|s| *s.room_ns() == *room_ns && s.ns() != name)
+                .cloned()
+        };
+        for item in items.iter_mut().skip(from) {
+            match item {
+                Outbound::Text(text) => {
+                    let Some((start, end, name)) = alias::namespace(text) else {
+                        continue;
+                    };
+                    if let Some(socket) = wire_name(name) {
+                        *text = alias::rename(text, start, end, socket.ns());
+                    }
+                }
+                // A binary event's group, framed for a WebSocket session.
+                Outbound::Frame(frames) => {
+                    let Some((text, frame_end)) = alias::first_text_frame(frames) else {
+                        continue;
+                    };
+                    let Some((start, end, name)) = alias::namespace(text) else {
+                        continue;
+                    };
+                    if let Some(socket) = wire_name(name) {
+                        *frames = alias::rename_first_frame(
+                            frames,
+                            text,
+                            frame_end,
+                            start,
+                            end,
+                            socket.ns(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn on_close(&self, client: &mut Client, _conn: &EngineConn, reason: CloseReason) {
@@ -159,12 +214,22 @@ impl Clients {
             // Already connected: ignored, as the reference server does.
             return;
         }
-        let Some(handler) = self.shared.namespace(ns) else {
+        let Some(resolved) = self.shared.namespace(ns) else {
             push(conn, encode::connect_error(ns, INVALID_NAMESPACE, None));
             return;
         };
+        if client
+            .sockets
+            .iter()
+            .any(|s| s.is_connected() && *s.room_ns() == *resolved.name)
+        {
+            push(conn, encode::connect_error(ns, OTHER_NAME, None));
+            return;
+        }
+        let handler = resolved.handler;
         let socket = SocketRef::new(
             ns,
+            resolved.name,
             conn.clone(),
             self.shared.clone(),
             handler.clone(),
@@ -178,6 +243,7 @@ impl Clients {
                 conn.admit();
                 if socket.finish_connect() {
                     self.shared.remember_socket(&socket);
+                    client.renaming |= resolved.aliased;
                     client.sockets.push(socket);
                 }
             }

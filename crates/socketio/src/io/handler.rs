@@ -36,6 +36,12 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     fn on_disconnect(&self, socket: &SocketRef, reason: &str) {
         let _ = (socket, reason);
     }
+
+    /// The time set with [`SocketRef::set_expiry`] has come (it may come late, never early).
+    /// Set a later one to be called again. Default: disconnect the socket.
+    fn on_expiry(&self, socket: &SocketRef) {
+        socket.disconnect();
+    }
 }
 
 /// A refused `CONNECT`: sent to the client as `CONNECT_ERROR` `{"message", "data"}`.

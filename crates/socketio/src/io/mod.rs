@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::engine::{EngineIo, Resp};
 use crate::socketio::ReassemblyLimits;
 
+mod alias;
 mod args;
 mod broadcast;
 mod client;
@@ -55,7 +56,7 @@ pub(crate) struct Shared {
     reassembly: ReassemblyLimits,
     // Std locks: namespaces are read per CONNECT and written before serving; sockets are
     // updated per connect and disconnect. Never held across an `.await` or a handler call.
-    namespaces: RwLock<HashMap<Arc<str>, Arc<dyn NamespaceHandler>>>,
+    namespaces: RwLock<HashMap<Arc<str>, Registered>>,
     /// Connected sockets, for lookups and shutdown; weak, so that the registry keeps no
     /// socket (and so no connection) alive.
     sockets: RwLock<HashMap<ConnId, Weak<socket::SocketInner>>>,
@@ -63,9 +64,50 @@ pub(crate) struct Shared {
     relay: OnceLock<Arc<dyn Relay>>,
 }
 
+/// A name clients may connect to.
+#[derive(Clone)]
+enum Registered {
+    /// A namespace and its handler.
+    Namespace(Arc<dyn NamespaceHandler>),
+    /// Another name of this namespace.
+    Alias(Arc<str>),
+}
+
+/// What a `CONNECT` to a registered name gets.
+struct Resolved {
+    handler: Arc<dyn NamespaceHandler>,
+    /// The namespace's registered name, which its rooms are keyed by.
+    name: Arc<str>,
+    /// Whether the namespace has other names (aliases, or the name an alias stands for).
+    aliased: bool,
+}
+
 impl Shared {
-    fn namespace(&self, name: &str) -> Option<Arc<dyn NamespaceHandler>> {
-        read(&self.namespaces).get(name).cloned()
+    fn namespace(&self, requested: &str) -> Option<Resolved> {
+        let namespaces = read(&self.namespaces);
+        let (name, handler) = match namespaces.get_key_value(requested)? {
+            (name, Registered::Namespace(handler)) => (name.clone(), handler.clone()),
+            (_, Registered::Alias(name)) => match namespaces.get(name)? {
+                Registered::Namespace(handler) => (name.clone(), handler.clone()),
+                Registered::Alias(_) => return None,
+            },
+        };
+        let aliased = namespaces
+            .values()
+            .any(|r| matches!(r, Registered::Alias(of) if *of == name));
+        Some(Resolved {
+            handler,
+            name,
+            aliased,
+        })
+    }
+
+    /// The registered name of the namespace `name` means (itself, or what it is an alias of).
+    fn canonical(&self, name: &str) -> Option<Arc<str>> {
+        match read(&self.namespaces).get_key_value(name)? {
+            (name, Registered::Namespace(_)) => Some(name.clone()),
+            (_, Registered::Alias(of)) => Some(of.clone()),
+        }
     }
 
     fn socket(&self, id: ConnId) -> Option<SocketRef> {
@@ -137,7 +179,15 @@ impl SocketIo {
     /// Registers (or replaces) the handler of namespace `name` (`/`, `/dashboard`...). A
     /// `CONNECT` to a namespace without one is answered `{"message":"Invalid namespace"}`.
     pub fn namespace(&self, name: &str, handler: Arc<dyn NamespaceHandler>) {
-        write(&self.shared.namespaces).insert(name.into(), handler);
+        write(&self.shared.namespaces).insert(name.into(), Registered::Namespace(handler));
+    }
+
+    /// Registers `alias` as another name of namespace `name` (registered before or after): a
+    /// client connecting to `alias` is a socket of `name`, handled by its handler and in its
+    /// rooms, and the client still reads and writes its packets under `alias`. A client
+    /// connected under one name of a namespace is refused `CONNECT` under another.
+    pub fn alias(&self, alias: &str, name: &str) {
+        write(&self.shared.namespaces).insert(alias.into(), Registered::Alias(name.into()));
     }
 
     /// Sends every relay ([`SocketRef::to`]) to `relay` from now on (once; later calls are

@@ -35,7 +35,10 @@ pub struct SocketRef(pub(super) Arc<SocketInner>);
 
 pub(super) struct SocketInner {
     id: String,
+    /// The name the client connected with, which its packets carry.
     ns: Arc<str>,
+    /// The namespace's registered name, which its rooms are keyed by (`ns` but for an alias).
+    room_ns: Arc<str>,
     conn_id: ConnId,
     pub(super) conn: EngineConn,
     pub(super) shared: Arc<Shared>,
@@ -55,6 +58,8 @@ struct Locked {
     pre_connect: Vec<Vec<Outbound>>,
     identity: Option<(Arc<str>, Arc<str>)>,
     acks: HashMap<u64, (Instant, AckCallback)>,
+    /// When the handler's [`NamespaceHandler::on_expiry`] is due (a token's expiry).
+    expiry: Option<Instant>,
 }
 
 impl std::fmt::Debug for SocketRef {
@@ -70,6 +75,7 @@ impl std::fmt::Debug for SocketRef {
 impl SocketRef {
     pub(super) fn new(
         ns: &str,
+        room_ns: Arc<str>,
         conn: EngineConn,
         shared: Arc<Shared>,
         handler: Arc<dyn NamespaceHandler>,
@@ -79,6 +85,7 @@ impl SocketRef {
         Self(Arc::new(SocketInner {
             id: crate::engineio::Sid::random().to_string(),
             ns: ns.into(),
+            room_ns,
             conn_id: ConnId::next(),
             conn,
             shared,
@@ -101,9 +108,15 @@ impl SocketRef {
         &self.0.id
     }
 
-    /// The namespace.
+    /// The namespace, as the client named it (an alias, or the namespace's name).
     pub fn ns(&self) -> &str {
         &self.0.ns
+    }
+
+    /// The namespace's registered name, which the socket's rooms are keyed by: [`ns`](Self::ns)
+    /// unless the client connected through an alias ([`SocketIo::alias`](super::SocketIo::alias)).
+    pub fn room_ns(&self) -> &str {
+        &self.0.room_ns
     }
 
     /// The socket's id in the room index.
@@ -153,7 +166,7 @@ impl SocketRef {
         self.0
             .shared
             .index
-            .register_in(tenant, user, &self.0.ns, member);
+            .register_in(tenant, user, &self.0.room_ns, member);
         locked.identity = Some((tenant.into(), user.into()));
         true
     }
@@ -163,6 +176,32 @@ impl SocketRef {
     pub fn join(&self, room: &str) -> Result<bool, JoinError> {
         let key = self.room_key(room).ok_or(JoinError::NotRegistered)?;
         self.0.shared.index.join(self.0.conn_id, &key)
+    }
+
+    /// Joins a room of another tenant, in the socket's namespace: for an application that has
+    /// decided the socket may observe that tenant (a platform admin). `Ok(false)` if already
+    /// in it.
+    pub fn join_in(&self, tenant: &str, room: &str) -> Result<bool, JoinError> {
+        if self.lock().identity.is_none() {
+            return Err(JoinError::NotRegistered);
+        }
+        let key = RoomKey::new(tenant, &self.0.room_ns, room);
+        self.0.shared.index.join(self.0.conn_id, &key)
+    }
+
+    /// Leaves a room of another tenant; `false` when the socket was not in it.
+    pub fn leave_in(&self, tenant: &str, room: &str) -> bool {
+        let key = RoomKey::new(tenant, &self.0.room_ns, room);
+        self.0.shared.index.leave(self.0.conn_id, &key)
+    }
+
+    /// Sets (or with `None` clears) the time at which the namespace handler's
+    /// [`NamespaceHandler::on_expiry`] runs for this socket, once: a token's expiry. It is one
+    /// of the connection's deadlines (on the polling tick for long-polling sessions).
+    pub fn set_expiry(&self, at: Option<Instant>) {
+        self.lock().expiry = at;
+        // As for new ack deadlines: a busy connection's task learns of it.
+        self.0.conn.queue().nudge();
     }
 
     /// Leaves a room; `false` when the socket was not in it.
@@ -186,7 +225,7 @@ impl SocketRef {
         let (tenant, _) = self.lock().identity.clone()?;
         Some(RoomKey {
             tenant,
-            ns: self.0.ns.clone(),
+            ns: self.0.room_ns.clone(),
             room: room.into(),
         })
     }
@@ -350,13 +389,29 @@ impl SocketRef {
         }
     }
 
-    /// When the earliest ack this socket waits for times out.
-    pub(super) fn next_ack_deadline(&self) -> Option<Instant> {
-        self.lock()
+    /// When the earliest ack this socket waits for times out, or its expiry is due.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let locked = self.lock();
+        locked
             .acks
             .values()
             .map(|(deadline, _)| *deadline)
+            .chain(locked.expiry)
             .min()
+    }
+
+    /// Runs the handler's `on_expiry` if the socket's expiry is due.
+    pub(super) fn check_expiry(&self, now: Instant) {
+        let due = {
+            let mut locked = self.lock();
+            match locked.expiry {
+                Some(at) if now >= at => locked.expiry.take().is_some(),
+                _ => false,
+            }
+        };
+        if due && self.is_connected() {
+            self.0.handler.clone().on_expiry(self);
+        }
     }
 
     /// Fails the acks whose time is up.

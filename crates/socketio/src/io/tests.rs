@@ -46,6 +46,9 @@ impl NamespaceHandler for Recorder {
                 assert_eq!(socket.join(room), Ok(true));
             }
         }
+        if auth["expired"].as_bool() == Some(true) {
+            socket.set_expiry(Some(Instant::now()));
+        }
         match raw {
             Some(raw) => socket.emit("auth", raw).unwrap(),
             None => socket.emit("auth", &auth).unwrap(),
@@ -293,6 +296,61 @@ async fn rooms_relays_and_publishes_reach_other_members() {
     // Nothing reached the other tenant: its next GET waits for the ping.
     let pending = tokio::time::timeout(Duration::from_millis(5), get(&io, &other_tenant)).await;
     assert!(pending.is_err());
+}
+
+#[tokio::test]
+async fn an_alias_shares_its_namespaces_rooms_and_keeps_its_name_on_the_wire() {
+    let Setup { io, index, .. } = setup(config());
+    io.alias("/ws", "/");
+    let auth = |user: &str| format!(r#"{{"tenant":"acme","user":"{user}","room":"chat:1"}}"#);
+    let (main, _) = connect(&io, "/", &auth("1")).await;
+    let (aliased, _) = connect(&io, "/ws", &auth("2")).await;
+    let key = RoomKey::new("acme", "/", "chat:1");
+    assert_eq!(index.room_size(&key), 2, "both in the namespace's room");
+    let socket = io.socket(index.user_connections("acme", "2")[0]).unwrap();
+    assert_eq!((socket.ns(), socket.room_ns()), ("/ws", "/"));
+    assert_eq!(index.namespace_of(socket.conn_id()).as_deref(), Some("/"));
+
+    // Relays both ways, each read under the name its client connected with.
+    post(&io, &main, r#"42["relay","chat:1",1]"#).await;
+    assert_eq!(
+        get(&io, &aliased).await.body,
+        r#"42/ws,["relayed","chat:1",1]"#
+    );
+    post(&io, &aliased, r#"42/ws,["relay","chat:1",2]"#).await;
+    assert_eq!(get(&io, &main).await.body, r#"42["relayed","chat:1",2]"#);
+
+    // A publish to the namespace, encoded once under its name, reaches both.
+    let mut members: Vec<Member> = Vec::new();
+    index.collect_members(&key, &mut members);
+    let data = RawValue::from_string("7".to_owned()).unwrap();
+    let item = encode_event("/", "e", &data);
+    for member in &members {
+        member.queue.push(item.clone()).unwrap();
+    }
+    assert_eq!(get(&io, &main).await.body, r#"42["e",7]"#);
+    assert_eq!(get(&io, &aliased).await.body, r#"42/ws,["e",7]"#);
+
+    // One socket per namespace per connection, whatever the name.
+    post(&io, &aliased, "40").await;
+    assert_eq!(
+        get(&io, &aliased).await.body,
+        r#"44{"message":"Already connected to this namespace under another name"}"#
+    );
+}
+
+#[tokio::test]
+async fn a_socket_expiry_calls_its_handler() {
+    let Setup { io, tick, main, .. } = setup(config());
+    let (sid, _) = connect(&io, "/", r#"{"expired":true}"#).await;
+    tick.send(Instant::now()).unwrap();
+    settle().await;
+    // The default `on_expiry` disconnects the socket.
+    assert_eq!(get(&io, &sid).await.body, "41");
+    assert_eq!(
+        main.disconnects.lock().unwrap().as_slice(),
+        [("/".to_owned(), "server namespace disconnect".to_owned())]
+    );
 }
 
 #[tokio::test]

@@ -129,6 +129,22 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         }
     };
     only_relay("relay", route.relay.is_some())?;
+    let tenant = if route.tenant.is_empty() {
+        None
+    } else if matches!(action, RouteAction::Join | RouteAction::Leave) {
+        Some(
+            Text::parse(&route.tenant, Scope::EVENT)
+                .map_err(|e| ConfigError::invalid(field("tenant"), e))?,
+        )
+    } else {
+        return Err(ConfigError::invalid(
+            field("tenant"),
+            format!(
+                "only for action = \"join\" or \"leave\", not \"{}\"",
+                action.as_str()
+            ),
+        ));
+    };
     only_relay("volatile", route.volatile)?;
     let room = if action == RouteAction::Reply {
         if !route.room.is_empty() {
@@ -167,8 +183,8 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         .map(|e| emit(e, &field("error"), Scope::ERROR, true))
         .transpose()?;
     let kind = match (action, room) {
-        (RouteAction::Join, Some(room)) => Kind::Join(room),
-        (RouteAction::Leave, Some(room)) => Kind::Leave(room),
+        (RouteAction::Join, Some(room)) => Kind::Join(room, tenant),
+        (RouteAction::Leave, Some(room)) => Kind::Leave(room, tenant),
         (RouteAction::Relay, Some(room)) => {
             let relay = route
                 .relay

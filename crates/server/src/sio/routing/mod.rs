@@ -72,6 +72,26 @@ pub enum Action {
         /// Sent once the socket is out of the room.
         then: Reply,
     },
+    /// [`Action::Join`] for a room of `tenant`, which the route's `tenant` template named: the
+    /// runtime refuses it unless `tenant` is the sender's own or the sender is a platform
+    /// admin (and then the ACL does not apply).
+    JoinIn {
+        /// The rendered tenant.
+        tenant: String,
+        /// The rendered room name.
+        room: String,
+        /// Sent once the socket is in the room.
+        then: Reply,
+    },
+    /// [`Action::Leave`] for a room of `tenant`.
+    LeaveIn {
+        /// The rendered tenant.
+        tenant: String,
+        /// The rendered room name.
+        room: String,
+        /// Sent once the socket is out of the room.
+        then: Reply,
+    },
     /// Send `event` with `args` to every socket of the namespace in `room`, in the sender's
     /// tenant, except the sender, if the room ACL lets it publish there; then send `then`.
     Relay {
@@ -137,8 +157,9 @@ struct Route {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Join(Text),
-    Leave(Text),
+    /// The room, and the tenant template if the route has one.
+    Join(Text, Option<Text>),
+    Leave(Text, Option<Text>),
     Relay {
         room: Text,
         /// `None`: the route's own event name.
@@ -227,12 +248,26 @@ impl Router {
             |message: String| Action::Reply(refuse(namespace, route, wants_ack, &message, caller));
         let action = match &route.kind {
             Kind::Reply => Action::Reply(then()),
-            Kind::Join(room) => match room_name(room, &ctx) {
-                Ok(room) => Action::Join { room, then: then() },
+            Kind::Join(room, tenant) => match room_name(room, &ctx) {
+                Ok(room) => match tenant.as_ref().and_then(|t| t.render_optional(&ctx)) {
+                    Some(tenant) => Action::JoinIn {
+                        tenant,
+                        room,
+                        then: then(),
+                    },
+                    None => Action::Join { room, then: then() },
+                },
                 Err(message) => refused(message),
             },
-            Kind::Leave(room) => match room_name(room, &ctx) {
-                Ok(room) => Action::Leave { room, then: then() },
+            Kind::Leave(room, tenant) => match room_name(room, &ctx) {
+                Ok(room) => match tenant.as_ref().and_then(|t| t.render_optional(&ctx)) {
+                    Some(tenant) => Action::LeaveIn {
+                        tenant,
+                        room,
+                        then: then(),
+                    },
+                    None => Action::Leave { room, then: then() },
+                },
                 Err(message) => refused(message),
             },
             Kind::Relay {

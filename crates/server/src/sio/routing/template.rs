@@ -116,6 +116,11 @@ impl Text {
         Ok(out)
     }
 
+    /// Renders as [`render_text`](Self::render_text) does; `None` when that is empty.
+    pub(crate) fn render_optional(&self, ctx: &Context<'_>) -> Option<String> {
+        Some(self.render_text(ctx)).filter(|text| !text.is_empty())
+    }
+
     /// Renders into text: strings as they are, numbers and booleans as their JSON text, arrays
     /// and objects as compact JSON, missing values and `null` as nothing.
     fn render_text(&self, ctx: &Context<'_>) -> String {

@@ -425,3 +425,67 @@ fn toml_dates_in_data_are_sent_as_their_text() {
         })]
     );
 }
+
+#[test]
+fn a_tenant_template_names_the_tenant_of_a_join_or_leave() {
+    let r = router(
+        r#"
+[[socketio.namespaces]]
+name = "/"
+[[socketio.namespaces.events]]
+event = "watch"
+action = "join"
+room = "company:{args.0.company}"
+tenant = "{args.0.tenant}"
+[[socketio.namespaces.events]]
+event = "unwatch"
+action = "leave"
+room = "company:{args.0.company}"
+tenant = "{args.0.tenant}"
+"#,
+    );
+    let c = claims(json!({"sub": 1}));
+    assert_eq!(
+        r.route(
+            "/",
+            "watch",
+            &[json!({"company": 9, "tenant": "globex"})],
+            false,
+            &caller(&c)
+        ),
+        [Action::JoinIn {
+            tenant: "globex".into(),
+            room: "company:9".into(),
+            then: Reply::None,
+        }]
+    );
+    // Without the argument: the socket's own tenant.
+    assert_eq!(
+        r.route("/", "watch", &[json!({"company": 9})], false, &caller(&c)),
+        [Action::Join {
+            room: "company:9".into(),
+            then: Reply::None,
+        }]
+    );
+    assert_eq!(
+        r.route(
+            "/",
+            "unwatch",
+            &[json!({"company": 9, "tenant": "globex"})],
+            false,
+            &caller(&c)
+        ),
+        [Action::LeaveIn {
+            tenant: "globex".into(),
+            room: "company:9".into(),
+            then: Reply::None,
+        }]
+    );
+    assert_eq!(
+        error(
+            "[[socketio.namespaces]]\nname = \"/\"\n[[socketio.namespaces.events]]\n\
+             event = \"t\"\naction = \"relay\"\nroom = \"r\"\ntenant = \"{args.0}\""
+        ),
+        "socketio.namespaces[0].events[0].tenant: only for action = \"join\" or \"leave\", not \"relay\""
+    );
+}

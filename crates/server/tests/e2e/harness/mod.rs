@@ -1,5 +1,6 @@
 //! The test harness: the real `roomcast` binary as a child process on `127.0.0.1:0`
-//! ([`server`]), native clients over tokio-tungstenite ([`client`]), the configuration written
+//! ([`server`]), native clients over tokio-tungstenite ([`client`]) and Socket.IO clients over
+//! Engine.IO WebSocket ([`sio`]), the configuration written
 //! for each server, and token minting.
 //!
 //! Every wait has a timeout, and a timeout is a failure: a test either sees the behaviour it
@@ -7,6 +8,7 @@
 
 mod client;
 mod server;
+mod sio;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +17,7 @@ use serde_json::{json, Value};
 
 pub(crate) use client::{error_code, Client, Incoming};
 pub(crate) use server::Server;
+pub(crate) use sio::SioIncoming;
 
 /// The HS256 secret every test server verifies tokens with.
 pub(crate) const SECRET: &str = "e2e-secret-0123456789-abcdefghijklmnopqrstuvwxyz";

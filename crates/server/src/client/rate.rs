@@ -1,4 +1,5 @@
-//! A token bucket for the inbound message rate of one connection, driven by the caller's clock.
+//! A token bucket for the inbound message rate of one client (a native connection, a Socket.IO
+//! socket), driven by the caller's clock.
 
 use std::time::Instant;
 
