@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::RoomIndex;
-use roomcast_engine::{OutQueue, QueueLimits};
+use roomcast_engine::{LaneLimits, OutQueue, QueueLimits};
 use roomcast_socketio::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -60,6 +60,8 @@ pub struct App {
     /// The bytes of request bodies being read at once, shared by the API and Socket.IO
     /// polling (`limits.max_body_buffer_bytes`).
     pub bodies: BodyBudget,
+    /// Bounds of the async command lane, shared by every connection.
+    pub lane: Arc<LaneLimits>,
     /// This process's stream epoch prefix.
     pub epoch: String,
     /// When the server started.
@@ -97,13 +99,20 @@ impl App {
         let (tick_tx, tick) = watch::channel(Instant::now());
         let index = Arc::new(RoomIndex::new(config.rooms.max_per_connection));
         let metrics = Arc::new(Metrics::default());
+        let l = &config.limits;
+        let lane = LaneLimits::new(
+            l.commands_in_flight,
+            l.commands_per_connection,
+            l.command_timeout(),
+        );
         let node = Node::in_memory(
             index.clone(),
             queue_limits,
             epoch.clone(),
             metrics.clone(),
             PublishLimits {
-                max_targets: config.limits.max_publish_targets,
+                max_targets: l.max_publish_targets,
+                lane: lane.clone(),
             },
         );
         let app = Arc::new(App {
@@ -117,6 +126,7 @@ impl App {
             driver: Arc::new(driver),
             queue_limits,
             bodies: BodyBudget::new(config.limits.max_body_buffer_bytes),
+            lane,
             epoch,
             started: Instant::now(),
             tick,

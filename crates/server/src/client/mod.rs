@@ -11,9 +11,12 @@
 mod rate;
 mod refusal;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use roomcast_engine::Lane;
 
 use crate::app::App;
 use crate::auth::{Identity, SessionIdentity};
@@ -57,7 +60,7 @@ pub fn admit(app: &App, token: Option<&str>) -> Result<Admission, Refusal> {
 }
 
 /// One admitted client (a native connection, or a Socket.IO socket): its identity, its token's
-/// expiry check, its message rate and its limit slot.
+/// expiry check, its message rate, its limit slot, and its async command lane.
 #[derive(Debug)]
 pub struct ClientCore {
     // Shared with the requests being handled, which read it without holding a lock on the
@@ -67,6 +70,8 @@ pub struct ClientCore {
     check_expiry_at: Option<Instant>,
     bucket: TokenBucket,
     rate_strikes: u32,
+    /// Where its requests that must wait run (bounded, with a timeout).
+    lane: Lane,
     // Held for the client's lifetime: dropping it frees the limit slot.
     _slot: Slot,
 }
@@ -91,8 +96,23 @@ impl ClientCore {
             identity: Arc::new(identity),
             bucket: TokenBucket::new(limits.messages_per_second, limits.messages_burst, now),
             rate_strikes: 0,
+            lane: Lane::new(app.lane.clone()),
             _slot: slot,
         }
+    }
+
+    /// Runs a request that may have to wait (see [`roomcast_engine::lane`]): `work` answers
+    /// when it completes, `timed_out` when it did not within `limits.command_timeout_ms`.
+    /// `Busy` when too many requests are waiting; the request was not started.
+    pub fn submit<F, T>(&mut self, work: F, timed_out: T) -> Result<(), Refusal>
+    where
+        F: Future<Output = ()> + Send + 'static,
+        T: FnOnce() + Send + 'static,
+    {
+        self.lane
+            .submit(work, timed_out)
+            .map(drop)
+            .map_err(Refusal::from)
     }
 
     /// Who the client is.

@@ -49,6 +49,15 @@ pub enum Refusal {
     RefreshOtherIdentity,
     /// The session's token reached its `exp` (plus leeway) without a refresh: the session ends.
     SessionExpired,
+    /// Too many requests are waiting on the async command lane, of this connection or of the
+    /// node; not acted on.
+    Busy,
+    /// A request waited longer than `limits.command_timeout_ms`.
+    Timeout,
+    /// The node refused a publication (too many targets, data too deep); the message says why.
+    PublishRefused(String),
+    /// The broker failed; the publish may have reached this node only.
+    Unavailable,
 }
 
 /// What a native client is told.
@@ -120,6 +129,10 @@ impl Refusal {
                 "token is for another user or tenant".into(),
             ),
             Refusal::SessionExpired => Close(CloseCode::TokenExpired, "token expired".into()),
+            Refusal::Busy => Reply(ErrorCode::Busy, BUSY.into()),
+            Refusal::Timeout => Reply(ErrorCode::Timeout, TIMEOUT.into()),
+            Refusal::PublishRefused(m) => Reply(ErrorCode::BadRequest, m.clone().into()),
+            Refusal::Unavailable => Reply(ErrorCode::Internal, UNAVAILABLE.into()),
         }
     }
 
@@ -158,7 +171,33 @@ impl Refusal {
             Refusal::RefreshInvalid(e) => Error(e.reason().into()),
             Refusal::RefreshOtherIdentity => Error("token is for another user or tenant".into()),
             Refusal::SessionExpired => Disconnect("token expired".into()),
+            Refusal::Busy => Error(BUSY.into()),
+            Refusal::Timeout => Error(TIMEOUT.into()),
+            Refusal::PublishRefused(m) => Error(m.clone().into()),
+            Refusal::Unavailable => Error(UNAVAILABLE.into()),
         }
+    }
+}
+
+const BUSY: &str = "too many requests waiting";
+const TIMEOUT: &str = "request timed out";
+const UNAVAILABLE: &str = "broker unavailable";
+
+impl From<crate::node::PublishError> for Refusal {
+    fn from(e: crate::node::PublishError) -> Self {
+        use crate::node::PublishError;
+        match e {
+            PublishError::TooManyTargets(_) | PublishError::TooDeep => {
+                Refusal::PublishRefused(e.to_string())
+            }
+            PublishError::Broker(_) => Refusal::Unavailable,
+        }
+    }
+}
+
+impl From<roomcast_engine::LaneError> for Refusal {
+    fn from(_: roomcast_engine::LaneError) -> Self {
+        Refusal::Busy
     }
 }
 
@@ -193,6 +232,10 @@ mod tests {
             Refusal::RefreshInvalid(AuthError::InvalidSignature),
             Refusal::RefreshOtherIdentity,
             Refusal::SessionExpired,
+            Refusal::Busy,
+            Refusal::Timeout,
+            Refusal::PublishRefused("data nests deeper than 64 levels".into()),
+            Refusal::Unavailable,
         ]
     }
 

@@ -228,16 +228,22 @@ impl NativeSession {
                     Payload::Json(data),
                 );
                 publication.exclude = Some(self.id);
-                let queue = self.queue.clone();
-                app.node.publish_detached(publication, move |result| {
-                    let reply = match result {
+                // On the async lane: a memory broker answers at once, a cluster's may wait.
+                let (queue, late) = (self.queue.clone(), self.queue.clone());
+                let node = app.node.clone();
+                let work = async move {
+                    let reply = match node.publish(publication).await {
                         Ok(_) => proto::encode_reply_ok(id),
-                        Err(e) => {
-                            proto::encode_reply_error(Some(id), ErrorCode::Internal, &e.to_string())
-                        }
+                        Err(e) => encode_refusal(id, &Refusal::from(e)),
                     };
                     let _ = queue.push(Outbound::Text(reply));
-                });
+                };
+                let timed_out = move || {
+                    let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
+                };
+                if let Err(refusal) = core.submit(work, timed_out) {
+                    self.refuse(Some(id), &refusal);
+                }
             }
             ClientMessage::Refresh { id, token } => {
                 let keep = |fresh: &mut crate::auth::Identity| {
@@ -358,5 +364,16 @@ impl Handler for NativeSession {
         }
         self.leave_index();
         self.state = State::Done;
+    }
+}
+
+/// The reply refusing request `id`, for answers queued from the async lane.
+fn encode_refusal(id: u64, refusal: &Refusal) -> bytes::Bytes {
+    match refusal.native() {
+        NativeAnswer::Reply(code, message) => proto::encode_reply_error(Some(id), code, &message),
+        // Lane refusals are replies; a close is not the lane's to make.
+        NativeAnswer::Close(_, reason) => {
+            proto::encode_reply_error(Some(id), ErrorCode::Internal, &reason)
+        }
     }
 }

@@ -10,13 +10,11 @@
 mod hub;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Waker};
 
 use roomcast_broker::{Broker, BrokerError, MemoryBroker, Payload, Published, RoomKey, Target};
 use roomcast_engine::rooms::{RoomIndex, Transitions};
-use roomcast_engine::QueueLimits;
+use roomcast_engine::{Lane, LaneError, LaneLimits, QueueLimits};
 
 pub use hub::Hub;
 pub use roomcast_broker::Publication;
@@ -40,10 +38,12 @@ pub enum PublishError {
 }
 
 /// Bounds every publication is checked against.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublishLimits {
     /// Most rooms plus users in one publication.
     pub max_targets: usize,
+    /// The async lane's bounds, for publishes made where nobody can wait (relays).
+    pub lane: Arc<LaneLimits>,
 }
 
 /// One server's publish path and local delivery.
@@ -122,22 +122,24 @@ impl Node {
         Ok(published)
     }
 
-    /// Publishes from a context that cannot wait (a connection's handler): `done` is called
-    /// at once when the broker completes at once (the memory broker always does), else from
-    /// a task of its own when it completes.
-    pub fn publish_detached<F>(self: &Arc<Self>, publication: Publication, done: F)
+    /// Publishes from a context that cannot wait and has no lane of its own (a relay): `done`
+    /// is called at once when the broker completes at once (the memory broker always does),
+    /// else from the async lane, within the node's bounds and timeout. Refused, unstarted,
+    /// when the node has too many requests waiting.
+    pub fn publish_detached<F>(
+        self: &Arc<Self>,
+        publication: Publication,
+        done: F,
+    ) -> Result<(), LaneError>
     where
         F: FnOnce(Result<Published, PublishError>) + Send + 'static,
     {
         let node = self.clone();
-        let mut fut = Box::pin(async move { node.publish(publication).await });
-        let mut cx = Context::from_waker(Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => done(result),
-            Poll::Pending => {
-                tokio::spawn(async move { done(fut.await) });
-            }
-        }
+        let work = async move { done(node.publish(publication).await) };
+        let timed_out = || tracing::debug!("a detached publish timed out");
+        Lane::new(self.limits.lane.clone())
+            .submit(work, timed_out)
+            .map(drop)
     }
 
     /// Target count, de-duplication (linear) and data depth.
@@ -177,7 +179,10 @@ fn dedup(names: &mut Vec<Arc<str>>) {
 mod tests {
     use super::*;
     use serde_json::value::RawValue;
+    use std::future::Future;
     use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
 
     /// Polls a future once: the memory broker completes at once.
     fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
@@ -194,7 +199,10 @@ mod tests {
             QueueLimits::default(),
             "e".into(),
             Arc::new(Metrics::default()),
-            PublishLimits { max_targets: 3 },
+            PublishLimits {
+                max_targets: 3,
+                lane: LaneLimits::new(4, 4, Duration::from_secs(1)),
+            },
         )
     }
 

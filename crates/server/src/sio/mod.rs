@@ -115,10 +115,13 @@ impl Relay for NodeRelay {
         };
         let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = delivered.clone();
-        node.publish_detached(publication, move |result| match result {
+        let started = node.publish_detached(publication, move |result| match result {
             Ok(published) => count.store(published.delivered, Ordering::Relaxed),
             Err(e) => tracing::debug!(error = %e, "relay refused"),
         });
+        if let Err(e) = started {
+            tracing::debug!(error = %e, "relay refused");
+        }
         delivered.load(Ordering::Relaxed)
     }
 }

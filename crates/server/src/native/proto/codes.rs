@@ -30,6 +30,12 @@ pub enum ErrorCode {
     RateLimited,
     /// A `publish` whose `data` is over the publish size limit.
     PayloadTooLarge,
+    /// Too many requests of this connection, or of the server, are waiting already; the
+    /// request was not executed and may be sent again later.
+    Busy,
+    /// The request waited longer than `limits.command_timeout_ms`; what it started may still
+    /// complete.
+    Timeout,
     /// The server failed; the request may be retried.
     Internal,
 }
@@ -47,6 +53,8 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::Busy,
+        ErrorCode::Timeout,
         ErrorCode::Internal,
     ];
 
@@ -63,6 +71,8 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
