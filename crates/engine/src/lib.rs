@@ -23,4 +23,4 @@ pub mod ws;
 
 pub use lane::{Lane, LaneError, LaneLimits, Submitted};
 pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
-pub use rooms::{ConnId, Member, RoomIndex, RoomKey, WireFormat};
+pub use rooms::{Closing, ConnId, Control, Member, RoomIndex, RoomKey, Tracked, WireFormat};

@@ -6,11 +6,10 @@
 //! `/ws` to WebSocket), ticks the long-polling heartbeat clock, and on shutdown tells every
 //! connection to reconnect elsewhere and waits for them to drain.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,8 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
-use roomcast_engine::rooms::RoomIndex;
-use roomcast_engine::{LaneLimits, OutQueue, QueueLimits};
+use roomcast_engine::rooms::{RoomIndex, WireFormat};
+use roomcast_engine::{LaneLimits, QueueLimits};
 use roomcast_socketio::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,7 +29,6 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
-use crate::native::proto::CloseCode;
 use crate::node::{Node, PublishLimits};
 use crate::plan::Plan;
 
@@ -71,9 +69,6 @@ pub struct App {
     pub tick: watch::Receiver<Instant>,
     tick_tx: watch::Sender<Instant>,
     shutting_down: AtomicBool,
-    /// The outbound queues of running native connections, authenticated or not, keyed by
-    /// address: what a shutdown asks to close.
-    live: Mutex<HashMap<usize, Weak<OutQueue>>>,
     sio: OnceLock<Arc<SocketIo>>,
 }
 
@@ -132,7 +127,6 @@ impl App {
             tick,
             tick_tx,
             shutting_down: AtomicBool::new(false),
-            live: Mutex::new(HashMap::new()),
             sio: OnceLock::new(),
             config,
         });
@@ -155,43 +149,15 @@ impl App {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// WebSocket connections whose task is running (authenticated or not).
+    /// Native connections whose task is running (authenticated or not).
     pub fn live_connections(&self) -> usize {
-        self.live_queues().len()
+        self.index.live_connections(WireFormat::Native).len()
     }
 
-    /// Counts a native connection, reached through `queue`, until the guard drops. A
-    /// connection counted once shutdown has begun is asked to close at once.
-    pub fn live_guard(self: &Arc<Self>, queue: &Arc<OutQueue>) -> LiveGuard {
-        let key = Arc::as_ptr(queue) as usize;
-        self.live_queues().insert(key, Arc::downgrade(queue));
-        // Shutdown raises the flag before it walks the map: a connection it did not see
-        // sees the flag.
-        if self.shutting_down() {
-            queue.request_close(shutdown_request());
-        }
-        LiveGuard {
-            app: self.clone(),
-            key,
-        }
-    }
-
-    fn live_queues(&self) -> MutexGuard<'_, HashMap<usize, Weak<OutQueue>>> {
-        // Single inserts and removes: a poisoned lock is still consistent.
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Asks every native connection to close with 1001 after what it has queued.
+    /// Asks every connection in the index's live table to reconnect elsewhere (native: 1001;
+    /// Socket.IO sockets: their transport closes), and every one that arrives from now on.
     fn close_live(&self) {
-        let queues: Vec<Arc<OutQueue>> = self
-            .live_queues()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let request = shutdown_request();
-        for queue in queues {
-            queue.request_close(request.clone());
-        }
+        self.index.close_live();
     }
 
     /// The period of the Socket.IO polling tick: fine enough for the heartbeat and the
@@ -200,24 +166,6 @@ impl App {
         let hb = self.config.heartbeat.interval() / 5;
         hb.clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
-}
-
-/// Keeps a native connection counted in [`App::live_connections`] and reachable by shutdown.
-#[derive(Debug)]
-pub struct LiveGuard {
-    app: Arc<App>,
-    key: usize,
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.app.live_queues().remove(&self.key);
-    }
-}
-
-/// What a draining server tells native clients: reconnect elsewhere.
-fn shutdown_request() -> roomcast_engine::CloseRequest {
-    crate::native::close_request(CloseCode::GoingAway, "server shutting down")
 }
 
 /// A bound server, ready to run.

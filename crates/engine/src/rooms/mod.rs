@@ -6,6 +6,7 @@
 //! lock; the caller then encodes once and pushes the same bytes to each.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 pub use roomcast_broker::{ConnId, RoomKey};
@@ -13,6 +14,9 @@ pub use roomcast_broker::{ConnId, RoomKey};
 use crate::queue::OutQueue;
 
 mod collect;
+mod live;
+
+pub use live::{Closing, Control, Live, Tracked};
 
 /// How a connection's frames are encoded: a publication is encoded once per format and room
 /// position. Exhaustive on purpose: a new format must be given an encoder wherever events
@@ -110,6 +114,10 @@ pub struct RoomIndex {
     max_rooms_per_conn: usize,
     // Weak: the observer (a broker) reaches the index through the node that owns both.
     transitions: OnceLock<Weak<dyn Transitions>>,
+    /// Every live connection, admitted or not (see [`Control`]).
+    live: live::LiveTable,
+    /// Set once the node closes every connection: later ones are closed as they come.
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for dyn Transitions {
@@ -125,6 +133,8 @@ impl RoomIndex {
             inner: RwLock::new(Inner::default()),
             max_rooms_per_conn,
             transitions: OnceLock::new(),
+            live: Default::default(),
+            closing: AtomicBool::new(false),
         }
     }
 

@@ -167,3 +167,54 @@ fn counts_per_tenant_and_user() {
     assert_eq!(idx.users("a", 10), vec!["1".to_string(), "2".to_string()]);
     assert!(idx.user_connections("b", "1").is_empty());
 }
+
+#[derive(Default)]
+struct Recording {
+    closes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Control for Recording {
+    fn close(&self, how: Closing<'_>) {
+        let what = match how {
+            Closing::Disconnect(reason) => format!("disconnect {reason}"),
+            Closing::GoingAway => "going away".to_owned(),
+        };
+        self.closes.lock().unwrap().push(what);
+    }
+    fn session_id(&self) -> String {
+        "s".to_owned()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[test]
+fn live_table_tracks_every_connection_and_closes_late_comers() {
+    let idx = Arc::new(RoomIndex::new(4));
+    let (a, b) = (
+        Arc::new(Recording::default()),
+        Arc::new(Recording::default()),
+    );
+    let (ida, idb) = (ConnId::next(), ConnId::next());
+    let ta = idx.track(ida, WireFormat::Native, a.clone());
+    let tb = idx.track(idb, WireFormat::SocketIo, b.clone());
+    assert_eq!(idx.live_count(), 2);
+    assert_eq!(idx.live_connections(WireFormat::Native).len(), 1);
+    let live = idx.live_connection(idb).unwrap();
+    assert_eq!(live.format, WireFormat::SocketIo);
+    live.control.close(Closing::Disconnect("bye"));
+    assert_eq!(*b.closes.lock().unwrap(), ["disconnect bye"]);
+    assert!(live.control.as_any().downcast_ref::<Recording>().is_some());
+    drop(tb);
+    assert!(idx.live_connection(idb).is_none());
+
+    idx.close_live();
+    assert_eq!(*a.closes.lock().unwrap(), ["going away"]);
+    // A connection that arrives once closing began is sent away at once.
+    let c = Arc::new(Recording::default());
+    let _tc = idx.track(ConnId::next(), WireFormat::Native, c.clone());
+    assert_eq!(*c.closes.lock().unwrap(), ["going away"]);
+    drop(ta);
+    assert_eq!(idx.live_count(), 1);
+}

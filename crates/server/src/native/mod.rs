@@ -1,6 +1,7 @@
 //! The native protocol v1 (see `protocol/README.md`): message codec, session logic and the
 //! `/ws` upgrade.
 
+mod control;
 pub mod proto;
 pub mod session;
 mod upgrade;

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use roomcast_engine::driver::{Ctx, End, Handler};
-use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, WireFormat};
+use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, Tracked, WireFormat};
 use roomcast_engine::{OutQueue, Outbound};
 
-use crate::app::{App, LiveGuard};
+use crate::app::App;
 use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
@@ -39,7 +39,8 @@ pub struct NativeSession {
     queue: Arc<OutQueue>,
     state: State,
     violations: u32,
-    _live: LiveGuard,
+    // In the index's live table (what shutdown and the API reach) until the session ends.
+    _tracked: Tracked,
 }
 
 impl std::fmt::Debug for NativeSession {
@@ -52,14 +53,20 @@ impl std::fmt::Debug for NativeSession {
 
 impl NativeSession {
     /// A session waiting for its token.
-    pub fn new(app: Arc<App>, queue: Arc<OutQueue>, live: LiveGuard, now: Instant) -> Self {
+    pub fn new(
+        app: Arc<App>,
+        id: ConnId,
+        queue: Arc<OutQueue>,
+        tracked: Tracked,
+        now: Instant,
+    ) -> Self {
         let deadline = now + Duration::from_millis(app.config.auth.auth_timeout_ms);
         Self {
-            id: ConnId::next(),
+            id,
             queue,
             state: State::Awaiting { deadline },
             violations: 0,
-            _live: live,
+            _tracked: tracked,
             app,
         }
     }

@@ -8,11 +8,13 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use roomcast_engine::driver::{self, Session};
+use roomcast_engine::rooms::{ConnId, WireFormat};
 use roomcast_engine::OutQueue;
 
 use crate::api_keys::bearer;
 use crate::app::App;
 use crate::http::{error_response, query_param};
+use crate::native::control::NativeControl;
 use crate::native::session::NativeSession;
 
 /// Checks the upgrade request, answers 101, and runs the connection once hyper hands the
@@ -36,10 +38,12 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
     // Counted from the 101 on, so that a shutdown starting now still waits for this one and
     // asks it to close.
     let queue = Arc::new(OutQueue::new(app.queue_limits));
-    let live = app.live_guard(&queue);
+    let id = ConnId::next();
+    let control = Arc::new(NativeControl::new(id, &queue));
+    let tracked = app.index.track(id, WireFormat::Native, control);
     let run = move |stream, prefix| async move {
         let now = Instant::now();
-        let mut session = NativeSession::new(app.clone(), queue.clone(), live, now);
+        let mut session = NativeSession::new(app.clone(), id, queue.clone(), tracked, now);
         if let Some(token) = token {
             session.authenticate(&token, now);
         }

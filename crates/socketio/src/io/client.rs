@@ -242,7 +242,7 @@ impl Clients {
                 // Connected: the session is pending no more.
                 conn.admit();
                 if socket.finish_connect() {
-                    self.shared.remember_socket(&socket);
+                    socket.track();
                     client.renaming |= resolved.aliased;
                     client.sockets.push(socket);
                 }

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use roomcast_broker::Publication;
 use roomcast_engine::driver::IoStats;
-use roomcast_engine::rooms::{ConnId, RoomIndex};
+use roomcast_engine::rooms::{ConnId, RoomIndex, WireFormat};
 use roomcast_engine::QueueLimits;
 use std::sync::OnceLock;
 use tokio::net::TcpListener;
@@ -25,6 +25,7 @@ mod alias;
 mod args;
 mod broadcast;
 mod client;
+mod control;
 mod encode;
 mod handler;
 mod socket;
@@ -57,9 +58,6 @@ pub(crate) struct Shared {
     // Std locks: namespaces are read per CONNECT and written before serving; sockets are
     // updated per connect and disconnect. Never held across an `.await` or a handler call.
     namespaces: RwLock<HashMap<Arc<str>, Registered>>,
-    /// Connected sockets, for lookups and shutdown; weak, so that the registry keeps no
-    /// socket (and so no connection) alive.
-    sockets: RwLock<HashMap<ConnId, Weak<socket::SocketInner>>>,
     /// The server's publish path for relays; without one, relays are fanned out here.
     relay: OnceLock<Arc<dyn Relay>>,
 }
@@ -110,19 +108,27 @@ impl Shared {
         }
     }
 
+    /// The connected socket with this id, found in the index's live table.
     fn socket(&self, id: ConnId) -> Option<SocketRef> {
-        read(&self.sockets)
-            .get(&id)
-            .and_then(Weak::upgrade)
-            .map(SocketRef)
+        let live = self.index.live_connection(id)?;
+        live.control
+            .as_any()
+            .downcast_ref::<control::SocketControl>()
+            .and_then(control::SocketControl::socket)
     }
 
-    fn remember_socket(&self, socket: &SocketRef) {
-        write(&self.sockets).insert(socket.conn_id(), Arc::downgrade(&socket.0));
-    }
-
-    fn forget_socket(&self, id: ConnId) {
-        write(&self.sockets).remove(&id);
+    /// The connected sockets of this endpoint.
+    fn sockets(&self) -> Vec<SocketRef> {
+        self.index
+            .live_connections(WireFormat::SocketIo)
+            .into_iter()
+            .filter_map(|live| {
+                live.control
+                    .as_any()
+                    .downcast_ref::<control::SocketControl>()
+                    .and_then(control::SocketControl::socket)
+            })
+            .collect()
     }
 }
 
@@ -166,7 +172,6 @@ impl SocketIo {
                 max_bytes: config.max_payload,
             },
             namespaces: RwLock::new(HashMap::new()),
-            sockets: RwLock::new(HashMap::new()),
             relay: OnceLock::new(),
         });
         let clients = client::Clients {
@@ -238,7 +243,7 @@ impl SocketIo {
 
     /// Connected sockets (one per namespace per connection).
     pub fn socket_count(&self) -> usize {
-        read(&self.shared.sockets).len()
+        self.shared.sockets().len()
     }
 
     /// The connected socket with this room-index id.
@@ -250,11 +255,7 @@ impl SocketIo {
     /// `reason`), then every connection is closed after what is queued (close code 1001 over
     /// WebSocket). Stop routing new requests here first.
     pub fn close_all(&self, reason: &str) {
-        let sockets: Vec<SocketRef> = read(&self.shared.sockets)
-            .values()
-            .filter_map(Weak::upgrade)
-            .map(SocketRef)
-            .collect();
+        let sockets = self.shared.sockets();
         for socket in sockets {
             socket.close(reason, true);
         }

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, WireFormat};
+use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, Tracked, WireFormat};
 use roomcast_engine::Outbound;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::args::{AckError, Args, EmitError};
 use super::broadcast::BroadcastOperator;
+use super::control::SocketControl;
 use super::encode;
 use super::handler::NamespaceHandler;
 use super::Shared;
@@ -60,6 +61,8 @@ struct Locked {
     acks: HashMap<u64, (Instant, AckCallback)>,
     /// When the handler's [`NamespaceHandler::on_expiry`] is due (a token's expiry).
     expiry: Option<Instant>,
+    /// The socket's place in the index's live table, from connect to disconnect.
+    tracked: Option<Tracked>,
 }
 
 impl std::fmt::Debug for SocketRef {
@@ -337,6 +340,19 @@ impl SocketRef {
             .is_ok()
     }
 
+    /// Connected: into the index's live table, where the API and shutdown find it.
+    pub(super) fn track(&self) {
+        let control = Arc::new(SocketControl(Arc::downgrade(&self.0)));
+        let tracked = self
+            .0
+            .shared
+            .index
+            .track(self.0.conn_id, WireFormat::SocketIo, control);
+        if self.is_connected() {
+            self.lock().tracked = Some(tracked);
+        }
+    }
+
     /// `on_connect` refused: the socket never existed for the client.
     pub(super) fn abort(&self) {
         self.0.state.store(DISCONNECTED, Ordering::Release);
@@ -373,7 +389,9 @@ impl SocketRef {
         if identity.is_some() {
             self.0.shared.index.unregister(self.0.conn_id);
         }
-        self.0.shared.forget_socket(self.0.conn_id);
+        // Out of the live table (the guard dropped after the socket's lock is released).
+        let tracked = self.lock().tracked.take();
+        drop(tracked);
         for (_, callback) in acks.into_values() {
             callback(Err(AckError::Disconnected));
         }

@@ -1,0 +1,45 @@
+//! [`SocketControl`]: a socket's handle in the room index's live table, through which a
+//! server's API disconnects it and a shutdown sends its client elsewhere, and through which
+//! the endpoint finds a socket by its id.
+
+use std::any::Any;
+use std::sync::Weak;
+
+use roomcast_engine::rooms::{Closing, Control};
+
+use super::socket::{SocketInner, SocketRef};
+
+/// Weak: the live table keeps no socket, and so no connection, alive.
+pub(super) struct SocketControl(pub(super) Weak<SocketInner>);
+
+impl SocketControl {
+    pub(super) fn socket(&self) -> Option<SocketRef> {
+        self.0.upgrade().map(SocketRef)
+    }
+}
+
+impl Control for SocketControl {
+    fn close(&self, how: Closing<'_>) {
+        let Some(socket) = self.socket() else {
+            return;
+        };
+        match how {
+            // The socket leaves its namespace with DISCONNECT ("io server disconnect"), which
+            // clients do not retry by themselves; the connection and its other sockets stay.
+            Closing::Disconnect(_) => socket.disconnect(),
+            // The whole transport closes, without DISCONNECT: clients see "transport close"
+            // and reconnect, to another node.
+            Closing::GoingAway => socket.engine().close_with(1001, "server shutting down"),
+            #[allow(unreachable_patterns)] // `Closing` is non-exhaustive across crates.
+            _ => socket.disconnect(),
+        }
+    }
+
+    fn session_id(&self) -> String {
+        self.socket().map(|s| s.id().to_owned()).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
