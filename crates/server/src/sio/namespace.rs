@@ -3,11 +3,10 @@
 //! ACL, rate and size limits, token expiry), as the [`Router`] decides; the core's refusals
 //! are told as `CONNECT_ERROR`s, error events and disconnects (`protocol/socketio.md`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
-use roomcast_engine::rooms::{ConnId, JoinError};
+use roomcast_engine::rooms::JoinError;
 use roomcast_socketio::{AckSender, Args, ConnectError, NamespaceHandler, SocketRef};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -19,9 +18,9 @@ use crate::config::ConnectErrorMessages;
 use crate::http::query_param;
 use crate::sio::routing::{Action, Caller, Reply, Router};
 
-/// What a connected socket keeps: its client core, whose identity keeps every claim of the
-/// token (in the compact form, since memory per connection is a budget), since route, reply
-/// and error templates may read any of them.
+/// What a connected socket keeps (as its state, [`SocketRef::set_state`]): its client core,
+/// whose identity keeps every claim of the token (in the compact form, since memory per
+/// connection is a budget), since route, reply and error templates may read any of them.
 struct SocketState {
     core: ClientCore,
 }
@@ -33,22 +32,11 @@ pub(crate) struct ConfiguredNamespace {
     router: Arc<Router>,
     /// The namespace's configured name (aliases resolve to it).
     name: String,
-    // A std mutex: held to insert, read or remove one entry, never across an `.await`.
-    sockets: Mutex<HashMap<ConnId, SocketState>>,
 }
 
 impl ConfiguredNamespace {
     pub(crate) fn new(app: Weak<App>, router: Arc<Router>, name: String) -> Self {
-        Self {
-            app,
-            router,
-            name,
-            sockets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, SocketState>> {
-        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+        Self { app, router, name }
     }
 
     /// Tells the client about a refusal of `event` (empty: of no event, such as a token's
@@ -174,8 +162,7 @@ impl NamespaceHandler for ConfiguredNamespace {
         }
         let core = ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
         socket.set_expiry(core.expiry_deadline());
-        self.sockets()
-            .insert(socket.conn_id(), SocketState { core });
+        socket.set_state(SocketState { core });
         Ok(())
     }
 
@@ -183,13 +170,11 @@ impl NamespaceHandler for ConfiguredNamespace {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        let (identity, over_rate) = {
-            let mut sockets = self.sockets();
-            let Some(state) = sockets.get_mut(&socket.conn_id()) else {
-                return;
-            };
+        let Some((identity, over_rate)) = socket.with_state(|state: &mut SocketState| {
             let over_rate = state.core.take_message(&app, Instant::now()).err();
             (state.core.identity().clone(), over_rate)
+        }) else {
+            return;
         };
         let mut ack = ack;
         let caller = Caller {
@@ -287,15 +272,14 @@ impl NamespaceHandler for ConfiguredNamespace {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        let checked = {
-            let mut sockets = self.sockets();
-            let Some(state) = sockets.get_mut(&socket.conn_id()) else {
-                return;
-            };
+        let Some((checked, next)) = socket.with_state(|state: &mut SocketState| {
             let checked = state.core.check_expiry(&app, Instant::now());
-            socket.set_expiry(state.core.expiry_deadline());
-            checked.map_err(|refusal| (refusal, state.core.identity().clone()))
+            let checked = checked.map_err(|refusal| (refusal, state.core.identity().clone()));
+            (checked, state.core.expiry_deadline())
+        }) else {
+            return;
         };
+        socket.set_expiry(next);
         if let Err((refusal, identity)) = checked {
             let caller = Caller {
                 claims: &identity.claims,
@@ -306,7 +290,7 @@ impl NamespaceHandler for ConfiguredNamespace {
         }
     }
 
-    fn on_disconnect(&self, socket: &SocketRef, _reason: &str) {
-        self.sockets().remove(&socket.conn_id());
+    fn on_disconnect(&self, _socket: &SocketRef, _reason: &str) {
+        // The socket drops its state (and with it the limit slot) itself.
     }
 }

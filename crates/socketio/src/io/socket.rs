@@ -3,6 +3,7 @@
 //! queue); it emits, joins and leaves rooms, waits for acks, and disconnects. Usable from any
 //! task: nothing here takes the connection's lock.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -51,6 +52,9 @@ pub(super) struct SocketInner {
     // A std mutex: held for a state change, a buffered emit or an ack table update; never
     // across an `.await` or a call into the application.
     locked: Mutex<Locked>,
+    /// The application's state for this socket ([`SocketRef::with_state`]). A mutex of its
+    /// own, so that the application may call the socket's other methods while it holds it.
+    app_state: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 #[derive(Default)]
@@ -98,6 +102,7 @@ impl SocketRef {
             state: AtomicU8::new(CONNECTING),
             next_ack: AtomicU64::new(0),
             locked: Mutex::new(Locked::default()),
+            app_state: Mutex::new(None),
         }))
     }
 
@@ -340,6 +345,28 @@ impl SocketRef {
             .is_ok()
     }
 
+    fn state_slot(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+        // Replaced or read whole: a poisoned lock is still consistent.
+        self.0
+            .app_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `state` with the socket until it disconnects (a server's session of this
+    /// client: its identity, limits and slot), replacing what was kept.
+    pub fn set_state<T: Any + Send>(&self, state: T) {
+        *self.state_slot() = Some(Box::new(state));
+    }
+
+    /// Runs `f` on the state kept with [`set_state`](Self::set_state); `None` when there is
+    /// none of type `T` (not set, or the socket disconnected). `f` must not call
+    /// `with_state` or `set_state` on the same socket.
+    pub fn with_state<T: Any + Send, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut slot = self.state_slot();
+        slot.as_mut()?.downcast_mut::<T>().map(f)
+    }
+
     /// Connected: into the index's live table, where the API and shutdown find it.
     pub(super) fn track(&self) {
         let control = Arc::new(SocketControl(Arc::downgrade(&self.0)));
@@ -396,6 +423,9 @@ impl SocketRef {
             callback(Err(AckError::Disconnected));
         }
         self.0.handler.on_disconnect(self, reason);
+        // What the application kept for the socket goes with it.
+        let state = self.state_slot().take();
+        drop(state);
         true
     }
 
