@@ -77,20 +77,18 @@ pub enum Submitted {
     Running,
 }
 
-/// One connection's lane. Holds no allocation until a command has to wait.
-#[derive(Debug)]
+/// One connection's lane: one word, and no allocation until a command has to wait. The node's
+/// [`LaneLimits`] are passed to [`submit`](Self::submit) rather than kept, since memory per
+/// connection is a budget.
+#[derive(Debug, Default)]
 pub struct Lane {
-    limits: Arc<LaneLimits>,
     in_flight: Option<Arc<AtomicUsize>>,
 }
 
 impl Lane {
-    /// A lane under the node's `limits`.
-    pub fn new(limits: Arc<LaneLimits>) -> Self {
-        Self {
-            limits,
-            in_flight: None,
-        }
+    /// A lane with nothing in flight.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Commands of this connection waiting on their tasks now.
@@ -103,16 +101,20 @@ impl Lane {
     /// Runs `work`, which queues its own answer when it completes. When it has not completed
     /// within the timeout it is dropped and `timed_out` runs instead, to queue the timeout
     /// answer. Refused, untouched, when a bound is reached.
-    pub fn submit<F, T>(&mut self, work: F, timed_out: T) -> Result<Submitted, LaneError>
+    pub fn submit<F, T>(
+        &mut self,
+        limits: &LaneLimits,
+        work: F,
+        timed_out: T,
+    ) -> Result<Submitted, LaneError>
     where
         F: Future<Output = ()> + Send + 'static,
         T: FnOnce() + Send + 'static,
     {
-        if self.in_flight() >= self.limits.per_connection {
+        if self.in_flight() >= limits.per_connection {
             return Err(LaneError::ConnectionBusy);
         }
-        let permit: OwnedSemaphorePermit = self
-            .limits
+        let permit: OwnedSemaphorePermit = limits
             .permits
             .clone()
             .try_acquire_owned()
@@ -126,7 +128,7 @@ impl Lane {
             .get_or_insert_with(|| Arc::new(AtomicUsize::new(0)))
             .clone();
         counter.fetch_add(1, Ordering::AcqRel);
-        let timeout = self.limits.timeout;
+        let timeout = limits.timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _counted = Counted(counter);
@@ -169,10 +171,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_command_that_completes_at_once_answers_inline() {
         let limits = LaneLimits::new(1, 1, Duration::from_secs(1));
-        let mut lane = Lane::new(limits.clone());
+        let mut lane = Lane::new();
         let seen = log();
         let done = push(&seen, "done");
-        let r = lane.submit(async move { done() }, push(&seen, "timeout"));
+        let r = lane.submit(&limits, async move { done() }, push(&seen, "timeout"));
         assert_eq!(r, Ok(Submitted::Done));
         assert_eq!(*seen.lock().unwrap(), ["done"]);
         assert_eq!((lane.in_flight(), limits.in_flight()), (0, 0));
@@ -185,27 +187,27 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiting_commands_are_bounded_per_connection_and_per_node() {
         let limits = LaneLimits::new(3, 2, Duration::from_secs(10));
-        let (mut a, mut b) = (Lane::new(limits.clone()), Lane::new(limits.clone()));
+        let (mut a, mut b) = (Lane::new(), Lane::new());
         let seen = log();
         let t = || push(&seen, "timeout");
         assert_eq!(
-            a.submit(after(100, push(&seen, "a1")), t()),
+            a.submit(&limits, after(100, push(&seen, "a1")), t()),
             Ok(Submitted::Running)
         );
         assert_eq!(
-            a.submit(after(200, push(&seen, "a2")), t()),
+            a.submit(&limits, after(200, push(&seen, "a2")), t()),
             Ok(Submitted::Running)
         );
         assert_eq!(
-            a.submit(after(1, push(&seen, "a3")), t()),
+            a.submit(&limits, after(1, push(&seen, "a3")), t()),
             Err(LaneError::ConnectionBusy)
         );
         assert_eq!(
-            b.submit(after(50, push(&seen, "b1")), t()),
+            b.submit(&limits, after(50, push(&seen, "b1")), t()),
             Ok(Submitted::Running)
         );
         assert_eq!(
-            b.submit(after(1, push(&seen, "b2")), t()),
+            b.submit(&limits, after(1, push(&seen, "b2")), t()),
             Err(LaneError::NodeBusy)
         );
         assert_eq!(limits.in_flight(), 3);
@@ -217,7 +219,7 @@ mod tests {
             (0, 0, 0)
         );
         assert_eq!(
-            b.submit(after(1, push(&seen, "b3")), t()),
+            b.submit(&limits, after(1, push(&seen, "b3")), t()),
             Ok(Submitted::Running)
         );
     }
@@ -225,10 +227,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_command_past_its_timeout_is_dropped_and_answered_as_timed_out() {
         let limits = LaneLimits::new(4, 4, Duration::from_secs(1));
-        let mut lane = Lane::new(limits.clone());
+        let mut lane = Lane::new();
         let seen = log();
-        lane.submit(after(5_000, push(&seen, "late")), push(&seen, "timeout"))
-            .unwrap();
+        lane.submit(
+            &limits,
+            after(5_000, push(&seen, "late")),
+            push(&seen, "timeout"),
+        )
+        .unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(*seen.lock().unwrap(), ["timeout"]);
         assert_eq!((lane.in_flight(), limits.in_flight()), (0, 0));

@@ -95,6 +95,7 @@ impl Seen {
 struct Reporter {
     events: mpsc::UnboundedSender<Seen>,
     lane: Lane,
+    lane_limits: Arc<LaneLimits>,
     queue: Arc<OutQueue>,
 }
 
@@ -114,7 +115,11 @@ impl Reporter {
             answer(&queue, "", &text);
         };
         let timed_out = move || answer(&late, "timeout ", &late_text);
-        if self.lane.submit(work, timed_out).is_err() {
+        if self
+            .lane
+            .submit(&self.lane_limits, work, timed_out)
+            .is_err()
+        {
             ctx.send(Outbound::Text(Bytes::from(format!(
                 "busy {}",
                 command.split_once(' ').map_or("", |(_, t)| t)
@@ -278,7 +283,8 @@ fn upgrade<B>(req: &mut http::Request<B>, shared: &Shared) -> http::Response<Str
     let session = Session {
         handler: Reporter {
             events: events_tx,
-            lane: Lane::new(shared.lane.clone()),
+            lane: Lane::new(),
+            lane_limits: shared.lane.clone(),
             queue: queue.clone(),
         },
         queue: queue.clone(),

@@ -96,7 +96,7 @@ impl ClientCore {
             identity: Arc::new(identity),
             bucket: TokenBucket::new(limits.messages_per_second, limits.messages_burst, now),
             rate_strikes: 0,
-            lane: Lane::new(app.lane.clone()),
+            lane: Lane::new(),
             _slot: slot,
         }
     }
@@ -104,13 +104,13 @@ impl ClientCore {
     /// Runs a request that may have to wait (see [`roomcast_engine::lane`]): `work` answers
     /// when it completes, `timed_out` when it did not within `limits.command_timeout_ms`.
     /// `Busy` when too many requests are waiting; the request was not started.
-    pub fn submit<F, T>(&mut self, work: F, timed_out: T) -> Result<(), Refusal>
+    pub fn submit<F, T>(&mut self, app: &App, work: F, timed_out: T) -> Result<(), Refusal>
     where
         F: Future<Output = ()> + Send + 'static,
         T: FnOnce() + Send + 'static,
     {
         self.lane
-            .submit(work, timed_out)
+            .submit(&app.lane, work, timed_out)
             .map(drop)
             .map_err(Refusal::from)
     }

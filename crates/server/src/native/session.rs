@@ -248,7 +248,7 @@ impl NativeSession {
                 let timed_out = move || {
                     let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
                 };
-                if let Err(refusal) = core.submit(work, timed_out) {
+                if let Err(refusal) = core.submit(app, work, timed_out) {
                     self.refuse(Some(id), &refusal);
                 }
             }

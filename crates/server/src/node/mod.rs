@@ -137,8 +137,8 @@ impl Node {
         let node = self.clone();
         let work = async move { done(node.publish(publication).await) };
         let timed_out = || tracing::debug!("a detached publish timed out");
-        Lane::new(self.limits.lane.clone())
-            .submit(work, timed_out)
+        Lane::new()
+            .submit(&self.limits.lane, work, timed_out)
             .map(drop)
     }
 
