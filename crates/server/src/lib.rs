@@ -18,6 +18,7 @@ pub mod node;
 pub mod plan;
 pub mod serve;
 pub mod sio;
+mod web;
 
 pub use app::App;
 pub use config::Config;

@@ -16,8 +16,8 @@ use crate::api_keys::bearer;
 use crate::app::App;
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
-use crate::http::query_param;
 use crate::sio::routing::{Action, Caller, Reply, Router};
+use crate::web::query_param;
 
 /// What a connected socket keeps: its client core, whose identity keeps every claim of the
 /// token (in the compact form, since memory per connection is a budget), since route, reply
