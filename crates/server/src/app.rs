@@ -1,26 +1,16 @@
-//! The server's shared state and its accept loop.
-//!
-//! [`App`] is built once from the [`Plan`] of the [`Config`] and shared by every connection
-//! and request.
-//! [`Server::run`] accepts TCP connections, serves HTTP/1.1 on them with hyper (upgrading
-//! `/ws` to WebSocket), ticks the long-polling heartbeat clock, and on shutdown tells every
-//! connection to reconnect elsewhere and waits for them to drain.
+//! The server's shared state: [`App`] is built once from the [`Plan`] of the [`Config`] and
+//! shared by every connection and request. It owns the draining flag that a shutdown raises
+//! (the registry of live connections is the room index's); [`crate::serve`] runs the server around it.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::{RoomIndex, WireFormat};
 use roomcast_engine::{LaneLimits, QueueLimits};
 use roomcast_socketio::SocketIo;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::acl::RoomPolicy;
@@ -154,131 +144,22 @@ impl App {
         self.index.live_connections(WireFormat::Native).len()
     }
 
+    /// Starts the drain: raises the flag, then asks every native connection to close with
+    /// 1001 after what it has queued.
+    pub(crate) fn begin_shutdown(&self) {
+        // The flag first: a connection counted after the walk below sees it (`live_guard`).
+        self.shutting_down.store(true, Ordering::Release);
+        self.close_live();
+    }
+
+    /// Ticks the clock of the long-polling sessions; false once nothing can listen.
+    pub(crate) fn send_tick(&self, now: Instant) -> bool {
+        self.tick_tx.send(now).is_ok()
+    }
+
     /// Asks every connection in the index's live table to reconnect elsewhere (native: 1001;
     /// Socket.IO sockets: their transport closes), and every one that arrives from now on.
     fn close_live(&self) {
         self.index.close_live();
-    }
-
-    /// The period of the Socket.IO polling tick: fine enough for the heartbeat and the
-    /// connect deadline.
-    fn tick_period(&self) -> Duration {
-        let hb = self.config.heartbeat.interval() / 5;
-        hb.clamp(Duration::from_millis(20), Duration::from_secs(1))
-    }
-}
-
-/// A bound server, ready to run.
-#[derive(Debug)]
-pub struct Server {
-    app: Arc<App>,
-    listener: TcpListener,
-}
-
-impl Server {
-    /// Builds the configuration's plan and binds the configured address.
-    pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        Server::bind_plan(Plan::build(&config)?).await
-    }
-
-    /// Binds the plan's configured address, to serve from the plan.
-    pub async fn bind_plan(plan: Plan) -> anyhow::Result<Server> {
-        let listen = plan.config().listen;
-        let app = App::from_plan(plan);
-        let listener = TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("binding listen address {listen}"))?;
-        Ok(Server { app, listener })
-    }
-
-    /// The bound address (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The shared state.
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
-    }
-
-    /// Serves until `shutdown` resolves, then drains: every connection is told to reconnect
-    /// elsewhere (close 1001), and the call returns when all are gone or the grace period ends.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { app, listener } = self;
-        let ticker = tokio::spawn(tick_loop(app.clone()));
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| crate::http::handle(app.clone(), peer, req));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades();
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, %peer, "http connection error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        let grace = Duration::from_millis(app.config.shutdown.grace_ms);
-        // Socket.IO connections are Engine.IO sessions, counted whether or not they joined a
-        // namespace: a session that never did still holds a client that must reconnect.
-        let left = |app: &App| {
-            app.live_connections() + app.socketio().map_or(0, |sio| sio.connection_count())
-        };
-        tracing::info!(
-            connections = left(&app),
-            socketio = app.socketio().map_or(0, |sio| sio.connection_count()),
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: asking clients to reconnect elsewhere"
-        );
-        app.shutting_down.store(true, Ordering::Release);
-        app.close_live();
-        if let Some(sio) = app.socketio() {
-            // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT;
-            // polling sessions with no GET pending end at once.
-            sio.close_transports();
-        }
-        let deadline = Instant::now() + grace;
-        while left(&app) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ticker.abort();
-        let left = left(&app);
-        if left > 0 {
-            tracing::warn!(left, "grace period over, dropping remaining connections");
-        } else {
-            tracing::info!("all connections drained");
-        }
-        Ok(())
-    }
-}
-
-/// One timer for all Socket.IO polling sessions.
-async fn tick_loop(app: Arc<App>) {
-    let mut interval = tokio::time::interval(app.tick_period());
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        interval.tick().await;
-        if app.tick_tx.send(Instant::now()).is_err() {
-            return;
-        }
     }
 }

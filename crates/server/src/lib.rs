@@ -1,7 +1,8 @@
 //! The Roomcast server: configuration, authentication, the client core shared by the native
 //! protocol session and the Socket.IO namespaces ([`client`]), the HTTP API and metrics, the
 //! publish path ([`node`]). A [`Config`] is compiled into a [`Plan`] ([`plan`]), from which
-//! [`app`] assembles the server that the `roomcast` binary starts.
+//! [`app`] assembles the shared state and [`serve`] runs the server that the `roomcast` binary
+//! starts.
 
 pub mod acl;
 pub mod api_keys;
@@ -15,8 +16,11 @@ pub mod metrics;
 pub mod native;
 pub mod node;
 pub mod plan;
+pub mod serve;
 pub mod sio;
+mod web;
 
-pub use app::{App, Server};
+pub use app::App;
 pub use config::Config;
 pub use plan::{Plan, PlanError};
+pub use serve::Server;

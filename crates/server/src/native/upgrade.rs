@@ -13,9 +13,9 @@ use roomcast_engine::OutQueue;
 
 use crate::api_keys::bearer;
 use crate::app::App;
-use crate::http::{error_response, query_param};
 use crate::native::control::NativeControl;
 use crate::native::session::NativeSession;
+use crate::web::{error_response, query_param};
 
 /// Checks the upgrade request, answers 101, and runs the connection once hyper hands the
 /// socket over. A token may come as `Authorization: Bearer` or `?token=`; without one the

@@ -15,8 +15,8 @@ use crate::api_keys::bearer;
 use crate::app::App;
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
-use crate::http::query_param;
 use crate::sio::routing::{Action, Caller, Reply, Router};
+use crate::web::query_param;
 
 /// What a connected socket keeps (as its state, [`SocketRef::set_state`]): its client core,
 /// whose identity keeps every claim of the token (in the compact form, since memory per

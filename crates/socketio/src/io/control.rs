@@ -35,8 +35,12 @@ impl Control for SocketControl {
         }
     }
 
+    /// The id the server's API knows it by (its room-index id in hex, as for native
+    /// connections), not the Socket.IO `sid` its client sees.
     fn session_id(&self) -> String {
-        self.socket().map(|s| s.id().to_owned()).unwrap_or_default()
+        self.socket()
+            .map(|s| format!("{:x}", s.conn_id().0))
+            .unwrap_or_default()
     }
 
     fn as_any(&self) -> &dyn Any {

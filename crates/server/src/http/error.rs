@@ -1,0 +1,174 @@
+//! The API's one error type: each variant is a refusal, and [`ApiError::status`] and
+//! [`ApiError::code`] are the one table mapping it to the HTTP status and the `code` of the
+//! JSON body `{"error":{"code","message"}}` (the message is the variant's `Display`).
+
+use http::StatusCode;
+use roomcast_engine::body::BodyError;
+
+use crate::node::PublishError;
+use crate::web::{error_response, Resp};
+
+/// Why an HTTP request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// A malformed request: bad JSON, a bad or missing field, a body that could not be read.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No known API key on an `/api/*` route.
+    #[error("a valid API key is required")]
+    NoApiKey,
+    /// `api.metrics_key` is set and the request to `/metrics` does not carry it.
+    #[error("metrics key required")]
+    NoMetricsKey,
+    /// The key may not act on what the request names (another tenant).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such route.
+    #[error("no such route")]
+    NotFound,
+    /// The route exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body did not arrive whole within `limits.body_timeout_ms`.
+    #[error("request body not received in time")]
+    Timeout,
+    /// The body is larger than `api.max_body_bytes`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The bodies being read at once already hold `limits.max_body_buffer_bytes`.
+    #[error("too many request bytes in flight; retry later")]
+    Busy,
+    /// The publish path could not take the publication (the broker failed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status of the answer.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoApiKey | ApiError::NoMetricsKey => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `code` of the JSON error body.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NoApiKey | ApiError::NoMetricsKey => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Timeout => "request_timeout",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Busy => "busy",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// A [`ApiError::BadRequest`] with `message`.
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        ApiError::BadRequest(message.into())
+    }
+
+    /// The JSON answer.
+    pub(crate) fn into_response(self) -> Resp {
+        error_response(self.status(), self.code(), &self.to_string())
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge => ApiError::PayloadTooLarge,
+            BodyError::Timeout => ApiError::Timeout,
+            BodyError::Busy => ApiError::Busy,
+            // A broken body (`BodyError::Read`), or whatever else a later reader may report:
+            // the engine's error is `#[non_exhaustive]`.
+            _ => ApiError::bad("could not read body"),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::TooManyTargets(_) | PublishError::TooDeep => {
+                ApiError::BadRequest(err.to_string())
+            }
+            PublishError::Broker(e) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_code_and_message_of_each_refusal() {
+        let table = [
+            (ApiError::bad("x"), 400, "bad_request", "x"),
+            (
+                ApiError::NoApiKey,
+                401,
+                "unauthorized",
+                "a valid API key is required",
+            ),
+            (
+                ApiError::NoMetricsKey,
+                401,
+                "unauthorized",
+                "metrics key required",
+            ),
+            (ApiError::Forbidden("y".into()), 403, "forbidden", "y"),
+            (ApiError::NotFound, 404, "not_found", "no such route"),
+            (
+                ApiError::MethodNotAllowed,
+                405,
+                "method_not_allowed",
+                "method not allowed",
+            ),
+            (
+                ApiError::Timeout,
+                408,
+                "request_timeout",
+                "request body not received in time",
+            ),
+            (
+                ApiError::PayloadTooLarge,
+                413,
+                "payload_too_large",
+                "request body too large",
+            ),
+            (
+                ApiError::Busy,
+                503,
+                "busy",
+                "too many request bytes in flight; retry later",
+            ),
+            (ApiError::Unavailable("z".into()), 503, "unavailable", "z"),
+        ];
+        for (err, status, code, message) in table {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(err.to_string(), message, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn body_errors_map_to_their_statuses() {
+        let status = |e: BodyError| ApiError::from(e).status().as_u16();
+        assert_eq!(status(BodyError::TooLarge), 413);
+        assert_eq!(status(BodyError::Timeout), 408);
+        assert_eq!(status(BodyError::Busy), 503);
+        assert_eq!(status(BodyError::Read("eof".into())), 400);
+    }
+}

@@ -1,0 +1,72 @@
+//! The HTTP surface: routing to the JSON API, `/health`, `/metrics`, the native `/ws` upgrade
+//! and the Socket.IO endpoint.
+//!
+//! Every API route needs `Authorization: Bearer <api key>` (`call`); a tenant key only
+//! reaches its own tenant. Handlers live per area in `routes`; every refusal is an `ApiError`
+//! (`error`), told as JSON `{"error":{"code","message"}}` with the status of its one table.
+
+mod call;
+mod error;
+mod routes;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Method;
+use hyper::body::Incoming;
+use hyper::Request;
+use roomcast_socketio::ClientAddr;
+
+use crate::app::App;
+use crate::web::Resp;
+use call::Call;
+use error::ApiError;
+use routes::{connections, ops, publish};
+
+/// Routes one request.
+pub async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_owned();
+    if let Some(sio) = app.socketio() {
+        if sio.matches(&path) {
+            // For the bound on pending sessions per address.
+            req.extensions_mut().insert(ClientAddr(peer.ip()));
+            return Ok(sio.handle(req).await);
+        }
+    }
+    let answer = route(app, req, &path).await;
+    Ok(answer.unwrap_or_else(ApiError::into_response))
+}
+
+/// The answer of the route at `path`, or why there is none.
+async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp, ApiError> {
+    let method = req.method().clone();
+    match (method, path) {
+        (Method::GET, "/health") => Ok(ops::health(app.shutting_down())),
+        (Method::GET, "/metrics") => ops::metrics(&app, &req),
+        (Method::GET, "/ws") => Ok(crate::native::upgrade(app, req)),
+        (Method::POST, "/api/publish") => {
+            let call = Call::read(&app, req).await?;
+            let max_targets = app.config.limits.max_publish_targets;
+            publish::publish(&app.node, max_targets, call).await
+        }
+        (Method::GET, "/api/connections") => {
+            connections::list(&app.index, Call::read(&app, req).await?)
+        }
+        (Method::POST, "/api/disconnect") => {
+            connections::disconnect(&app.index, Call::read(&app, req).await?)
+        }
+        (Method::GET, "/api/info") => ops::info(&app, Call::read(&app, req).await?),
+        (Method::GET, p) if connections::user_status_id(p).is_some() => {
+            connections::user_status(&app.index, Call::read(&app, req).await?)
+        }
+        (_, p) if connections::user_status_id(p).is_some() => Err(ApiError::MethodNotAllowed),
+        (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
+        | (_, "/api/disconnect" | "/api/info") => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound),
+    }
+}

@@ -1,0 +1,66 @@
+//! The routes for operators: `GET /health` (no key; 503 while draining), `GET /metrics`
+//! (Prometheus text, behind `api.metrics_key` when set) and `GET /api/info`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::json;
+
+use crate::api_keys::Principal;
+use crate::app::App;
+use crate::http::call::Call;
+use crate::http::error::ApiError;
+use crate::web::{json_response, Resp};
+
+/// `GET /health`: `{"status":"ok"}`, or 503 `{"status":"draining"}` once shutdown began.
+pub(crate) fn health(draining: bool) -> Resp {
+    if draining {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        )
+    } else {
+        json_response(StatusCode::OK, &json!({"status": "ok"}))
+    }
+}
+
+/// `GET /metrics`: the counters in the Prometheus text format.
+pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !app.keys.metrics_allowed(auth) {
+        return Err(ApiError::NoMetricsKey);
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(
+        app.metrics.render(&app.index.tenant_counts()),
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}
+
+/// `GET /api/info`: name, version, epoch, uptime and the connections the key can see.
+pub(crate) fn info(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let connections = match &call.principal {
+        Principal::Platform => app.index.connection_count(),
+        Principal::Tenant(tenant) => app.index.tenant_connection_count(tenant),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "name": "roomcast",
+            "version": env!("CARGO_PKG_VERSION"),
+            "epoch": app.epoch,
+            "uptime_secs": app.started.elapsed().as_secs(),
+            "connections": connections,
+            "protocols": ["roomcast.v1"],
+            "draining": app.shutting_down(),
+        }),
+    ))
+}
