@@ -4,16 +4,22 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
+use std::rc::Rc;
 
 use mio::net::TcpStream;
 use socket2::SockRef;
 
-use crate::http::{self, Frame, Request};
+use crate::http::{self, Request};
+
+/// Bytes queued on a connection: a sender thread's own copy of a publish's frame, counted
+/// without atomics (an `Arc` shared by every thread would make each queueing an atomic
+/// increment on a cache line the threads pass back and forth).
+pub(crate) type Queued = Rc<[u8]>;
 
 /// Most frames queued for one connection; a subscriber that falls further behind is dropped.
 pub(crate) const MAX_QUEUED: usize = 16_384;
-/// Most buffers in one `sendmsg` (Linux's `IOV_MAX`).
-const MAX_IOV: usize = 1024;
+/// Most buffers in one `sendmsg`: a subscriber this far behind is sent its queue in several.
+const MAX_IOV: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -29,11 +35,19 @@ pub(crate) enum Role {
 #[derive(Debug, Default)]
 pub(crate) struct Input {
     /// Publishes to hand to every subscriber; the publisher's replies are queued after them.
-    pub(crate) publishes: Vec<Frame>,
+    pub(crate) publishes: Vec<http::Frame>,
     /// The peer closed, broke or misbehaved: drop the connection.
     pub(crate) end: bool,
     /// The connection became a subscriber.
     pub(crate) subscribed: bool,
+}
+
+/// A connection on its way from the control thread to a sender.
+#[derive(Debug)]
+pub(crate) struct Handover {
+    stream: TcpStream,
+    unsent: Vec<u8>,
+    input: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -41,7 +55,7 @@ pub(crate) struct Conn {
     stream: TcpStream,
     pub(crate) role: Role,
     input: Vec<u8>,
-    out: VecDeque<Frame>,
+    out: VecDeque<Queued>,
     /// Bytes of `out`'s first frame already sent.
     sent: usize,
     /// Close once `out` is sent; queue nothing more.
@@ -63,12 +77,39 @@ impl Conn {
         }
     }
 
+    /// A subscriber handed over by the control thread: its stream, the bytes still to send
+    /// (the handshake reply) and those read and not yet used.
+    pub(crate) fn subscriber(handover: Handover) -> Conn {
+        let mut conn = Conn::new(handover.stream);
+        conn.role = Role::Subscriber;
+        conn.input = handover.input;
+        if !handover.unsent.is_empty() {
+            conn.out.push_back(handover.unsent.into());
+        }
+        conn
+    }
+
+    /// What a sender thread needs of this connection to take it over: the queue's `Rc`s stay
+    /// on this thread.
+    pub(crate) fn hand_over(self) -> Handover {
+        let mut unsent = Vec::new();
+        for (i, frame) in self.out.iter().enumerate() {
+            let skip = if i == 0 { self.sent } else { 0 };
+            unsent.extend_from_slice(&frame[skip..]);
+        }
+        Handover {
+            stream: self.stream,
+            unsent,
+            input: self.input,
+        }
+    }
+
     pub(crate) fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
 
     /// Queues `frame`; `false` when the connection is already past [`MAX_QUEUED`].
-    pub(crate) fn push(&mut self, frame: &Frame) -> bool {
+    pub(crate) fn push(&mut self, frame: &Queued) -> bool {
         if self.closing {
             return true;
         }
@@ -147,12 +188,15 @@ impl Conn {
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
         let socket = SockRef::from(&self.stream);
         while !self.out.is_empty() {
-            let mut slices = Vec::with_capacity(self.out.len().min(MAX_IOV));
-            for (i, frame) in self.out.iter().take(MAX_IOV).enumerate() {
-                let skip = if i == 0 { self.sent } else { 0 };
-                slices.push(IoSlice::new(&frame[skip..]));
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slice, frame) in slices.iter_mut().zip(&self.out) {
+                let skip = if count == 0 { self.sent } else { 0 };
+                *slice = IoSlice::new(&frame[skip..]);
+                count += 1;
             }
-            let mut n = match socket.send_vectored(&slices) {
+            let sent = socket.send_vectored(&slices[..count]);
+            let mut n = match sent {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

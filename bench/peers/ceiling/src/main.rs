@@ -7,14 +7,18 @@
 //!   subscriber of the benchmark accepts it; every publish goes to every subscriber.
 //! - `POST /api/publish` with Roomcast's body builds the native `event` frame once and hands the
 //!   same bytes to every connection: no per-recipient work but queueing a pointer.
-//! - Ideal batching: one epoll loop per thread (as many as cores, or the second argument), each
-//!   owning a share of the connections; after each round of readiness events, each connection
-//!   with something due gets everything queued for it in one `sendmsg`.
+//! - Ideal batching: one epoll loop per sender thread, each owning a share of the subscribers;
+//!   after each round of readiness events, each subscriber with something due gets everything
+//!   queued for it in one `sendmsg`. A control thread accepts, answers upgrades and publishes,
+//!   and hands frames and subscribers to the senders, so that a publish is answered at once,
+//!   whatever the senders are doing.
 //!
-//! Binds 127.0.0.1 on the port given as the first argument or in `PORT` (0 for any) and prints
-//! `ceiling listening on HOST:PORT`.
+//! Binds 127.0.0.1 on the port given as the first argument or in `PORT` (0 for any), runs as
+//! many sender threads as the second argument or `CEILING_THREADS` says (default: half the
+//! cores, at least one) and prints `ceiling listening on HOST:PORT`.
 
 mod conn;
+mod control;
 mod http;
 mod worker;
 
@@ -24,7 +28,8 @@ use std::sync::Arc;
 
 use mio::{Poll, Waker};
 
-use worker::{Mailbox, Shared, Worker, WAKER};
+use control::Control;
+use worker::{Mailbox, Sender, WAKER};
 
 fn main() -> ExitCode {
     match run() {
@@ -43,38 +48,33 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|| std::env::var("PORT").ok())
         .unwrap_or_else(|| "0".into())
         .parse()?;
-    let threads = match args.next() {
+    let threads = match args
+        .next()
+        .or_else(|| std::env::var("CEILING_THREADS").ok())
+    {
         Some(n) => n.parse::<usize>()?.max(1),
-        None => std::thread::available_parallelism().map_or(1, usize::from),
+        // Half the cores: the load generator shares the machine and reads on the other half
+        // (on 2 cores, one sender beat two: less CPU per delivery, lower latency).
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
     };
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
 
-    let mut polls = Vec::with_capacity(threads);
     let mut mailboxes = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
     for _ in 0..threads {
         let poll = Poll::new()?;
-        mailboxes.push(Mailbox::new(Waker::new(poll.registry(), WAKER)?));
-        polls.push(poll);
+        let mailbox = Arc::new(Mailbox::new(Waker::new(poll.registry(), WAKER)?));
+        mailboxes.push(mailbox.clone());
+        // Built on its own thread: its queues hold `Rc`s, which stay there.
+        handles.push(std::thread::spawn(move || Sender::new(poll, mailbox).run()));
     }
-    let shared = Arc::new(Shared { mailboxes });
-    let mut workers = polls
-        .into_iter()
-        .enumerate()
-        .map(|(id, poll)| Worker::new(id, poll, shared.clone()));
-    let Some(mut first) = workers.next() else {
-        return Err("no worker".into());
-    };
-    first.listen(mio::net::TcpListener::from_std(listener))?;
-    let mut handles = Vec::new();
-    for mut worker in workers {
-        handles.push(std::thread::spawn(move || worker.run()));
-    }
-    eprintln!("ceiling: {threads} threads");
+    let mut control = Control::new(mio::net::TcpListener::from_std(listener), mailboxes)?;
+    eprintln!("ceiling: {threads} sender threads");
     println!("ceiling listening on {addr}");
     std::io::stdout().flush()?;
-    first.run()?;
+    control.run()?;
     for handle in handles {
         if let Ok(Err(e)) = handle.join() {
             return Err(e.into());

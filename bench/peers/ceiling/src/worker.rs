@@ -1,38 +1,37 @@
-//! One thread of the ceiling: an epoll loop (mio) over its share of the connections. The first
-//! worker also accepts, dealing new connections to the workers in turn. A publish read on any
-//! worker is handed to the others through their mailboxes and queued on every subscriber of
-//! its own; after each round of events, every connection with something queued is sent all of
-//! it at once.
+//! A sender thread of the ceiling: an epoll loop (mio) over its share of the subscribers. The
+//! control thread hands it new subscribers and every publish's frame through its mailbox; it
+//! queues each frame on every one of its subscribers, and after each round of events visits
+//! every subscriber with something queued once, sending all of it in one `sendmsg`. Frames
+//! that arrive while it sends wait in the mailbox for the next round, so the busier it is, the
+//! more each send carries.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::conn::{Conn, Role};
+use crate::conn::{Conn, Handover, Queued, MAX_QUEUED};
 use crate::http::Frame;
 
-pub(crate) const LISTENER: Token = Token(0);
-pub(crate) const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
-/// Most publishes waiting in one worker's mailbox; past it, publishes are refused with 503.
-const MAX_MAILBOX: usize = 65_536;
-/// Bytes read in one `read` call: everything a connection has, usually.
-const SCRATCH: usize = 64 * 1024;
+pub(crate) const WAKER: Token = Token(0);
+const FIRST_CONN: usize = 1;
+/// Most publishes waiting in one sender's mailbox; past it, publishes are refused with 503.
+pub(crate) const MAX_MAILBOX: usize = 65_536;
+/// Bytes read in one `read` call.
+const SCRATCH: usize = 16 * 1024;
 
-/// What other workers hand to one worker.
+/// What the control thread hands to a sender.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    streams: Vec<TcpStream>,
-    frames: Vec<Frame>,
+    pub(crate) subscribers: Vec<Handover>,
+    pub(crate) frames: Vec<Frame>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Mailbox {
-    // A std mutex: held to push or swap a vector, never while doing I/O.
+    // A std mutex: held to push to or swap out two vectors, never while doing I/O.
     inbox: Mutex<Inbox>,
-    waker: Waker,
+    pub(crate) waker: Waker,
 }
 
 impl Mailbox {
@@ -43,52 +42,32 @@ impl Mailbox {
         }
     }
 
-    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+    pub(crate) fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) mailboxes: Vec<Mailbox>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Worker {
-    id: usize,
+pub(crate) struct Sender {
     poll: Poll,
-    shared: Arc<Shared>,
-    listener: Option<TcpListener>,
+    mailbox: Arc<Mailbox>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    /// Connections with something queued, visited once each round.
+    /// Subscribers with something queued, visited once each round.
     due: Vec<usize>,
-    /// Which worker the next accepted connection goes to.
-    next: usize,
     scratch: Vec<u8>,
 }
 
-impl Worker {
-    pub(crate) fn new(id: usize, poll: Poll, shared: Arc<Shared>) -> Worker {
-        Worker {
-            id,
+impl Sender {
+    pub(crate) fn new(poll: Poll, mailbox: Arc<Mailbox>) -> Sender {
+        Sender {
             poll,
-            shared,
-            listener: None,
+            mailbox,
             conns: Vec::new(),
             free: Vec::new(),
             due: Vec::new(),
-            next: 0,
             scratch: vec![0; SCRATCH],
         }
-    }
-
-    pub(crate) fn listen(&mut self, mut listener: TcpListener) -> io::Result<()> {
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        self.listener = Some(listener);
-        Ok(())
     }
 
     pub(crate) fn run(&mut self) -> io::Result<()> {
@@ -101,7 +80,6 @@ impl Worker {
             }
             for event in &events {
                 match event.token() {
-                    LISTENER => self.accept()?,
                     WAKER => self.open_mailbox()?,
                     Token(t) => {
                         let slot = t - FIRST_CONN;
@@ -118,55 +96,30 @@ impl Worker {
         }
     }
 
-    fn accept(&mut self) -> io::Result<()> {
-        loop {
-            let Some(listener) = &self.listener else {
-                return Ok(());
-            };
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Out of files or a connection reset before it was taken: not fatal.
-                Err(e) => {
-                    eprintln!("ceiling: accept: {e}");
-                    return Ok(());
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let to = self.next;
-            self.next = (self.next + 1) % self.shared.mailboxes.len();
-            if to == self.id {
-                self.add(stream)?;
-            } else {
-                let mailbox = &self.shared.mailboxes[to];
-                mailbox.inbox().streams.push(stream);
-                mailbox.waker.wake()?;
-            }
-        }
-    }
-
     fn open_mailbox(&mut self) -> io::Result<()> {
-        let inbox = std::mem::take(&mut *self.shared.mailboxes[self.id].inbox());
-        for stream in inbox.streams {
-            self.add(stream)?;
+        let inbox = std::mem::take(&mut *self.mailbox.inbox());
+        for handover in inbox.subscribers {
+            self.add(Conn::subscriber(handover))?;
         }
-        self.deliver(&inbox.frames);
+        // One copy per thread, shared by its subscribers without atomics.
+        let frames: Vec<Queued> = inbox.frames.iter().map(|f| Queued::from(&f[..])).collect();
+        self.deliver(&frames);
         Ok(())
     }
 
-    fn add(&mut self, mut stream: TcpStream) -> io::Result<()> {
+    fn add(&mut self, mut conn: Conn) -> io::Result<()> {
         let slot = self.free.pop().unwrap_or(self.conns.len());
         self.poll.registry().register(
-            &mut stream,
+            conn.stream(),
             Token(FIRST_CONN + slot),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let conn = Some(Conn::new(stream));
         match self.conns.get_mut(slot) {
-            Some(entry) => *entry = conn,
-            None => self.conns.push(conn),
+            Some(entry) => *entry = Some(conn),
+            None => self.conns.push(Some(conn)),
         }
+        // Its handshake reply and welcome are queued.
+        self.mark_due(slot);
         Ok(())
     }
 
@@ -178,47 +131,25 @@ impl Worker {
     }
 
     fn read(&mut self, slot: usize) {
-        let shared = &self.shared;
-        let busy = || {
-            shared
-                .mailboxes
-                .iter()
-                .any(|m| m.inbox().frames.len() >= MAX_MAILBOX)
-        };
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let input = conn.read(&mut self.scratch, busy);
-        if input.end {
+        if conn.read(&mut self.scratch, || false).end {
             self.drop_conn(slot);
-            return;
+        } else {
+            // A close to answer, perhaps.
+            self.mark_due(slot);
         }
-        if !input.publishes.is_empty() {
-            for (to, mailbox) in self.shared.mailboxes.iter().enumerate() {
-                if to != self.id {
-                    mailbox
-                        .inbox()
-                        .frames
-                        .extend(input.publishes.iter().cloned());
-                    let _ = mailbox.waker.wake();
-                }
-            }
-            self.deliver(&input.publishes);
-        }
-        self.mark_due(slot);
     }
 
-    /// Queues `frames` on every subscriber of this worker.
-    fn deliver(&mut self, frames: &[Frame]) {
+    /// Queues `frames` on every subscriber.
+    fn deliver(&mut self, frames: &[Queued]) {
         if frames.is_empty() {
             return;
         }
         let mut behind = Vec::new();
         for (slot, entry) in self.conns.iter_mut().enumerate() {
             let Some(conn) = entry else { continue };
-            if conn.role != Role::Subscriber {
-                continue;
-            }
             if !frames.iter().all(|frame| conn.push(frame)) {
                 behind.push(slot);
                 continue;
@@ -229,10 +160,7 @@ impl Worker {
             }
         }
         for slot in behind {
-            eprintln!(
-                "ceiling: a subscriber fell {} frames behind; dropped",
-                crate::conn::MAX_QUEUED
-            );
+            eprintln!("ceiling: a subscriber fell {MAX_QUEUED} frames behind; dropped");
             self.drop_conn(slot);
         }
     }
@@ -246,9 +174,9 @@ impl Worker {
         }
     }
 
-    /// One visit to each connection with something queued.
+    /// One visit to each subscriber with something queued.
     fn send_due(&mut self) {
-        let due = std::mem::take(&mut self.due);
+        let mut due = std::mem::take(&mut self.due);
         for &slot in &due {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
@@ -259,11 +187,8 @@ impl Worker {
                 Ok(true) | Err(_) => self.drop_conn(slot),
             }
         }
-        // Keep the vector's capacity for the next round.
-        let mut due = due;
+        // Nothing was marked during the visits: keep the vector's capacity for the next round.
         due.clear();
-        if self.due.is_empty() {
-            self.due = due;
-        }
+        self.due = due;
     }
 }
