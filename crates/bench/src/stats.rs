@@ -183,8 +183,12 @@ impl Recorder {
     /// position is `order`: one lock for all of them.
     pub(crate) fn record_all(&self, order: &mut Order, ticks: &[Tick], now_ns: u64) {
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        for &tick in ticks {
-            record_one(&mut phases, order, tick, now_ns);
+        // The ticks of one read nearly always share a phase: one map lookup for each run.
+        for run in ticks.chunk_by(|a, b| a.phase == b.phase) {
+            let stats = phases.entry(run[0].phase).or_default();
+            for &tick in run {
+                record_one(stats, order, tick, now_ns);
+            }
         }
     }
 
@@ -201,8 +205,8 @@ impl Recorder {
     }
 }
 
-/// Records one arrival in `phases`.
-fn record_one(phases: &mut HashMap<u32, PhaseStats>, order: &mut Order, tick: Tick, now_ns: u64) {
+/// Records one arrival in its phase's `stats`.
+fn record_one(stats: &mut PhaseStats, order: &mut Order, tick: Tick, now_ns: u64) {
     let mut late = false;
     let mut duplicate = false;
     match order
@@ -219,7 +223,6 @@ fn record_one(phases: &mut HashMap<u32, PhaseStats>, order: &mut Order, tick: Ti
         None => order.lanes.push((tick.lane, tick.phase, tick.seq)),
     }
     let micros = (now_ns.saturating_sub(tick.sent_ns) / 1000).clamp(1, MAX_MICROS);
-    let stats = phases.entry(tick.phase).or_default();
     stats.received += 1;
     stats.out_of_order += u64::from(late);
     stats.duplicates += u64::from(duplicate);
