@@ -38,8 +38,6 @@ pub(crate) struct Input {
     pub(crate) publishes: Vec<http::Frame>,
     /// The peer closed, broke or misbehaved: drop the connection.
     pub(crate) end: bool,
-    /// The connection became a subscriber.
-    pub(crate) subscribed: bool,
 }
 
 /// A connection on its way from the control thread to a sender.
@@ -161,7 +159,6 @@ impl Conn {
                 Request::Upgrade(reply) => {
                     self.role = Role::Subscriber;
                     self.out.push_back(reply.into());
-                    input.subscribed = true;
                     return input;
                 }
                 Request::Publish(frame) => {

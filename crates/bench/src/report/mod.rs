@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-/// The issue's goals, reported against (never asserted).
+/// Roomcast's goals, reported against (never asserted).
 const MEMORY_GOAL_KIB: f64 = 4.0;
 const MEMORY_GOAL_AT: u64 = 19_000;
 const FANOUT_GOALS: [(&str, f64); 2] = [("socketioxide", 2.0), ("node-socketio", 10.0)];
@@ -311,7 +311,7 @@ fn goals(out: &mut String, results: &[Value]) {
     let rooms = Scenario::of(results, "rooms");
     let _ = writeln!(
         out,
-        "## Goals\n\nThe issue's targets, reported against (benchmarks, never asserted in \
+        "## Goals\n\nRoomcast's targets, reported against (benchmarks, never asserted in \
          tests).\n\n| Goal | Measured | |\n|---|---|---|"
     );
     let verdict = |ok: Option<bool>| match ok {
