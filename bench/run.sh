@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Roomcast's standard benchmark set, with its peers, in one command:
 #
-#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 8 minutes)
+#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 15 minutes)
 #   bash bench/run.sh --quick    # small counts, a few seconds per target; writes
 #                                # target/bench/BENCHMARKS-quick.md (a smoke run, not figures)
 #
-# It builds the release binaries (roomcast, roomcast-bench, the socketioxide peer), installs the
-# Node peer's locked dependencies with `npm ci`, runs every scenario against every server one
-# after the other on loopback, and writes the report from the JSON results. Needs cargo, node
-# and npm. Run it on a quiet machine: every server and the load generator share its cores.
+# It builds the release binaries (roomcast, roomcast-bench, the socketioxide peer, the ceiling),
+# installs the Node peer's locked dependencies with `npm ci`, runs every scenario against every
+# server one after the other on loopback, and writes the report from the JSON results. Needs
+# cargo, node and npm. Run it on a quiet machine: every server and the load generator share its
+# cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,8 @@ step "building (release)"
 cargo build --release --locked -p roomcast-server -p roomcast-bench
 cargo build --release --locked --manifest-path bench/peers/socketioxide/Cargo.toml \
   --target-dir target/peers
+cargo build --release --locked --manifest-path bench/peers/ceiling/Cargo.toml \
+  --target-dir target/peers
 (cd bench/peers/node-socketio && npm ci --no-audit --no-fund --loglevel=error)
 
 bench=target/release/roomcast-bench
@@ -59,7 +62,8 @@ if $quick; then
   common=(--connect-rate 2000 --results "$results")
   run "$bench" idle "${common[@]}" --checkpoints 1000,1900 --warmup 100 --idle-secs 1 \
     --per-process 1000
-  run "$bench" fanout "${common[@]}" --connections 1000 --steps 3 --step-secs 1
+  run "$bench" fanout "${common[@]}" --connections 1000 --start-rate 100 --factor 1.5 \
+    --steps 3 --step-secs 1
   run "$bench" rooms "${common[@]}" --connections 1000 --rooms 100 --steps 2 --step-secs 1
   run "$bench" churn "${common[@]}" --secs 2
 else

@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::wsconn::WsError;
+
 /// Groups the users are spread over (the `group` claim).
 const GROUPS: usize = 100;
 /// Time allowed for the close handshake of one connection.
@@ -99,6 +101,23 @@ pub(crate) enum OpenError {
     Connect { from: String, error: std::io::Error },
     #[error("the Socket.IO handshake failed: {0}")]
     SocketIo(String),
+    /// From the subscribers' own WebSocket client.
+    #[error("{0}")]
+    Ws(WsError),
+}
+
+impl From<WsError> for OpenError {
+    fn from(e: WsError) -> OpenError {
+        match e {
+            WsError::Refused(status, body) => OpenError::Refused {
+                status,
+                body: snippet(&body),
+            },
+            WsError::Closed(close) => OpenError::Closed(close),
+            WsError::Ended => OpenError::Ended,
+            e => OpenError::Ws(e),
+        }
+    }
 }
 
 impl OpenError {
@@ -116,6 +135,8 @@ impl OpenError {
             OpenError::Rooms { .. } => "wrong rooms".into(),
             OpenError::Connect { error, .. } => format!("connect: {}", error.kind()),
             OpenError::SocketIo(_) => "socket.io handshake".into(),
+            OpenError::Ws(WsError::Io(e)) => format!("io: {}", e.kind()),
+            OpenError::Ws(e) => e.to_string(),
         }
     }
 }

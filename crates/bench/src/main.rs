@@ -22,6 +22,8 @@ mod swarm;
 mod target;
 mod wire;
 mod worker;
+mod wsconn;
+mod wsframe;
 
 use std::process::ExitCode;
 

@@ -7,23 +7,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
 
-use crate::client::{self, check_welcome, describe, snippet, Drops, HoldEnd, OpenError};
+use crate::client::{check_welcome, snippet, Drops, HoldEnd, OpenError};
 use crate::fleet::Dialer;
 use crate::stats::{Order, Recorder};
 use crate::wire::{self, find_tick, parse_sio, Protocol, SioFrame, Tokens};
+use crate::wsconn::{WsConn, WsError};
 
 /// Time allowed for the close handshake of one connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A subscriber's connection.
-pub(crate) type Stream = WebSocketStream<TcpStream>;
+pub(crate) type Stream = WsConn;
 
 /// Opens subscribers of one protocol to one server.
 pub(crate) struct SubDialer {
@@ -46,32 +43,31 @@ impl SubDialer {
         let source = self.sources[id % self.sources.len().max(1)];
         match self.protocol {
             Protocol::Native => {
-                let url = format!("ws://{}/ws?token={token}", self.server);
-                let mut ws = connect(self.server, source, &url).await?;
+                let path = format!("/ws?token={token}");
+                let mut ws = connect(self.server, source, &path).await?;
                 let text = first_text(&mut ws).await?;
                 check_welcome(&text, vec![self.tokens.room(id)])?;
                 Ok(ws)
             }
             Protocol::SocketIo => {
-                let url = format!("ws://{}{}", self.server, wire::SOCKET_IO_PATH);
-                let mut ws = connect(self.server, source, &url).await?;
+                let mut ws = connect(self.server, source, wire::SOCKET_IO_PATH).await?;
                 let open = first_text(&mut ws).await?;
-                if parse_sio(&open) != SioFrame::Open {
+                if parse_sio(open.as_bytes()) != SioFrame::Open {
                     return Err(OpenError::SocketIo(format!(
                         "the first message is not an Engine.IO open packet: {}",
                         snippet(&open)
                     )));
                 }
-                send(&mut ws, wire::sio_connect(&token)).await?;
+                send(&mut ws, &wire::sio_connect(&token)).await?;
                 loop {
                     let text = first_text(&mut ws).await?;
-                    match parse_sio(&text) {
+                    match parse_sio(text.as_bytes()) {
                         SioFrame::Connected => return Ok(ws),
-                        SioFrame::Ping => send(&mut ws, wire::PONG.to_string()).await?,
+                        SioFrame::Ping => send(&mut ws, wire::PONG).await?,
                         SioFrame::ConnectError(data) => {
                             return Err(OpenError::SocketIo(format!(
                                 "connect refused: {}",
-                                snippet(data)
+                                snippet(&String::from_utf8_lossy(data))
                             )))
                         }
                         SioFrame::Disconnect => {
@@ -84,7 +80,8 @@ impl SubDialer {
         }
     }
 
-    /// Reads events until `stop`, recording each tick; answers Engine.IO pings.
+    /// Reads events until `stop`, recording each tick; answers Engine.IO pings. Everything a
+    /// read brings is recorded at once, with one clock reading and one lock.
     async fn receive(
         &self,
         ws: &mut Stream,
@@ -92,48 +89,56 @@ impl SubDialer {
         drops: &Drops,
     ) -> bool {
         let mut order = Order::default();
+        let mut ticks = Vec::new();
+        let native = self.protocol == Protocol::Native;
+        // One wait for the stop signal for the connection's life: registering it afresh on
+        // every read would take the signal's lock, shared by every connection, each time.
+        let stopped = stop.wait_for(|stop| *stop);
+        tokio::pin!(stopped);
         loop {
-            let message = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => return true,
-                message = ws.next() => message,
+            let (mut pings, mut disconnect) = (0, false);
+            let mut on_text = |text: &[u8]| {
+                let tick = if native {
+                    find_tick(text)
+                } else {
+                    match parse_sio(text) {
+                        SioFrame::Event(event) => find_tick(event),
+                        SioFrame::Ping => {
+                            pings += 1;
+                            None
+                        }
+                        SioFrame::Disconnect => {
+                            disconnect = true;
+                            None
+                        }
+                        _ => None,
+                    }
+                };
+                ticks.extend(tick);
             };
-            let text = match message {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(frame))) => {
-                    drops.record(format!("the server closed it with {}", describe(frame)));
-                    return false;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => {
+            let read = tokio::select! {
+                biased;
+                read = ws.read_some(&mut on_text) => read,
+                _ = &mut stopped => return true,
+            };
+            if !ticks.is_empty() {
+                let now = wire::unix_now().as_nanos() as u64;
+                self.recorder.record_all(&mut order, &ticks, now);
+                ticks.clear();
+            }
+            if let Err(e) = read {
+                drops.record(e.to_string());
+                return false;
+            }
+            if disconnect {
+                drops.record("the server sent a Socket.IO disconnect".into());
+                return false;
+            }
+            for _ in 0..pings {
+                if let Err(e) = send(ws, wire::PONG).await {
                     drops.record(e.to_string());
                     return false;
                 }
-                None => {
-                    drops.record("the connection ended".into());
-                    return false;
-                }
-            };
-            let tick = match self.protocol {
-                Protocol::Native => find_tick(&text),
-                Protocol::SocketIo => match parse_sio(&text) {
-                    SioFrame::Event(event) => find_tick(event),
-                    SioFrame::Ping => {
-                        if let Err(e) = send(ws, wire::PONG.to_string()).await {
-                            drops.record(e.to_string());
-                            return false;
-                        }
-                        None
-                    }
-                    SioFrame::Disconnect => {
-                        drops.record("the server sent a Socket.IO disconnect".into());
-                        return false;
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(tick) = tick {
-                let now = wire::unix_now().as_nanos() as u64;
-                self.recorder.record(&mut order, tick, now);
             }
         }
     }
@@ -155,18 +160,18 @@ impl Dialer for SubDialer {
         if !self.receive(&mut ws, &mut stop, &drops).await {
             return HoldEnd::Dropped;
         }
-        match tokio::time::timeout(CLOSE_TIMEOUT, client::close(&mut ws)).await {
+        match tokio::time::timeout(CLOSE_TIMEOUT, ws.close()).await {
             Ok(Ok(())) => HoldEnd::Closed,
             Ok(Err(_)) | Err(_) => HoldEnd::CloseFailed,
         }
     }
 }
 
-/// Opens a TCP connection from `source` (any port) to `server` and upgrades it at `url`.
+/// Opens a TCP connection from `source` (any port) to `server` and upgrades it at `path`.
 pub(crate) async fn connect(
     server: SocketAddr,
     source: IpAddr,
-    url: &str,
+    path: &str,
 ) -> Result<Stream, OpenError> {
     let from = source.to_string();
     let io = |error| OpenError::Connect {
@@ -183,40 +188,18 @@ pub(crate) async fn connect(
     socket.bind(SocketAddr::new(source, 0)).map_err(io)?;
     let stream = socket.connect(server).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    // Small buffers: the generator holds as many connections as the server and shares the
-    // machine with it; events are small.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
-        Ok((ws, _response)) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            Err(OpenError::Refused {
-                status: response.status().as_u16(),
-                body: snippet(&String::from_utf8_lossy(body)),
-            })
-        }
-        Err(e) => Err(OpenError::WebSocket(Box::new(e))),
-    }
-}
-
-/// The next text message; pings and pongs before it are skipped (tungstenite answers pings).
-async fn first_text(ws: &mut Stream) -> Result<String, OpenError> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
-            Some(Ok(Message::Binary(_))) => return Err(OpenError::Binary),
-            Some(Ok(Message::Close(frame))) => return Err(OpenError::Closed(describe(frame))),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(e)) => return Err(OpenError::WebSocket(Box::new(e))),
-            None => return Err(OpenError::Ended),
-        }
-    }
-}
-
-async fn send(ws: &mut Stream, text: String) -> Result<(), OpenError> {
-    ws.send(Message::text(text))
+    WsConn::upgrade(stream, server, path)
         .await
-        .map_err(|e| OpenError::WebSocket(Box::new(e)))
+        .map_err(OpenError::from)
+}
+
+/// The next text message; pings before it are answered.
+async fn first_text(ws: &mut Stream) -> Result<String, OpenError> {
+    ws.next_text().await.map_err(OpenError::from)
+}
+
+async fn send(ws: &mut Stream, text: &str) -> Result<(), OpenError> {
+    ws.send_text(text)
+        .await
+        .map_err(|e| OpenError::Ws(WsError::Io(e)))
 }

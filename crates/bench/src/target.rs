@@ -1,7 +1,8 @@
-//! The servers measured: Roomcast over its native protocol and over Socket.IO, and the two
-//! peers in `bench/peers/` (Node's socket.io, socketioxide). Each is started fresh for each
-//! scenario on 127.0.0.1 with a throwaway token secret, and takes publishes at
-//! `POST /api/publish` in Roomcast's shape.
+//! The servers measured: Roomcast over its native protocol and over Socket.IO, the two peers
+//! in `bench/peers/` (Node's socket.io, socketioxide), and the ceiling (`bench/peers/ceiling`,
+//! the least any server must do to deliver the fan-out, to read the others against). Each is
+//! started fresh for each scenario on 127.0.0.1 with a throwaway token secret, and takes
+//! publishes at `POST /api/publish` in Roomcast's shape.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -30,14 +31,26 @@ pub(crate) enum Target {
     RoomcastSocketIo,
     Socketioxide,
     NodeSocketIo,
+    /// No rooms, no authentication: every publish to every native subscriber, the frame built
+    /// once and written with ideal batching. Measured where every subscriber is in one room.
+    Ceiling,
 }
 
 impl Target {
+    /// The servers under test: what `all` means.
     pub(crate) const ALL: [Target; 4] = [
         Target::RoomcastNative,
         Target::RoomcastSocketIo,
         Target::Socketioxide,
         Target::NodeSocketIo,
+    ];
+    /// Every name `--targets` takes.
+    const KNOWN: [Target; 5] = [
+        Target::RoomcastNative,
+        Target::RoomcastSocketIo,
+        Target::Socketioxide,
+        Target::NodeSocketIo,
+        Target::Ceiling,
     ];
 
     /// The command-line and results name.
@@ -47,17 +60,20 @@ impl Target {
             Target::RoomcastSocketIo => "roomcast-socketio",
             Target::Socketioxide => "socketioxide",
             Target::NodeSocketIo => "node-socketio",
+            Target::Ceiling => "ceiling",
         }
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == name)
+        Target::KNOWN.into_iter().find(|t| t.name() == name)
     }
 
     pub(crate) fn protocol(self) -> Protocol {
         match self {
-            Target::RoomcastNative => Protocol::Native,
-            _ => Protocol::SocketIo,
+            Target::RoomcastNative | Target::Ceiling => Protocol::Native,
+            Target::RoomcastSocketIo | Target::Socketioxide | Target::NodeSocketIo => {
+                Protocol::SocketIo
+            }
         }
     }
 }
@@ -70,7 +86,7 @@ pub(crate) fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
     text.split(',')
         .map(|name| {
             Target::from_name(name.trim()).ok_or_else(|| {
-                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+                let names: Vec<&str> = Target::KNOWN.iter().map(|t| t.name()).collect();
                 format!("unknown target `{name}` (known: all, {})", names.join(", "))
             })
         })
@@ -86,6 +102,9 @@ pub(crate) struct Programs {
     /// The socketioxide peer binary (`bench/peers/socketioxide`).
     #[arg(long, value_name = "PATH")]
     pub(crate) socketioxide_bin: Option<PathBuf>,
+    /// The ceiling binary (`bench/peers/ceiling`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ceiling_bin: Option<PathBuf>,
     /// The Node peer's directory (`bench/peers/node-socketio`, with `npm ci` done).
     #[arg(long, value_name = "DIR")]
     pub(crate) node_peer_dir: Option<PathBuf>,
@@ -114,6 +133,12 @@ impl Programs {
         self.socketioxide_bin
             .clone()
             .unwrap_or_else(|| Self::workspace().join("target/peers/release/socketioxide-peer"))
+    }
+
+    pub(crate) fn ceiling(&self) -> PathBuf {
+        self.ceiling_bin
+            .clone()
+            .unwrap_or_else(|| Self::workspace().join("target/peers/release/ceiling-peer"))
     }
 
     pub(crate) fn node_dir(&self) -> PathBuf {
@@ -178,7 +203,7 @@ impl Bed {
         let probe = tokio::time::timeout(Duration::from_secs(3), dialer.open(0));
         match probe.await {
             Ok(Ok(mut ws)) => {
-                let _ = crate::client::close(&mut ws).await;
+                let _ = ws.close().await;
                 Ok(())
             }
             Ok(Err(e)) => Err(Unavailable(format!(
@@ -253,6 +278,22 @@ fn launch(
                 args: vec!["0".into()],
                 env: vec![(PEER_SECRET_ENV.into(), secret.into())],
                 ready: "socketioxide listening on ".into(),
+            })
+        }
+        Target::Ceiling => {
+            let program = programs.ceiling();
+            if !program.is_file() {
+                return Err(Unavailable(format!(
+                    "{} not found: `cargo build --release --manifest-path \
+                     bench/peers/ceiling/Cargo.toml --target-dir target/peers`",
+                    program.display()
+                )));
+            }
+            Ok(Launch {
+                program,
+                args: vec!["0".into()],
+                env: Vec::new(),
+                ready: "ceiling listening on ".into(),
             })
         }
         Target::NodeSocketIo => {

@@ -3,6 +3,7 @@
 //! analysis of what limits the figures. Pure text in, text out: the per-scenario sections are
 //! in [`sections`].
 
+mod ceiling;
 mod sections;
 
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-/// The issue's goals, reported against (never asserted).
+/// Roomcast's goals, reported against (never asserted).
 const MEMORY_GOAL_KIB: f64 = 4.0;
 const MEMORY_GOAL_AT: u64 = 19_000;
 const FANOUT_GOALS: [(&str, f64); 2] = [("socketioxide", 2.0), ("node-socketio", 10.0)];
@@ -57,7 +58,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
 }
 
 /// The targets in report order, with their display names.
-const TARGETS: [(&str, &str); 4] = [
+const TARGETS: [(&str, &str); 5] = [
+    (ceiling::CEILING, "Ceiling (bench/peers/ceiling)"),
     ("roomcast-native", "Roomcast, native protocol"),
     ("roomcast-socketio", "Roomcast, Socket.IO"),
     ("socketioxide", "socketioxide"),
@@ -130,7 +132,8 @@ impl<'a> Scenario<'a> {
             }
         }
         for (target, label) in TARGETS {
-            if !self.rows.iter().any(|(t, _)| *t == target) {
+            // The ceiling is measured where it applies (one room), not everywhere.
+            if target != ceiling::CEILING && !self.rows.iter().any(|(t, _)| *t == target) {
                 lines.push(format!("- {label}: not run"));
             }
         }
@@ -291,7 +294,14 @@ fn header(out: &mut String, env: &Value) {
          - The generator runs on the same 2 cores as the server: its CPU is reported next to \
          the server's, and it bounds every server's figures alike. So is the CPU time of every \
          other process on the machine during each step (\"other processes' cores\", from \
-         `/proc/stat`): a step where it is not near zero was disturbed.\n"
+         `/proc/stat`): a step where it is not near zero was disturbed.\n\
+         - *Saturated first*: for the server and for the generator, the first step at which its \
+         CPU reached 90 % of the most it used in any step of the ramp (it stopped growing with \
+         the rate); the side that got there at a lower rate ran out of CPU first. When a fifth \
+         of the machine's CPU was still idle at the last step, neither did.\n\
+         - The sustained step is run once more after the ramp; the sustained figure is that \
+         repeat's (or the next lower step's that held twice), so that one lucky step does not \
+         make a capacity.\n"
     );
 }
 
@@ -301,7 +311,7 @@ fn goals(out: &mut String, results: &[Value]) {
     let rooms = Scenario::of(results, "rooms");
     let _ = writeln!(
         out,
-        "## Goals\n\nThe issue's targets, reported against (benchmarks, never asserted in \
+        "## Goals\n\nRoomcast's targets, reported against (benchmarks, never asserted in \
          tests).\n\n| Goal | Measured | |\n|---|---|---|"
     );
     let verdict = |ok: Option<bool>| match ok {
@@ -393,6 +403,24 @@ fn goals(out: &mut String, results: &[Value]) {
                     fmt_int(b),
                 );
             }
+        }
+    }
+    if let Some(c) = fanout.get(ceiling::CEILING) {
+        for roomcast in ROOMCAST {
+            let Some(r) = fanout.get(roomcast) else {
+                continue;
+            };
+            let measured = ceiling::cpu_ratio(r, c);
+            let _ = writeln!(
+                out,
+                "| Fan-out server CPU per delivery at most {}x the ceiling's, {} | {} | {} |",
+                ceiling::CPU_GOAL,
+                label(roomcast),
+                measured.map_or("n/a".into(), |(x, rate)| format!(
+                    "{x:.2}x (at {rate:.1} publishes/s, the highest rate both sustained)"
+                )),
+                verdict(measured.map(|(x, _)| x <= ceiling::CPU_GOAL)),
+            );
         }
     }
     for (name, scenario) in [("fan-out", &fanout), ("many rooms", &rooms)] {

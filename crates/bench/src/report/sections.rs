@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{fmt_int, fmt_opt, label, ms, num, ratios, Scenario};
+use super::{ceiling, fmt_int, fmt_opt, label, ms, num, ratios, Scenario};
 
 /// The sample of an idle result at `connections`.
 pub(super) fn point(r: &Value, connections: u64) -> Option<&Value> {
@@ -125,7 +125,8 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
          connection{} (dealt in turn; each connection numbers its messages, which are checked \
          for order per connection); {} s per step, \
          from {} publishes/s, the rate multiplied by {} each step until p99 passes {max_p99} \
-         ms, a message goes missing, a subscriber is dropped or a publish fails.\n",
+         ms, a message goes missing, a subscriber is dropped or a publish fails; then the \
+         sustained step once more.\n",
         fmt_int(connections),
         fmt_opt(&any["size"], fmt_int),
         fmt_int(lanes),
@@ -138,16 +139,17 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
         out,
         "| Server | deliveries/s at p99 <= {target_p99} ms | sustained deliveries/s (p99 <= \
          {max_p99} ms, nothing lost) | at that rate: publishes/s | p50 | p99 | p99.9 | max | \
-         out of order | server cores | server CPU per delivery | generator CPU per delivery | \
-         RSS per connection | the ramp stopped |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+         out of order | server cores | generator cores | server CPU per delivery | generator \
+         CPU per delivery | saturated first | RSS per connection | the ramp stopped |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (target, r) in s.measured() {
         let b = &r["sustained"];
         let _ =
             writeln!(
             out,
-            "| {} | {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} | {} | {} | {} | {} | {} | \
+             {} | {} |",
             label(target),
             fmt_opt(&r["best"]["deliveries_per_sec"], fmt_int),
             fmt_opt(&b["deliveries_per_sec"], fmt_int),
@@ -158,8 +160,10 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
             ms(&b["latency"]["max_ms"]),
             fmt_opt(&b["out_of_order"], fmt_int),
             fmt_opt(&b["server_cores"], |x| format!("{x:.2}")),
-            fmt_opt(&b["server_cpu_us_per_delivery"], |x| format!("{x:.1} us")),
-            fmt_opt(&b["generator_cpu_us_per_delivery"], |x| format!("{x:.1} us")),
+            fmt_opt(&b["generator_cores"], |x| format!("{x:.2}")),
+            fmt_opt(&b["server_cpu_us_per_delivery"], |x| format!("{x:.2} us")),
+            fmt_opt(&b["generator_cpu_us_per_delivery"], |x| format!("{x:.2} us")),
+            r["saturated_first"]["side"].as_str().unwrap_or("n/a"),
             fmt_opt(&r["rss_per_connection_bytes"], |x| format!("{:.2} KiB", x / 1024.0)),
             r["stopped"].as_str().unwrap_or("?"),
         );
@@ -186,6 +190,8 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
         },
     );
     s.missing(out);
+    out.push('\n');
+    ceiling::section(out, s);
     for (target, r) in s.measured() {
         steps(out, target, r);
     }
@@ -197,15 +203,18 @@ fn steps(out: &mut String, target: &str, r: &Value) {
         out,
         "\n<details><summary>{}: every step</summary>\n\n| publishes/s | deliveries/s | p50 | \
          p99 | p99.9 | max | lost | late | out of order | dropped | publish errors | server \
-         cores | generator cores | other processes' cores |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         cores | generator cores | other processes' cores | server CPU per delivery | \
+         generator CPU per delivery |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         label(target)
     );
     for step in r["steps"].as_array().into_iter().flatten() {
-        let _ = writeln!(
+        let _ =
+            writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt_opt(&step["rate"], |x| format!("{x:.1}")),
+            if step["repeat"] == true { " (again)" } else { "" },
             fmt_opt(&step["deliveries_per_sec"], fmt_int),
             ms(&step["latency"]["p50_ms"]),
             ms(&step["latency"]["p99_ms"]),
@@ -219,6 +228,8 @@ fn steps(out: &mut String, target: &str, r: &Value) {
             fmt_opt(&step["server_cores"], |x| format!("{x:.2}")),
             fmt_opt(&step["generator_cores"], |x| format!("{x:.2}")),
             fmt_opt(&step["other_cores"], |x| format!("{x:.2}")),
+            fmt_opt(&step["server_cpu_us_per_delivery"], |x| format!("{x:.2} us")),
+            fmt_opt(&step["generator_cpu_us_per_delivery"], |x| format!("{x:.2} us")),
         );
     }
     let _ = writeln!(out, "\n</details>");

@@ -15,7 +15,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{failed, mib, r3, sample_json, unavailable, Common};
-use crate::client;
 use crate::procfs;
 use crate::stats::{Latency, Recorder};
 use crate::sub::SubDialer;
@@ -129,7 +128,7 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
                     }
                 }
                 counts.connects.fetch_add(1, Ordering::Relaxed);
-                match tokio::time::timeout(STEP_TIMEOUT, client::close(&mut ws)).await {
+                match tokio::time::timeout(STEP_TIMEOUT, ws.close()).await {
                     Ok(Ok(())) => {
                         counts.disconnects.fetch_add(1, Ordering::Relaxed);
                     }

@@ -6,6 +6,7 @@
 pub(crate) mod churn;
 pub(crate) mod idle;
 pub(crate) mod ramp;
+mod step;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -24,7 +25,8 @@ use crate::target::{loopback_sources, parse_targets, with_server_output, Bed, Pr
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Common {
     /// Servers to measure: `all`, or a comma-separated list of roomcast-native,
-    /// roomcast-socketio, socketioxide, node-socketio.
+    /// roomcast-socketio, socketioxide, node-socketio, ceiling (`all` takes the ceiling in
+    /// `fanout` only).
     #[arg(long, default_value = "all")]
     pub(crate) targets: String,
     #[command(flatten)]
