@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomcast_broker::{Payload, Publication, Target};
 use roomcast_engine::rooms::{ConnId, Member, RoomKey, WireFormat};
 use roomcast_engine::OutQueue;
-use roomcast_server::{App, Config};
+use roomcast_server::{App, Config, Plan};
 use serde_json::value::RawValue;
 
 const TENANT: &str = "bench-0";
@@ -25,7 +25,9 @@ const DATA: &str = r#"{"seq":123456,"t":1760000000123456789,"p":3,"pad":"xxxxxxx
 /// An app whose index holds `RECIPIENTS` native connections spread over `rooms` rooms.
 fn app_with(rooms: usize) -> (Arc<App>, Vec<Arc<OutQueue>>) {
     let (config, _secret) = Config::dev();
-    let app = App::new(config).unwrap_or_else(|e| panic!("app: {e:#}"));
+    let app = Plan::build(&config)
+        .map(Plan::into_app)
+        .unwrap_or_else(|e| panic!("app: {e:#}"));
     let mut queues = Vec::with_capacity(RECIPIENTS);
     for i in 0..RECIPIENTS {
         let queue = Arc::new(OutQueue::new(app.queue_limits));

@@ -1,5 +1,5 @@
-//! The server's shared state: [`App`] is built once from the [`Plan`] of the [`Config`] and
-//! shared by every connection and request. It owns the draining flag that a shutdown raises
+//! The server's shared state: [`App`] is built once from the compiled configuration
+//! ([`crate::Plan`]) and shared by every connection and request. It owns the draining flag that a shutdown raises
 //! (the registry of live connections is the room index's); [`crate::serve`] runs the server around it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +19,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
-use crate::node::{Node, PublishLimits};
-use crate::plan::Plan;
+use crate::node::{Node, NodeRelay, PublishLimits};
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -62,15 +61,31 @@ pub struct App {
     sio: OnceLock<Arc<SocketIo>>,
 }
 
-impl App {
-    /// Builds the shared state from a configuration: its [`Plan`], then [`App::from_plan`].
-    pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
-        Ok(App::from_plan(Plan::build(&config)?))
-    }
+/// What [`App::from_parts`] is built from: the server-wide parts of a compiled configuration
+/// ([`crate::Plan::into_app`] gives them).
+#[derive(Debug)]
+pub struct AppParts {
+    /// The validated configuration.
+    pub config: Config,
+    /// JWT verification.
+    pub verifier: Verifier,
+    /// Auto-join templates and the room ACL.
+    pub policy: RoomPolicy,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// Connection limits, nothing counted yet.
+    pub limits: ConnLimits,
+    /// Settings of every connection driver.
+    pub driver: DriverConfig,
+    /// Outbound queue bounds.
+    pub queue_limits: QueueLimits,
+}
 
-    /// Builds the shared state from a plan, whose parts it takes over.
-    pub fn from_plan(plan: Plan) -> Arc<App> {
-        let Plan {
+impl App {
+    /// Builds the shared state from its parts; the Socket.IO endpoint, if any, is attached
+    /// next ([`attach_socketio`](Self::attach_socketio)).
+    pub fn from_parts(parts: AppParts) -> Arc<App> {
+        let AppParts {
             config,
             verifier,
             policy,
@@ -78,8 +93,7 @@ impl App {
             limits,
             driver,
             queue_limits,
-            socketio,
-        } = plan;
+        } = parts;
         let epoch = format!("{:x}", rand::random::<u64>());
         let (tick_tx, tick) = watch::channel(Instant::now());
         let index = Arc::new(RoomIndex::new(config.rooms.max_per_connection));
@@ -100,7 +114,7 @@ impl App {
                 lane: lane.clone(),
             },
         );
-        let app = Arc::new(App {
+        Arc::new(App {
             index,
             node,
             verifier,
@@ -119,14 +133,15 @@ impl App {
             shutting_down: AtomicBool::new(false),
             sio: OnceLock::new(),
             config,
-        });
-        if let Some(endpoint) = socketio {
-            let sio = endpoint.start(&app);
-            app.node.hub().set_socketio(sio.clone());
-            sio.set_relay(Arc::new(crate::sio::NodeRelay(Arc::downgrade(&app.node))));
-            let _ = app.sio.set(sio);
-        }
-        app
+        })
+    }
+
+    /// Attaches the Socket.IO endpoint (once): the hub reaches its sockets, and its relays go
+    /// through the node.
+    pub fn attach_socketio(&self, sio: Arc<SocketIo>) {
+        self.node.hub().set_socketio(sio.clone());
+        sio.set_relay(Arc::new(NodeRelay(Arc::downgrade(&self.node))));
+        let _ = self.sio.set(sio);
     }
 
     /// The Socket.IO endpoint, when `socketio.enabled`.

@@ -16,11 +16,12 @@ pub mod metrics;
 pub mod native;
 pub mod node;
 pub mod plan;
+pub mod proto;
 pub mod serve;
 pub mod sio;
 mod web;
 
-pub use app::App;
+pub use app::{App, AppParts};
 pub use config::Config;
 pub use plan::{Plan, PlanError};
 pub use serve::Server;

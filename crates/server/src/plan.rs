@@ -4,6 +4,7 @@
 //! configuration is building its plan: what cannot be compiled is an error naming its key, and
 //! the server starts from a plan, never from a configuration that was only checked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_engine::driver::DriverConfig;
@@ -12,10 +13,11 @@ use roomcast_engine::QueueLimits;
 
 use crate::acl::RoomPolicy;
 use crate::api_keys::ApiKeys;
+use crate::app::{App, AppParts};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::limits::ConnLimits;
-use crate::native::proto::CloseCode;
+use crate::proto::CloseCode;
 use crate::sio::routing::Router;
 use crate::sio::Endpoint;
 
@@ -33,7 +35,7 @@ pub enum PlanError {
     Auth(#[from] AuthSetupError),
 }
 
-/// A configuration compiled for the server to start from ([`crate::App::from_plan`]).
+/// A configuration compiled for the server to start from ([`Plan::into_app`]).
 #[derive(Debug)]
 pub struct Plan {
     pub(crate) config: Config,
@@ -49,6 +51,34 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Starts the server's shared state from the plan: the [`App`], with its Socket.IO
+    /// endpoint attached when `socketio.enabled`.
+    pub fn into_app(self) -> Arc<App> {
+        let Plan {
+            config,
+            verifier,
+            policy,
+            keys,
+            limits,
+            driver,
+            queue_limits,
+            socketio,
+        } = self;
+        let app = App::from_parts(AppParts {
+            config,
+            verifier,
+            policy,
+            keys,
+            limits,
+            driver,
+            queue_limits,
+        });
+        if let Some(endpoint) = socketio {
+            app.attach_socketio(endpoint.start(&app));
+        }
+        app
+    }
+
     /// Checks `config` and compiles it. The first problem found is returned: the checks of
     /// [`Config::validate`] and the compilation of what they cannot check run in one fixed
     /// order, so the error reported for a configuration with several problems does not depend

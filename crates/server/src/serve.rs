@@ -32,7 +32,7 @@ impl Server {
     /// Binds the plan's configured address, to serve from the plan.
     pub async fn bind_plan(plan: Plan) -> anyhow::Result<Server> {
         let listen = plan.config().listen;
-        let app = App::from_plan(plan);
+        let app = plan.into_app();
         let listener = TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding listen address {listen}"))?;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use crate::auth::AuthError;
 use crate::config::ConnectErrorMessages;
 use crate::limits::LimitError;
-use crate::native::proto::{CloseCode, ErrorCode};
+use crate::proto::{CloseCode, ErrorCode};
 
 /// Why the client core refused a connection, a request or the rest of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

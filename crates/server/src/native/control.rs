@@ -8,8 +8,8 @@ use roomcast_engine::rooms::{Closing, ConnId, Control};
 use roomcast_engine::OutQueue;
 
 use super::close_request;
-use super::proto::CloseCode;
 use super::session::NativeSession;
+use crate::proto::CloseCode;
 
 /// Weak: the live table keeps no connection's queue alive.
 pub(crate) struct NativeControl {

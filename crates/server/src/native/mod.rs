@@ -2,11 +2,13 @@
 //! `/ws` upgrade.
 
 mod control;
-pub mod proto;
 pub mod session;
 mod upgrade;
 
 pub use upgrade::upgrade;
+
+/// The native protocol's codec, a module of its own ([`crate::proto`]), under its former path.
+pub use crate::proto;
 
 /// The close request for `code`: the `disconnect` message, then the close frame with the same
 /// code and reason (protocol/codes.md).

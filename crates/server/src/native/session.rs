@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
-use crate::native::proto::{self, ClientMessage, CloseCode, ErrorCode};
+use crate::proto::{self, ClientMessage, CloseCode, ErrorCode};
 use roomcast_broker::{Payload, Publication, Target};
 
 /// The namespace native clients use when a message names none.

@@ -13,7 +13,7 @@ use roomcast_socketio::SocketIo;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::native::proto;
+use crate::proto;
 
 /// Local delivery of one node.
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 //! ```
 
 mod hub;
+mod relay;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -17,10 +18,11 @@ use roomcast_engine::rooms::{RoomIndex, Transitions};
 use roomcast_engine::{Lane, LaneError, LaneLimits, QueueLimits};
 
 pub use hub::Hub;
+pub(crate) use relay::NodeRelay;
 pub use roomcast_broker::Publication;
 
 use crate::metrics::Metrics;
-use crate::native::proto::{self, MAX_DATA_DEPTH};
+use crate::proto::{self, MAX_DATA_DEPTH};
 
 /// Why a publication was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

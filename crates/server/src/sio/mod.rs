@@ -5,17 +5,14 @@
 mod namespace;
 pub mod routing;
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use roomcast_broker::Publication;
 use roomcast_engine::ws::ConnConfig;
 use roomcast_engine::QueueLimits;
-use roomcast_socketio::{Cors, Relay, SocketIo};
+use roomcast_socketio::{Cors, SocketIo};
 
 use crate::app::App;
 use crate::config::{LimitsConfig, SocketIoConfig};
-use crate::node::Node;
 use namespace::ConfiguredNamespace;
 use routing::Router;
 
@@ -101,27 +98,5 @@ impl Endpoint {
             sio.alias(&alias, &configured);
         }
         sio
-    }
-}
-
-/// Socket.IO relays go through the node's publish path: they reach native and Socket.IO
-/// members alike, on every node, and are counted as publishes.
-pub(crate) struct NodeRelay(pub(crate) Weak<Node>);
-
-impl Relay for NodeRelay {
-    fn relay(&self, publication: Publication) -> usize {
-        let Some(node) = self.0.upgrade() else {
-            return 0;
-        };
-        let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = delivered.clone();
-        let started = node.publish_detached(publication, move |result| match result {
-            Ok(published) => count.store(published.delivered, Ordering::Relaxed),
-            Err(e) => tracing::debug!(error = %e, "relay refused"),
-        });
-        if let Err(e) = started {
-            tracing::debug!(error = %e, "relay refused");
-        }
-        delivered.load(Ordering::Relaxed)
     }
 }

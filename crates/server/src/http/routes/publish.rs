@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 
 use crate::http::call::Call;
 use crate::http::error::ApiError;
-use crate::native::proto::MAX_NAME_BYTES;
 use crate::node::{Node, Publication};
+use crate::proto::MAX_NAME_BYTES;
 use crate::web::{json_response, Resp};
 
 #[derive(Deserialize)]

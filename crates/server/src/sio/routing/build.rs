@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::acl::{Acl, RoomPolicy, Template};
 use crate::config::RouteAction;
 use crate::config::{ConfigError, EmitTemplate, EventRoute, NamespaceConfig, SocketIoConfig};
-use crate::native::proto::MAX_NAME_BYTES;
+use crate::proto::MAX_NAME_BYTES;
 
 use super::template::{Data, Scope, Text};
 use super::{Emit, Kind, Namespace, Route, Router};

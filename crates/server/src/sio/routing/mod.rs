@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::acl::RoomPolicy;
 use crate::auth::ClaimSource;
 use crate::config::{ConfigError, SocketIoConfig};
-use crate::native::proto::MAX_NAME_BYTES;
+use crate::proto::MAX_NAME_BYTES;
 use template::{Context, Data, Text};
 
 /// The connection an event came from.

@@ -225,7 +225,7 @@ impl fmt::Display for CloseCode {
 mod tests {
     use super::*;
 
-    const CODES_MD: &str = include_str!("../../../../../protocol/codes.md");
+    const CODES_MD: &str = include_str!("../../../../protocol/codes.md");
 
     /// The cells of the markdown table rows whose first cell is `first`.
     fn row(first: &str) -> Option<Vec<String>> {

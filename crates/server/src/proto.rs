@@ -20,9 +20,9 @@ mod vectors {
     use serde_json::value::RawValue;
     use serde_json::{json, Value};
 
-    const CLIENT: &str = include_str!("../../../../protocol/vectors/client.json");
-    const SERVER: &str = include_str!("../../../../protocol/vectors/server.json");
-    const FRAMES: &str = include_str!("../../../../protocol/vectors/frames.json");
+    const CLIENT: &str = include_str!("../../../protocol/vectors/client.json");
+    const SERVER: &str = include_str!("../../../protocol/vectors/server.json");
+    const FRAMES: &str = include_str!("../../../protocol/vectors/frames.json");
 
     fn entries(file: &str) -> Vec<Value> {
         match serde_json::from_str(file) {

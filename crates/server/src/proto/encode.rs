@@ -243,7 +243,7 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::proto::parse::{parse, MAX_ID};
+    use crate::proto::parse::{parse, MAX_ID};
     use serde_json::{json, Value};
 
     /// A small deterministic generator (xorshift64*) so the property tests need no crate.
