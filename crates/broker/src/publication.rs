@@ -52,9 +52,9 @@ pub struct Position {
     pub epoch: Arc<str>,
 }
 
-/// Who a publication goes to.
+/// Who a publication goes to. Exhaustive on purpose: every place that delivers must decide
+/// for a new kind of target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Target {
     /// Rooms and users of one tenant. Each room is a stream of its own; user deliveries are
     /// outside any room stream.
@@ -93,9 +93,8 @@ impl Target {
     }
 }
 
-/// The arguments of an event.
+/// The arguments of an event. Exhaustive on purpose: every encoder must decide for a new form.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Payload {
     /// One JSON argument: the HTTP API's `data`, a native client's publish.
     Json(Box<RawValue>),

@@ -36,6 +36,8 @@ impl LaneLimits {
     /// At most `per_node` commands in flight on the node and `per_connection` on one
     /// connection; each may run for `timeout`.
     pub fn new(per_node: usize, per_connection: usize, timeout: Duration) -> Arc<Self> {
+        // The semaphore's own bound: more would panic, and is more than any node holds.
+        let per_node = per_node.min(Semaphore::MAX_PERMITS);
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(per_node)),
             per_node,
@@ -100,7 +102,8 @@ impl Lane {
 
     /// Runs `work`, which queues its own answer when it completes. When it has not completed
     /// within the timeout it is dropped and `timed_out` runs instead, to queue the timeout
-    /// answer. Refused, untouched, when a bound is reached.
+    /// answer (so does a `work` that panics: every started command is answered). Refused,
+    /// untouched, when a bound is reached.
     pub fn submit<F, T>(
         &mut self,
         limits: &LaneLimits,
@@ -132,11 +135,24 @@ impl Lane {
         tokio::spawn(async move {
             let _permit = permit;
             let _counted = Counted(counter);
-            if tokio::time::timeout(timeout, work).await.is_err() {
-                timed_out();
+            // Answers for a command that did not: timed out, or panicked (unwinding drops it).
+            let mut fallback = Fallback(Some(timed_out));
+            if tokio::time::timeout(timeout, work).await.is_ok() {
+                fallback.0 = None;
             }
         });
         Ok(Submitted::Running)
+    }
+}
+
+/// Runs the timeout answer unless disarmed: a command is answered whatever becomes of it.
+struct Fallback<T: FnOnce()>(Option<T>);
+
+impl<T: FnOnce()> Drop for Fallback<T> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer();
+        }
     }
 }
 
@@ -222,6 +238,21 @@ mod tests {
             b.submit(&limits, after(1, push(&seen, "b3")), t()),
             Ok(Submitted::Running)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_panics_is_answered_and_released() {
+        let limits = LaneLimits::new(4, 4, Duration::from_secs(1));
+        let mut lane = Lane::new();
+        let seen = log();
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("a command failed");
+        };
+        lane.submit(&limits, work, push(&seen, "failed")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*seen.lock().unwrap(), ["failed"]);
+        assert_eq!((lane.in_flight(), limits.in_flight()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]

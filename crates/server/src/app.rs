@@ -19,7 +19,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
-use crate::node::{Node, NodeRelay, PublishLimits};
+use crate::node::{Node, PublishLimits};
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -136,11 +136,9 @@ impl App {
         })
     }
 
-    /// Attaches the Socket.IO endpoint (once): the hub reaches its sockets, and its relays go
-    /// through the node.
+    /// Attaches the Socket.IO endpoint (once): the hub reaches its sockets.
     pub fn attach_socketio(&self, sio: Arc<SocketIo>) {
         self.node.hub().set_socketio(sio.clone());
-        sio.set_relay(Arc::new(NodeRelay(Arc::downgrade(&self.node))));
         let _ = self.sio.set(sio);
     }
 

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use super::{ConnId, RoomIndex, WireFormat};
 
-/// How a connection is asked to go.
+/// How a connection is asked to go. Exhaustive on purpose: every protocol's control decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Closing<'a> {
     /// Ended by the operator (`POST /api/disconnect`): the client should not come back with
     /// this session. The reason goes to the client.

@@ -132,7 +132,12 @@ impl Config {
             "limits.commands_per_connection",
             l.commands_per_connection as u64,
         )?;
-        positive("limits.commands_in_flight", l.commands_in_flight as u64)?;
+        within(
+            "limits.commands_in_flight",
+            l.commands_in_flight as u64,
+            1,
+            MAX_COMMANDS_IN_FLIGHT,
+        )?;
         within(
             "limits.command_timeout_ms",
             l.command_timeout_ms,
@@ -189,6 +194,9 @@ fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> 
     }
     Ok(())
 }
+
+/// The most requests a node lets wait at once (`limits.commands_in_flight`).
+const MAX_COMMANDS_IN_FLIGHT: u64 = 10_000_000;
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {

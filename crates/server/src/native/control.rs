@@ -36,8 +36,6 @@ impl Control for NativeControl {
         let request = match how {
             Closing::Disconnect(reason) => close_request(CloseCode::Disconnected, reason),
             Closing::GoingAway => close_request(CloseCode::GoingAway, "server shutting down"),
-            #[allow(unreachable_patterns)] // `Closing` is non-exhaustive across crates.
-            _ => close_request(CloseCode::GoingAway, "server shutting down"),
         };
         queue.request_close(request);
     }

@@ -55,8 +55,6 @@ impl Deliver for Hub {
         let single = match &p.target {
             Target::Tenant { rooms, users, .. } => rooms.len() + users.len() <= 1,
             Target::TenantWide { .. } | Target::Platform => true,
-            #[allow(unreachable_patterns)] // `Target` is non-exhaustive across crates.
-            _ => true,
         };
         let mut fan = Fanout {
             hub: self,
@@ -94,8 +92,6 @@ impl Deliver for Hub {
                 self.index.collect_all(&mut fan.members);
                 fan.send(None, None);
             }
-            #[allow(unreachable_patterns)] // `Target` is non-exhaustive across crates.
-            _ => {}
         }
         fan.delivered
     }
@@ -179,8 +175,6 @@ fn encode_native(p: &Publication, room: Option<&str>, pos: Option<&Position>) ->
             Some(data) => encode(&data),
             None => encode(array),
         },
-        #[allow(unreachable_patterns)] // `Payload` is non-exhaustive across crates.
-        _ => encode(RawValue::NULL),
     };
     Outbound::Frame(frame::encoded(OpCode::Text, &json))
 }

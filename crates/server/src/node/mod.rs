@@ -8,17 +8,19 @@
 //! ```
 
 mod hub;
-mod relay;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
-use roomcast_broker::{Broker, BrokerError, MemoryBroker, Payload, Published, RoomKey, Target};
+use std::task::{Context, Poll, Waker};
+
+use roomcast_broker::{
+    BoxFuture, Broker, BrokerError, MemoryBroker, Payload, Published, RoomKey, Target,
+};
 use roomcast_engine::rooms::{RoomIndex, Transitions};
-use roomcast_engine::{Lane, LaneError, LaneLimits, QueueLimits};
+use roomcast_engine::{LaneLimits, QueueLimits};
 
 pub use hub::Hub;
-pub(crate) use relay::NodeRelay;
 pub use roomcast_broker::Publication;
 
 use crate::metrics::Metrics;
@@ -39,12 +41,30 @@ pub enum PublishError {
     Broker(#[from] BrokerError),
 }
 
+/// What [`Node::attempt`] did.
+#[must_use]
+pub enum Attempt {
+    /// The publish completed.
+    Done(Result<Published, PublishError>),
+    /// The broker has to be waited for: await this (on the async lane).
+    Waiting(BoxFuture<'static, Result<Published, PublishError>>),
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Done(result) => f.debug_tuple("Done").field(result).finish(),
+            Attempt::Waiting(_) => f.write_str("Waiting"),
+        }
+    }
+}
+
 /// Bounds every publication is checked against.
 #[derive(Debug, Clone)]
 pub struct PublishLimits {
     /// Most rooms plus users in one publication.
     pub max_targets: usize,
-    /// The async lane's bounds, for publishes made where nobody can wait (relays).
+    /// The async lane's bounds.
     pub lane: Arc<LaneLimits>,
 }
 
@@ -124,24 +144,17 @@ impl Node {
         Ok(published)
     }
 
-    /// Publishes from a context that cannot wait and has no lane of its own (a relay): `done`
-    /// is called at once when the broker completes at once (the memory broker always does),
-    /// else from the async lane, within the node's bounds and timeout. Refused, unstarted,
-    /// when the node has too many requests waiting.
-    pub fn publish_detached<F>(
-        self: &Arc<Self>,
-        publication: Publication,
-        done: F,
-    ) -> Result<(), LaneError>
-    where
-        F: FnOnce(Result<Published, PublishError>) + Send + 'static,
-    {
+    /// Publishes from a handler, which cannot wait: the publish is polled once, and what it
+    /// did is returned when the broker completed at once (the memory broker always does);
+    /// otherwise the rest of it, for the caller's async lane to await.
+    pub fn attempt(self: &Arc<Self>, publication: Publication) -> Attempt {
         let node = self.clone();
-        let work = async move { done(node.publish(publication).await) };
-        let timed_out = || tracing::debug!("a detached publish timed out");
-        Lane::new()
-            .submit(&self.limits.lane, work, timed_out)
-            .map(drop)
+        let mut fut: BoxFuture<'static, Result<Published, PublishError>> =
+            Box::pin(async move { node.publish(publication).await });
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => Attempt::Done(result),
+            Poll::Pending => Attempt::Waiting(fut),
+        }
     }
 
     /// Target count, de-duplication (linear) and data depth.
@@ -156,8 +169,6 @@ impl Node {
         let json = match &publication.payload {
             Payload::Json(raw) => raw.get(),
             Payload::Args { array, .. } => array.get(),
-            #[allow(unreachable_patterns)] // `Payload` is non-exhaustive across crates.
-            _ => "",
         };
         // An argument array adds one level of its own.
         let extra = usize::from(matches!(publication.payload, Payload::Args { .. }));

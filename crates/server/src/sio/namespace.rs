@@ -13,10 +13,13 @@ use serde_json::Value;
 
 use crate::api_keys::bearer;
 use crate::app::App;
+use crate::auth::SessionIdentity;
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
+use crate::node::{Attempt, Publication};
 use crate::sio::routing::{Action, Caller, Reply, Router};
 use crate::web::query_param;
+use roomcast_broker::{Payload, Target};
 
 /// What a connected socket keeps (as its state, [`SocketRef::set_state`]): its client core,
 /// whose identity keeps every claim of the token (in the compact form, since memory per
@@ -73,11 +76,80 @@ impl ConfiguredNamespace {
     }
 }
 
+/// A relay as a publication: to the room of the socket's tenant and namespace, without the
+/// sender.
+fn relay_publication(
+    socket: &SocketRef,
+    room: &str,
+    event: &str,
+    args: &Args,
+    volatile: bool,
+) -> Publication {
+    let tenant = socket
+        .identity()
+        .map(|(tenant, _)| tenant)
+        .unwrap_or_default();
+    let mut publication = Publication::new(
+        socket.room_ns(),
+        Target::Tenant {
+            tenant,
+            rooms: vec![room.into()],
+            users: Vec::new(),
+        },
+        event,
+        Payload::Args {
+            array: args.json().to_owned(),
+            attachments: args.attachments().to_vec(),
+        },
+    );
+    publication.exclude = Some(socket.conn_id());
+    publication.volatile = volatile;
+    publication
+}
+
+/// What answers an event whose relay had to wait for the broker, once it has: the route's
+/// answer, or its refusal as the route renders it.
+#[derive(Clone)]
+struct LateAnswer {
+    app: Arc<App>,
+    router: Arc<Router>,
+    ns: String,
+    event: String,
+    identity: Arc<SessionIdentity>,
+    socket: SocketRef,
+}
+
+impl LateAnswer {
+    fn finish(&self, result: Result<(), Refusal>, then: Reply, mut ack: Option<AckSender>) {
+        match result {
+            Ok(()) => answer(&self.socket, then, &mut ack),
+            Err(refusal) => {
+                let message = match refusal.socketio(&self.app.config.socketio.errors) {
+                    SocketIoAnswer::Error(m)
+                    | SocketIoAnswer::Disconnect(m)
+                    | SocketIoAnswer::Close(_, m) => m.into_owned(),
+                    SocketIoAnswer::ConnectError(m) => m,
+                };
+                let caller = Caller {
+                    claims: &self.identity.claims,
+                    socket_id: self.socket.id(),
+                    now: SystemTime::now(),
+                };
+                let reply =
+                    self.router
+                        .refusal(&self.ns, &self.event, ack.is_some(), &message, &caller);
+                answer(&self.socket, reply, &mut ack);
+            }
+        }
+    }
+}
+
 /// The refusal of a join the room index did not take.
 fn join_refusal(e: JoinError) -> Refusal {
     match e {
         JoinError::TooManyRooms => Refusal::TooManyRooms,
-        // The socket is leaving and will not read the answer; as before, told as the limit.
+        // The socket is leaving (no longer registered) and will not read the answer; told as
+        // the limit, the one join refusal an event has.
         JoinError::NotRegistered => Refusal::TooManyRooms,
         // Another crate's non-exhaustive enum: a catch-all is unavoidable.
         _ => Refusal::TooManyRooms,
@@ -120,8 +192,6 @@ fn answer(socket: &SocketRef, reply: Reply, ack: &mut Option<AckSender>) {
             }
         }
         Reply::None => {}
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
 }
 
@@ -253,17 +323,43 @@ impl NamespaceHandler for ConfiguredNamespace {
                     if let Err(refusal) = client::check_publish(&app, &identity, ns, &room, size) {
                         return refuse(&refusal, &mut ack);
                     }
-                    let to = socket.to(&room);
-                    let to = if volatile { to.volatile() } else { to };
-                    // Relayed as received, binary attachments included, unless the route
-                    // renders its own data.
-                    to.emit_args(&event, &relayed);
-                    answer(socket, then, &mut ack);
+                    // A publication like any other (through the node, to native and Socket.IO
+                    // members of the room, counted), relayed as received, binary attachments
+                    // included, unless the route renders its own data; not to the sender.
+                    let publication = relay_publication(socket, &room, &event, &relayed, volatile);
+                    match app.node.attempt(publication) {
+                        Attempt::Done(Ok(_)) => answer(socket, then, &mut ack),
+                        Attempt::Done(Err(e)) => return refuse(&Refusal::from(e), &mut ack),
+                        Attempt::Waiting(publish) => {
+                            let answer_later = LateAnswer {
+                                app: app.clone(),
+                                router: self.router.clone(),
+                                ns: self.name.clone(),
+                                event: event.to_owned(),
+                                identity: identity.clone(),
+                                socket: socket.clone(),
+                            };
+                            let late = answer_later.clone();
+                            let ack_now = ack.take();
+                            let work = async move {
+                                let result = publish.await.map(drop).map_err(Refusal::from);
+                                answer_later.finish(result, then, ack_now);
+                            };
+                            let timed_out =
+                                move || late.finish(Err(Refusal::Timeout), Reply::None, None);
+                            let submitted = socket
+                                .with_state(|state: &mut SocketState| {
+                                    state.core.submit(&app, work, timed_out)
+                                })
+                                .unwrap_or(Err(Refusal::ShuttingDown));
+                            if let Err(refusal) = submitted {
+                                return refuse(&refusal, &mut ack);
+                            }
+                        }
+                    }
                 }
                 Action::Reply(reply) => answer(socket, reply, &mut ack),
                 Action::Unhandled => {}
-                #[allow(unreachable_patterns)]
-                _ => {}
             }
         }
     }

@@ -367,3 +367,32 @@ async fn a_relay_flood_closes_the_flooder_not_the_rest_of_its_room() {
     }
     assert!(relays < 256, "{relays} relays reached the native member");
 }
+
+#[tokio::test]
+async fn a_relay_the_node_refuses_is_answered_with_the_refusal_not_the_route_answer() {
+    let server = Server::start(with_routes(Config::new())).await;
+    let mut member = server.sio_connect("/", &token("2", "acme")).await;
+    let mut sender = server.sio_connect("/", &token("3", "acme")).await;
+    for client in [&mut member, &mut sender] {
+        client.emit("/", "join", json!(["chat:1"])).await;
+        client.event("joined").await;
+    }
+    // Data nested deeper than subscribers accept: refused by the node, as a native publish is.
+    let mut deep = json!(1);
+    for _ in 0..70 {
+        deep = json!([deep]);
+    }
+    sender
+        .emit("/", "relay", json!([{"room": "chat:1", "deep": deep}]))
+        .await;
+    let (_, args) = sender.event("error").await;
+    assert_eq!(error_message(&args), "data nests deeper than 64 levels");
+    member.expect_nothing(Duration::from_millis(300)).await;
+
+    let mut native = server.connect_user("1", "acme").await;
+    assert_eq!(native.subscribe("chat:1").await["ok"], true);
+    let reply = native
+        .request(json!({"type": "publish", "room": "chat:1", "event": "e", "data": deep}))
+        .await;
+    assert_eq!(error_code(&reply), "bad_request", "{reply}");
+}

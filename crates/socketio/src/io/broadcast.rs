@@ -1,10 +1,8 @@
-//! [`BroadcastOperator`]: an event from one socket to the other members of a room of its
-//! tenant and namespace (relays such as `typing`). With a [`Relay`](super::Relay) set (a
-//! server's publish path), it becomes a publication excluding the sender, which reaches every
-//! kind of member; without one, the Socket.IO members of this endpoint get it directly,
-//! encoded once for all of them.
+//! [`BroadcastOperator`]: an event from one socket to the other Socket.IO members of a room
+//! of its tenant and namespace, encoded once for all of them: the library's own relay. A
+//! server with a publish path of its own (Roomcast's node, which reaches native members and
+//! other nodes too) publishes relays there instead.
 
-use roomcast_broker::{Payload, Publication, Target};
 use roomcast_engine::rooms::{Member, WireFormat};
 use roomcast_engine::OutQueue;
 use serde::Serialize;
@@ -49,24 +47,6 @@ impl<'a> BroadcastOperator<'a> {
             return 0;
         };
         let shared = &self.socket.0.shared;
-        if let Some(relay) = shared.relay.get() {
-            let mut publication = Publication::new(
-                &key.ns,
-                Target::Tenant {
-                    tenant: key.tenant,
-                    rooms: vec![key.room],
-                    users: Vec::new(),
-                },
-                event,
-                Payload::Args {
-                    array: args.json().to_owned(),
-                    attachments: args.attachments().to_vec(),
-                },
-            );
-            publication.exclude = Some(self.socket.conn_id());
-            publication.volatile = self.volatile;
-            return relay.relay(publication);
-        }
         let mut members: Vec<Member> = Vec::new();
         shared.index.collect_members(&key, &mut members);
         members.retain(|m| m.format == WireFormat::SocketIo && m.id != self.socket.conn_id());

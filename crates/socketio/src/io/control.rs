@@ -30,8 +30,6 @@ impl Control for SocketControl {
             // The whole transport closes, without DISCONNECT: clients see "transport close"
             // and reconnect, to another node.
             Closing::GoingAway => socket.engine().close_with(1001, "server shutting down"),
-            #[allow(unreachable_patterns)] // `Closing` is non-exhaustive across crates.
-            _ => socket.disconnect(),
         }
     }
 

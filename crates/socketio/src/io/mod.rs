@@ -9,11 +9,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use roomcast_broker::Publication;
 use roomcast_engine::driver::IoStats;
 use roomcast_engine::rooms::{ConnId, RoomIndex, WireFormat};
 use roomcast_engine::QueueLimits;
-use std::sync::OnceLock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -38,14 +36,6 @@ pub use encode::{encode_event, encode_payload};
 pub use handler::{ConnectError, NamespaceHandler};
 pub use socket::{AckSender, SocketRef};
 
-/// Where a server sends the relays of its sockets ([`BroadcastOperator`]) instead of fanning
-/// them out itself: its publish path, so that relays reach every kind of member of the room
-/// and every node, and are counted like any publish.
-pub trait Relay: Send + Sync {
-    /// Publishes a relay; returns the frames queued on this node (0 when not known yet).
-    fn relay(&self, publication: Publication) -> usize;
-}
-
 /// The most attachments a client's binary packet may announce.
 const MAX_ATTACHMENTS: usize = 10;
 
@@ -58,8 +48,6 @@ pub(crate) struct Shared {
     // Std locks: namespaces are read per CONNECT and written before serving; sockets are
     // updated per connect and disconnect. Never held across an `.await` or a handler call.
     namespaces: RwLock<HashMap<Arc<str>, Registered>>,
-    /// The server's publish path for relays; without one, relays are fanned out here.
-    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 /// A name clients may connect to.
@@ -172,7 +160,6 @@ impl SocketIo {
                 max_bytes: config.max_payload,
             },
             namespaces: RwLock::new(HashMap::new()),
-            relay: OnceLock::new(),
         });
         let clients = client::Clients {
             shared: shared.clone(),
@@ -193,12 +180,6 @@ impl SocketIo {
     /// connected under one name of a namespace is refused `CONNECT` under another.
     pub fn alias(&self, alias: &str, name: &str) {
         write(&self.shared.namespaces).insert(alias.into(), Registered::Alias(name.into()));
-    }
-
-    /// Sends every relay ([`SocketRef::to`]) to `relay` from now on (once; later calls are
-    /// ignored).
-    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
-        let _ = self.shared.relay.set(relay);
     }
 
     /// Queues items encoded by [`encode_payload`] to the socket with this room-index id: one

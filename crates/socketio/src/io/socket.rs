@@ -356,7 +356,12 @@ impl SocketRef {
     /// Keeps `state` with the socket until it disconnects (a server's session of this
     /// client: its identity, limits and slot), replacing what was kept.
     pub fn set_state<T: Any + Send>(&self, state: T) {
-        *self.state_slot() = Some(Box::new(state));
+        let mut slot = self.state_slot();
+        // `close` empties the slot after marking the socket disconnected: a state set after
+        // that is dropped at once, not kept by a socket nobody uses.
+        if self.is_connected() {
+            *slot = Some(Box::new(state));
+        }
     }
 
     /// Runs `f` on the state kept with [`set_state`](Self::set_state); `None` when there is
@@ -375,9 +380,18 @@ impl SocketRef {
             .shared
             .index
             .track(self.0.conn_id, WireFormat::SocketIo, control);
-        if self.is_connected() {
-            self.lock().tracked = Some(tracked);
-        }
+        // Checked under the socket's lock, which `close` takes the guard under: a socket
+        // closed meanwhile drops the guard here (after the lock), leaving no entry behind.
+        let late = {
+            let mut locked = self.lock();
+            if self.is_connected() {
+                locked.tracked = Some(tracked);
+                None
+            } else {
+                Some(tracked)
+            }
+        };
+        drop(late);
     }
 
     /// `on_connect` refused: the socket never existed for the client.
