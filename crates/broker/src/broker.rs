@@ -41,11 +41,18 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
-/// Local delivery, called by a broker on each node for every publication that reaches it,
-/// with its positions assigned. Implemented by the node's hub.
+/// Local delivery, called by a broker on each node for every publication that reaches it.
+/// Implemented by the node's hub.
 pub trait Deliver: Send + Sync + Debug {
     /// Queues the publication to this node's matching connections; returns the frames queued.
-    fn deliver(&self, publication: &Publication) -> usize;
+    /// `position(i)` gives the stream position of its `i`th room: the hub calls it while it
+    /// collects that room's members, under the room index's lock, and only when the room has
+    /// members here, so that a position and the members it reaches belong to one moment.
+    fn deliver(
+        &self,
+        publication: &Publication,
+        position: &mut dyn FnMut(usize) -> Option<Position>,
+    ) -> usize;
 }
 
 /// Between deciding a publish and delivering it: assigns stream positions, reaches every node

@@ -13,19 +13,21 @@ use crate::publication::{Position, Publication, RoomKey};
 /// Stripes of the publish order locks: rooms rarely share one.
 const ORDER_STRIPES: usize = 64;
 
-/// A room's stream: the next offset and the epoch number its offsets belong to.
+/// A room's stream: the next offset and the epoch its offsets belong to (a number; its
+/// text made on the first publish, so that rooms nobody publishes to cost no string).
 #[derive(Debug)]
 struct Stream {
     next: u64,
     epoch: u64,
+    epoch_text: Option<Arc<str>>,
 }
 
 /// The in-process broker of one node.
 ///
 /// A room has a stream while this node has members in it: created when the first member
 /// joins, dropped when the last one leaves, so offsets restart at 1 under a new epoch, as a
-/// client resuming after an empty room must learn. A publication to a room without members
-/// gets no position and reaches nobody.
+/// client resuming after an empty room must learn. A room without members gets no position
+/// (the publication's other targets are still served).
 #[derive(Debug)]
 pub struct MemoryBroker {
     sink: Arc<dyn Deliver>,
@@ -73,11 +75,11 @@ impl MemoryBroker {
     /// Publishes synchronously: the whole work of [`Broker::publish`].
     pub fn publish_now(&self, mut publication: Publication) -> Published {
         let rooms = publication.target.rooms().len();
+        let mut positions: Vec<Option<Position>> = vec![None; rooms];
         if publication.volatile || rooms == 0 {
-            publication.positions = vec![None; rooms];
-            let delivered = self.sink.deliver(&publication);
+            let delivered = self.sink.deliver(&publication, &mut |_| None);
             return Published {
-                positions: publication.positions,
+                positions,
                 delivered,
             };
         }
@@ -91,26 +93,34 @@ impl MemoryBroker {
             .iter()
             .map(|&s| self.order[s].lock().unwrap_or_else(PoisonError::into_inner))
             .collect();
-        publication.positions = {
-            let mut streams = self.streams();
-            keys.iter()
-                .map(|key| {
-                    streams.get_mut(key).map(|s| {
-                        let offset = s.next;
-                        s.next += 1;
-                        Position {
-                            offset,
-                            epoch: format!("{}-{:x}", self.epoch_prefix, s.epoch).into(),
-                        }
-                    })
-                })
-                .collect()
+        // Asked by the hub under the room index's lock, for rooms with members: their
+        // streams exist (created and dropped under the index's write lock).
+        let mut next = |i: usize| -> Option<Position> {
+            let position = self.next_position(keys.get(i)?);
+            if let Some(slot) = positions.get_mut(i) {
+                slot.clone_from(&position);
+            }
+            position
         };
-        let delivered = self.sink.deliver(&publication);
+        let delivered = self.sink.deliver(&publication, &mut next);
+        publication.positions.clone_from(&positions);
         Published {
-            positions: publication.positions,
+            positions,
             delivered,
         }
+    }
+
+    /// The next position of a room's stream, `None` when it has none.
+    fn next_position(&self, key: &RoomKey) -> Option<Position> {
+        let mut streams = self.streams();
+        let s = streams.get_mut(key)?;
+        let offset = s.next;
+        s.next += 1;
+        let epoch = s
+            .epoch_text
+            .get_or_insert_with(|| format!("{}-{:x}", self.epoch_prefix, s.epoch).into())
+            .clone();
+        Some(Position { offset, epoch })
     }
 }
 
@@ -122,9 +132,11 @@ impl Broker for MemoryBroker {
 
     fn subscribe(&self, room: &RoomKey) {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-        self.streams()
-            .entry(room.clone())
-            .or_insert(Stream { next: 1, epoch });
+        self.streams().entry(room.clone()).or_insert(Stream {
+            next: 1,
+            epoch,
+            epoch_text: None,
+        });
     }
 
     fn unsubscribe(&self, room: &RoomKey) {
@@ -150,12 +162,15 @@ mod tests {
     #[derive(Debug, Default)]
     struct Recorder(Mutex<Vec<Vec<Option<u64>>>>);
 
+    /// Asks the position of every room, as a hub does for rooms with members.
     impl Deliver for Recorder {
-        fn deliver(&self, p: &Publication) -> usize {
-            let offsets = p
-                .positions
-                .iter()
-                .map(|p| p.as_ref().map(|p| p.offset))
+        fn deliver(
+            &self,
+            p: &Publication,
+            position: &mut dyn FnMut(usize) -> Option<Position>,
+        ) -> usize {
+            let offsets = (0..p.target.rooms().len())
+                .map(|i| position(i).map(|p| p.offset))
                 .collect();
             self.0.lock().unwrap().push(offsets);
             1

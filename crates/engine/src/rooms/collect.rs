@@ -94,15 +94,27 @@ impl RoomIndex {
 
     /// Collects a room's members into `out`.
     pub fn collect_members(&self, key: &RoomKey, out: &mut Vec<Member>) {
+        self.collect_members_then(key, out, || ());
+    }
+
+    /// Collects a room's members into `out` and, when it has any, runs `then` before the
+    /// index's lock is released: what `then` reads (a room's stream position) belongs to the
+    /// same moment as the members, since first-in and last-out transitions happen under the
+    /// write lock. `then` must not call into the index. `None` when the room has no members.
+    pub fn collect_members_then<T>(
+        &self,
+        key: &RoomKey,
+        out: &mut Vec<Member>,
+        then: impl FnOnce() -> T,
+    ) -> Option<T> {
         let inner = self.read();
         let room = inner
             .tenants
             .get(&key.tenant)
             .and_then(|t| t.rooms.get(&key.ns))
-            .and_then(|rooms| rooms.get(&key.room));
-        if let Some(room) = room {
-            out.extend(room.members.values().cloned());
-        }
+            .and_then(|rooms| rooms.get(&key.room))?;
+        out.extend(room.members.values().cloned());
+        Some(then())
     }
 
     /// The namespace a connection was registered in with [`register_in`](Self::register_in).

@@ -50,7 +50,11 @@ impl Deliver for Hub {
     /// gets the event once per room, each with that room's offset, so no room stream has
     /// gaps. Everything else reaches a connection at most once per publication, and user
     /// targets not at all when a room target already did.
-    fn deliver(&self, p: &Publication) -> usize {
+    fn deliver(
+        &self,
+        p: &Publication,
+        position: &mut dyn FnMut(usize) -> Option<Position>,
+    ) -> usize {
         // With one target, members are distinct already.
         let single = match &p.target {
             Target::Tenant { rooms, users, .. } => rooms.len() + users.len() <= 1,
@@ -71,8 +75,11 @@ impl Deliver for Hub {
             } => {
                 for (i, room) in rooms.iter().enumerate() {
                     let Some(key) = p.room_key(i) else { continue };
-                    self.index.collect_members(&key, &mut fan.members);
-                    let pos = p.positions.get(i).cloned().flatten();
+                    // The position is taken with the members it reaches, in one moment.
+                    let pos = self
+                        .index
+                        .collect_members_then(&key, &mut fan.members, || position(i))
+                        .flatten();
                     fan.send(Some(room), pos.as_ref());
                 }
                 for user in users {
