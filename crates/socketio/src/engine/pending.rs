@@ -32,9 +32,14 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// One pending session's place in the count, given back when dropped.
+/// One pending session's place in the count, given back when dropped. One word, since the
+/// connection task carries it until the session starts, and each session keeps it until
+/// it is admitted: memory per connection is a budget.
 #[derive(Debug)]
-pub(super) struct PendingSlot {
+pub(super) struct PendingSlot(Box<Place>);
+
+#[derive(Debug)]
+struct Place {
     pending: Arc<Pending>,
     ip: Option<IpAddr>,
 }
@@ -63,10 +68,10 @@ impl Pending {
             *of_ip += 1;
         }
         counts.total += 1;
-        Ok(PendingSlot {
+        Ok(PendingSlot(Box::new(Place {
             pending: self.clone(),
             ip,
-        })
+        })))
     }
 
     /// Sessions pending now.
@@ -77,9 +82,9 @@ impl Pending {
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut counts = lock(&self.pending.counts);
+        let mut counts = lock(&self.0.pending.counts);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(ip) = self.ip {
+        if let Some(ip) = self.0.ip {
             if let Some(n) = counts.per_ip.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
