@@ -233,10 +233,11 @@ impl Clients {
             conn.clone(),
             self.shared.clone(),
             handler.clone(),
-            auth.map(RawJson::into_inner),
             client.req.clone(),
         );
-        match handler.on_connect(&socket, socket.handshake_auth(), &client.req) {
+        // Read by the handler while it connects, not kept: memory per socket is a budget.
+        let auth = auth.map(RawJson::into_inner);
+        match handler.on_connect(&socket, auth.as_deref(), &client.req) {
             Ok(()) => {
                 client.connect_deadline = None;
                 // Connected: the session is pending no more.

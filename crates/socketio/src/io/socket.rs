@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, Tracked, WireFormat};
 use roomcast_engine::Outbound;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::args::{AckError, Args, EmitError};
 use super::broadcast::BroadcastOperator;
@@ -45,7 +44,6 @@ pub(super) struct SocketInner {
     pub(super) conn: EngineConn,
     pub(super) shared: Arc<Shared>,
     handler: Arc<dyn NamespaceHandler>,
-    auth: Option<Box<RawValue>>,
     req: Arc<http::request::Parts>,
     state: AtomicU8,
     next_ack: AtomicU64,
@@ -86,7 +84,6 @@ impl SocketRef {
         conn: EngineConn,
         shared: Arc<Shared>,
         handler: Arc<dyn NamespaceHandler>,
-        auth: Option<Box<RawValue>>,
         req: Arc<http::request::Parts>,
     ) -> Self {
         Self(Arc::new(SocketInner {
@@ -97,7 +94,6 @@ impl SocketRef {
             conn,
             shared,
             handler,
-            auth,
             req,
             state: AtomicU8::new(CONNECTING),
             next_ack: AtomicU64::new(0),
@@ -135,11 +131,6 @@ impl SocketRef {
     /// The underlying Engine.IO connection (shared by the client's sockets).
     pub fn engine(&self) -> &EngineConn {
         &self.0.conn
-    }
-
-    /// The `CONNECT` payload, if the client sent one.
-    pub fn handshake_auth(&self) -> Option<&RawValue> {
-        self.0.auth.as_deref()
     }
 
     /// The head of the connection's handshake request: method, URI, version, and the headers
