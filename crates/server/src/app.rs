@@ -157,10 +157,10 @@ impl App {
         self.index.live_connections(WireFormat::Native).len()
     }
 
-    /// Starts the drain: raises the flag, then asks every native connection to close with
-    /// 1001 after what it has queued.
+    /// Starts the drain: raises the flag (new native upgrades and Socket.IO connects are
+    /// refused from now on), then asks every live connection to reconnect elsewhere; the
+    /// index's live table sends away those tracked later too.
     pub(crate) fn begin_shutdown(&self) {
-        // The flag first: a connection counted after the walk below sees it (`live_guard`).
         self.shutting_down.store(true, Ordering::Release);
         self.close_live();
     }
