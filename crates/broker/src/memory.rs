@@ -73,7 +73,7 @@ impl MemoryBroker {
     }
 
     /// Publishes synchronously: the whole work of [`Broker::publish`].
-    pub fn publish_now(&self, mut publication: Publication) -> Published {
+    pub fn publish_now(&self, publication: Publication) -> Published {
         let rooms = publication.target.rooms().len();
         let mut positions: Vec<Option<Position>> = vec![None; rooms];
         if publication.volatile || rooms == 0 {
@@ -103,7 +103,6 @@ impl MemoryBroker {
             position
         };
         let delivered = self.sink.deliver(&publication, &mut next);
-        publication.positions.clone_from(&positions);
         Published {
             positions,
             delivered,

@@ -154,7 +154,7 @@ impl App {
 
     /// Native connections whose task is running (authenticated or not).
     pub fn live_connections(&self) -> usize {
-        self.index.live_connections(WireFormat::Native).len()
+        self.index.live_count_of(WireFormat::Native)
     }
 
     /// Starts the drain: raises the flag (new native upgrades and Socket.IO connects are

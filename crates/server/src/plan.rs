@@ -38,14 +38,8 @@ pub enum PlanError {
 /// A configuration compiled for the server to start from ([`Plan::into_app`]).
 #[derive(Debug)]
 pub struct Plan {
-    pub(crate) config: Config,
-    pub(crate) verifier: Verifier,
-    pub(crate) policy: RoomPolicy,
-    pub(crate) keys: ApiKeys,
-    /// The connection limits, with no connection counted yet.
-    pub(crate) limits: ConnLimits,
-    pub(crate) driver: DriverConfig,
-    pub(crate) queue_limits: QueueLimits,
+    /// What the server's shared state is built from.
+    pub(crate) parts: AppParts,
     /// The Socket.IO endpoint, when `socketio.enabled`.
     pub(crate) socketio: Option<Endpoint>,
 }
@@ -54,26 +48,8 @@ impl Plan {
     /// Starts the server's shared state from the plan: the [`App`], with its Socket.IO
     /// endpoint attached when `socketio.enabled`.
     pub fn into_app(self) -> Arc<App> {
-        let Plan {
-            config,
-            verifier,
-            policy,
-            keys,
-            limits,
-            driver,
-            queue_limits,
-            socketio,
-        } = self;
-        let app = App::from_parts(AppParts {
-            config,
-            verifier,
-            policy,
-            keys,
-            limits,
-            driver,
-            queue_limits,
-        });
-        if let Some(endpoint) = socketio {
+        let app = App::from_parts(self.parts);
+        if let Some(endpoint) = self.socketio {
             app.attach_socketio(endpoint.start(&app));
         }
         app
@@ -112,20 +88,22 @@ impl Plan {
             )
         });
         Ok(Plan {
-            config: config.clone(),
-            verifier,
-            policy,
-            keys: ApiKeys::from_config(&config.api),
-            limits,
-            driver,
-            queue_limits,
+            parts: AppParts {
+                config: config.clone(),
+                verifier,
+                policy,
+                keys: ApiKeys::from_config(&config.api),
+                limits,
+                driver,
+                queue_limits,
+            },
             socketio,
         })
     }
 
     /// The configuration the plan was built from.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.parts.config
     }
 }
 

@@ -121,6 +121,11 @@ impl RoomIndex {
         self.live().len()
     }
 
+    /// Live connections of one wire format, counted without copying them.
+    pub fn live_count_of(&self, format: WireFormat) -> usize {
+        self.live().values().filter(|l| l.format == format).count()
+    }
+
     /// Asks every live connection, and every one tracked from now on, to go away (shutdown).
     pub fn close_live(&self) {
         self.closing

@@ -54,25 +54,47 @@ impl ConfiguredNamespace {
         ack: &mut Option<AckSender>,
         caller: &Caller<'_>,
     ) {
-        // What follows the error event: nothing, the socket's `DISCONNECT`, or that and the
-        // close of the whole connection with a code.
-        let (message, disconnect, close) = match refusal.socketio(&app.config.socketio.errors) {
-            SocketIoAnswer::Error(message) => (message, false, None),
-            SocketIoAnswer::Disconnect(message) => (message, true, None),
-            SocketIoAnswer::Close(code, message) => (message, true, Some(code)),
-            // Refusals of `CONNECT` only; a connected socket is told as by an error event.
-            SocketIoAnswer::ConnectError(message) => (message.into(), false, None),
-        };
-        let reply = self
-            .router
-            .refusal(&self.name, event, ack.is_some(), &message, caller);
-        answer(socket, reply, ack);
-        if disconnect {
-            socket.disconnect();
-        }
-        if let Some(code) = close {
-            socket.engine().close_with(code, &message);
-        }
+        tell_refusal(
+            &self.router,
+            &self.name,
+            app,
+            socket,
+            event,
+            refusal,
+            ack,
+            caller,
+        );
+    }
+}
+
+/// Tells a socket about a refusal of `event`: the route's or namespace's error event (or the
+/// ack), then for refusals that end the session a `DISCONNECT`, and for some the close of the
+/// whole connection.
+#[allow(clippy::too_many_arguments)] // Each is a different part of the answer's context.
+fn tell_refusal(
+    router: &Router,
+    ns: &str,
+    app: &App,
+    socket: &SocketRef,
+    event: &str,
+    refusal: &Refusal,
+    ack: &mut Option<AckSender>,
+    caller: &Caller<'_>,
+) {
+    let (message, disconnect, close) = match refusal.socketio(&app.config.socketio.errors) {
+        SocketIoAnswer::Error(message) => (message, false, None),
+        SocketIoAnswer::Disconnect(message) => (message, true, None),
+        SocketIoAnswer::Close(code, message) => (message, true, Some(code)),
+        // Refusals of `CONNECT` only; a connected socket is told as by an error event.
+        SocketIoAnswer::ConnectError(message) => (message.into(), false, None),
+    };
+    let reply = router.refusal(ns, event, ack.is_some(), &message, caller);
+    answer(socket, reply, ack);
+    if disconnect {
+        socket.disconnect();
+    }
+    if let Some(code) = close {
+        socket.engine().close_with(code, &message);
     }
 }
 
@@ -124,21 +146,21 @@ impl LateAnswer {
         match result {
             Ok(()) => answer(&self.socket, then, &mut ack),
             Err(refusal) => {
-                let message = match refusal.socketio(&self.app.config.socketio.errors) {
-                    SocketIoAnswer::Error(m)
-                    | SocketIoAnswer::Disconnect(m)
-                    | SocketIoAnswer::Close(_, m) => m.into_owned(),
-                    SocketIoAnswer::ConnectError(m) => m,
-                };
                 let caller = Caller {
                     claims: &self.identity.claims,
                     socket_id: self.socket.id(),
                     now: SystemTime::now(),
                 };
-                let reply =
-                    self.router
-                        .refusal(&self.ns, &self.event, ack.is_some(), &message, &caller);
-                answer(&self.socket, reply, &mut ack);
+                tell_refusal(
+                    &self.router,
+                    &self.ns,
+                    &self.app,
+                    &self.socket,
+                    &self.event,
+                    &refusal,
+                    &mut ack,
+                    &caller,
+                );
             }
         }
     }

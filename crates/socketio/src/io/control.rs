@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Weak;
 
-use roomcast_engine::rooms::{Closing, Control};
+use roomcast_engine::rooms::{Closing, Control, Live};
 
 use super::socket::{SocketInner, SocketRef};
 
@@ -16,6 +16,14 @@ impl SocketControl {
     pub(super) fn socket(&self) -> Option<SocketRef> {
         self.0.upgrade().map(SocketRef)
     }
+}
+
+/// The socket behind a live connection, when it is a connected socket of this endpoint.
+pub(super) fn socket_of(live: &Live) -> Option<SocketRef> {
+    live.control
+        .as_any()
+        .downcast_ref::<SocketControl>()
+        .and_then(SocketControl::socket)
 }
 
 impl Control for SocketControl {

@@ -98,24 +98,15 @@ impl Shared {
 
     /// The connected socket with this id, found in the index's live table.
     fn socket(&self, id: ConnId) -> Option<SocketRef> {
-        let live = self.index.live_connection(id)?;
-        live.control
-            .as_any()
-            .downcast_ref::<control::SocketControl>()
-            .and_then(control::SocketControl::socket)
+        control::socket_of(&self.index.live_connection(id)?)
     }
 
     /// The connected sockets of this endpoint.
     fn sockets(&self) -> Vec<SocketRef> {
         self.index
             .live_connections(WireFormat::SocketIo)
-            .into_iter()
-            .filter_map(|live| {
-                live.control
-                    .as_any()
-                    .downcast_ref::<control::SocketControl>()
-                    .and_then(control::SocketControl::socket)
-            })
+            .iter()
+            .filter_map(control::socket_of)
             .collect()
     }
 }
