@@ -141,6 +141,10 @@ pub struct Publication {
     pub payload: Payload,
     /// A connection that must not receive it (the sender of a client publish or relay).
     pub exclude: Option<ConnId>,
+    /// Rooms of the target's tenant whose members must not receive it (a Socket.IO
+    /// emitter's `except`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<Arc<str>>,
     /// Stale once late (typing indicators): members whose queue is more than half full are
     /// skipped, and it takes no room offset.
     pub volatile: bool,
@@ -161,6 +165,7 @@ impl Publication {
             event: event.into(),
             payload,
             exclude: None,
+            except: Vec::new(),
             volatile: false,
             idempotency_key: None,
             positions: Vec::new(),

@@ -1,0 +1,55 @@
+//! [`ClusterOptions`]: what a node needs to join a cluster.
+
+use std::time::Duration;
+
+/// A node's cluster settings, from the server's `[cluster]` section.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `redis://[[user:]password@]host[:port][/db]`, `rediss://` for TLS, and
+    /// `redis-cluster://` or `rediss-cluster://` for a Redis Cluster (any one node).
+    pub url: String,
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// Prefix of every key and channel, so several clusters can share one Redis.
+    pub prefix: String,
+    /// How often the node renews its registry entry.
+    pub heartbeat: Duration,
+    /// How long an entry lives without renewal: a node killed without warning leaves the
+    /// registry within this time after its last heartbeat.
+    pub node_ttl: Duration,
+    /// How long a room's offset counter lives after its last publish; a room published to
+    /// after that starts a new epoch.
+    pub stream_ttl: Duration,
+    /// Deadline of every Redis command and of every request to other nodes.
+    pub timeout: Duration,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// The URL is not one Redis accepts.
+    #[error("cluster.redis: {0}")]
+    Url(String),
+    /// The heartbeat does not fit in the TTL.
+    #[error("cluster.heartbeat_ms must be less than cluster.node_ttl_ms")]
+    Heartbeat,
+}
+
+impl ClusterOptions {
+    /// Checks the settings together.
+    pub fn check(&self) -> Result<(), OptionsError> {
+        fred::types::config::Config::from_url(&self.url)
+            .map_err(|e| OptionsError::Url(e.details().to_string()))?;
+        if self.heartbeat >= self.node_ttl {
+            return Err(OptionsError::Heartbeat);
+        }
+        Ok(())
+    }
+
+    /// Whether the URL names a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        scheme.ends_with("-cluster")
+    }
+}
