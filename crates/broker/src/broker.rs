@@ -29,6 +29,23 @@ pub struct History {
     pub current: Option<Position>,
 }
 
+/// How a broker is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// `memory` or `redis`.
+    pub kind: &'static str,
+    /// Why it is degraded (publications reach this node only), `None` when it is not.
+    pub degraded: Option<String>,
+    /// Publications delivered on this node only because the other nodes could not be reached.
+    pub local_only: u64,
+    /// Publications from other nodes lost because delivery here fell behind.
+    pub lost: u64,
+    /// Messages on the broker's channels that could not be decoded.
+    pub undecodable: u64,
+    /// Messages received from the broker's channels.
+    pub received: u64,
+}
+
 /// Why a broker call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -70,11 +87,29 @@ pub trait Broker: Send + Sync + Debug {
     /// This node's last member left `room`. Same rules as [`subscribe`](Self::subscribe).
     fn unsubscribe(&self, room: &RoomKey);
 
+    /// This node now has a connection (or a room) of `tenant`, its first. Same rules as
+    /// [`subscribe`](Self::subscribe). Tenant-wide and user publications need it.
+    fn tenant_joined(&self, _tenant: &str) {}
+
+    /// This node no longer has any connection or room of `tenant`.
+    fn tenant_left(&self, _tenant: &str) {}
+
+    /// How the broker is doing, for health checks and metrics.
+    fn status(&self) -> BrokerStatus {
+        BrokerStatus {
+            kind: "memory",
+            ..BrokerStatus::default()
+        }
+    }
+
     /// The publications of `room` after `since` (all kept ones when `None`), at most `limit`.
+    /// Brokers that keep none answer [`BrokerError::HistoryUnsupported`].
     fn history(
         &self,
-        room: &RoomKey,
-        since: Option<Position>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<History, BrokerError>>;
+        _room: &RoomKey,
+        _since: Option<Position>,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<History, BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
 }

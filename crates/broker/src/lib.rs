@@ -14,6 +14,6 @@ mod broker;
 mod memory;
 mod publication;
 
-pub use broker::{BoxFuture, Broker, BrokerError, Deliver, History, Published};
+pub use broker::{BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, History, Published};
 pub use memory::MemoryBroker;
 pub use publication::{ConnId, Payload, Position, Publication, RoomKey, Target};

@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, History, Published};
+use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, Published};
 use crate::publication::{Position, Publication, RoomKey};
 
 /// Stripes of the publish order locks: rooms rarely share one.
@@ -140,15 +140,6 @@ impl Broker for MemoryBroker {
 
     fn unsubscribe(&self, room: &RoomKey) {
         self.streams().remove(room);
-    }
-
-    fn history(
-        &self,
-        _room: &RoomKey,
-        _since: Option<Position>,
-        _limit: usize,
-    ) -> BoxFuture<'_, Result<History, BrokerError>> {
-        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
     }
 }
 

@@ -13,8 +13,10 @@
 //!
 //! It depends on `roomcast-broker` alone.
 
+mod broker;
 mod keys;
 mod options;
 
+pub use broker::{ChannelListener, RedisBroker};
 pub use keys::Keys;
 pub use options::{ClusterOptions, OptionsError};

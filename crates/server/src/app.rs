@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use roomcast_broker::{Broker, MemoryBroker};
 use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
 use roomcast_engine::rooms::{RoomIndex, WireFormat};
@@ -16,10 +17,11 @@ use tokio::sync::watch;
 use crate::acl::RoomPolicy;
 use crate::api_keys::ApiKeys;
 use crate::auth::Verifier;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
-use crate::node::{Node, PublishLimits};
+use crate::node::{Hub, Node, PublishLimits};
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -59,6 +61,36 @@ pub struct App {
     tick_tx: watch::Sender<Instant>,
     shutting_down: AtomicBool,
     sio: OnceLock<Arc<SocketIo>>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// The parts every node starts from, whichever its broker.
+struct Core {
+    index: Arc<RoomIndex>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    lane: Arc<LaneLimits>,
+    epoch: String,
+}
+
+impl Core {
+    fn new(parts: &AppParts) -> Core {
+        let l = &parts.config.limits;
+        let index = Arc::new(RoomIndex::new(parts.config.rooms.max_per_connection));
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(index.clone(), parts.queue_limits, metrics.clone()));
+        Core {
+            index,
+            hub,
+            metrics,
+            lane: LaneLimits::new(
+                l.commands_in_flight,
+                l.commands_per_connection,
+                l.command_timeout(),
+            ),
+            epoch: format!("{:x}", rand::random::<u64>()),
+        }
+    }
 }
 
 /// What [`App::from_parts`] is built from: the server-wide parts of a compiled configuration
@@ -82,9 +114,34 @@ pub struct AppParts {
 }
 
 impl App {
-    /// Builds the shared state from its parts; the Socket.IO endpoint, if any, is attached
-    /// next ([`attach_socketio`](Self::attach_socketio)).
+    /// Builds the shared state of a single node (the in-memory broker) from its parts; the
+    /// Socket.IO endpoint, if any, is attached next ([`attach_socketio`](Self::attach_socketio)).
     pub fn from_parts(parts: AppParts) -> Arc<App> {
+        let core = Core::new(&parts);
+        let broker = Arc::new(MemoryBroker::new(core.hub.clone(), core.epoch.clone()));
+        Self::assemble(parts, core, broker, None)
+    }
+
+    /// Builds the shared state from its parts, joining the cluster when `[cluster]` is set
+    /// (which needs Redis to answer within `cluster.timeout_ms`).
+    pub async fn start(parts: AppParts) -> anyhow::Result<Arc<App>> {
+        let Some(settings) = parts.config.cluster.clone() else {
+            return Ok(Self::from_parts(parts));
+        };
+        let core = Core::new(&parts);
+        let cluster = Cluster::join(&settings, &parts.config, core.hub.clone()).await?;
+        let broker = cluster.broker();
+        let app = Self::assemble(parts, core, broker, Some(cluster.clone()));
+        cluster.serve(&app).await?;
+        Ok(app)
+    }
+
+    fn assemble(
+        parts: AppParts,
+        core: Core,
+        broker: Arc<dyn Broker>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<App> {
         let AppParts {
             config,
             verifier,
@@ -94,23 +151,20 @@ impl App {
             driver,
             queue_limits,
         } = parts;
-        let epoch = format!("{:x}", rand::random::<u64>());
+        let Core {
+            index,
+            hub,
+            metrics,
+            lane,
+            epoch,
+        } = core;
         let (tick_tx, tick) = watch::channel(Instant::now());
-        let index = Arc::new(RoomIndex::new(config.rooms.max_per_connection));
-        let metrics = Arc::new(Metrics::default());
-        let l = &config.limits;
-        let lane = LaneLimits::new(
-            l.commands_in_flight,
-            l.commands_per_connection,
-            l.command_timeout(),
-        );
-        let node = Node::in_memory(
-            index.clone(),
-            queue_limits,
-            epoch.clone(),
+        let node = Node::with_broker(
+            hub,
+            broker,
             metrics.clone(),
             PublishLimits {
-                max_targets: l.max_publish_targets,
+                max_targets: config.limits.max_publish_targets,
                 lane: lane.clone(),
             },
         );
@@ -132,8 +186,14 @@ impl App {
             tick_tx,
             shutting_down: AtomicBool::new(false),
             sio: OnceLock::new(),
+            cluster,
             config,
         })
+    }
+
+    /// The cluster this node belongs to, `None` for a single node.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Attaches the Socket.IO endpoint (once): the hub reaches its sockets.

@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod app;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use roomcast_broker::BrokerStatus;
 use roomcast_engine::driver::IoStats;
 use roomcast_engine::rooms::TenantCount;
 
@@ -66,10 +67,10 @@ impl Metrics {
         *lock(&self.rejections).entry(why).or_default() += 1;
     }
 
-    /// Counts a publish for a tenant.
-    pub fn published(&self, tenant: &str, deliveries: u64) {
+    /// Counts a publish for a tenant (its deliveries are counted where they happen, by the
+    /// hub of each node).
+    pub fn published(&self, tenant: &str) {
         self.publishes.fetch_add(1, Ordering::Relaxed);
-        self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
         let mut map = lock(&self.publishes_by_tenant);
         let full = map.len() >= MAX_TENANT_LABELS;
         match map.get_mut(tenant) {
@@ -83,7 +84,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, tenants: &[TenantCount]) -> String {
+    pub fn render(&self, tenants: &[TenantCount], broker: &BrokerStatus) -> String {
         let mut out = String::with_capacity(2048);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let total: usize = tenants.iter().map(|t| t.connections).sum();
@@ -187,8 +188,49 @@ impl Metrics {
                 escape(tenant)
             );
         }
+        render_broker(&mut out, broker);
         out
     }
+}
+
+/// The broker's state: whether it reaches the other nodes, and what it could not carry.
+fn render_broker(out: &mut String, b: &BrokerStatus) {
+    header(
+        out,
+        "roomcast_broker_up",
+        "gauge",
+        "1 when the broker reaches the other nodes (always 1 for a single node), by kind.",
+    );
+    let _ = writeln!(
+        out,
+        "roomcast_broker_up{{kind=\"{}\"}} {}",
+        b.kind,
+        u8::from(b.degraded.is_none())
+    );
+    counter(
+        out,
+        "roomcast_broker_local_only_publishes_total",
+        "Publications delivered on this node only because the broker could not be reached.",
+        b.local_only,
+    );
+    counter(
+        out,
+        "roomcast_broker_lost_total",
+        "Publications from the broker lost because delivery on this node fell behind.",
+        b.lost,
+    );
+    counter(
+        out,
+        "roomcast_broker_undecodable_total",
+        "Messages on the broker's channels that could not be decoded.",
+        b.undecodable,
+    );
+    counter(
+        out,
+        "roomcast_broker_received_total",
+        "Publications received from the broker.",
+        b.received,
+    );
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -223,14 +265,27 @@ mod tests {
     #[test]
     fn renders_counters_and_tenant_labels() {
         let m = Metrics::default();
-        m.published("acme", 3);
-        m.published("a\"b", 1);
+        m.published("acme");
+        m.deliveries.fetch_add(3, Ordering::Relaxed);
+        m.published("a\"b");
+        m.deliveries.fetch_add(1, Ordering::Relaxed);
         m.reject(Rejection::AuthFailed);
-        let text = m.render(&[TenantCount {
-            tenant: "acme".into(),
-            connections: 2,
-            users: 1,
-        }]);
+        let broker = BrokerStatus {
+            kind: "redis",
+            degraded: Some("down".into()),
+            local_only: 5,
+            ..BrokerStatus::default()
+        };
+        let text = m.render(
+            &[TenantCount {
+                tenant: "acme".into(),
+                connections: 2,
+                users: 1,
+            }],
+            &broker,
+        );
+        assert!(text.contains("roomcast_broker_up{kind=\"redis\"} 0\n"));
+        assert!(text.contains("roomcast_broker_local_only_publishes_total 5\n"));
         assert!(text.contains("roomcast_connections 2\n"));
         assert!(text.contains("roomcast_tenant_connections{tenant=\"acme\"} 2\n"));
         assert!(text.contains("roomcast_deliveries_total 4\n"));

@@ -55,6 +55,15 @@ impl Plan {
         app
     }
 
+    /// [`into_app`](Self::into_app), joining the cluster first when `[cluster]` is set.
+    pub async fn start(self) -> anyhow::Result<Arc<App>> {
+        let app = App::start(self.parts).await?;
+        if let Some(endpoint) = self.socketio {
+            app.attach_socketio(endpoint.start(&app));
+        }
+        Ok(app)
+    }
+
     /// Checks `config` and compiles it. The first problem found is returned: the checks of
     /// [`Config::validate`] and the compilation of what they cannot check run in one fixed
     /// order, so the error reported for a configuration with several problems does not depend

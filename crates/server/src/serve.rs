@@ -32,7 +32,7 @@ impl Server {
     /// Binds the plan's configured address, to serve from the plan.
     pub async fn bind_plan(plan: Plan) -> anyhow::Result<Server> {
         let listen = plan.config().listen;
-        let app = plan.into_app();
+        let app = plan.start().await?;
         let listener = TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding listen address {listen}"))?;
@@ -108,6 +108,9 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         ticker.abort();
+        if let Some(cluster) = app.cluster() {
+            cluster.leave().await;
+        }
         let left = left(&app);
         if left > 0 {
             tracing::warn!(left, "grace period over, dropping remaining connections");

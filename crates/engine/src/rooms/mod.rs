@@ -73,6 +73,10 @@ pub trait Transitions: Send + Sync {
     fn first_in(&self, room: &RoomKey);
     /// `room` lost its last member.
     fn last_out(&self, room: &RoomKey);
+    /// The index had nothing of `tenant` (no connection, no room) and now has.
+    fn tenant_first(&self, _tenant: &str) {}
+    /// The index has nothing of `tenant` any more.
+    fn tenant_last(&self, _tenant: &str) {}
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +158,31 @@ impl RoomIndex {
         }
     }
 
+    fn report_tenant(&self, tenant: &str, first: bool) {
+        if let Some(t) = self.transitions.get().and_then(Weak::upgrade) {
+            if first {
+                t.tenant_first(tenant);
+            } else {
+                t.tenant_last(tenant);
+            }
+        }
+    }
+
+    /// The entry of `tenant`, made (and reported) when it is new.
+    fn tenant_entry<'a>(
+        &self,
+        tenants: &'a mut HashMap<Arc<str>, Tenant>,
+        tenant: Arc<str>,
+    ) -> &'a mut Tenant {
+        match tenants.entry(tenant) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.report_tenant(e.key(), true);
+                e.insert(Tenant::default())
+            }
+        }
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // Every update completes before the guard drops, so a poisoned lock is consistent.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
@@ -165,17 +194,18 @@ impl RoomIndex {
 
     /// Adds a connection to its tenant and user. It joins no room yet.
     pub fn register(&self, tenant: &str, user: &str, member: Member) {
-        Self::register_locked(&mut self.write(), tenant, user, None, member);
+        self.register_locked(&mut self.write(), tenant, user, None, member);
     }
 
     /// Adds a connection that lives in one namespace (a Socket.IO socket: one per namespace
     /// of a client). The namespace-aware collectors ([`collect_user_in`](Self::collect_user_in),
     /// [`collect_tenant_in`](Self::collect_tenant_in)) leave it out for other namespaces.
     pub fn register_in(&self, tenant: &str, user: &str, ns: &str, member: Member) {
-        Self::register_locked(&mut self.write(), tenant, user, Some(ns.into()), member);
+        self.register_locked(&mut self.write(), tenant, user, Some(ns.into()), member);
     }
 
     fn register_locked(
+        &self,
         inner: &mut Inner,
         tenant: &str,
         user: &str,
@@ -186,7 +216,7 @@ impl RoomIndex {
             Some((k, _)) => k.clone(),
             None => tenant.into(),
         };
-        let t = inner.tenants.entry(tenant.clone()).or_default();
+        let t = self.tenant_entry(&mut inner.tenants, tenant.clone());
         let user: Arc<str> = match t.users.get_key_value(user) {
             Some((k, _)) => k.clone(),
             None => user.into(),
@@ -217,7 +247,7 @@ impl RoomIndex {
     ) -> usize {
         let id = member.id;
         let mut inner = self.write();
-        Self::register_locked(&mut inner, tenant, user, None, member);
+        self.register_locked(&mut inner, tenant, user, None, member);
         rooms
             .iter()
             .filter(|key| self.join_locked(&mut inner, id, key) == Ok(true))
@@ -243,6 +273,7 @@ impl RoomIndex {
             }
             if t.conns.is_empty() && t.rooms.is_empty() {
                 inner.tenants.remove(&entry.tenant);
+                self.report_tenant(&entry.tenant, false);
             }
         }
     }
@@ -265,7 +296,7 @@ impl RoomIndex {
         entry.rooms.reserve_exact(1);
         entry.rooms.push(key.clone());
         let member = entry.member.clone();
-        let t = inner.tenants.entry(key.tenant.clone()).or_default();
+        let t = self.tenant_entry(&mut inner.tenants, key.tenant.clone());
         let rooms = t.rooms.entry(key.ns.clone()).or_default();
         let room = rooms.entry(key.room.clone()).or_default();
         if room.members.is_empty() {
@@ -306,6 +337,7 @@ impl RoomIndex {
         }
         if t.conns.is_empty() && t.rooms.is_empty() {
             tenants.remove(&key.tenant);
+            self.report_tenant(&key.tenant, false);
         }
     }
 }

@@ -80,6 +80,18 @@ impl Transitions for Log {
     fn last_out(&self, room: &RoomKey) {
         self.0.lock().unwrap().push((false, room.room.to_string()));
     }
+    fn tenant_first(&self, tenant: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((true, format!("tenant {tenant}")));
+    }
+    fn tenant_last(&self, tenant: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((false, format!("tenant {tenant}")));
+    }
 }
 
 #[test]
@@ -107,10 +119,44 @@ fn first_in_and_last_out_are_reported() {
     assert_eq!(
         *log.0.lock().unwrap(),
         vec![
+            (true, "tenant t".to_owned()),
             (true, "r".to_owned()),
             (true, "s".to_owned()),
             (false, "r".to_owned()),
             (true, "r".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_tenant_is_reported_when_it_comes_and_goes() {
+    let idx = RoomIndex::new(10);
+    let log = Arc::new(Log::default());
+    let weak: std::sync::Weak<dyn Transitions> = Arc::downgrade(&log) as _;
+    idx.observe(weak);
+    let (a, admin) = (member(WireFormat::Native), member(WireFormat::Native));
+    idx.register("t", "u", a.clone());
+    idx.register("platform", "root", admin.clone());
+    // A platform admin observing a room of another tenant keeps that tenant here.
+    let k = RoomKey::new("other", "/", "r");
+    idx.join(admin.id, &k).unwrap();
+    idx.unregister(a.id);
+    assert!(idx.leave(admin.id, &k));
+    idx.unregister(admin.id);
+    let log = log.0.lock().unwrap().clone();
+    let tenants: Vec<_> = log
+        .iter()
+        .filter(|(_, e)| e.starts_with("tenant"))
+        .collect();
+    assert_eq!(
+        tenants,
+        vec![
+            &(true, "tenant t".to_owned()),
+            &(true, "tenant platform".to_owned()),
+            &(true, "tenant other".to_owned()),
+            &(false, "tenant t".to_owned()),
+            &(false, "tenant other".to_owned()),
+            &(false, "tenant platform".to_owned()),
         ]
     );
 }

@@ -5,13 +5,14 @@
 //!
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
-//!   (`[shutdown]` and `[log]`), `socketio`; this file holds the whole [`Config`];
+//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`; this file holds the whole [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values.
 
 mod api;
 mod auth;
+mod cluster;
 mod env;
 mod error;
 mod limits;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
+pub use cluster::{ClusterConfig, EmitterBinding, EmitterKind};
 pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;
@@ -64,6 +66,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Socket.IO clients and the routing of their events (`[socketio]`).
     pub socketio: SocketIoConfig,
+    /// Cluster mode over Redis (`[cluster]`); one node in memory when absent.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             socketio: SocketIoConfig::default(),
+            cluster: None,
         }
     }
 }

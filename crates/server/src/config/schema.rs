@@ -13,7 +13,7 @@ use super::{
     AclRule, ApiConfig, AuthConfig, Config, ConfigError, HeartbeatConfig, LimitsConfig, LogConfig,
     RoomsConfig, ShutdownConfig, TenantKey,
 };
-use super::{EventRoute, NamespaceConfig, SocketIoConfig};
+use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
 
 /// Checks `table` against the schema, then deserializes it into a configuration.
 pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, ConfigError> {
@@ -45,6 +45,10 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
                     }
                 }
                 check_table::<SocketIoConfig>(value, &path, origins)?;
+            }
+            "cluster" => {
+                check_array::<EmitterBinding>(value, "emitters", &path, origins)?;
+                check_table::<ClusterConfig>(value, &path, origins)?;
             }
             _ => return Err(unknown(path, origins)),
         }

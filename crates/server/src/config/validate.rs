@@ -55,6 +55,9 @@ impl Config {
             ));
         }
         validate_log_level(&self.log.level)?;
+        if let Some(cluster) = &self.cluster {
+            validate_cluster(cluster)?;
+        }
         self.socketio.validate()
     }
 
@@ -185,6 +188,53 @@ impl Config {
 const HOUR_MS: u64 = 3_600_000;
 
 /// `value` must lie in `min..=max`: bounds keep deadlines computed from it from overflowing.
+fn validate_cluster(c: &super::ClusterConfig) -> Result<(), ConfigError> {
+    within("cluster.heartbeat_ms", c.heartbeat_ms, 10, HOUR_MS)?;
+    within("cluster.node_ttl_ms", c.node_ttl_ms, 20, HOUR_MS)?;
+    within("cluster.timeout_ms", c.timeout_ms, 1, HOUR_MS)?;
+    within(
+        "cluster.stream_ttl_ms",
+        c.stream_ttl_ms,
+        1_000,
+        365 * 24 * HOUR_MS,
+    )?;
+    if c.heartbeat_ms * 2 > c.node_ttl_ms {
+        return Err(ConfigError::invalid(
+            "cluster.node_ttl_ms",
+            "must be at least twice cluster.heartbeat_ms",
+        ));
+    }
+    if c.prefix.is_empty() || c.prefix.contains(['{', '}']) {
+        return Err(ConfigError::invalid(
+            "cluster.prefix",
+            "must be non-empty and hold no '{' or '}'",
+        ));
+    }
+    if c.node_id.len() > super::MAX_ID_BYTES {
+        return Err(ConfigError::invalid(
+            "cluster.node_id",
+            format!("must be at most {} bytes", super::MAX_ID_BYTES),
+        ));
+    }
+    for (i, e) in c.emitters.iter().enumerate() {
+        let key = format!("cluster.emitters[{i}]");
+        match (e.tenant.is_empty(), e.tenant_from_room.is_empty()) {
+            (false, false) => {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "set tenant or tenant_from_room, not both",
+                ))
+            }
+            (true, true) => return Err(ConfigError::invalid(
+                &key,
+                "needs tenant (a fixed tenant) or tenant_from_room (a pattern holding {tenant})",
+            )),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::invalid(

@@ -46,7 +46,7 @@ pub async fn handle(
 async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp, ApiError> {
     let method = req.method().clone();
     match (method, path) {
-        (Method::GET, "/health") => Ok(ops::health(app.shutting_down())),
+        (Method::GET, "/health") => Ok(ops::health(&app)),
         (Method::GET, "/metrics") => ops::metrics(&app, &req),
         (Method::GET, "/ws") => Ok(crate::native::upgrade(app, req)),
         (Method::POST, "/api/publish") => {

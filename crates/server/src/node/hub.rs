@@ -13,6 +13,7 @@ use roomcast_socketio::SocketIo;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
 use crate::proto;
 
 /// Local delivery of one node.
@@ -20,16 +21,19 @@ use crate::proto;
 pub struct Hub {
     index: Arc<RoomIndex>,
     queue_limits: QueueLimits,
+    /// Deliveries are counted here, where they happen, whichever node published.
+    metrics: Arc<Metrics>,
     /// For events with binary attachments, which Socket.IO groups per transport.
     sio: OnceLock<Arc<SocketIo>>,
 }
 
 impl Hub {
     /// A hub over `index`; `queue_limits` tells when a queue is too full for volatile events.
-    pub fn new(index: Arc<RoomIndex>, queue_limits: QueueLimits) -> Self {
+    pub fn new(index: Arc<RoomIndex>, queue_limits: QueueLimits, metrics: Arc<Metrics>) -> Self {
         Self {
             index,
             queue_limits,
+            metrics,
             sio: OnceLock::new(),
         }
     }
@@ -64,6 +68,7 @@ impl Deliver for Hub {
             hub: self,
             p,
             seen: (!single).then(HashSet::new),
+            excluded: self.excluded(p),
             members: Vec::new(),
             delivered: 0,
         };
@@ -100,7 +105,32 @@ impl Deliver for Hub {
                 fan.send(None, None);
             }
         }
+        self.metrics
+            .deliveries
+            .fetch_add(fan.delivered as u64, std::sync::atomic::Ordering::Relaxed);
         fan.delivered
+    }
+}
+
+impl Hub {
+    /// The members of the publication's `except` rooms, `None` when it names none.
+    fn excluded(&self, p: &Publication) -> Option<HashSet<ConnId>> {
+        let tenant = p.target.tenant()?;
+        if p.except.is_empty() {
+            return None;
+        }
+        let mut members = Vec::new();
+        let mut excluded = HashSet::new();
+        for room in &p.except {
+            let key = roomcast_broker::RoomKey {
+                tenant: tenant.into(),
+                ns: p.ns.clone(),
+                room: room.clone(),
+            };
+            self.index.collect_members_then(&key, &mut members, || ());
+            excluded.extend(members.drain(..).map(|m| m.id));
+        }
+        Some(excluded)
     }
 }
 
@@ -109,6 +139,8 @@ struct Fanout<'a> {
     p: &'a Publication,
     /// Connections served so far; `None` when the publication has one target.
     seen: Option<HashSet<ConnId>>,
+    /// Members of the `except` rooms.
+    excluded: Option<HashSet<ConnId>>,
     members: Vec<Member>,
     delivered: usize,
 }
@@ -124,7 +156,8 @@ impl Fanout<'_> {
         let mut socketio: Option<Vec<Outbound>> = None;
         let mut members = std::mem::take(&mut self.members);
         for m in members.drain(..) {
-            if Some(m.id) == p.exclude {
+            if Some(m.id) == p.exclude || self.excluded.as_ref().is_some_and(|e| e.contains(&m.id))
+            {
                 continue;
             }
             let first = self.seen.as_mut().is_none_or(|seen| seen.insert(m.id));

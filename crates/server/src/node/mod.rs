@@ -91,6 +91,14 @@ impl Transitions for Subscriptions {
     fn last_out(&self, room: &RoomKey) {
         self.0.unsubscribe(room);
     }
+
+    fn tenant_first(&self, tenant: &str) {
+        self.0.tenant_joined(tenant);
+    }
+
+    fn tenant_last(&self, tenant: &str) {
+        self.0.tenant_left(tenant);
+    }
 }
 
 impl Node {
@@ -102,7 +110,7 @@ impl Node {
         metrics: Arc<Metrics>,
         limits: PublishLimits,
     ) -> Arc<Node> {
-        let hub = Arc::new(Hub::new(index, queue_limits));
+        let hub = Arc::new(Hub::new(index, queue_limits, metrics.clone()));
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(hub.clone(), epoch_prefix));
         Self::with_broker(hub, broker, metrics, limits)
     }
@@ -132,16 +140,19 @@ impl Node {
         &self.hub
     }
 
+    /// The broker publications go through.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
     /// Checks a publication, removes repeated targets, and publishes it through the broker.
     pub async fn publish(&self, mut publication: Publication) -> Result<Published, PublishError> {
         self.check(&mut publication)?;
-        let tenant_label = publication.target.tenant().unwrap_or_default().to_owned();
-        let published = self.broker.publish(publication).await?;
         // Platform-wide publishes are labelled with the empty string, which no tenant name
         // (1 to 256 bytes) can be.
         self.metrics
-            .published(&tenant_label, published.delivered as u64);
-        Ok(published)
+            .published(publication.target.tenant().unwrap_or_default());
+        Ok(self.broker.publish(publication).await?)
     }
 
     /// Publishes from a handler, which cannot wait: the publish is polled once, and what it

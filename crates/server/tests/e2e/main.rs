@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod cluster;
 mod harness;
 mod isolation;
 mod lifecycle;

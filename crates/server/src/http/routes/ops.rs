@@ -14,15 +14,28 @@ use crate::http::call::Call;
 use crate::http::error::ApiError;
 use crate::web::{json_response, Resp};
 
-/// `GET /health`: `{"status":"ok"}`, or 503 `{"status":"draining"}` once shutdown began.
-pub(crate) fn health(draining: bool) -> Resp {
-    if draining {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "draining"}),
-        )
+/// `GET /health`: `{"status":"ok","broker":{...}}`; `"degraded"` (still 200: the node serves
+/// its own clients) while the broker cannot reach the other nodes; 503 `"draining"` once
+/// shutdown began.
+pub(crate) fn health(app: &App) -> Resp {
+    let broker = app.node.broker().status();
+    let body = |status: &str| {
+        json!({
+            "status": status,
+            "broker": {
+                "kind": broker.kind,
+                "state": if broker.degraded.is_some() { "degraded" } else { "up" },
+                "reason": broker.degraded,
+                "local_only_publishes": broker.local_only,
+            },
+        })
+    };
+    if app.shutting_down() {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body("draining"))
+    } else if broker.degraded.is_some() {
+        json_response(StatusCode::OK, &body("degraded"))
     } else {
-        json_response(StatusCode::OK, &json!({"status": "ok"}))
+        json_response(StatusCode::OK, &body("ok"))
     }
 }
 
@@ -36,7 +49,8 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
         return Err(ApiError::NoMetricsKey);
     }
     let mut resp = Response::new(Full::new(Bytes::from(
-        app.metrics.render(&app.index.tenant_counts()),
+        app.metrics
+            .render(&app.index.tenant_counts(), &app.node.broker().status()),
     )));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -169,6 +169,15 @@ impl Client {
         }
     }
 
+    /// The next event within `timeout`, `None` when nothing came; anything but an event
+    /// fails.
+    pub(crate) async fn next_event_within(&mut self, timeout: Duration) -> Option<Value> {
+        match self.next_within(timeout).await? {
+            Incoming::Json(value) if value["type"] == "event" => Some(value),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
     /// The next message, which must be an `event`.
     pub(crate) async fn recv_event(&mut self) -> Value {
         let value = self.recv_json().await;

@@ -1,0 +1,519 @@
+//! [`RedisBroker`]: the broker of a cluster node.
+//!
+//! A publication to rooms runs one script on the tenant's slot: it takes the next offset of
+//! every targeted room (one counter per room for the whole cluster, with its epoch) and
+//! publishes the event, its positions in front, on the tenant's shard channel. Every node that
+//! has connections of the tenant subscribes to that channel, the publishing node included, and
+//! delivers each message to its own members from one task, so a room's events reach every node
+//! in offset order, once.
+//!
+//! When Redis cannot be reached the node keeps serving its own members: a publication is
+//! delivered here without positions and counted as local only; the subscriber reconnects with
+//! backoff and resubscribes every channel.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use fred::types::config::{Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy};
+use fred::types::Message;
+use roomcast_broker::{
+    BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, Position, Publication, Published,
+    RoomKey, Target,
+};
+use sha1::{Digest, Sha1};
+use tokio::sync::{broadcast, Notify};
+
+use crate::keys::Keys;
+use crate::options::ClusterOptions;
+
+/// Gives each targeted room its next offset (and an epoch when its counter is new), then
+/// publishes `<positions>\n<publication>` on the tenant's shard channel. `KEYS`: the rooms'
+/// counters. `ARGV`: channel, counter TTL in ms, epoch for new counters, message body.
+const PUBLISH_SCRIPT: &str = r#"
+local parts = {}
+for i, key in ipairs(KEYS) do
+  local offset = redis.call('HINCRBY', key, 'o', 1)
+  local epoch = redis.call('HGET', key, 'e')
+  if not epoch then
+    epoch = ARGV[3]
+    redis.call('HSET', key, 'e', epoch)
+  end
+  redis.call('PEXPIRE', key, ARGV[2])
+  parts[i] = offset .. ':' .. epoch
+end
+redis.call('SPUBLISH', ARGV[1], table.concat(parts, ',') .. '\n' .. ARGV[4])
+return #parts
+"#;
+
+/// Messages the subscriber may hold before the delivering task reads them; past it, the
+/// oldest are lost and counted.
+const RECEIVE_BUFFER: usize = 65_536;
+
+/// Reads the messages of channels other than the broker's own (the emitter bindings).
+pub trait ChannelListener: Send + Sync + fmt::Debug {
+    /// One message from `channel`.
+    fn message(&self, channel: &str, payload: &[u8]);
+}
+
+/// Counters of one broker, for `/health` and metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Publications delivered on this node only, because Redis could not be reached.
+    local_only: AtomicU64,
+    /// Messages from the channels that were lost because delivery fell behind.
+    lagged: AtomicU64,
+    /// Messages on the broker's channels that could not be decoded.
+    undecodable: AtomicU64,
+    /// Messages received on the broker's channels.
+    received: AtomicU64,
+}
+
+/// The broker of one cluster node.
+pub struct RedisBroker {
+    keys: Keys,
+    opts: ClusterOptions,
+    client: Client,
+    subscriber: SubscriberClient,
+    script_sha: String,
+    sink: Arc<dyn Deliver>,
+    /// Tenants this node has connections of; the subscription task follows it.
+    wanted: Mutex<HashMap<Arc<str>, bool>>,
+    changed: Arc<Notify>,
+    listeners: Mutex<Vec<(String, Arc<dyn ChannelListener>)>>,
+    counters: Counters,
+    epochs: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.keys.prefix())
+            .field("node", &self.opts.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+/// The fred configuration of every client a node opens.
+pub(crate) fn redis_config(
+    opts: &ClusterOptions,
+) -> Result<(Config, PerformanceConfig, ConnectionConfig, ReconnectPolicy), BrokerError> {
+    let config = Config::from_url(&opts.url).map_err(unavailable)?;
+    let perf = PerformanceConfig {
+        default_command_timeout: opts.timeout,
+        broadcast_channel_capacity: RECEIVE_BUFFER,
+        ..Default::default()
+    };
+    let connection = ConnectionConfig {
+        connection_timeout: opts.timeout,
+        internal_command_timeout: opts.timeout,
+        // Commands wait for a reconnection at most this many: past it, the caller hears.
+        max_command_buffer_len: 100_000,
+        ..Default::default()
+    };
+    // Forever, from 100 ms doubling to 5 s.
+    let policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
+    Ok((config, perf, connection, policy))
+}
+
+impl RedisBroker {
+    /// Connects to Redis (within `opts.timeout`) and starts delivering to `sink` what this
+    /// node's subscriptions bring.
+    pub async fn connect(
+        opts: ClusterOptions,
+        sink: Arc<dyn Deliver>,
+    ) -> Result<Arc<RedisBroker>, BrokerError> {
+        let (config, perf, connection, policy) = redis_config(&opts)?;
+        let client = Client::new(
+            config.clone(),
+            Some(perf.clone()),
+            Some(connection.clone()),
+            Some(policy.clone()),
+        );
+        let subscriber = SubscriberClient::new(config, Some(perf), Some(connection), Some(policy));
+        for c in [&client as &dyn Connects, &subscriber] {
+            c.start(opts.timeout).await?;
+        }
+        let _resubscribe = subscriber.manage_subscriptions();
+        let keys = Keys::new(&opts.prefix);
+        let broker = Arc::new(RedisBroker {
+            keys,
+            script_sha: hex_sha1(PUBLISH_SCRIPT),
+            client,
+            subscriber,
+            sink,
+            wanted: Mutex::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
+            listeners: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            epochs: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            opts,
+        });
+        let rx = broker.subscriber.message_rx();
+        tokio::spawn(receive(Arc::downgrade(&broker), rx));
+        tokio::spawn(follow_subscriptions(Arc::downgrade(&broker)));
+        tokio::time::timeout(
+            broker.opts.timeout,
+            broker.subscriber.ssubscribe(broker.keys.platform_channel()),
+        )
+        .await
+        .map_err(|_| unavailable("subscribing timed out"))?
+        .map_err(unavailable)?;
+        Ok(broker)
+    }
+
+    /// The key and channel names.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The command client, shared with the other parts of the node that talk to Redis.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Subscribes (plain `SUBSCRIBE`) to `channel` and hands its messages to `listener`.
+    pub async fn listen(
+        &self,
+        channel: String,
+        listener: Arc<dyn ChannelListener>,
+    ) -> Result<(), BrokerError> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((channel.clone(), listener));
+        tokio::time::timeout(self.opts.timeout, self.subscriber.subscribe(channel))
+            .await
+            .map_err(|_| unavailable("subscribing timed out"))?
+            .map_err(unavailable)
+    }
+
+    /// Whether both connections to Redis are up.
+    pub fn connected(&self) -> bool {
+        self.client.is_connected() && self.subscriber.is_connected()
+    }
+
+    /// Publications delivered on this node only because Redis could not be reached.
+    pub fn local_only(&self) -> u64 {
+        self.counters.local_only.load(Ordering::Relaxed)
+    }
+
+    /// Stops the subscriptions and closes the connections.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.changed.notify_one();
+        let _ = tokio::time::timeout(self.opts.timeout, self.subscriber.quit()).await;
+        let _ = tokio::time::timeout(self.opts.timeout, self.client.quit()).await;
+    }
+
+    fn next_epoch(&self) -> String {
+        let n = self.epochs.fetch_add(1, Ordering::Relaxed);
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{}-{millis:x}-{n:x}", self.opts.node_id)
+    }
+
+    fn want(&self, tenant: &str, on: bool) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.into(), on);
+        self.changed.notify_one();
+    }
+
+    /// Publishes through Redis; `Err` when Redis could not take it.
+    async fn publish_remote(&self, p: &Publication) -> Result<(), BrokerError> {
+        let body = serde_json::to_string(p).map_err(unavailable)?;
+        let (channel, keys) = match &p.target {
+            Target::Platform => (self.keys.platform_channel(), Vec::new()),
+            Target::TenantWide { tenant } => (self.keys.tenant_channel(tenant), Vec::new()),
+            Target::Tenant { tenant, rooms, .. } => {
+                let keys = if p.volatile {
+                    Vec::new()
+                } else {
+                    (0..rooms.len())
+                        .filter_map(|i| p.room_key(i))
+                        .map(|k| self.keys.offset_key(&k))
+                        .collect()
+                };
+                (self.keys.tenant_channel(tenant), keys)
+            }
+        };
+        let work = async {
+            if keys.is_empty() {
+                let message = format!("\n{body}");
+                return self
+                    .client
+                    .spublish::<i64, _, _>(channel, message)
+                    .await
+                    .map(drop);
+            }
+            let ttl = self.opts.stream_ttl.as_millis().to_string();
+            let args = vec![channel, ttl, self.next_epoch(), body];
+            let sha = self.script_sha.clone();
+            match self
+                .client
+                .evalsha::<i64, _, _, _>(sha, keys.clone(), args.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("NOSCRIPT") => self
+                    .client
+                    .eval::<i64, _, _, _>(PUBLISH_SCRIPT, keys, args)
+                    .await
+                    .map(drop),
+                other => other.map(drop),
+            }
+        };
+        tokio::time::timeout(self.opts.timeout, work)
+            .await
+            .map_err(|_| unavailable("publish timed out"))?
+            .map_err(unavailable)
+    }
+
+    /// Delivers one message of a broker channel.
+    fn deliver_message(&self, payload: &[u8]) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let Some((positions, publication)) = decode(payload) else {
+            self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("undecodable message on a cluster channel, dropped");
+            return;
+        };
+        self.sink
+            .deliver(&publication, &mut |i| positions.get(i).cloned().flatten());
+    }
+}
+
+/// `<offset:epoch>,...\n<publication json>` into the positions and the publication.
+fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publication)> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..split]).ok()?;
+    let mut publication: Publication = serde_json::from_slice(&payload[split + 1..]).ok()?;
+    let positions: Vec<Option<Position>> = if header.is_empty() {
+        Vec::new()
+    } else {
+        header
+            .split(',')
+            .map(|part| {
+                let (offset, epoch) = part.split_once(':')?;
+                Some(Position {
+                    offset: offset.parse().ok()?,
+                    epoch: epoch.into(),
+                })
+            })
+            .collect()
+    };
+    publication.positions.clone_from(&positions);
+    Some((positions, publication))
+}
+
+fn hex_sha1(text: &str) -> String {
+    Sha1::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Connecting a fred client with a deadline.
+trait Connects {
+    fn start(&self, timeout: Duration) -> BoxFuture<'_, Result<(), BrokerError>>;
+}
+
+impl<C: ClientLike> Connects for C {
+    fn start(&self, timeout: Duration) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let _task = self.connect();
+            tokio::time::timeout(timeout, self.wait_for_connect())
+                .await
+                .map_err(|_| unavailable("connecting to Redis timed out"))?
+                .map_err(unavailable)
+        })
+    }
+}
+
+/// The delivering task: one per broker, so the messages of a channel are delivered in the
+/// order Redis sent them.
+async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiver<Message>) {
+    loop {
+        let message = match rx.recv().await {
+            Ok(message) => message,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                if let Some(b) = broker.upgrade() {
+                    b.counters.lagged.fetch_add(n, Ordering::Relaxed);
+                }
+                tracing::error!(lost = n, "cluster delivery fell behind: messages lost");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        let channel: &str = &message.channel;
+        let payload = message.value.as_bytes().unwrap_or_default();
+        if channel == broker.keys.platform_channel() || broker.keys.is_tenant_channel(channel) {
+            broker.deliver_message(payload);
+            continue;
+        }
+        let listener = broker
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, l)| l.clone());
+        if let Some(listener) = listener {
+            listener.message(channel, payload);
+        }
+    }
+}
+
+/// Keeps the tenant channel subscriptions in line with the tenants this node serves; a
+/// failed change is retried after a pause (the subscriber resubscribes what it tracks after a
+/// reconnection by itself).
+async fn follow_subscriptions(broker: std::sync::Weak<RedisBroker>) {
+    let mut subscribed: HashMap<Arc<str>, ()> = HashMap::new();
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        if b.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let changes: Vec<(Arc<str>, bool)> = b
+            .wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(t, on)| **on != subscribed.contains_key(*t))
+            .map(|(t, on)| (t.clone(), *on))
+            .collect();
+        let mut failed = false;
+        for (tenant, on) in changes {
+            let channel = b.keys.tenant_channel(&tenant);
+            let done = if on {
+                b.subscriber.ssubscribe(channel).await
+            } else {
+                b.subscriber.sunsubscribe(channel).await
+            };
+            match done {
+                Ok(()) if on => {
+                    subscribed.insert(tenant, ());
+                }
+                Ok(()) => {
+                    subscribed.remove(&tenant);
+                    let mut wanted = b.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+                    if wanted.get(&tenant) == Some(&false) {
+                        wanted.remove(&tenant);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "cluster subscription change failed; retrying");
+                    failed = true;
+                }
+            }
+        }
+        let changed = b.changed.clone();
+        drop(b);
+        if failed {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else {
+            changed.notified().await;
+        }
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Published, BrokerError>> {
+        Box::pin(async move {
+            let rooms = publication.target.rooms().len();
+            if self.client.is_connected() {
+                match self.publish_remote(&publication).await {
+                    Ok(()) => {
+                        return Ok(Published {
+                            positions: vec![None; rooms],
+                            delivered: 0,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster publish failed; delivered on this node only")
+                    }
+                }
+            }
+            // Redis is out of reach: this node's members still get it, without positions.
+            self.counters.local_only.fetch_add(1, Ordering::Relaxed);
+            let delivered = self.sink.deliver(&publication, &mut |_| None);
+            Ok(Published {
+                positions: vec![None; rooms],
+                delivered,
+            })
+        })
+    }
+
+    fn subscribe(&self, _room: &RoomKey) {
+        // Rooms share their tenant's channel.
+    }
+
+    fn unsubscribe(&self, _room: &RoomKey) {}
+
+    fn tenant_joined(&self, tenant: &str) {
+        self.want(tenant, true);
+    }
+
+    fn tenant_left(&self, tenant: &str) {
+        self.want(tenant, false);
+    }
+
+    fn status(&self) -> BrokerStatus {
+        BrokerStatus {
+            kind: "redis",
+            degraded: (!self.connected()).then(|| "Redis cannot be reached".to_owned()),
+            local_only: self.counters.local_only.load(Ordering::Relaxed),
+            lost: self.counters.lagged.load(Ordering::Relaxed),
+            undecodable: self.counters.undecodable.load(Ordering::Relaxed),
+            received: self.counters.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_decode_with_their_positions() {
+        let p = Publication::new(
+            "/",
+            Target::Tenant {
+                tenant: "t".into(),
+                rooms: vec!["a".into(), "b".into()],
+                users: vec![],
+            },
+            "e",
+            roomcast_broker::Payload::Json(
+                serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            ),
+        );
+        let text = format!("3:n-1,1:n-2\n{}", serde_json::to_string(&p).unwrap());
+        let (positions, back) = decode(text.as_bytes()).unwrap();
+        assert_eq!(positions.len(), 2);
+        assert_eq!(positions[0].as_ref().unwrap().offset, 3);
+        assert_eq!(&*positions[1].as_ref().unwrap().epoch, "n-2");
+        assert_eq!(back.positions, positions);
+        assert!(decode(b"no newline").is_none());
+        assert!(decode(b"x:y\n{}").is_none());
+    }
+
+    #[test]
+    fn the_script_hash_is_sha1_hex() {
+        assert_eq!(hex_sha1("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+}

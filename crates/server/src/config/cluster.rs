@@ -1,0 +1,122 @@
+//! `[cluster]`: several nodes over Redis. Without this section the server is one node, in
+//! memory.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[cluster]`: the Redis a node joins its cluster through, and the Socket.IO emitters whose
+/// messages it takes. Present (even empty) means cluster mode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The Redis URL: `redis://[[user:]password@]host[:port][/db]`, `rediss://` for TLS,
+    /// `redis-cluster://host:port[?node=host:port...]` (or `rediss-cluster://`) for a Redis
+    /// Cluster. Default `"redis://127.0.0.1:6379/0"`. Env: `ROOMCAST_CLUSTER__REDIS`.
+    pub redis: String,
+    /// This node's id, unique in the cluster. Default: generated at start.
+    pub node_id: String,
+    /// Prefix of every key and channel, so that clusters can share a Redis. Default
+    /// `"roomcast"`.
+    pub prefix: String,
+    /// How often a node renews its registry entry, in ms. Default `2000`.
+    pub heartbeat_ms: u64,
+    /// How long a registry entry lives without renewal, in ms: a node that dies without
+    /// warning leaves the registry at most this long after its last heartbeat. Default `6000`.
+    pub node_ttl_ms: u64,
+    /// How long a room's offset counter lives after its last publish, in ms; a later publish
+    /// starts a new epoch. Default `86400000` (a day).
+    pub stream_ttl_ms: u64,
+    /// Deadline of every Redis command and of every request to other nodes, in ms. Default
+    /// `2000`.
+    pub timeout_ms: u64,
+    /// The Socket.IO emitters whose messages this cluster delivers (`[[cluster.emitters]]`).
+    pub emitters: Vec<EmitterBinding>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: "redis://127.0.0.1:6379/0".into(),
+            node_id: String::new(),
+            prefix: "roomcast".into(),
+            heartbeat_ms: 2_000,
+            node_ttl_ms: 6_000,
+            stream_ttl_ms: 86_400_000,
+            timeout_ms: 2_000,
+            emitters: Vec::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// `heartbeat_ms` as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// `node_ttl_ms` as a duration.
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms)
+    }
+
+    /// `stream_ttl_ms` as a duration.
+    pub fn stream_ttl(&self) -> Duration {
+        Duration::from_millis(self.stream_ttl_ms)
+    }
+
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Which emitter library publishes on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmitterKind {
+    /// Node's `@socket.io/redis-emitter` (and `@socket.io/redis-adapter` servers).
+    #[default]
+    SocketIo,
+    /// python-socketio's `RedisManager` and `AsyncRedisManager`.
+    PythonSocketio,
+}
+
+/// `[[cluster.emitters]]`: one emitter's channels and the tenant its messages belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmitterBinding {
+    /// `"socket-io"` (Node's emitter) or `"python-socketio"`. Default `"socket-io"`.
+    pub kind: EmitterKind,
+    /// The emitter's key (Node, default `"socket.io"`) or channel (Python, default
+    /// `"socketio"`). Default: the library's own default.
+    pub channel: String,
+    /// Every message of this emitter belongs to this tenant. Set this or `tenant_from_room`.
+    pub tenant: String,
+    /// The tenant is read from the targeted room names with this pattern, holding
+    /// `{tenant}` once (for example `"tenant:{tenant}"`); a message whose tenant cannot be read
+    /// is dropped, logged and counted.
+    pub tenant_from_room: String,
+}
+
+impl Default for EmitterBinding {
+    fn default() -> Self {
+        EmitterBinding {
+            kind: EmitterKind::SocketIo,
+            channel: String::new(),
+            tenant: String::new(),
+            tenant_from_room: String::new(),
+        }
+    }
+}
+
+impl EmitterBinding {
+    /// The channel or key, with the library's default when unset.
+    pub fn channel(&self) -> &str {
+        match (self.channel.as_str(), self.kind) {
+            ("", EmitterKind::SocketIo) => "socket.io",
+            ("", EmitterKind::PythonSocketio) => "socketio",
+            (channel, _) => channel,
+        }
+    }
+}

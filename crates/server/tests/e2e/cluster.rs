@@ -1,0 +1,261 @@
+//! Cluster mode over Redis: several `roomcast` processes sharing the machine's Redis under a
+//! key prefix of their own. A publish made on any node reaches every matching connection on
+//! every node once, in one sequence per room, and never another tenant's connections.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::harness::{Client, Config, Server};
+
+/// The shared Redis (127.0.0.1:6379) when it answers; an absent Redis fails under `CI=true`
+/// and skips the test elsewhere, saying so.
+pub(crate) fn shared_redis() -> Option<String> {
+    let answered =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], 6379).into(), Duration::from_secs(2))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                s.write_all(b"PING\r\n")?;
+                let mut buf = [0u8; 7];
+                s.read_exact(&mut buf)?;
+                Ok(&buf == b"+PONG\r\n")
+            })
+            .unwrap_or(false);
+    if answered {
+        return Some("redis://127.0.0.1:6379/0".into());
+    }
+    let message = "the shared Redis at 127.0.0.1:6379 does not answer: cluster tests need it";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
+/// A key prefix no other test uses; its keys are deleted when dropped.
+pub(crate) struct Prefix(pub(crate) String);
+
+impl Prefix {
+    pub(crate) fn new(test: &str) -> Prefix {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Prefix(format!("rc-test-{test}-{}-{nanos:x}", std::process::id()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let keys = std::process::Command::new("redis-cli")
+            .args(["--scan", "--pattern", &format!("{}:*", self.0)])
+            .output();
+        if let Ok(out) = keys {
+            let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            for chunk in keys.chunks(100) {
+                let _ = std::process::Command::new("redis-cli")
+                    .arg("DEL")
+                    .args(chunk)
+                    .output();
+            }
+        }
+    }
+}
+
+/// The configuration of one node of the cluster under `prefix`.
+pub(crate) fn node_config(redis: &str, prefix: &Prefix, node: &str) -> Config {
+    Config::new()
+        .set("cluster.redis", &format!("{redis:?}"))
+        .set("cluster.prefix", &format!("{:?}", prefix.0))
+        .set("cluster.node_id", &format!("{node:?}"))
+        .set("cluster.heartbeat_ms", "200")
+        .set("cluster.node_ttl_ms", "1000")
+        .set("cluster.stream_ttl_ms", "60000")
+}
+
+/// Publishes `sync` events to `room` of `tenant` through `via` until every client has one:
+/// a node subscribes to a tenant's channel when its first client of the tenant arrives, and
+/// the test's events must not race that subscription.
+pub(crate) async fn settle(via: &Server, tenant: &str, room: &str, clients: &mut [&mut Client]) {
+    let mut seen = vec![false; clients.len()];
+    for _ in 0..50 {
+        via.publish(json!({"tenant": tenant, "rooms": [room], "event": "sync", "data": 0}))
+            .await;
+        for (i, c) in clients.iter_mut().enumerate() {
+            while let Some(event) = c.next_event_within(Duration::from_millis(100)).await {
+                seen[i] |= event["event"] == "sync";
+            }
+        }
+        if seen.iter().all(|s| *s) {
+            return;
+        }
+    }
+    panic!("the nodes never all subscribed to {tenant}'s channel");
+}
+
+#[tokio::test]
+async fn a_publish_on_either_node_reaches_both_once_in_one_sequence() {
+    let Some(redis) = shared_redis() else { return };
+    let prefix = Prefix::new("two-nodes");
+    let a = Server::start(node_config(&redis, &prefix, "a")).await;
+    let b = Server::start(node_config(&redis, &prefix, "b")).await;
+    let mut on_a = a.connect_user("1", "acme").await;
+    let mut on_b = b.connect_user("2", "acme").await;
+    let mut other_tenant = b.connect_user("3", "globex").await;
+    for c in [&mut on_a, &mut on_b, &mut other_tenant] {
+        c.join("order:1").await;
+    }
+    settle(&a, "acme", "order:1", &mut [&mut on_a, &mut on_b]).await;
+    settle(&b, "globex", "order:1", &mut [&mut other_tenant]).await;
+
+    for n in 0..10 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        via.publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "step", "data": n}))
+            .await;
+    }
+    let mut offsets = Vec::new();
+    for c in [&mut on_a, &mut on_b] {
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let event = c.recv_event().await;
+            assert_eq!(event["event"], "step", "{event}");
+            got.push((
+                event["data"].as_u64().unwrap(),
+                event["offset"].as_u64().unwrap(),
+            ));
+        }
+        c.expect_no_message(Duration::from_millis(300)).await;
+        let data: Vec<u64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            data,
+            (0..10).collect::<Vec<_>>(),
+            "every event once, in publish order"
+        );
+        let offs: Vec<u64> = got.iter().map(|g| g.1).collect();
+        assert!(
+            offs.windows(2).all(|w| w[1] == w[0] + 1),
+            "offsets {offs:?}"
+        );
+        offsets.push(offs);
+    }
+    assert_eq!(
+        offsets[0], offsets[1],
+        "one sequence for the room across the nodes"
+    );
+    other_tenant
+        .expect_no_message(Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
+async fn randomized_publishes_from_every_node_reach_each_member_once() {
+    let Some(redis) = shared_redis() else { return };
+    let prefix = Prefix::new("random");
+    let nodes = [
+        Server::start(node_config(&redis, &prefix, "n1")).await,
+        Server::start(node_config(&redis, &prefix, "n2")).await,
+        Server::start(node_config(&redis, &prefix, "n3")).await,
+    ];
+    let tenants = ["acme", "globex", "initech"];
+    let rooms = ["order:1", "order:2", "order:3"];
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    // (tenant, rooms) of every client, and the client.
+    let mut clients: Vec<(usize, Vec<usize>, Client)> = Vec::new();
+    for i in 0..18 {
+        let tenant = i % tenants.len();
+        let node = &nodes[rng.random_range(0..nodes.len())];
+        let mut c = node.connect_user(&format!("u{i}"), tenants[tenant]).await;
+        let mut mine = Vec::new();
+        for (r, room) in rooms.iter().enumerate() {
+            if rng.random_bool(0.6) {
+                c.join(room).await;
+                mine.push(r);
+            }
+        }
+        // Everyone is in a room of their tenant for the settling events.
+        c.join("order:sync").await;
+        clients.push((tenant, mine, c));
+    }
+    for (t, tenant) in tenants.iter().enumerate() {
+        for node in &nodes {
+            let mut members: Vec<&mut Client> = clients
+                .iter_mut()
+                .filter(|(ct, _, _)| *ct == t)
+                .map(|(_, _, c)| c)
+                .collect();
+            settle(node, tenant, "order:sync", &mut members).await;
+        }
+    }
+    // Publishes from every node; each names its tenant, room and number.
+    let mut sent: Vec<(usize, usize)> = Vec::new();
+    for n in 0..90 {
+        let (t, r) = (
+            rng.random_range(0..tenants.len()),
+            rng.random_range(0..rooms.len()),
+        );
+        let node = &nodes[rng.random_range(0..nodes.len())];
+        node.publish(json!({
+            "tenant": tenants[t], "rooms": [rooms[r]], "event": "e",
+            "data": {"n": n, "tenant": tenants[t]}
+        }))
+        .await;
+        sent.push((t, r));
+    }
+    for (t, mine, c) in &mut clients {
+        let expected: Vec<u64> = (0..sent.len() as u64)
+            .filter(|&n| {
+                let (st, sr) = sent[n as usize];
+                st == *t && mine.contains(&sr)
+            })
+            .collect();
+        let mut got: Vec<u64> = Vec::new();
+        let mut last_offset: HashMap<String, u64> = HashMap::new();
+        while got.len() < expected.len() {
+            let event = c.recv_event().await;
+            assert_eq!(
+                event["data"]["tenant"], tenants[*t],
+                "another tenant's event: {event}"
+            );
+            let room = event["room"].as_str().unwrap().to_owned();
+            let offset = event["offset"].as_u64().unwrap();
+            if let Some(prev) = last_offset.insert(room.clone(), offset) {
+                assert!(offset > prev, "{room}: offset {offset} after {prev}");
+            }
+            got.push(event["data"]["n"].as_u64().unwrap());
+        }
+        c.expect_no_message(Duration::from_millis(200)).await;
+        // Per room, the order of publishing; across rooms, any interleaving.
+        let by_room = |list: &[u64]| -> BTreeMap<usize, Vec<u64>> {
+            let mut map: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+            for &n in list {
+                map.entry(sent[n as usize].1).or_default().push(n);
+            }
+            map
+        };
+        assert_eq!(by_room(&got), by_room(&expected));
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics_show_the_redis_broker() {
+    let Some(redis) = shared_redis() else { return };
+    let prefix = Prefix::new("health");
+    let a = Server::start(node_config(&redis, &prefix, "a")).await;
+    let (status, body) = a.http("GET", "/health", None, None).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["broker"]["kind"], "redis", "{health}");
+    assert_eq!(health["broker"]["state"], "up", "{health}");
+    assert_eq!(
+        a.metric("roomcast_broker_local_only_publishes_total").await,
+        0
+    );
+}
