@@ -13,8 +13,12 @@
 //!
 //! It depends on `roomcast-broker` alone.
 
+mod error;
 mod keys;
 mod options;
+mod registry;
 
+pub use error::RedisError;
 pub use keys::Keys;
 pub use options::{ClusterOptions, OptionsError};
+pub use registry::{NodeAnswer, NodeInfo, Registry, RequestHandler, TIMED_OUT};
