@@ -14,9 +14,13 @@
 //! It depends on `roomcast-broker` alone.
 
 mod broker;
+mod error;
 mod keys;
 mod options;
+mod registry;
 
 pub use broker::{ChannelListener, RedisBroker};
+pub use error::RedisError;
 pub use keys::Keys;
 pub use options::{ClusterOptions, OptionsError};
+pub use registry::{NodeAnswer, NodeInfo, Registry, RequestHandler, TIMED_OUT};

@@ -1,0 +1,24 @@
+//! Redis for tests: private servers and clusters started from the `redis-server` and
+//! `redis-cli` binaries on `PATH`, and the machine's shared Redis when it is there.
+//!
+//! - [`RedisServer`]: one server on a free port of 127.0.0.1, killed on drop, restartable on
+//!   the same port to test reconnection.
+//! - [`RedisCluster`]: a Redis Cluster of masters without replicas, stopped on drop.
+//! - [`shared_redis`], [`require_redis_binaries`]: what a test may use, with a clear line when
+//!   it is absent, and a failure under `CI=true`, where an absent service is a broken setup.
+//! - [`unique_prefix`]: key prefixes that never collide, so that tests can share one Redis
+//!   without flushing it.
+//!
+//! It uses the standard library alone: the checks speak RESP over a plain socket or run
+//! `redis-cli`, so that a Redis client under test is never also the one that checks it.
+
+mod cluster;
+mod env;
+mod process;
+mod resp;
+mod server;
+mod tempdir;
+
+pub use cluster::RedisCluster;
+pub use env::{require_redis_binaries, shared_redis, unique_prefix};
+pub use server::RedisServer;
