@@ -12,11 +12,19 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConnId(pub u64);
 
+/// The next connection id of this process.
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
 impl ConnId {
     /// The next id of this process.
     pub fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
         ConnId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Makes the ids of this process start at `first` (at least 1), when none was given yet:
+    /// nodes of a cluster start at random so their ids do not repeat across nodes.
+    pub fn start_at(first: u64) {
+        let _ = NEXT.compare_exchange(1, first.max(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod native;
 pub mod node;
 pub mod plan;
+pub mod presence;
 pub mod proto;
 pub mod serve;
 pub mod sio;

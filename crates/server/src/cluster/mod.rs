@@ -1,20 +1,40 @@
-//! Cluster mode (`[cluster]`): the node's [`RedisBroker`], joined at start.
+//! Cluster mode (`[cluster]`): the node's [`RedisBroker`], joined at start, and its entry in
+//! the node [`Registry`], through which the HTTP API asks every node about its connections.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use roomcast_broker::Broker;
-use roomcast_redis::{ClusterOptions, RedisBroker};
+use roomcast_broker::{BoxFuture, Broker, ConnId};
+use roomcast_engine::rooms::RoomIndex;
+use roomcast_redis::{ClusterOptions, NodeInfo, RedisBroker, Registry, RequestHandler};
+use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::config::{ClusterConfig, Config};
 use crate::node::Hub;
+use crate::presence::{self, Ask};
 
 /// This node's membership in a cluster.
 #[derive(Debug)]
 pub struct Cluster {
     node_id: String,
+    opts: ClusterOptions,
     broker: Arc<RedisBroker>,
+    registry: OnceLock<Arc<Registry>>,
+}
+
+/// Answers the other nodes' questions about this node's connections.
+#[derive(Debug)]
+struct Presence(Arc<RoomIndex>);
+
+impl RequestHandler for Presence {
+    fn handle(&self, body: Value) -> BoxFuture<'static, Value> {
+        let answer = match serde_json::from_value::<Ask>(body) {
+            Ok(ask) => presence::answer(&self.0, &ask),
+            Err(e) => json!({"error": format!("unknown request: {e}")}),
+        };
+        Box::pin(std::future::ready(answer))
+    }
 }
 
 /// The options of the Redis parts, from `[cluster]`; the node id generated when unset.
@@ -44,16 +64,73 @@ impl Cluster {
     ) -> anyhow::Result<Arc<Cluster>> {
         let opts = options(settings);
         let node_id = opts.node_id.clone();
-        let broker = RedisBroker::connect(opts, hub).await.with_context(|| {
-            format!("joining the cluster through {}", redacted(&settings.redis))
-        })?;
-        tracing::info!(node = %node_id, "joined the cluster");
-        Ok(Arc::new(Cluster { node_id, broker }))
+        // Session ids (connection ids in hex) must not repeat across the nodes: this node's
+        // start at random.
+        ConnId::start_at(rand::random::<u64>() >> 16);
+        let broker = RedisBroker::connect(opts.clone(), hub)
+            .await
+            .with_context(|| {
+                format!("joining the cluster through {}", redacted(&settings.redis))
+            })?;
+        Ok(Arc::new(Cluster {
+            node_id,
+            opts,
+            broker,
+            registry: OnceLock::new(),
+        }))
     }
 
-    /// Starts what needs the whole server: the node registry and the emitter bindings.
-    pub async fn serve(self: &Arc<Self>, _app: &Arc<App>) -> anyhow::Result<()> {
+    /// Starts what needs the whole server: the node's registry entry (its heartbeat, and the
+    /// answers to the other nodes' questions).
+    pub async fn serve(self: &Arc<Self>, app: &Arc<App>) -> anyhow::Result<()> {
+        let info = NodeInfo::new(
+            self.node_id.clone(),
+            app.config.listen.to_string(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        let registry = Registry::start(&self.opts, info, Arc::new(Presence(app.index.clone())))
+            .await
+            .context("joining the node registry")?;
+        let _ = self.registry.set(registry);
+        tracing::info!(node = %self.node_id, "joined the cluster");
         Ok(())
+    }
+
+    /// Asks every other live node `ask`: their answers, and one entry per node asked
+    /// (`{"node", "ok"}`, with `"error"` when it did not answer). This node comes first in
+    /// the list, always ok.
+    pub async fn ask_all(&self, ask: &Ask) -> (Vec<Value>, Vec<Value>) {
+        let mut nodes = vec![json!({"node": self.node_id, "ok": true})];
+        let Some(registry) = self.registry.get() else {
+            return (Vec::new(), nodes);
+        };
+        let body = match serde_json::to_value(ask) {
+            Ok(body) => body,
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    vec![json!({"ok": false, "error": e.to_string()})],
+                )
+            }
+        };
+        let mut answers = Vec::new();
+        match registry.ask_all(body).await {
+            Ok(list) => {
+                for a in list {
+                    match a.answer {
+                        Ok(answer) if answer.get("error").is_none() => {
+                            nodes.push(json!({"node": a.node, "ok": true}));
+                            answers.push(answer);
+                        }
+                        Ok(answer) => nodes
+                            .push(json!({"node": a.node, "ok": false, "error": answer["error"]})),
+                        Err(e) => nodes.push(json!({"node": a.node, "ok": false, "error": e})),
+                    }
+                }
+            }
+            Err(e) => nodes.push(json!({"node": null, "ok": false, "error": e.to_string()})),
+        }
+        (answers, nodes)
     }
 
     /// The broker, as the node publishes through it.
@@ -66,8 +143,14 @@ impl Cluster {
         &self.node_id
     }
 
-    /// Leaves the cluster (graceful shutdown): closes the connections to Redis.
+    /// Leaves the cluster (graceful shutdown): the registry entry goes at once, then the
+    /// connections to Redis close.
     pub async fn leave(&self) {
+        if let Some(registry) = self.registry.get() {
+            if let Err(e) = registry.leave().await {
+                tracing::warn!(error = %e, "leaving the node registry failed; the entry expires");
+            }
+        }
         self.broker.close().await;
     }
 }

@@ -55,14 +55,14 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
             publish::publish(&app.node, max_targets, call).await
         }
         (Method::GET, "/api/connections") => {
-            connections::list(&app.index, Call::read(&app, req).await?)
+            connections::list(&app, Call::read(&app, req).await?).await
         }
         (Method::POST, "/api/disconnect") => {
-            connections::disconnect(&app.index, Call::read(&app, req).await?)
+            connections::disconnect(&app, Call::read(&app, req).await?).await
         }
         (Method::GET, "/api/info") => ops::info(&app, Call::read(&app, req).await?),
         (Method::GET, p) if connections::user_status_id(p).is_some() => {
-            connections::user_status(&app.index, Call::read(&app, req).await?)
+            connections::user_status(&app, Call::read(&app, req).await?).await
         }
         (_, p) if connections::user_status_id(p).is_some() => Err(ApiError::MethodNotAllowed),
         (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")

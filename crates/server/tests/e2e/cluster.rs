@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::harness::{Client, Config, Server};
+use crate::harness::{Client, Config, Server, ACME_KEY, PLATFORM_KEY};
 
 /// The shared Redis (127.0.0.1:6379) when it answers; an absent Redis fails under `CI=true`
 /// and skips the test elsewhere, saying so.
@@ -257,5 +257,144 @@ async fn health_and_metrics_show_the_redis_broker() {
     assert_eq!(
         a.metric("roomcast_broker_local_only_publishes_total").await,
         0
+    );
+}
+
+/// `GET /api/connections` on `server` with the platform key.
+async fn connections(server: &Server) -> Value {
+    let (status, body) = server
+        .api("GET", "/api/connections", Some(PLATFORM_KEY), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn node_ids(answer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = answer["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["ok"] == true)
+        .map(|n| n["node"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn presence_and_disconnect_reach_every_node() {
+    let Some(redis) = shared_redis() else { return };
+    let prefix = Prefix::new("presence");
+    let a = Server::start(node_config(&redis, &prefix, "a")).await;
+    let b = Server::start(node_config(&redis, &prefix, "b")).await;
+    let mut on_a = a.connect_user("7", "acme").await;
+    let mut on_b = b.connect_user("7", "acme").await;
+    let _other = b.connect_user("8", "globex").await;
+
+    let all = connections(&a).await;
+    assert_eq!(node_ids(&all), ["a", "b"], "{all}");
+    assert_eq!(all["connections"], 3, "{all}");
+    assert_eq!(all["tenants"][0]["tenant"], "acme", "{all}");
+    assert_eq!(all["tenants"][0]["connections"], 2, "{all}");
+    assert_eq!(
+        all["tenants"][0]["users"], 1,
+        "one user on two nodes: {all}"
+    );
+
+    // A tenant key sees its own tenant only, on every node.
+    let (status, body) = b.api("GET", "/api/connections", Some(ACME_KEY), None).await;
+    assert_eq!(status, 200);
+    let acme = body;
+    assert_eq!(acme["connections"], 2, "{acme}");
+
+    let (_, body) = b
+        .api(
+            "GET",
+            "/api/users/7/status?tenant=acme",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    let status = body;
+    assert_eq!(status["online"], true, "{status}");
+    assert_eq!(status["connections"], 2, "{status}");
+    let sessions: Vec<String> = status["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert!(sessions.contains(&on_a.session()) && sessions.contains(&on_b.session()));
+
+    // One session on the other node, by its id.
+    let (status, body) = b
+        .api(
+            "POST",
+            "/api/disconnect",
+            Some(PLATFORM_KEY),
+            Some(&json!({"session": on_a.session(), "reason": "moved"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["disconnected"], 1);
+    let bye = on_a.expect_disconnect(4004).await;
+    assert_eq!(bye["reason"], "moved", "{bye}");
+
+    // The user's remaining connection, from the node it is not on.
+    let (_, body) = a
+        .api(
+            "POST",
+            "/api/disconnect",
+            Some(ACME_KEY),
+            Some(&json!({"user": "7"}).to_string()),
+        )
+        .await;
+    assert_eq!(body["disconnected"], 1, "{body}");
+    on_b.expect_disconnect(4004).await;
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_within_the_ttl_and_a_stopped_one_at_once() {
+    let Some(redis) = shared_redis() else { return };
+    let prefix = Prefix::new("registry");
+    // node_ttl_ms 1000: a killed node is gone from the registry within 1000 ms of its last
+    // heartbeat, so within 1200 ms of the kill.
+    let config = |node: &str| node_config(&redis, &prefix, node).set("cluster.timeout_ms", "500");
+    let a = Server::start(config("a")).await;
+    let mut b = Server::start(config("b")).await;
+    let c = Server::start(config("c")).await;
+    assert_eq!(node_ids(&connections(&a).await), ["a", "b", "c"]);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &c.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let since = std::time::Instant::now();
+    loop {
+        let answer = connections(&a).await;
+        let listed: Vec<&str> = answer["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["node"].as_str())
+            .collect();
+        if !listed.contains(&"c") {
+            break;
+        }
+        // Twice the TTL is the documented bound; far past it is a failure.
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the killed node is still listed: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    b.terminate();
+    b.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(
+        node_ids(&connections(&a).await),
+        ["a"],
+        "a stopped node leaves at once"
     );
 }

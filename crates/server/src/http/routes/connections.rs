@@ -1,44 +1,39 @@
 //! Who is connected, and ending connections: `GET /api/connections`,
 //! `GET /api/users/{id}/status` and `POST /api/disconnect`. A tenant key sees and ends only
-//! its own tenant's connections.
+//! its own tenant's connections. In a cluster every live node is asked and the answers are
+//! added up (`crate::presence`).
 
 use http::StatusCode;
-use roomcast_engine::rooms::{Closing, ConnId, RoomIndex};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::app::App;
 use crate::http::call::Call;
 use crate::http::error::ApiError;
+use crate::presence::{self, Ask, Ending};
 use crate::web::{json_response, query_param, Resp};
 
-/// Most user ids listed per tenant by `GET /api/connections`.
-const MAX_LISTED_USERS: usize = 1000;
+/// This node's answer to `ask` and, in a cluster, every other live node's, added up. In a
+/// cluster the answer lists the nodes asked (`"nodes"`), with the error of any that did not
+/// answer in time.
+async fn gather(app: &App, ask: &Ask) -> Value {
+    let local = presence::answer(&app.index, ask);
+    let Some(cluster) = app.cluster() else {
+        return presence::merge(ask, &[local]);
+    };
+    let (mut answers, nodes) = cluster.ask_all(ask).await;
+    answers.insert(0, local);
+    let mut merged = presence::merge(ask, &answers);
+    merged["nodes"] = Value::Array(nodes);
+    merged
+}
 
 /// `GET /api/connections`: connection and user counts per tenant, with the tenant's user ids.
-pub(crate) fn list(index: &RoomIndex, call: Call) -> Result<Resp, ApiError> {
+pub(crate) async fn list(app: &App, call: Call) -> Result<Resp, ApiError> {
     let named = query_param(&call.uri, "tenant");
     let tenant = call.tenant(named.as_deref())?;
-    let counts: Vec<_> = index
-        .tenant_counts()
-        .into_iter()
-        .filter(|c| tenant.as_ref().is_none_or(|t| *t == c.tenant))
-        .collect();
-    let total: usize = counts.iter().map(|c| c.connections).sum();
-    let tenants: Vec<_> = counts
-        .iter()
-        .map(|c| {
-            json!({
-                "tenant": c.tenant,
-                "connections": c.connections,
-                "users": c.users,
-                "user_ids": index.users(&c.tenant, MAX_LISTED_USERS),
-            })
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"connections": total, "tenants": tenants}),
-    ))
+    let answer = gather(app, &Ask::Connections { tenant }).await;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 /// The user id of a `/api/users/{id}/status` path, percent-decoded; `None` for other paths.
@@ -54,7 +49,7 @@ pub(crate) fn user_status_id(path: &str) -> Option<String> {
 }
 
 /// `GET /api/users/{id}/status`: whether the user is online, and its sessions.
-pub(crate) fn user_status(index: &RoomIndex, call: Call) -> Result<Resp, ApiError> {
+pub(crate) async fn user_status(app: &App, call: Call) -> Result<Resp, ApiError> {
     let Some(user) = user_status_id(call.uri.path()) else {
         return Err(ApiError::bad("bad user id"));
     };
@@ -64,22 +59,24 @@ pub(crate) fn user_status(index: &RoomIndex, call: Call) -> Result<Resp, ApiErro
             "tenant query parameter is required with a platform key",
         ));
     };
-    let sessions: Vec<String> = index
-        .user_connections(&tenant, &user)
-        .into_iter()
-        .filter_map(|id| index.live_connection(id))
-        .map(|live| live.control.session_id())
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "tenant": tenant,
-            "user": user,
-            "online": !sessions.is_empty(),
-            "connections": sessions.len(),
-            "sessions": sessions,
-        }),
-    ))
+    let ask = Ask::UserStatus {
+        tenant: tenant.clone(),
+        user: user.clone(),
+    };
+    let mut answer = gather(app, &ask).await;
+    let sessions = answer["sessions"].take();
+    let count = sessions.as_array().map_or(0, Vec::len);
+    let mut body = json!({
+        "tenant": tenant,
+        "user": user,
+        "online": count > 0,
+        "connections": count,
+        "sessions": sessions,
+    });
+    if let Some(nodes) = answer.get_mut("nodes") {
+        body["nodes"] = nodes.take();
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[derive(Deserialize)]
@@ -91,44 +88,40 @@ struct DisconnectBody {
     reason: Option<String>,
 }
 
-/// `POST /api/disconnect`: ends a user's connections or one session. Native clients get
-/// `disconnect` with code 4004 and the reason; Socket.IO sockets leave their namespace.
-pub(crate) fn disconnect(index: &RoomIndex, call: Call) -> Result<Resp, ApiError> {
+/// `POST /api/disconnect`: ends a user's connections or one session, on whichever node they
+/// are. Native clients get `disconnect` with code 4004 and the reason; Socket.IO sockets
+/// leave their namespace.
+pub(crate) async fn disconnect(app: &App, call: Call) -> Result<Resp, ApiError> {
     let body: DisconnectBody = call.json()?;
     let reason = body
         .reason
-        .as_deref()
-        .unwrap_or("disconnected by the server");
-    let targets: Vec<ConnId> = match (&body.user, &body.session) {
+        .unwrap_or_else(|| "disconnected by the server".to_owned());
+    let target = match (body.user, body.session) {
         (Some(user), None) => {
             let Some(tenant) = call.tenant(body.tenant.as_deref())? else {
                 return Err(ApiError::bad("tenant is required with a platform key"));
             };
-            index.user_connections(&tenant, user)
+            Ending::User { tenant, user }
         }
         (None, Some(session)) => {
-            let id = u64::from_str_radix(session, 16)
-                .map(ConnId)
-                .map_err(|_| ApiError::bad("unknown session"))?;
-            // Another tenant's session looks exactly like an unknown one to a tenant key.
-            match index.member(id) {
-                Some((_, tenant, _)) if call.tenant(Some(&tenant)).is_ok() => vec![id],
-                _ => vec![],
+            if u64::from_str_radix(&session, 16).is_err() {
+                return Err(ApiError::bad("unknown session"));
             }
+            Ending::Session(session)
         }
         _ => return Err(ApiError::bad("give exactly one of user or session")),
     };
-    // Each connection's own handle knows how its protocol says it (native: `disconnect`
-    // 4004 with the reason; Socket.IO: DISCONNECT, "io server disconnect").
-    let mut n = 0;
-    for live in targets
-        .into_iter()
-        .filter_map(|id| index.live_connection(id))
-    {
-        live.control.close(Closing::Disconnect(reason));
-        n += 1;
-    }
-    Ok(json_response(StatusCode::OK, &json!({"disconnected": n})))
+    let scope = call.tenant(None)?;
+    let answer = gather(
+        app,
+        &Ask::Disconnect {
+            scope,
+            target,
+            reason,
+        },
+    )
+    .await;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 #[cfg(test)]
