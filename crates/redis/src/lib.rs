@@ -13,6 +13,7 @@
 //!
 //! It depends on `roomcast-broker` alone.
 
+pub mod emitter;
 mod keys;
 mod options;
 
