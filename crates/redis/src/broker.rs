@@ -84,7 +84,8 @@ pub struct RedisBroker {
     /// Tenants this node has connections of; the subscription task follows it.
     wanted: Mutex<HashMap<Arc<str>, bool>>,
     changed: Arc<Notify>,
-    listeners: Mutex<Vec<(String, Arc<dyn ChannelListener>)>>,
+    /// Exact channel names (`false`) or prefixes of a pattern's channels (`true`).
+    listeners: Mutex<Vec<(String, bool, Arc<dyn ChannelListener>)>>,
     counters: Counters,
     epochs: AtomicU64,
     closed: AtomicBool,
@@ -191,8 +192,26 @@ impl RedisBroker {
         self.listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((channel.clone(), listener));
+            .push((channel.clone(), false, listener));
         tokio::time::timeout(self.opts.timeout, self.subscriber.subscribe(channel))
+            .await
+            .map_err(|_| unavailable("subscribing timed out"))?
+            .map_err(unavailable)
+    }
+
+    /// Subscribes to `pattern` (`PSUBSCRIBE`) and hands the messages of its channels that
+    /// start with `prefix` to `listener`.
+    pub async fn listen_pattern(
+        &self,
+        prefix: String,
+        pattern: String,
+        listener: Arc<dyn ChannelListener>,
+    ) -> Result<(), BrokerError> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((prefix, true, listener));
+        tokio::time::timeout(self.opts.timeout, self.subscriber.psubscribe(pattern))
             .await
             .map_err(|_| unavailable("subscribing timed out"))?
             .map_err(unavailable)
@@ -370,8 +389,14 @@ async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiv
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .find(|(c, _)| c == channel)
-            .map(|(_, l)| l.clone());
+            .find(|(c, prefix, _)| {
+                if *prefix {
+                    channel.starts_with(c.as_str())
+                } else {
+                    c == channel
+                }
+            })
+            .map(|(_, _, l)| l.clone());
         if let Some(listener) = listener {
             listener.message(channel, payload);
         }

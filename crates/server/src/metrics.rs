@@ -193,6 +193,28 @@ impl Metrics {
     }
 }
 
+/// The emitter bindings' counters (cluster mode): messages acted on, and dropped by reason.
+pub fn render_emitters(out: &mut String, handled: u64, dropped: &[(&str, u64)]) {
+    counter(
+        out,
+        "roomcast_emitter_handled_total",
+        "Socket.IO emitter messages acted on by this node.",
+        handled,
+    );
+    header(
+        out,
+        "roomcast_emitter_dropped_total",
+        "counter",
+        "Socket.IO emitter messages dropped: no_tenant, pickled, malformed, unsupported.",
+    );
+    for (reason, n) in dropped {
+        let _ = writeln!(
+            out,
+            "roomcast_emitter_dropped_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
 /// The broker's state: whether it reaches the other nodes, and what it could not carry.
 fn render_broker(out: &mut String, b: &BrokerStatus) {
     header(

@@ -76,6 +76,9 @@ impl Plan {
         // either way.
         let router = Router::from_config(&config.socketio, &config.rooms.auto_join)?;
         let verifier = Verifier::new(&config.auth)?;
+        if let Some(cluster) = &config.cluster {
+            check_cluster(cluster)?;
+        }
         let l = &config.limits;
         let limits = ConnLimits::new(
             l.max_connections,
@@ -114,6 +117,23 @@ impl Plan {
     pub fn config(&self) -> &Config {
         &self.parts.config
     }
+}
+
+/// What `[cluster]` holds that only the cluster's parts can check: the Redis URL and the
+/// emitters' tenant patterns.
+fn check_cluster(cluster: &crate::config::ClusterConfig) -> Result<(), ConfigError> {
+    crate::cluster::options(cluster)
+        .check()
+        .map_err(|e| ConfigError::invalid("cluster.redis", e.to_string()))?;
+    for (i, binding) in cluster.emitters.iter().enumerate() {
+        crate::cluster::emitter_rule(binding).map_err(|e| {
+            ConfigError::invalid(
+                &format!("cluster.emitters[{i}].tenant_from_room"),
+                e.to_string(),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The settings of every WebSocket connection's driver: frame limits, heartbeat, and the close

@@ -1,6 +1,8 @@
 //! Cluster mode (`[cluster]`): the node's [`RedisBroker`], joined at start, and its entry in
 //! the node [`Registry`], through which the HTTP API asks every node about its connections.
 
+mod emitters;
+
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
@@ -13,11 +15,14 @@ use crate::app::App;
 use crate::config::{ClusterConfig, Config};
 use crate::node::Hub;
 use crate::presence::{self, Ask};
+pub use emitters::{rule as emitter_rule, EmitterCounters};
 
 /// This node's membership in a cluster.
 #[derive(Debug)]
 pub struct Cluster {
     node_id: String,
+    /// What the emitter bindings did.
+    pub emitters: Arc<EmitterCounters>,
     opts: ClusterOptions,
     broker: Arc<RedisBroker>,
     registry: OnceLock<Arc<Registry>>,
@@ -74,6 +79,7 @@ impl Cluster {
             })?;
         Ok(Arc::new(Cluster {
             node_id,
+            emitters: Arc::default(),
             opts,
             broker,
             registry: OnceLock::new(),
@@ -92,6 +98,9 @@ impl Cluster {
             .await
             .context("joining the node registry")?;
         let _ = self.registry.set(registry);
+        emitters::bind(&self.broker, &app.config, app, &self.emitters)
+            .await
+            .context("subscribing to the emitters' channels")?;
         tracing::info!(node = %self.node_id, "joined the cluster");
         Ok(())
     }

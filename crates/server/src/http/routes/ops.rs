@@ -48,10 +48,20 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
     if !app.keys.metrics_allowed(auth) {
         return Err(ApiError::NoMetricsKey);
     }
-    let mut resp = Response::new(Full::new(Bytes::from(
-        app.metrics
-            .render(&app.index.tenant_counts(), &app.node.broker().status()),
-    )));
+    let mut text = app
+        .metrics
+        .render(&app.index.tenant_counts(), &app.node.broker().status());
+    if let Some(cluster) = app.cluster() {
+        crate::metrics::render_emitters(
+            &mut text,
+            cluster
+                .emitters
+                .handled
+                .load(std::sync::atomic::Ordering::Relaxed),
+            &cluster.emitters.dropped(),
+        );
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

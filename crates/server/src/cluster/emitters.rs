@@ -1,0 +1,290 @@
+//! The Socket.IO emitters a cluster takes messages from (`[[cluster.emitters]]`): Node's
+//! `@socket.io/redis-emitter` and python-socketio's Redis managers publish on channels of
+//! their own; every node reads them and acts on its own connections (an emitter's event is
+//! delivered by each node to its members, once, as the Socket.IO Redis adapter does).
+//!
+//! A message whose tenant cannot be read, or that cannot be decoded (a pickled message from a
+//! python-socketio before 5.14 included, never unpickled), is dropped with a log line and
+//! counted in `roomcast_emitter_dropped_total{reason}`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use roomcast_broker::{ConnId, Deliver, RoomKey};
+use roomcast_engine::rooms::Closing;
+use roomcast_redis::emitter::{
+    self, EmitterCommand, EmitterError, RoomPattern, Sockets, TenantRule,
+};
+use roomcast_redis::{ChannelListener, RedisBroker};
+
+use crate::app::App;
+use crate::config::{Config, EmitterBinding, EmitterKind};
+
+/// What the emitter bindings did, for metrics.
+#[derive(Debug, Default)]
+pub struct EmitterCounters {
+    /// Messages acted on (events delivered, joins, leaves, disconnects).
+    pub handled: AtomicU64,
+    /// Messages dropped, by reason.
+    dropped: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl EmitterCounters {
+    fn drop_for(&self, reason: &'static str) {
+        *self
+            .dropped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Dropped messages by reason, sorted.
+    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+        let mut list: Vec<_> = self
+            .dropped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(r, n)| (*r, *n))
+            .collect();
+        list.sort_unstable();
+        list
+    }
+}
+
+/// One binding's reader.
+#[derive(Debug)]
+struct Listener {
+    kind: EmitterKind,
+    key: String,
+    rule: TenantRule,
+    /// Alias -> namespace, so an emitter naming an alias reaches the namespace's rooms.
+    aliases: HashMap<String, String>,
+    app: Weak<App>,
+    counters: Arc<EmitterCounters>,
+}
+
+/// The tenant rule of a binding (its pattern checked when the plan is built).
+pub fn rule(binding: &EmitterBinding) -> Result<TenantRule, EmitterError> {
+    if binding.tenant_from_room.is_empty() {
+        Ok(TenantRule::Fixed(binding.tenant.as_str().into()))
+    } else {
+        RoomPattern::parse(&binding.tenant_from_room).map(TenantRule::FromRoom)
+    }
+}
+
+/// Subscribes to every binding's channels; their messages act on `app`'s connections.
+pub(super) async fn bind(
+    broker: &RedisBroker,
+    config: &Config,
+    app: &Arc<App>,
+    counters: &Arc<EmitterCounters>,
+) -> anyhow::Result<()> {
+    let mut aliases = HashMap::new();
+    let mut namespaces = vec!["/".to_owned()];
+    for ns in &config.socketio.namespaces {
+        namespaces.push(ns.name.clone());
+        for alias in &ns.aliases {
+            aliases.insert(alias.clone(), ns.name.clone());
+            namespaces.push(alias.clone());
+        }
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    for binding in config.cluster.iter().flat_map(|c| &c.emitters) {
+        let listener = Arc::new(Listener {
+            kind: binding.kind,
+            key: binding.channel().to_owned(),
+            rule: rule(binding)?,
+            aliases: aliases.clone(),
+            app: Arc::downgrade(app),
+            counters: counters.clone(),
+        });
+        match binding.kind {
+            EmitterKind::SocketIo => {
+                let [broadcasts, _] = emitter::node_patterns(&listener.key, None);
+                let prefix = format!("{}#", listener.key);
+                broker
+                    .listen_pattern(prefix, broadcasts, listener.clone())
+                    .await?;
+                // Requests are subscribed by name, one per namespace, so that the emitter's
+                // `serverCount` (PUBSUB NUMSUB) counts this node.
+                for ns in &namespaces {
+                    let channel = format!("{}-request#{ns}#", listener.key);
+                    broker.listen(channel, listener.clone()).await?;
+                }
+            }
+            EmitterKind::PythonSocketio => {
+                broker
+                    .listen(listener.key.clone(), listener.clone())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ChannelListener for Listener {
+    fn message(&self, channel: &str, payload: &[u8]) {
+        let decoded = match self.kind {
+            EmitterKind::SocketIo => emitter::decode_node(&self.key, channel, payload, &self.rule),
+            EmitterKind::PythonSocketio => emitter::decode_python(payload, &self.rule),
+        };
+        let command = match decoded {
+            Ok(command) => command,
+            Err(e) => {
+                let reason = match e {
+                    EmitterError::Pickled => "pickled",
+                    EmitterError::NoTenant => "no_tenant",
+                    EmitterError::Unsupported(_) => "unsupported",
+                    _ => "malformed",
+                };
+                self.counters.drop_for(reason);
+                tracing::warn!(%channel, error = %e, "emitter message dropped");
+                return;
+            }
+        };
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        if self.apply(&app, command) {
+            self.counters.handled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Listener {
+    fn ns(&self, ns: &str) -> Arc<str> {
+        self.aliases.get(ns).map_or(ns, String::as_str).into()
+    }
+
+    /// Acts on one command on this node's connections; false when it was not acted on.
+    fn apply(&self, app: &App, command: EmitterCommand) -> bool {
+        match command {
+            EmitterCommand::Publish {
+                mut publication, ..
+            } => {
+                publication.ns = self.ns(&publication.ns);
+                // Every node reads the emitter's channel: each delivers to its own members.
+                app.node.hub().deliver(&publication, &mut |_| None);
+                true
+            }
+            EmitterCommand::Join {
+                tenant,
+                ns,
+                sockets,
+                rooms,
+            } => {
+                let ns = self.ns(&ns);
+                for id in self.select(app, &tenant, &ns, &sockets) {
+                    for room in &rooms {
+                        let key = RoomKey {
+                            tenant: tenant.clone(),
+                            ns: ns.clone(),
+                            room: room.clone(),
+                        };
+                        let _ = app.index.join(id, &key);
+                    }
+                }
+                true
+            }
+            EmitterCommand::Leave {
+                tenant,
+                ns,
+                sockets,
+                rooms,
+            } => {
+                let ns = self.ns(&ns);
+                for id in self.select(app, &tenant, &ns, &sockets) {
+                    for room in &rooms {
+                        let key = RoomKey {
+                            tenant: tenant.clone(),
+                            ns: ns.clone(),
+                            room: room.clone(),
+                        };
+                        app.index.leave(id, &key);
+                    }
+                }
+                true
+            }
+            EmitterCommand::Disconnect {
+                tenant,
+                ns,
+                sockets,
+                ..
+            } => {
+                let ns = self.ns(&ns);
+                for id in self.select(app, &tenant, &ns, &sockets) {
+                    if let Some(live) = app.index.live_connection(id) {
+                        live.control
+                            .close(Closing::Disconnect("disconnected by the server"));
+                    }
+                }
+                true
+            }
+            EmitterCommand::Ignored(what) => {
+                tracing::debug!(what, "emitter message ignored");
+                false
+            }
+            _ => {
+                self.counters.drop_for("unsupported");
+                false
+            }
+        }
+    }
+
+    /// The connections of this node a command names: the members of its rooms but those of
+    /// its except rooms, or one session (a Roomcast session id; other ids name nobody here).
+    fn select(
+        &self,
+        app: &App,
+        tenant: &Arc<str>,
+        ns: &Arc<str>,
+        sockets: &Sockets,
+    ) -> Vec<ConnId> {
+        let collect = |rooms: &[Arc<str>]| {
+            let mut members = Vec::new();
+            for room in rooms {
+                let key = RoomKey {
+                    tenant: tenant.clone(),
+                    ns: ns.clone(),
+                    room: room.clone(),
+                };
+                app.index.collect_members_then(&key, &mut members, || ());
+            }
+            let mut ids: Vec<ConnId> = members.into_iter().map(|m| m.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        match sockets {
+            // No room named: every socket of the tenant in the namespace.
+            Sockets::InRooms { rooms, except } if rooms.is_empty() => {
+                let excluded = collect(except);
+                let mut members = Vec::new();
+                app.index.collect_tenant_in(tenant, ns, &mut members);
+                members
+                    .into_iter()
+                    .map(|m| m.id)
+                    .filter(|id| excluded.binary_search(id).is_err())
+                    .collect()
+            }
+            Sockets::InRooms { rooms, except } => {
+                let excluded = collect(except);
+                collect(rooms)
+                    .into_iter()
+                    .filter(|id| excluded.binary_search(id).is_err())
+                    .collect()
+            }
+            Sockets::Sid(sid) => u64::from_str_radix(sid, 16)
+                .ok()
+                .map(ConnId)
+                .filter(|id| app.index.member(*id).is_some_and(|(_, t, _)| t == **tenant))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
