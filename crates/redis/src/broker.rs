@@ -60,6 +60,10 @@ pub trait ChannelListener: Send + Sync + fmt::Debug {
     fn message(&self, channel: &str, payload: &[u8]);
 }
 
+/// A listener and what it listens to: a channel name, or (`true`) a prefix of a pattern's
+/// channels.
+type Listening = (String, bool, Arc<dyn ChannelListener>);
+
 /// Counters of one broker, for `/health` and metrics.
 #[derive(Debug, Default)]
 struct Counters {
@@ -85,7 +89,7 @@ pub struct RedisBroker {
     wanted: Mutex<HashMap<Arc<str>, bool>>,
     changed: Arc<Notify>,
     /// Exact channel names (`false`) or prefixes of a pattern's channels (`true`).
-    listeners: Mutex<Vec<(String, bool, Arc<dyn ChannelListener>)>>,
+    listeners: Mutex<Vec<Listening>>,
     counters: Counters,
     epochs: AtomicU64,
     closed: AtomicBool,
