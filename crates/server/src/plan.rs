@@ -128,7 +128,7 @@ fn check_cluster(cluster: &crate::config::ClusterConfig) -> Result<(), ConfigErr
     for (i, binding) in cluster.emitters.iter().enumerate() {
         crate::cluster::emitter_rule(binding).map_err(|e| {
             ConfigError::invalid(
-                &format!("cluster.emitters[{i}].tenant_from_room"),
+                format!("cluster.emitters[{i}].tenant_from_room"),
                 e.to_string(),
             )
         })?;
