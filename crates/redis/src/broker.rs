@@ -93,6 +93,8 @@ pub struct RedisBroker {
     counters: Counters,
     epochs: AtomicU64,
     closed: AtomicBool,
+    /// The task renewing the subscriptions after reconnections.
+    renewal: tokio::task::AbortHandle,
 }
 
 impl fmt::Debug for RedisBroker {
@@ -148,7 +150,7 @@ impl RedisBroker {
         for c in [&client as &dyn Connects, &subscriber] {
             c.start(opts.timeout).await?;
         }
-        let _resubscribe = subscriber.manage_subscriptions();
+        let renewal = crate::resubscribe::renew_after_reconnects(&subscriber).abort_handle();
         let keys = Keys::new(&opts.prefix);
         let broker = Arc::new(RedisBroker {
             keys,
@@ -162,6 +164,7 @@ impl RedisBroker {
             counters: Counters::default(),
             epochs: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            renewal,
             opts,
         });
         let rx = broker.subscriber.message_rx();
@@ -235,6 +238,7 @@ impl RedisBroker {
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.changed.notify_one();
+        self.renewal.abort();
         let _ = tokio::time::timeout(self.opts.timeout, self.subscriber.quit()).await;
         let _ = tokio::time::timeout(self.opts.timeout, self.client.quit()).await;
     }

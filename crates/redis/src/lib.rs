@@ -19,6 +19,7 @@ mod error;
 mod keys;
 mod options;
 mod registry;
+mod resubscribe;
 
 pub use broker::{ChannelListener, RedisBroker};
 pub use error::RedisError;

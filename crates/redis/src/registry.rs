@@ -125,7 +125,7 @@ impl Registry {
             .push(tokio::spawn(requests::listen(Arc::clone(&shared), messages)).abort_handle());
         registry
             .tasks
-            .push(shared.subscriber.manage_subscriptions().abort_handle());
+            .push(crate::resubscribe::renew_after_reconnects(&shared.subscriber).abort_handle());
         let () = shared.subscriber.subscribe(shared.channel.as_str()).await?;
         heartbeat::beat(&shared).await?;
         let beats = tokio::spawn(heartbeat::run(Arc::clone(&shared), opts.heartbeat));

@@ -3,8 +3,6 @@
 //! every node once, in one sequence per room, and never another tenant's connections.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -16,25 +14,7 @@ use crate::harness::{Client, Config, Server, ACME_KEY, PLATFORM_KEY};
 /// The shared Redis (127.0.0.1:6379) when it answers; an absent Redis fails under `CI=true`
 /// and skips the test elsewhere, saying so.
 pub(crate) fn shared_redis() -> Option<String> {
-    let answered =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], 6379).into(), Duration::from_secs(2))
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                s.write_all(b"PING\r\n")?;
-                let mut buf = [0u8; 7];
-                s.read_exact(&mut buf)?;
-                Ok(&buf == b"+PONG\r\n")
-            })
-            .unwrap_or(false);
-    if answered {
-        return Some("redis://127.0.0.1:6379/0".into());
-    }
-    let message = "the shared Redis at 127.0.0.1:6379 does not answer: cluster tests need it";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}");
-    }
-    eprintln!("SKIPPED: {message}");
-    None
+    roomcast_testkit::shared_redis()
 }
 
 /// A key prefix no other test uses; its keys are deleted when dropped.
@@ -42,10 +22,7 @@ pub(crate) struct Prefix(pub(crate) String);
 
 impl Prefix {
     pub(crate) fn new(test: &str) -> Prefix {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        Prefix(format!("rc-test-{test}-{}-{nanos:x}", std::process::id()))
+        Prefix(roomcast_testkit::unique_prefix(&format!("rc-test-{test}")))
     }
 }
 
@@ -397,4 +374,105 @@ async fn a_killed_node_leaves_within_the_ttl_and_a_stopped_one_at_once() {
         ["a"],
         "a stopped node leaves at once"
     );
+}
+
+/// `/health` of `server` once its broker's state is `state`, within 20 s.
+async fn health_when(server: &Server, state: &str) -> Value {
+    for _ in 0..200 {
+        let (_, body) = server.api("GET", "/health", None, None).await;
+        if body["broker"]["state"] == state {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the broker never became {state}");
+}
+
+#[tokio::test]
+async fn a_redis_restart_degrades_the_nodes_then_they_recover() {
+    if !roomcast_testkit::require_redis_binaries() {
+        return;
+    }
+    let mut redis = roomcast_testkit::RedisServer::start().unwrap();
+    let prefix = Prefix::new("restart");
+    let a = Server::start(node_config(&redis.url(), &prefix, "a").set("cluster.timeout_ms", "500"))
+        .await;
+    let b = Server::start(node_config(&redis.url(), &prefix, "b").set("cluster.timeout_ms", "500"))
+        .await;
+    let mut on_a = a.connect_user("1", "acme").await;
+    let mut on_b = b.connect_user("2", "acme").await;
+    on_a.join("order:1").await;
+    on_b.join("order:1").await;
+    settle(&a, "acme", "order:1", &mut [&mut on_a, &mut on_b]).await;
+
+    redis.stop().unwrap();
+    let health = health_when(&a, "degraded").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    // Redis is gone: a's own members still get a's publishes, counted as local only.
+    let answer = a
+        .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "alone", "data": 1}))
+        .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let event = on_a.recv_event().await;
+    assert_eq!(event["event"], "alone", "{event}");
+    on_b.expect_no_message(Duration::from_millis(300)).await;
+    assert!(a.metric("roomcast_broker_local_only_publishes_total").await >= 1);
+
+    redis.restart().unwrap();
+    health_when(&a, "up").await;
+    health_when(&b, "up").await;
+    // Resubscribed: publishes cross the nodes again.
+    settle(&b, "acme", "order:1", &mut [&mut on_a, &mut on_b]).await;
+    b.publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "again", "data": 2}))
+        .await;
+    for c in [&mut on_a, &mut on_b] {
+        let event = c.recv_event().await;
+        assert_eq!(event["event"], "again", "{event}");
+    }
+}
+
+#[tokio::test]
+async fn a_redis_cluster_carries_every_tenant_between_the_nodes() {
+    if !roomcast_testkit::require_redis_binaries() {
+        return;
+    }
+    let redis = roomcast_testkit::RedisCluster::start(3).unwrap();
+    let prefix = Prefix::new("redis-cluster");
+    let a = Server::start(node_config(&redis.url(), &prefix, "a")).await;
+    let b = Server::start(node_config(&redis.url(), &prefix, "b")).await;
+    // Tenants whose channels and counters hash to different shards.
+    let tenants = ["acme", "globex", "initech", "umbrella", "hooli"];
+    let mut clients = Vec::new();
+    for tenant in tenants {
+        let mut on_a = a.connect_user("1", tenant).await;
+        let mut on_b = b.connect_user("2", tenant).await;
+        on_a.join("order:1").await;
+        on_b.join("order:1").await;
+        settle(&a, tenant, "order:1", &mut [&mut on_a, &mut on_b]).await;
+        clients.push((tenant, on_a, on_b));
+    }
+    for (n, tenant) in tenants.iter().enumerate() {
+        let via = if n % 2 == 0 { &a } else { &b };
+        for i in 0..3 {
+            via.publish(json!({"tenant": tenant, "rooms": ["order:1"], "event": "e", "data": {"t": tenant, "i": i}}))
+                .await;
+        }
+    }
+    for (tenant, on_a, on_b) in &mut clients {
+        let mut offsets = Vec::new();
+        for c in [on_a, on_b] {
+            let mut seen = Vec::new();
+            for i in 0..3 {
+                let event = c.recv_event().await;
+                assert_eq!(event["data"], json!({"t": tenant, "i": i}), "{event}");
+                seen.push(event["offset"].as_u64().unwrap());
+            }
+            c.expect_no_message(Duration::from_millis(200)).await;
+            offsets.push(seen);
+        }
+        assert_eq!(offsets[0], offsets[1], "{tenant}: one sequence");
+    }
+    let all = connections(&a).await;
+    assert_eq!(node_ids(&all), ["a", "b"], "{all}");
+    assert_eq!(all["connections"], 10, "{all}");
 }
