@@ -11,6 +11,8 @@ use roomcast_server::{auth, config, Config, Plan, PlanError, Server};
 struct DevSecrets {
     secret: String,
     api_key: String,
+    /// The secret came from the configuration, not from `--dev`.
+    configured: bool,
 }
 
 /// A real-time gateway: authenticated WebSocket and Socket.IO fan-out for multi-tenant apps.
@@ -20,7 +22,8 @@ struct Cli {
     /// TOML configuration file; `ROOMCAST_*` environment variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Development mode: a random JWT secret and API key, and a ready token printed at start.
+    /// Development mode: a random JWT secret and API key (unless configured), and a ready token
+    /// printed at start.
     #[arg(long)]
     dev: bool,
 }
@@ -31,9 +34,18 @@ fn main() -> ExitCode {
         .map_err(PlanError::from)
         .and_then(|config| {
             let (config, dev) = if cli.dev {
+                let configured = !config.auth.secret.is_empty();
                 let (config, secret) = config.into_dev();
+                let configured = configured && config.auth.secret == secret;
                 let api_key = config.api.keys.first().cloned().unwrap_or_default();
-                (config, Some(DevSecrets { secret, api_key }))
+                (
+                    config,
+                    Some(DevSecrets {
+                        secret,
+                        api_key,
+                        configured,
+                    }),
+                )
             } else {
                 (config, None)
             };
@@ -94,14 +106,19 @@ fn print_dev_help(addr: &str, dev: &DevSecrets) {
         &serde_json::json!({"sub": "7", "tenant_id": "acme", "exp": exp}),
     );
     println!(
-        "\ndevelopment mode: secrets are random and last until exit\n\
+        "\ndevelopment mode: {origin}\n\
          \n  token (user 7, tenant acme, 24 h):\n    {token}\n\
          \n  connect (or point any WebSocket client at ws://{addr}/ws?token=<token>):\n    \
          cargo run -p roomcast-examples --bin native-client -- ws://{addr}/ws {token}\n\
          \n  publish:\n    curl -s -X POST http://{addr}/api/publish \\\n      \
          -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n      \
          -d '{{\"tenant\":\"acme\",\"rooms\":[\"tenant:acme\"],\"event\":\"hello\",\"data\":{{\"msg\":\"hi\"}}}}'\n",
-        key = dev.api_key
+        key = dev.api_key,
+        origin = if dev.configured {
+            "the configured JWT secret"
+        } else {
+            "secrets are random and last until exit"
+        }
     );
 }
 

@@ -164,9 +164,23 @@ impl Listener {
     fn apply(&self, app: &App, command: EmitterCommand) -> bool {
         match command {
             EmitterCommand::Publish {
-                mut publication, ..
+                mut publication,
+                skip_sids,
             } => {
                 publication.ns = self.ns(&publication.ns);
+                // The session to leave out (python-socketio's `skip_sid`), when it is here.
+                if let (Some(tenant), [sid]) = (publication.target.tenant(), skip_sids.as_slice()) {
+                    let sockets = Sockets::Sid(sid.clone());
+                    publication.exclude = self
+                        .select(app, &tenant.into(), &publication.ns, &sockets)
+                        .first()
+                        .copied();
+                } else if skip_sids.len() > 1 {
+                    tracing::debug!(
+                        n = skip_sids.len(),
+                        "emitter skip_sid lists: only one sid is left out"
+                    );
+                }
                 // Every node reads the emitter's channel: each delivers to its own members.
                 app.node.hub().deliver(&publication, &mut |_| None);
                 true
@@ -278,9 +292,12 @@ impl Listener {
                     .filter(|id| excluded.binary_search(id).is_err())
                     .collect()
             }
-            Sockets::Sid(sid) => u64::from_str_radix(sid, 16)
-                .ok()
-                .map(ConnId)
+            // A Socket.IO socket's id (what the emitter's own server would know), else a
+            // session id as the HTTP API gives them.
+            Sockets::Sid(sid) => app
+                .socketio()
+                .and_then(|sio| sio.socket_by_sid(sid, ns))
+                .or_else(|| u64::from_str_radix(sid, 16).ok().map(ConnId))
                 .filter(|id| app.index.member(*id).is_some_and(|(_, t, _)| t == **tenant))
                 .into_iter()
                 .collect(),

@@ -12,7 +12,7 @@ use roomcast_redis::{ClusterOptions, NodeInfo, RedisBroker, Registry, RequestHan
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::config::{ClusterConfig, Config};
+use crate::config::{redacted_url, ClusterConfig, Config};
 use crate::node::Hub;
 use crate::presence::{self, Ask};
 pub use emitters::{rule as emitter_rule, EmitterCounters};
@@ -75,7 +75,10 @@ impl Cluster {
         let broker = RedisBroker::connect(opts.clone(), hub)
             .await
             .with_context(|| {
-                format!("joining the cluster through {}", redacted(&settings.redis))
+                format!(
+                    "joining the cluster through {}",
+                    redacted_url(&settings.redis)
+                )
             })?;
         Ok(Arc::new(Cluster {
             node_id,
@@ -164,25 +167,9 @@ impl Cluster {
     }
 }
 
-/// A Redis URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redacted("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
-    }
 
     #[test]
     fn a_node_id_is_generated_when_unset() {

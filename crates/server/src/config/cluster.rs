@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// `[cluster]`: the Redis a node joins its cluster through, and the Socket.IO emitters whose
 /// messages it takes. Present (even empty) means cluster mode.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// The Redis URL: `redis://[[user:]password@]host[:port][/db]`, `rediss://` for TLS,
@@ -46,6 +46,32 @@ impl Default for ClusterConfig {
             timeout_ms: 2_000,
             emitters: Vec::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    /// The Redis URL's password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis", &redacted_url(&self.redis))
+            .field("node_id", &self.node_id)
+            .field("prefix", &self.prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("node_ttl_ms", &self.node_ttl_ms)
+            .field("stream_ttl_ms", &self.stream_ttl_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("emitters", &self.emitters)
+            .finish()
+    }
+}
+
+/// A Redis URL without its credentials (`redis://***@host:port/db`), for logs and messages.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -118,5 +144,22 @@ impl EmitterBinding {
             ("", EmitterKind::PythonSocketio) => "socketio",
             (channel, _) => channel,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_password_stays_out_of_debug_output() {
+        let c = ClusterConfig {
+            redis: "rediss://user:pa55word@redis.example:6380/1".into(),
+            ..ClusterConfig::default()
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("pa55word"), "{text}");
+        assert!(text.contains("rediss://***@redis.example:6380/1"), "{text}");
+        assert_eq!(redacted_url("redis://h:1/0"), "redis://h:1/0");
     }
 }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
-pub use cluster::{ClusterConfig, EmitterBinding, EmitterKind};
+pub use cluster::{redacted_url, ClusterConfig, EmitterBinding, EmitterKind};
 pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;
@@ -104,10 +104,16 @@ impl Config {
     }
 
     /// Turns this configuration into a development one: HS256 with a fresh random secret (any
-    /// public key file is dropped), and a random platform API key appended to `api.keys` when
-    /// it has none. Returns the config and the secret.
+    /// public key file is dropped) unless an HS256 secret is configured already (so that the
+    /// nodes of a development cluster accept one another's tokens), and a random platform API
+    /// key appended to `api.keys` when it has none. Returns the config and the secret.
     pub fn into_dev(mut self) -> (Config, String) {
-        let secret = random_token();
+        let configured = self.auth.algorithm == JwtAlgorithm::HS256 && !self.auth.secret.is_empty();
+        let secret = if configured {
+            self.auth.secret.clone()
+        } else {
+            random_token()
+        };
         self.auth.algorithm = JwtAlgorithm::HS256;
         self.auth.secret = secret.clone();
         self.auth.public_key_file.clear();
@@ -130,6 +136,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn dev_mode_keeps_a_configured_secret_and_key() {
+        let (_, random) = Config::dev();
+        let mut c = Config::default();
+        c.auth.secret = "shared-by-the-nodes".into();
+        c.api.keys = vec!["k".into()];
+        let (dev, secret) = c.into_dev();
+        assert_eq!(secret, "shared-by-the-nodes");
+        assert_eq!(dev.api.keys, ["k"]);
+        assert_ne!(random, secret);
+    }
 
     #[test]
     fn defaults_match_the_documented_values() {

@@ -336,7 +336,7 @@ async fn a_killed_node_leaves_within_the_ttl_and_a_stopped_one_at_once() {
     let prefix = Prefix::new("registry");
     // node_ttl_ms 1000: a killed node is gone from the registry within 1000 ms of its last
     // heartbeat, so within 1200 ms of the kill.
-    let config = |node: &str| node_config(&redis, &prefix, node).set("cluster.timeout_ms", "500");
+    let config = |node: &str| node_config(&redis, &prefix, node).set("cluster.timeout_ms", "1000");
     let a = Server::start(config("a")).await;
     let mut b = Server::start(config("b")).await;
     let c = Server::start(config("c")).await;

@@ -128,6 +128,19 @@ impl std::fmt::Debug for SocketIo {
 }
 
 impl SocketIo {
+    /// The room-index id of the connected socket whose Socket.IO id (the `sid` its client
+    /// sees) is `sid`, in namespace `ns` or one of its aliases (a scan of the sockets: for
+    /// occasional commands, not for delivery).
+    pub fn socket_by_sid(&self, sid: &str, ns: &str) -> Option<ConnId> {
+        let sockets = self.shared.sockets();
+        sockets
+            .iter()
+            .find(|s| s.id() == sid && (s.ns() == ns || s.room_ns() == ns))
+            .map(SocketRef::conn_id)
+    }
+}
+
+impl SocketIo {
     /// An endpoint whose sockets join rooms of `index` (shared with the native protocol, so
     /// that one publish reaches both). `tick` is the heartbeat clock of long-polling sessions
     /// (its period bounds the precision of their heartbeat, connect timeout and ack
