@@ -6,6 +6,7 @@
 #
 # Needs Rust, Node 20+ with npm, and Python 3.11+ with venv and pip; installs the rest: the
 # npm packages from package-lock.json, the Python packages into a virtualenv under target/.
+# The emitter tests need the Redis at 127.0.0.1:6379 (skipped without it, failed under CI=true).
 #
 # Environment: ROOMCAST_BIN (default target/debug/roomcast, built here unless set),
 # SIO_FIXTURE_BIN (default target/debug/sio-fixture), PYTHON (default python3),

@@ -112,16 +112,30 @@ async function startProcess({ name, bin, args, ready, dir, env = {} }) {
   };
 }
 
+/** The suite's configuration, ../roomcast.test.toml, with its @SECRET@ and @API_KEY@
+ * placeholders: a test that needs more appends its own sections and passes the text to
+ * [`startRoomcast`] as `configText`. */
+export function suiteConfig() {
+  return readFileSync(path.join(SUITE_DIR, 'roomcast.test.toml'), 'utf8');
+}
+
 /**
  * Starts `roomcast` (ROOMCAST_BIN, default target/debug/roomcast) with the suite's
- * configuration, a fresh secret and API key, and `env` on top (`ROOMCAST_SECTION__KEY`
- * settings). Returns the server handle: `url`, `secret`, `apiKey`, `token(claims)`,
- * `publish(body)`, `api(method, path, body)`, `log()`, `stop()` (resolving to the exit).
+ * configuration (or `configText`, with the same placeholders), a fresh secret and API key
+ * (or `secret` and `apiKey`, which the nodes of a cluster share), and `env` on top
+ * (`ROOMCAST_SECTION__KEY` settings); `name` names its log. Returns the server handle: `url`,
+ * `secret`, `apiKey`, `token(claims)`, `publish(body)`, `api(method, path, body)`, `log()`,
+ * `stop()` (resolving to the exit).
  */
-export async function startRoomcast({ configFile, env: extraEnv = {} } = {}) {
+export async function startRoomcast({
+  configFile,
+  configText,
+  secret = randomBytes(32).toString('hex'),
+  apiKey = `test-${randomBytes(16).toString('hex')}`,
+  name = 'roomcast',
+  env: extraEnv = {},
+} = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'roomcast-sio-js-'));
-  const secret = randomBytes(32).toString('hex');
-  const apiKey = `test-${randomBytes(16).toString('hex')}`;
   let configPath;
   let env = {};
   if (configFile) {
@@ -134,7 +148,7 @@ export async function startRoomcast({ configFile, env: extraEnv = {} } = {}) {
       ROOMCAST_API_KEY: apiKey,
     };
   } else {
-    const template = readFileSync(path.join(SUITE_DIR, 'roomcast.test.toml'), 'utf8');
+    const template = configText ?? suiteConfig();
     configPath = path.join(dir, 'roomcast.toml');
     writeFileSync(
       configPath,
@@ -142,7 +156,7 @@ export async function startRoomcast({ configFile, env: extraEnv = {} } = {}) {
     );
   }
   const proc = await startProcess({
-    name: 'roomcast',
+    name,
     bin: binaryPath('ROOMCAST_BIN', 'target/debug/roomcast'),
     args: ['--config', configPath],
     ready: /roomcast listening on (\S+)/,

@@ -1,6 +1,7 @@
 """The harness of the Python suite: one `roomcast` for the session, started from the real
 binary (ROOMCAST_BIN, default target/debug/roomcast, relative to the repository root) on
-127.0.0.1:0 with ../roomcast.test.toml, plus tokens and HTTP API calls.
+127.0.0.1:0 with ../roomcast.test.toml, plus tokens and HTTP API calls; `start_roomcast`
+starts more, with a configuration of their own.
 
 Deadlines below only turn a missing answer into a failure instead of a hang; no test
 asserts how long anything took.
@@ -8,6 +9,7 @@ asserts how long anything took.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,18 +75,33 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
 
 
-@pytest.fixture(scope="session")
-def server():
+def suite_config() -> str:
+    """The suite's configuration, ../roomcast.test.toml, with its @SECRET@ and @API_KEY@
+    placeholders: a test that needs more appends its own sections and passes the text to
+    `start_roomcast`."""
+    return (SUITE_DIR / "roomcast.test.toml").read_text()
+
+
+@contextlib.contextmanager
+def start_roomcast(
+    config_text: str | None = None,
+    secret: str | None = None,
+    api_key: str | None = None,
+    name: str = "roomcast",
+):
+    """Runs `roomcast` with `config_text` (default: the suite's configuration) and a fresh
+    secret and API key (or `secret` and `api_key`, which the nodes of a cluster share);
+    yields its `Server`, and stops it on the way out. `name` names its log."""
     binary = (REPO_ROOT / os.environ.get("ROOMCAST_BIN", "target/debug/roomcast")).resolve()
     if not binary.exists():
         pytest.fail(f"{binary} does not exist: build it first (see .ci/socketio-clients.sh)")
     tmp = Path(tempfile.mkdtemp(prefix="roomcast-sio-py-"))
-    secret = secrets.token_hex(32)
-    api_key = f"test-{secrets.token_hex(16)}"
-    template = (SUITE_DIR / "roomcast.test.toml").read_text()
+    secret = secret or secrets.token_hex(32)
+    api_key = api_key or f"test-{secrets.token_hex(16)}"
+    template = suite_config() if config_text is None else config_text
     config = tmp / "roomcast.toml"
     config.write_text(template.replace("@SECRET@", secret).replace("@API_KEY@", api_key))
-    log_path = tmp / "roomcast.log"
+    log_path = tmp / f"{name}.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
         [str(binary), "--config", str(config)],
@@ -113,7 +130,7 @@ def server():
         proc.kill()
         proc.wait()
         log.close()
-        pytest.fail(f"roomcast did not start (exit {proc.returncode}):\n{log_path.read_text()}")
+        pytest.fail(f"{name} did not start (exit {proc.returncode}):\n{log_path.read_text()}")
     try:
         yield Server(addr=found[0], secret=secret, api_key=api_key, log_path=log_path)
     finally:
@@ -127,7 +144,13 @@ def server():
                 proc.wait()
         log.close()
         if unexpected:
-            print(f"roomcast exited during the tests (code {proc.returncode}); its log:", file=sys.stderr)
+            print(f"{name} exited during the tests (code {proc.returncode}); its log:", file=sys.stderr)
             print(log_path.read_text(), file=sys.stderr)
         if not os.environ.get("SIO_TESTS_KEEP_TMP"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    with start_roomcast() as server:
+        yield server
