@@ -395,10 +395,8 @@ async fn a_redis_restart_degrades_the_nodes_then_they_recover() {
     }
     let mut redis = roomcast_testkit::RedisServer::start().unwrap();
     let prefix = Prefix::new("restart");
-    let a = Server::start(node_config(&redis.url(), &prefix, "a").set("cluster.timeout_ms", "500"))
-        .await;
-    let b = Server::start(node_config(&redis.url(), &prefix, "b").set("cluster.timeout_ms", "500"))
-        .await;
+    let a = Server::start(node_config(&redis.url(), &prefix, "a")).await;
+    let b = Server::start(node_config(&redis.url(), &prefix, "b")).await;
     let mut on_a = a.connect_user("1", "acme").await;
     let mut on_b = b.connect_user("2", "acme").await;
     on_a.join("order:1").await;
