@@ -29,7 +29,7 @@ use sha1::{Digest, Sha1};
 use tokio::sync::{broadcast, Notify};
 
 use crate::keys::Keys;
-use crate::options::ClusterOptions;
+use crate::options::{ChannelMode, ClusterOptions};
 
 /// Gives each targeted room its next offset (and an epoch when its counter is new), then
 /// publishes `<positions>\n<publication>` on the tenant's shard channel. `KEYS`: the rooms'
@@ -85,8 +85,9 @@ pub struct RedisBroker {
     subscriber: SubscriberClient,
     script_sha: String,
     sink: Arc<dyn Deliver>,
-    /// Tenants this node has connections of; the subscription task follows it.
-    wanted: Mutex<HashMap<Arc<str>, bool>>,
+    /// The shard channels this node needs (its tenants', and in room mode its rooms'); the
+    /// subscription task follows it.
+    wanted: Mutex<HashMap<String, bool>>,
     changed: Arc<Notify>,
     /// Exact channel names (`false`) or prefixes of a pattern's channels (`true`).
     listeners: Mutex<Vec<Listening>>,
@@ -251,61 +252,114 @@ impl RedisBroker {
         format!("{}-{millis:x}-{n:x}", self.opts.node_id)
     }
 
-    fn want(&self, tenant: &str, on: bool) {
+    fn want(&self, channel: String, on: bool) {
         self.wanted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(tenant.into(), on);
+            .insert(channel, on);
         self.changed.notify_one();
     }
 
-    /// Publishes through Redis; `Err` when Redis could not take it.
+    /// Publishes through Redis; `Err` when Redis could not take it. With channels per tenant
+    /// a publication is one message; with channels per room, one per room (each on its room's
+    /// channel, with its own offset) and one for its users.
     async fn publish_remote(&self, p: &Publication) -> Result<(), BrokerError> {
-        let body = serde_json::to_string(p).map_err(unavailable)?;
-        let (channel, keys) = match &p.target {
-            Target::Platform => (self.keys.platform_channel(), Vec::new()),
-            Target::TenantWide { tenant } => (self.keys.tenant_channel(tenant), Vec::new()),
-            Target::Tenant { tenant, rooms, .. } => {
-                let keys = if p.volatile {
-                    Vec::new()
-                } else {
-                    (0..rooms.len())
-                        .filter_map(|i| p.room_key(i))
-                        .map(|k| self.keys.offset_key(&k))
-                        .collect()
-                };
-                (self.keys.tenant_channel(tenant), keys)
-            }
-        };
         let work = async {
-            if keys.is_empty() {
-                let message = format!("\n{body}");
-                return self
-                    .client
-                    .spublish::<i64, _, _>(channel, message)
-                    .await
-                    .map(drop);
-            }
-            let ttl = self.opts.stream_ttl.as_millis().to_string();
-            let args = vec![channel, ttl, self.next_epoch(), body];
-            let sha = self.script_sha.clone();
-            match self
-                .client
-                .evalsha::<i64, _, _, _>(sha, keys.clone(), args.clone())
-                .await
-            {
-                Err(e) if e.details().starts_with("NOSCRIPT") => self
-                    .client
-                    .eval::<i64, _, _, _>(PUBLISH_SCRIPT, keys, args)
-                    .await
-                    .map(drop),
-                other => other.map(drop),
+            match (&p.target, self.opts.channels) {
+                (Target::Platform, _) => {
+                    self.send(self.keys.platform_channel(), Vec::new(), p).await
+                }
+                (Target::TenantWide { tenant }, _) => {
+                    self.send(self.keys.tenant_channel(tenant), Vec::new(), p)
+                        .await
+                }
+                (Target::Tenant { tenant, rooms, .. }, ChannelMode::Tenant) => {
+                    let keys = if p.volatile {
+                        Vec::new()
+                    } else {
+                        (0..rooms.len())
+                            .filter_map(|i| p.room_key(i))
+                            .map(|k| self.keys.offset_key(&k))
+                            .collect()
+                    };
+                    self.send(self.keys.tenant_channel(tenant), keys, p).await
+                }
+                (
+                    Target::Tenant {
+                        tenant,
+                        rooms,
+                        users,
+                    },
+                    ChannelMode::Room,
+                ) => {
+                    for i in 0..rooms.len() {
+                        let Some(key) = p.room_key(i) else { continue };
+                        let mut one = p.clone();
+                        one.target = Target::Tenant {
+                            tenant: tenant.clone(),
+                            rooms: vec![key.room.clone()],
+                            users: Vec::new(),
+                        };
+                        let keys = if p.volatile {
+                            Vec::new()
+                        } else {
+                            vec![self.keys.room_offset_key(&key)]
+                        };
+                        self.send(self.keys.room_channel(&key), keys, &one).await?;
+                    }
+                    if !users.is_empty() {
+                        let mut to_users = p.clone();
+                        to_users.target = Target::Tenant {
+                            tenant: tenant.clone(),
+                            rooms: Vec::new(),
+                            users: users.clone(),
+                        };
+                        self.send(self.keys.tenant_channel(tenant), Vec::new(), &to_users)
+                            .await?;
+                    }
+                    Ok(())
+                }
             }
         };
         tokio::time::timeout(self.opts.timeout, work)
             .await
             .map_err(|_| unavailable("publish timed out"))?
             .map_err(unavailable)
+    }
+
+    /// One message on `channel`: through the script when `keys` (offset counters) are given,
+    /// else as it is.
+    async fn send(
+        &self,
+        channel: String,
+        keys: Vec<String>,
+        p: &Publication,
+    ) -> Result<(), fred::error::Error> {
+        let body = serde_json::to_string(p)
+            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))?;
+        if keys.is_empty() {
+            let message = format!("\n{body}");
+            return self
+                .client
+                .spublish::<i64, _, _>(channel, message)
+                .await
+                .map(drop);
+        }
+        let ttl = self.opts.stream_ttl.as_millis().to_string();
+        let args = vec![channel, ttl, self.next_epoch(), body];
+        let sha = self.script_sha.clone();
+        match self
+            .client
+            .evalsha::<i64, _, _, _>(sha, keys.clone(), args.clone())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => self
+                .client
+                .eval::<i64, _, _, _>(PUBLISH_SCRIPT, keys, args)
+                .await
+                .map(drop),
+            other => other.map(drop),
+        }
     }
 
     /// Delivers one message of a broker channel.
@@ -388,7 +442,7 @@ async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiv
         };
         let channel: &str = &message.channel;
         let payload = message.value.as_bytes().unwrap_or_default();
-        if channel == broker.keys.platform_channel() || broker.keys.is_tenant_channel(channel) {
+        if channel == broker.keys.platform_channel() || broker.keys.is_broker_channel(channel) {
             broker.deliver_message(payload);
             continue;
         }
@@ -411,45 +465,45 @@ async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiv
     }
 }
 
-/// Keeps the tenant channel subscriptions in line with the tenants this node serves; a
-/// failed change is retried after a pause (the subscriber resubscribes what it tracks after a
-/// reconnection by itself).
+/// Keeps the shard channel subscriptions in line with what this node serves; a failed
+/// change is retried after a pause (subscriptions are renewed after a reconnection apart).
 async fn follow_subscriptions(broker: std::sync::Weak<RedisBroker>) {
-    let mut subscribed: HashMap<Arc<str>, ()> = HashMap::new();
+    let mut subscribed: HashMap<String, ()> = HashMap::new();
     loop {
         let Some(b) = broker.upgrade() else { return };
         if b.closed.load(Ordering::Relaxed) {
             return;
         }
-        let changes: Vec<(Arc<str>, bool)> = b
-            .wanted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(t, on)| **on != subscribed.contains_key(*t))
-            .map(|(t, on)| (t.clone(), *on))
-            .collect();
+        let changes: Vec<(String, bool)> = {
+            let mut wanted = b.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+            // Channels let go of before they were ever subscribed need nothing more.
+            wanted.retain(|c, on| *on || subscribed.contains_key(c));
+            wanted
+                .iter()
+                .filter(|(c, on)| **on != subscribed.contains_key(*c))
+                .map(|(c, on)| (c.clone(), *on))
+                .collect()
+        };
         let mut failed = false;
-        for (tenant, on) in changes {
-            let channel = b.keys.tenant_channel(&tenant);
+        for (channel, on) in changes {
             let done = if on {
-                b.subscriber.ssubscribe(channel).await
+                b.subscriber.ssubscribe(channel.clone()).await
             } else {
-                b.subscriber.sunsubscribe(channel).await
+                b.subscriber.sunsubscribe(channel.clone()).await
             };
             match done {
                 Ok(()) if on => {
-                    subscribed.insert(tenant, ());
+                    subscribed.insert(channel, ());
                 }
                 Ok(()) => {
-                    subscribed.remove(&tenant);
+                    subscribed.remove(&channel);
                     let mut wanted = b.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-                    if wanted.get(&tenant) == Some(&false) {
-                        wanted.remove(&tenant);
+                    if wanted.get(&channel) == Some(&false) {
+                        wanted.remove(&channel);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%tenant, error = %e, "cluster subscription change failed; retrying");
+                    tracing::warn!(%channel, error = %e, "cluster subscription change failed; retrying");
                     failed = true;
                 }
             }
@@ -491,18 +545,25 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn subscribe(&self, _room: &RoomKey) {
-        // Rooms share their tenant's channel.
+    fn subscribe(&self, room: &RoomKey) {
+        // With channels per tenant, rooms share their tenant's.
+        if self.opts.channels == ChannelMode::Room {
+            self.want(self.keys.room_channel(room), true);
+        }
     }
 
-    fn unsubscribe(&self, _room: &RoomKey) {}
+    fn unsubscribe(&self, room: &RoomKey) {
+        if self.opts.channels == ChannelMode::Room {
+            self.want(self.keys.room_channel(room), false);
+        }
+    }
 
     fn tenant_joined(&self, tenant: &str) {
-        self.want(tenant, true);
+        self.want(self.keys.tenant_channel(tenant), true);
     }
 
     fn tenant_left(&self, tenant: &str) {
-        self.want(tenant, false);
+        self.want(self.keys.tenant_channel(tenant), false);
     }
 
     fn status(&self) -> BrokerStatus {

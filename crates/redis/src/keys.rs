@@ -53,12 +53,43 @@ impl Keys {
         out
     }
 
-    /// The tenant a channel of [`tenant_channel`](Self::tenant_channel) names, as escaped.
-    pub fn is_tenant_channel(&self, channel: &str) -> bool {
+    /// Whether `channel` is one of [`tenant_channel`](Self::tenant_channel) or
+    /// [`room_channel`](Self::room_channel).
+    pub fn is_broker_channel(&self, channel: &str) -> bool {
         channel
             .strip_prefix(self.prefix.as_str())
             .and_then(|rest| rest.strip_prefix(":{"))
             .is_some_and(|rest| rest.ends_with("}:pub"))
+    }
+
+    /// The hash tag of one room: `{<tenant>:<ns>:<room>}`, escaped, so that rooms spread over
+    /// the slots of a Redis Cluster.
+    fn room_part(&self, room: &RoomKey) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + room.room.len() + 16);
+        out.push_str(&self.prefix);
+        out.push_str(":{");
+        push_escaped(&mut out, &room.tenant);
+        out.push(':');
+        push_escaped(&mut out, &room.ns);
+        out.push(':');
+        push_escaped(&mut out, &room.room);
+        out.push('}');
+        out
+    }
+
+    /// The channel of one room's publications (channels per room):
+    /// `<prefix>:{<tenant>:<ns>:<room>}:pub`.
+    pub fn room_channel(&self, room: &RoomKey) -> String {
+        let mut out = self.room_part(room);
+        out.push_str(":pub");
+        out
+    }
+
+    /// A room's offset counter with channels per room, in its channel's slot.
+    pub fn room_offset_key(&self, room: &RoomKey) -> String {
+        let mut out = self.room_part(room);
+        out.push_str(":off");
+        out
     }
 
     /// The channel of platform-wide publications.
@@ -108,8 +139,12 @@ mod tests {
         assert_eq!(keys.tenant_channel("a}b:{c"), "rc:{a%7Db%3A%7Bc}:pub");
         let room = RoomKey::new("acme", "/", "order:1");
         assert_eq!(keys.offset_key(&room), "rc:{acme}:off:/:order%3A1");
-        assert!(keys.is_tenant_channel("rc:{acme}:pub"));
-        assert!(!keys.is_tenant_channel("rc:platform:pub"));
+        assert!(keys.is_broker_channel("rc:{acme}:pub"));
+        assert!(!keys.is_broker_channel("rc:platform:pub"));
+        let room = RoomKey::new("a:b", "/", "c");
+        assert_eq!(keys.room_channel(&room), "rc:{a%3Ab:/:c}:pub");
+        assert!(keys.is_broker_channel(&keys.room_channel(&room)));
+        assert_eq!(keys.room_offset_key(&room), "rc:{a%3Ab:/:c}:off");
     }
 
     #[test]

@@ -24,5 +24,5 @@ mod resubscribe;
 pub use broker::{ChannelListener, RedisBroker};
 pub use error::RedisError;
 pub use keys::Keys;
-pub use options::{ClusterOptions, OptionsError};
+pub use options::{ChannelMode, ClusterOptions, OptionsError};
 pub use registry::{NodeAnswer, NodeInfo, Registry, RequestHandler, TIMED_OUT};

@@ -22,6 +22,22 @@ pub struct ClusterOptions {
     pub stream_ttl: Duration,
     /// Deadline of every Redis command and of every request to other nodes.
     pub timeout: Duration,
+    /// Which channels carry publications.
+    pub channels: ChannelMode,
+}
+
+/// Which channels carry publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelMode {
+    /// One shard channel per tenant: a publication is one message, whatever its rooms; a
+    /// node receives its tenants' events, rooms it has no member in included.
+    #[default]
+    Tenant,
+    /// One shard channel per room (users, tenant-wide and platform-wide publications keep
+    /// the tenant's and the platform's): a node receives only its rooms' events, and rooms
+    /// spread over a Redis Cluster's shards; a publication to several rooms is one message
+    /// per room, so a Socket.IO socket in several of them gets it once per room.
+    Room,
 }
 
 /// A setting that cannot work.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roomcast_broker::{Broker, Deliver, Payload, Position, Publication, Target};
-use roomcast_redis::{ChannelListener, ClusterOptions, RedisBroker};
+use roomcast_redis::{ChannelListener, ChannelMode, ClusterOptions, RedisBroker};
 use roomcast_testkit::{require_redis_binaries, RedisServer};
 use serde_json::value::RawValue;
 
@@ -20,6 +20,7 @@ fn options(url: &str, node: &str) -> ClusterOptions {
         node_ttl: Duration::from_secs(3),
         stream_ttl: Duration::from_secs(60),
         timeout: Duration::from_secs(2),
+        channels: ChannelMode::Tenant,
     }
 }
 

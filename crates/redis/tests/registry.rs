@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use roomcast_broker::BoxFuture;
 use roomcast_redis::{
-    ClusterOptions, NodeAnswer, NodeInfo, RedisError, Registry, RequestHandler, TIMED_OUT,
+    ChannelMode, ClusterOptions, NodeAnswer, NodeInfo, RedisError, Registry, RequestHandler,
+    TIMED_OUT,
 };
 use roomcast_testkit::{require_redis_binaries, unique_prefix, RedisCluster, RedisServer};
 use serde_json::{json, Value};
@@ -36,6 +37,7 @@ fn options(url: &str, prefix: &str, node: &str) -> ClusterOptions {
         node_ttl: TTL,
         stream_ttl: Duration::from_secs(60),
         timeout: Duration::from_millis(1000),
+        channels: ChannelMode::Tenant,
     }
 }
 

@@ -8,11 +8,13 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use roomcast_broker::{BoxFuture, Broker, ConnId};
 use roomcast_engine::rooms::RoomIndex;
-use roomcast_redis::{ClusterOptions, NodeInfo, RedisBroker, Registry, RequestHandler};
+use roomcast_redis::{
+    ChannelMode, ClusterOptions, NodeInfo, RedisBroker, Registry, RequestHandler,
+};
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::config::{redacted_url, ClusterConfig, Config};
+use crate::config::{redacted_url, ChannelsConfig, ClusterConfig, Config};
 use crate::node::Hub;
 use crate::presence::{self, Ask};
 pub use emitters::{rule as emitter_rule, EmitterCounters};
@@ -57,6 +59,10 @@ pub fn options(settings: &ClusterConfig) -> ClusterOptions {
         node_ttl: settings.node_ttl(),
         stream_ttl: settings.stream_ttl(),
         timeout: settings.timeout(),
+        channels: match settings.channels {
+            ChannelsConfig::Tenant => ChannelMode::Tenant,
+            ChannelsConfig::Room => ChannelMode::Room,
+        },
     }
 }
 

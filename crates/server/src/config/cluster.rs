@@ -30,8 +30,22 @@ pub struct ClusterConfig {
     /// Deadline of every Redis command and of every request to other nodes, in ms. Default
     /// `2000`.
     pub timeout_ms: u64,
+    /// Which Redis shard channels carry publications: `"tenant"` (one per tenant) or
+    /// `"room"` (one per room). Default `"tenant"`; see the README's cluster section.
+    pub channels: ChannelsConfig,
     /// The Socket.IO emitters whose messages this cluster delivers (`[[cluster.emitters]]`).
     pub emitters: Vec<EmitterBinding>,
+}
+
+/// `cluster.channels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelsConfig {
+    /// One channel per tenant.
+    #[default]
+    Tenant,
+    /// One channel per room.
+    Room,
 }
 
 impl Default for ClusterConfig {
@@ -44,6 +58,7 @@ impl Default for ClusterConfig {
             node_ttl_ms: 6_000,
             stream_ttl_ms: 86_400_000,
             timeout_ms: 2_000,
+            channels: ChannelsConfig::Tenant,
             emitters: Vec::new(),
         }
     }
@@ -60,6 +75,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("node_ttl_ms", &self.node_ttl_ms)
             .field("stream_ttl_ms", &self.stream_ttl_ms)
             .field("timeout_ms", &self.timeout_ms)
+            .field("channels", &self.channels)
             .field("emitters", &self.emitters)
             .finish()
     }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
-pub use cluster::{redacted_url, ClusterConfig, EmitterBinding, EmitterKind};
+pub use cluster::{redacted_url, ChannelsConfig, ClusterConfig, EmitterBinding, EmitterKind};
 pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;

@@ -133,12 +133,26 @@ async fn a_publish_on_either_node_reaches_both_once_in_one_sequence() {
 
 #[tokio::test]
 async fn randomized_publishes_from_every_node_reach_each_member_once() {
+    randomized("tenant").await;
+}
+
+#[tokio::test]
+async fn with_channels_per_room_too() {
+    randomized("room").await;
+}
+
+/// Three nodes, three tenants, clients in random rooms on random nodes, publishes from every
+/// node: each member gets each event of its rooms once, in order per room, and nothing else.
+async fn randomized(channels: &str) {
     let Some(redis) = shared_redis() else { return };
-    let prefix = Prefix::new("random");
+    let prefix = Prefix::new(&format!("random-{channels}"));
+    let config = |node: &str| {
+        node_config(&redis, &prefix, node).set("cluster.channels", &format!("{channels:?}"))
+    };
     let nodes = [
-        Server::start(node_config(&redis, &prefix, "n1")).await,
-        Server::start(node_config(&redis, &prefix, "n2")).await,
-        Server::start(node_config(&redis, &prefix, "n3")).await,
+        Server::start(config("n1")).await,
+        Server::start(config("n2")).await,
+        Server::start(config("n3")).await,
     ];
     let tenants = ["acme", "globex", "initech"];
     let rooms = ["order:1", "order:2", "order:3"];
