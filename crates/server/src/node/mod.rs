@@ -135,12 +135,14 @@ impl Node {
     /// Checks a publication, removes repeated targets, and publishes it through the broker.
     pub async fn publish(&self, mut publication: Publication) -> Result<Published, PublishError> {
         self.check(&mut publication)?;
-        let tenant_label = publication.target.tenant().unwrap_or_default().to_owned();
+        let tenant = publication.target.tenant_name().cloned();
         let published = self.broker.publish(publication).await?;
         // Platform-wide publishes are labelled with the empty string, which no tenant name
         // (1 to 256 bytes) can be.
-        self.metrics
-            .published(&tenant_label, published.delivered as u64);
+        self.metrics.published(
+            tenant.as_deref().unwrap_or_default(),
+            published.delivered as u64,
+        );
         Ok(published)
     }
 
