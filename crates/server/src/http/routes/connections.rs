@@ -65,7 +65,7 @@ pub(crate) fn user_status(index: &RoomIndex, call: Call) -> Result<Resp, ApiErro
         ));
     };
     let sessions: Vec<String> = index
-        .user_connections(&tenant, &user)
+        .user_connections(tenant, &user)
         .into_iter()
         .filter_map(|id| index.live_connection(id))
         .map(|live| live.control.session_id())
@@ -104,7 +104,7 @@ pub(crate) fn disconnect(index: &RoomIndex, call: Call) -> Result<Resp, ApiError
             let Some(tenant) = call.tenant(body.tenant.as_deref())? else {
                 return Err(ApiError::bad("tenant is required with a platform key"));
             };
-            index.user_connections(&tenant, user)
+            index.user_connections(tenant, user)
         }
         (None, Some(session)) => {
             let id = u64::from_str_radix(session, 16)
