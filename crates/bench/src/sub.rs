@@ -70,6 +70,9 @@ impl SubDialer {
                                 snippet(&String::from_utf8_lossy(data))
                             )))
                         }
+                        SioFrame::Close => {
+                            return Err(OpenError::SocketIo("closed by the server".into()))
+                        }
                         SioFrame::Disconnect => {
                             return Err(OpenError::SocketIo("disconnected by the server".into()))
                         }
@@ -96,7 +99,7 @@ impl SubDialer {
         let stopped = stop.wait_for(|stop| *stop);
         tokio::pin!(stopped);
         loop {
-            let (mut pings, mut disconnect) = (0, false);
+            let (mut pings, mut ended) = (0, None);
             let mut on_text = |text: &[u8]| {
                 let tick = if native {
                     find_tick(text)
@@ -107,8 +110,12 @@ impl SubDialer {
                             pings += 1;
                             None
                         }
+                        SioFrame::Close => {
+                            ended = Some("the server closed the Engine.IO session");
+                            None
+                        }
                         SioFrame::Disconnect => {
-                            disconnect = true;
+                            ended = Some("the server sent a Socket.IO disconnect");
                             None
                         }
                         _ => None,
@@ -130,8 +137,8 @@ impl SubDialer {
                 drops.record(e.to_string());
                 return false;
             }
-            if disconnect {
-                drops.record("the server sent a Socket.IO disconnect".into());
+            if let Some(ended) = ended {
+                drops.record(ended.into());
                 return false;
             }
             for _ in 0..pings {

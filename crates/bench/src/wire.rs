@@ -244,7 +244,10 @@ pub(crate) enum SioFrame<'a> {
     Connected,
     /// `44{...}`: the connect was refused, with the server's data.
     ConnectError(&'a [u8]),
-    /// `41` or Engine.IO `1`: the server ended the session.
+    /// Engine.IO `1`: the server closed the session (socketioxide does when a pong is
+    /// overdue or its per-socket buffer is full at a ping).
+    Close,
+    /// `41`: the server disconnected the main namespace.
     Disconnect,
     /// `42[...]`: an event in the main namespace.
     Event(&'a [u8]),
@@ -260,7 +263,8 @@ pub(crate) fn parse_sio(text: &[u8]) -> SioFrame<'_> {
     match text {
         [b'0', ..] => SioFrame::Open,
         [b'2', ..] => SioFrame::Ping,
-        [b'1', ..] | [b'4', b'1', ..] => SioFrame::Disconnect,
+        [b'1', ..] => SioFrame::Close,
+        [b'4', b'1', ..] => SioFrame::Disconnect,
         [b'4', b'0', ..] => SioFrame::Connected,
         [b'4', b'4', ..] => SioFrame::ConnectError(&text[2..]),
         [b'4', b'2', ..] => SioFrame::Event(&text[2..]),
@@ -337,7 +341,7 @@ mod tests {
             SioFrame::ConnectError(br#"{"message":"invalid token"}"#)
         );
         assert_eq!(parse_sio(b"41"), SioFrame::Disconnect);
-        assert_eq!(parse_sio(b"1"), SioFrame::Disconnect);
+        assert_eq!(parse_sio(b"1"), SioFrame::Close);
         assert_eq!(
             parse_sio(br#"42["tick",{}]"#),
             SioFrame::Event(br#"["tick",{}]"#)

@@ -64,7 +64,11 @@ pub(crate) struct WsConn {
     input: Vec<u8>,
     /// A fragmented text message being put together (servers rarely fragment small events).
     fragments: Option<Vec<u8>>,
-    /// Text messages read while connecting and not yet taken by [`WsConn::next_text`].
+    /// Text messages read while connecting and not yet taken by [`WsConn::next_text`]: the
+    /// read that brings a handshake's last answer may bring more. socketioxide sends its
+    /// first Engine.IO ping as soon as the session opens, and under load it can come after
+    /// the namespace's connect answer, in the same read; unanswered, the session is closed
+    /// 20 s later. [`WsConn::read_some`] hands them on before reading again.
     texts: VecDeque<String>,
 }
 
@@ -129,11 +133,18 @@ impl WsConn {
 
     /// Waits for the socket to be readable, reads everything it has, hands every complete
     /// text message to `on_text` in order, and answers pings. Cancel-safe: nothing is read
-    /// but in the poll that hands it on.
+    /// but in the poll that hands it on. Texts kept from [`WsConn::next_text`] come first,
+    /// without a read.
     pub(crate) async fn read_some(
         &mut self,
         on_text: &mut impl FnMut(&[u8]),
     ) -> Result<(), WsError> {
+        if !self.texts.is_empty() {
+            for text in self.texts.drain(..) {
+                on_text(text.as_bytes());
+            }
+            return Ok(());
+        }
         let mut control = Control::default();
         // The upgrade's read may have taken the first frames with the answer's head.
         if self.input.is_empty() || self.pending(on_text, &mut control)? == 0 {
@@ -301,6 +312,61 @@ mod tests {
         assert_eq!(texts, [b"hi".to_vec(), b"ab".to_vec()]);
         assert_eq!(control.pings, [b"p".to_vec()]);
         assert!(control.close.is_none());
+    }
+
+    /// A server that answers the upgrade and sends `frames` in the same write, then keeps
+    /// the connection open.
+    async fn server_sending(frames: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while wsframe::head_end(&head).is_none() {
+                assert_ne!(stream.read_buf(&mut head).await.unwrap(), 0);
+            }
+            let text = String::from_utf8(head).unwrap();
+            let key = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let mut sha = sha1::Sha1::new();
+            sha.update(key.as_bytes());
+            sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+            let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            answer.extend_from_slice(&frames);
+            stream.write_all(&answer).await.unwrap();
+            // Held open: a read that waited for more would wait for ever.
+            std::future::pending::<()>().await;
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn texts_that_came_with_the_handshake_answer_are_read_next() {
+        // The namespace's connect answer and an Engine.IO ping in one read: the ping must
+        // reach the reader, or the server closes the session when its pong is overdue.
+        let frames = [&[0x81, 2, b'4', b'0'][..], &[0x81, 1, b'2']].concat();
+        let (addr, server) = server_sending(frames).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut ws = WsConn::upgrade(stream, addr, "/").await.unwrap();
+        assert_eq!(ws.next_text().await.unwrap(), "40");
+        let mut texts = Vec::new();
+        let mut on_text = |t: &[u8]| texts.push(t.to_vec());
+        let read = ws.read_some(&mut on_text);
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("the kept text is handed on without a read")
+            .unwrap();
+        assert_eq!(texts, [b"2".to_vec()]);
+        server.abort();
     }
 
     #[test]

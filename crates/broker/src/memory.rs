@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, Published};
 use crate::publication::{Position, Publication, RoomKey};
 
-/// Stripes of the publish order locks: rooms rarely share one.
-const ORDER_STRIPES: usize = 64;
+/// Stripes of the broker's locks: rooms rarely share one.
+const STRIPES: usize = 64;
 
 /// A room's stream: the next offset and the epoch its offsets belong to (a number; its
 /// text made on the first publish, so that rooms nobody publishes to cost no string).
@@ -20,6 +20,21 @@ struct Stream {
     next: u64,
     epoch: u64,
     epoch_text: Option<Arc<str>>,
+}
+
+/// The locks and streams of the rooms whose key hashes to one stripe.
+#[derive(Debug, Default)]
+struct Stripe {
+    // Publish order: held from a position's assignment to the last queue push, so that racing
+    // publishers reach every queue of a room in offset order. A std mutex: the delivery it
+    // covers is synchronous.
+    order: Mutex<()>,
+    // A std mutex, and a leaf: held to read or update one entry, never while another lock is
+    // taken after it or across an `.await`. `subscribe` runs under the room index's write
+    // lock and publishers take it while holding an order lock and the index's read lock, so
+    // nothing may be locked after it. Striped like the order, so that publishers to different
+    // rooms do not meet on one lock.
+    streams: Mutex<HashMap<RoomKey, Stream>>,
 }
 
 /// The in-process broker of one node.
@@ -31,15 +46,8 @@ struct Stream {
 #[derive(Debug)]
 pub struct MemoryBroker {
     sink: Arc<dyn Deliver>,
-    // A std mutex, and a leaf: held to read or update one map entry, never while another
-    // lock is taken or across an `.await`. `subscribe` runs under the room index's write lock
-    // and publishers take it while holding an order stripe, so nothing may be locked after it.
-    streams: Mutex<HashMap<RoomKey, Stream>>,
-    // Publish order stripes: held from the position's assignment to the last queue push, so
-    // that racing publishers reach every queue of a room in offset order. std mutexes: the
-    // delivery they cover is synchronous.
-    order: Box<[Mutex<()>]>,
-    order_hasher: RandomState,
+    stripes: Box<[Stripe]>,
+    hasher: RandomState,
     epoch_prefix: String,
     epochs: AtomicU64,
 }
@@ -50,68 +58,104 @@ impl MemoryBroker {
     pub fn new(sink: Arc<dyn Deliver>, epoch_prefix: impl Into<String>) -> Self {
         Self {
             sink,
-            streams: Mutex::new(HashMap::new()),
-            order: (0..ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
-            order_hasher: RandomState::new(),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            hasher: RandomState::new(),
             epoch_prefix: epoch_prefix.into(),
             epochs: AtomicU64::new(0),
         }
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<RoomKey, Stream>> {
+    fn streams(&self, stripe: usize) -> MutexGuard<'_, HashMap<RoomKey, Stream>> {
         // Single inserts, removes and increments: a poisoned lock is still consistent.
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+        self.stripes[stripe]
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn order(&self, stripe: usize) -> MutexGuard<'_, ()> {
+        // The guarded value is `()`: a poisoned stripe is as good as a healthy one.
+        self.stripes[stripe]
+            .order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn stripe(&self, key: &RoomKey) -> usize {
-        (self.order_hasher.hash_one(key) % ORDER_STRIPES as u64) as usize
+        (self.hasher.hash_one(key) % STRIPES as u64) as usize
     }
 
     /// Rooms with a stream (this node has members in them).
     pub fn stream_count(&self) -> usize {
-        self.streams().len()
+        (0..STRIPES).map(|s| self.streams(s).len()).sum()
     }
 
     /// Publishes synchronously: the whole work of [`Broker::publish`].
     pub fn publish_now(&self, publication: Publication) -> Published {
         let rooms = publication.target.rooms().len();
         let mut positions: Vec<Option<Position>> = vec![None; rooms];
-        if publication.volatile || rooms == 0 {
-            let delivered = self.sink.deliver(&publication, &mut |_| None);
-            return Published {
-                positions,
-                delivered,
-            };
-        }
-        let keys: Vec<RoomKey> = (0..rooms).filter_map(|i| publication.room_key(i)).collect();
-        // Every stripe the rooms fall in, locked in ascending order (no two publishers can
-        // wait on each other).
-        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let _order: Vec<MutexGuard<'_, ()>> = stripes
-            .iter()
-            .map(|&s| self.order[s].lock().unwrap_or_else(PoisonError::into_inner))
-            .collect();
-        // Asked by the hub under the room index's lock, for rooms with members: their
-        // streams exist (created and dropped under the index's write lock).
-        let mut next = |i: usize| -> Option<Position> {
-            let position = self.next_position(keys.get(i)?);
-            if let Some(slot) = positions.get_mut(i) {
-                slot.clone_from(&position);
-            }
-            position
+        // Volatile publications and those without rooms take no position.
+        let first = if publication.volatile {
+            None
+        } else {
+            publication.room_key(0)
         };
-        let delivered = self.sink.deliver(&publication, &mut next);
+        let delivered = match first {
+            None => self.sink.deliver(&publication, &mut |_| None),
+            // The common case, without the lists of the general one.
+            Some(key) if rooms == 1 => {
+                let stripe = self.stripe(&key);
+                let _order = self.order(stripe);
+                self.deliver(&publication, &[(key, stripe)], &mut positions)
+            }
+            Some(_) => {
+                let keys: Vec<(RoomKey, usize)> = (0..rooms)
+                    .filter_map(|i| publication.room_key(i))
+                    .map(|key| {
+                        let stripe = self.stripe(&key);
+                        (key, stripe)
+                    })
+                    .collect();
+                // Every stripe the rooms fall in, locked in ascending order (no two
+                // publishers can wait on each other).
+                let mut stripes: Vec<usize> = keys.iter().map(|(_, s)| *s).collect();
+                stripes.sort_unstable();
+                stripes.dedup();
+                let _order: Vec<MutexGuard<'_, ()>> =
+                    stripes.iter().map(|&s| self.order(s)).collect();
+                self.deliver(&publication, &keys, &mut positions)
+            }
+        };
         Published {
             positions,
             delivered,
         }
     }
 
+    /// Delivers with the order locks of `keys` (each room's key and stripe) held, recording
+    /// in `positions` the position each room is given.
+    fn deliver(
+        &self,
+        publication: &Publication,
+        keys: &[(RoomKey, usize)],
+        positions: &mut [Option<Position>],
+    ) -> usize {
+        // Asked by the hub under the room index's lock, for rooms with members: their
+        // streams exist (created and dropped under the index's write lock).
+        let mut next = |i: usize| -> Option<Position> {
+            let (key, stripe) = keys.get(i)?;
+            let position = self.next_position(key, *stripe);
+            if let Some(slot) = positions.get_mut(i) {
+                slot.clone_from(&position);
+            }
+            position
+        };
+        self.sink.deliver(publication, &mut next)
+    }
+
     /// The next position of a room's stream, `None` when it has none.
-    fn next_position(&self, key: &RoomKey) -> Option<Position> {
-        let mut streams = self.streams();
+    fn next_position(&self, key: &RoomKey, stripe: usize) -> Option<Position> {
+        let mut streams = self.streams(stripe);
         let s = streams.get_mut(key)?;
         let offset = s.next;
         s.next += 1;
@@ -131,15 +175,17 @@ impl Broker for MemoryBroker {
 
     fn subscribe(&self, room: &RoomKey) {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-        self.streams().entry(room.clone()).or_insert(Stream {
-            next: 1,
-            epoch,
-            epoch_text: None,
-        });
+        self.streams(self.stripe(room))
+            .entry(room.clone())
+            .or_insert(Stream {
+                next: 1,
+                epoch,
+                epoch_text: None,
+            });
     }
 
     fn unsubscribe(&self, room: &RoomKey) {
-        self.streams().remove(room);
+        self.streams(self.stripe(room)).remove(room);
     }
 }
 

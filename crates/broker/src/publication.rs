@@ -92,6 +92,14 @@ impl Target {
         }
     }
 
+    /// The tenant as it is kept, for a caller that needs it after giving the target away.
+    pub fn tenant_name(&self) -> Option<&Arc<str>> {
+        match self {
+            Target::Tenant { tenant, .. } | Target::TenantWide { tenant } => Some(tenant),
+            Target::Platform => None,
+        }
+    }
+
     /// The targeted rooms (none for tenant-wide and platform-wide publications).
     pub fn rooms(&self) -> &[Arc<str>] {
         match self {

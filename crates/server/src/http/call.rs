@@ -41,7 +41,10 @@ impl Call {
 
     /// The tenant the call acts on: a tenant key's own, or the one `named` (`None` for a
     /// platform key naming none; the handler decides whether that is allowed).
-    pub(crate) fn tenant(&self, named: Option<&str>) -> Result<Option<String>, ApiError> {
+    pub(crate) fn tenant<'a>(
+        &'a self,
+        named: Option<&'a str>,
+    ) -> Result<Option<&'a str>, ApiError> {
         resolve_tenant(&self.principal, named)
     }
 }
@@ -71,14 +74,17 @@ async fn read_body(app: &App, body: Incoming) -> Result<Bytes, ApiError> {
 
 /// The tenant a principal acts on: a tenant key's own, or the one named (which a tenant key
 /// may only name if it is its own).
-fn resolve_tenant(principal: &Principal, named: Option<&str>) -> Result<Option<String>, ApiError> {
+fn resolve_tenant<'a>(
+    principal: &'a Principal,
+    named: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
     match (principal, named) {
-        (Principal::Tenant(own), None) => Ok(Some(own.clone())),
-        (Principal::Tenant(own), Some(t)) if t == own => Ok(Some(own.clone())),
+        (Principal::Tenant(own), None) => Ok(Some(own)),
+        (Principal::Tenant(own), Some(t)) if t == own => Ok(Some(own)),
         (Principal::Tenant(_), Some(_)) => Err(ApiError::Forbidden(
             "this key cannot reach that tenant".into(),
         )),
-        (Principal::Platform, t) => Ok(t.map(str::to_owned)),
+        (Principal::Platform, t) => Ok(t),
     }
 }
 
@@ -89,11 +95,8 @@ mod tests {
     #[test]
     fn a_tenant_key_reaches_only_its_tenant() {
         let acme = Principal::Tenant("acme".into());
-        assert_eq!(resolve_tenant(&acme, None).ok(), Some(Some("acme".into())));
-        assert_eq!(
-            resolve_tenant(&acme, Some("acme")).ok(),
-            Some(Some("acme".into()))
-        );
+        assert_eq!(resolve_tenant(&acme, None).ok(), Some(Some("acme")));
+        assert_eq!(resolve_tenant(&acme, Some("acme")).ok(), Some(Some("acme")));
         let err = resolve_tenant(&acme, Some("globex")).err();
         assert_eq!(err.map(|e| e.status().as_u16()), Some(403));
     }
@@ -104,7 +107,7 @@ mod tests {
         assert_eq!(resolve_tenant(&platform, None).ok(), Some(None));
         assert_eq!(
             resolve_tenant(&platform, Some("globex")).ok(),
-            Some(Some("globex".into()))
+            Some(Some("globex"))
         );
     }
 }

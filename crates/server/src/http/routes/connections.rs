@@ -32,6 +32,7 @@ async fn gather(app: &App, ask: &Ask) -> Value {
 pub(crate) async fn list(app: &App, call: Call) -> Result<Resp, ApiError> {
     let named = query_param(&call.uri, "tenant");
     let tenant = call.tenant(named.as_deref())?;
+    let tenant = tenant.map(str::to_owned);
     let answer = gather(app, &Ask::Connections { tenant }).await;
     Ok(json_response(StatusCode::OK, &answer))
 }
@@ -60,7 +61,7 @@ pub(crate) async fn user_status(app: &App, call: Call) -> Result<Resp, ApiError>
         ));
     };
     let ask = Ask::UserStatus {
-        tenant: tenant.clone(),
+        tenant: tenant.to_owned(),
         user: user.clone(),
     };
     let mut answer = gather(app, &ask).await;
@@ -101,7 +102,10 @@ pub(crate) async fn disconnect(app: &App, call: Call) -> Result<Resp, ApiError> 
             let Some(tenant) = call.tenant(body.tenant.as_deref())? else {
                 return Err(ApiError::bad("tenant is required with a platform key"));
             };
-            Ending::User { tenant, user }
+            Ending::User {
+                tenant: tenant.to_owned(),
+                user,
+            }
         }
         (None, Some(session)) => {
             if u64::from_str_radix(&session, 16).is_err() {
@@ -111,7 +115,7 @@ pub(crate) async fn disconnect(app: &App, call: Call) -> Result<Resp, ApiError> 
         }
         _ => return Err(ApiError::bad("give exactly one of user or session")),
     };
-    let scope = call.tenant(None)?;
+    let scope = call.tenant(None)?.map(str::to_owned);
     let answer = gather(
         app,
         &Ask::Disconnect {

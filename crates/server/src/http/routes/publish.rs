@@ -1,32 +1,81 @@
 //! `POST /api/publish`: checks the body's names and targets, resolves the tenant the key may
 //! reach, and hands the publication to the node ([`crate::node::Node::publish`]).
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
 use http::StatusCode;
 use roomcast_broker::{Payload, Target};
+use serde::de::{Deserializer, Error, Visitor};
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::http::call::Call;
 use crate::http::error::ApiError;
 use crate::node::{Node, Publication};
 use crate::proto::MAX_NAME_BYTES;
-use crate::web::{json_response, Resp};
+use crate::web::{json_text_response, Resp};
 
+/// The body, its names borrowed from the request: each name is copied once, into the
+/// publication.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishBody<'a> {
-    tenant: Option<String>,
-    #[serde(default)]
-    rooms: Vec<String>,
-    #[serde(default)]
-    users: Vec<String>,
-    namespace: Option<String>,
-    event: String,
+    #[serde(borrow)]
+    tenant: Option<Name<'a>>,
+    #[serde(default, borrow)]
+    rooms: Vec<Name<'a>>,
+    #[serde(default, borrow)]
+    users: Vec<Name<'a>>,
+    #[serde(borrow)]
+    namespace: Option<Name<'a>>,
+    #[serde(borrow)]
+    event: Name<'a>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
     #[serde(default)]
     broadcast: bool,
+}
+
+/// A string of the body: borrowed from it unless it has escapes. (serde's own `Cow<str>`
+/// borrows only as a field of its own, not in a list.)
+struct Name<'a>(Cow<'a, str>);
+
+impl Deref for Name<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Cow<'de, str>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+
+            fn visit_string<E: Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor).map(Name)
+    }
 }
 
 /// Publishes through `node`; at most `max_targets` rooms and users
@@ -64,8 +113,8 @@ pub(crate) async fn publish(node: &Node, max_targets: usize, call: Call) -> Resu
         },
         Some(tenant) => Target::Tenant {
             tenant: tenant.into(),
-            rooms: body.rooms.iter().map(|r| r.as_str().into()).collect(),
-            users: body.users.iter().map(|u| u.as_str().into()).collect(),
+            rooms: body.rooms.iter().map(|r| (**r).into()).collect(),
+            users: body.users.iter().map(|u| (**u).into()).collect(),
         },
         None if body.broadcast && targets == 0 => Target::Platform,
         None => {
@@ -77,9 +126,9 @@ pub(crate) async fn publish(node: &Node, max_targets: usize, call: Call) -> Resu
     let data = body.data.unwrap_or(RawValue::NULL).to_owned();
     let publication = Publication::new(ns, target, &body.event, Payload::Json(data));
     let published = node.publish(publication).await?;
-    Ok(json_response(
+    Ok(json_text_response(
         StatusCode::OK,
-        &json!({"ok": true, "delivered": published.delivered}),
+        format!(r#"{{"ok":true,"delivered":{}}}"#, published.delivered),
     ))
 }
 
@@ -90,4 +139,21 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_borrowed_unless_escaped() {
+        let text = r#"{"event":"e","rooms":["a","b\"c"],"tenant":"t\u00e9","namespace":"/n"}"#;
+        let body: PublishBody<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(body.rooms[0].0, Cow::Borrowed("a")));
+        assert_eq!(&*body.rooms[1], "b\"c");
+        assert_eq!(body.tenant.as_deref(), Some("té"));
+        assert!(matches!(body.event.0, Cow::Borrowed("e")));
+        assert_eq!(body.namespace.as_deref(), Some("/n"));
+        assert!(serde_json::from_str::<PublishBody<'_>>(r#"{"event":1}"#).is_err());
+    }
 }
