@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Roomcast's standard benchmark set, with its peers, in one command:
 #
-#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 20 minutes)
+#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 19 minutes)
 #   bash bench/run.sh --quick    # small counts, a few seconds per target; writes
 #                                # target/bench/BENCHMARKS-quick.md (a smoke run, not figures)
 #

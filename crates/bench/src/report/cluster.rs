@@ -37,6 +37,16 @@ pub(super) fn sustained(s: &Scenario<'_>, target: &str) -> Option<f64> {
         .and_then(|r| num(&r["sustained"]["deliveries_per_sec"]))
 }
 
+/// The sustained deliveries per second, marked when no repeat confirmed them.
+fn held(r: &Value) -> String {
+    let figure = fmt_opt(&r["sustained"]["deliveries_per_sec"], fmt_int);
+    if r["sustained_confirmed"] == false && !r["sustained"].is_null() {
+        format!("{figure} (*held once*)")
+    } else {
+        figure
+    }
+}
+
 fn us(v: &Value) -> String {
     fmt_opt(v, |x| format!("{x:.2} us"))
 }
@@ -102,7 +112,7 @@ pub(super) fn section(out: &mut String, s: &Scenario<'_>, single: &Scenario<'_>)
              | {} | {} | {} | {} |",
             label(target),
             fmt_opt(&r["nodes"], fmt_int),
-            fmt_opt(&b["deliveries_per_sec"], fmt_int),
+            held(r),
             fmt_opt(&b["rate"], |x| format!("{x:.1}")),
             ms(&b["latency"]["p50_ms"]),
             ms(&b["latency"]["p99_ms"]),
@@ -118,6 +128,14 @@ pub(super) fn section(out: &mut String, s: &Scenario<'_>, single: &Scenario<'_>)
             r["saturated_first"]["side"].as_str().unwrap_or("n/a"),
             fmt_opt(&r["rss_per_connection_bytes"], |x| format!("{:.2} KiB", x / 1024.0)),
             r["stopped"].as_str().unwrap_or("?"),
+        );
+    }
+    if s.measured().any(|(_, r)| r["sustained_confirmed"] == false) {
+        let _ = writeln!(
+            out,
+            "\n*Held once*: no repeat of that step or of the two below it held again (a \
+             subscriber dropped by the server stays missing from every later step); the figure \
+             is the ramp's own step."
         );
     }
     ratio_lines(
