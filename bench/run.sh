@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Roomcast's standard benchmark set, with its peers, in one command:
 #
-#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 15 minutes)
+#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 19 minutes)
 #   bash bench/run.sh --quick    # small counts, a few seconds per target; writes
 #                                # target/bench/BENCHMARKS-quick.md (a smoke run, not figures)
 #
 # It builds the release binaries (roomcast, roomcast-bench, the socketioxide peer, the ceiling),
 # installs the Node peer's locked dependencies with `npm ci`, runs every scenario against every
 # server one after the other on loopback, and writes the report from the JSON results. Needs
-# cargo, node and npm. Run it on a quiet machine: every server and the load generator share its
-# cores.
+# cargo, node and npm, and for the cluster scenario a Redis at 127.0.0.1:6379 (shared, never
+# flushed: each run works under a key prefix of its own; without it the scenario reports its
+# servers as not available). Run it on a quiet machine: every server and the load generator
+# share its cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,12 +66,15 @@ if $quick; then
     --per-process 1000
   run "$bench" fanout "${common[@]}" --connections 1000 --start-rate 100 --factor 1.5 \
     --steps 3 --step-secs 1
+  run "$bench" cluster "${common[@]}" --connections 900 --start-rate 100 --factor 1.5 \
+    --steps 3 --step-secs 1
   run "$bench" rooms "${common[@]}" --connections 1000 --rooms 100 --steps 2 --step-secs 1
   run "$bench" churn "${common[@]}" --secs 2
 else
   common=(--results "$results")
   run "$bench" idle "${common[@]}"
   run "$bench" fanout "${common[@]}"
+  run "$bench" cluster "${common[@]}"
   run "$bench" rooms "${common[@]}"
   run "$bench" churn "${common[@]}"
 fi
@@ -89,6 +94,9 @@ export BENCH_RUSTC="$(rustc --version)"
 export BENCH_NODE="$(node --version)"
 export BENCH_SOCKETIO="$(node -p 'require("./bench/peers/node-socketio/node_modules/socket.io/package.json").version')"
 export BENCH_SOCKETIOXIDE="$(awk '/^name = "socketioxide"$/ { getline; gsub(/"/, "", $3); print $3 }' bench/peers/socketioxide/Cargo.lock)"
+export BENCH_SOCKETIOXIDE_REDIS="$(awk '/^name = "socketioxide-redis"$/ { getline; gsub(/"/, "", $3); print $3 }' bench/peers/socketioxide/Cargo.lock)"
+export BENCH_SOCKETIO_REDIS_ADAPTER="$(node -p 'require("./bench/peers/node-socketio/node_modules/@socket.io/redis-adapter/package.json").version')"
+export BENCH_REDIS_NPM="$(node -p 'require("./bench/peers/node-socketio/node_modules/redis/package.json").version')"
 BENCH_COMMANDS="$(printf '%s\n' "bash bench/run.sh${1:+ $1}" "${commands[@]}")"
 export BENCH_COMMANDS
 node -e '
@@ -103,6 +111,8 @@ const env = {
   versions: {
     roomcast: e.BENCH_ROOMCAST, rustc: e.BENCH_RUSTC, node: e.BENCH_NODE,
     socketio: e.BENCH_SOCKETIO, socketioxide: e.BENCH_SOCKETIOXIDE,
+    socketio_redis_adapter: e.BENCH_SOCKETIO_REDIS_ADAPTER, redis_npm: e.BENCH_REDIS_NPM,
+    socketioxide_redis: e.BENCH_SOCKETIOXIDE_REDIS,
   },
   commands: e.BENCH_COMMANDS.split("\n").filter(Boolean),
 };

@@ -4,6 +4,11 @@
 // `POST /api/publish` with Roomcast's body ({"rooms": [...], "event": "...", "data": ...})
 // emits the event to those rooms. Binds 127.0.0.1 only; the port comes from argv[2] or PORT
 // (0 for any), and the bound address is printed as "node-socketio listening on HOST:PORT".
+//
+// With BENCH_REDIS_URL set (redis://HOST:PORT/DB), it runs as one process of several sharing
+// that Redis through @socket.io/redis-adapter: a publish posted to any of them reaches the
+// subscribers of all. BENCH_REDIS_KEY names the adapter's channels (default "socket.io"), so
+// that runs sharing a Redis do not hear each other.
 "use strict";
 
 const crypto = require("node:crypto");
@@ -16,6 +21,8 @@ if (!secret) {
   process.exit(2);
 }
 const port = Number(process.argv[2] ?? process.env.PORT ?? 0);
+const redisUrl = process.env.BENCH_REDIS_URL;
+const redisKey = process.env.BENCH_REDIS_KEY || "socket.io";
 
 /** The claims of a valid, unexpired HS256 token, or null. */
 function verify(token) {
@@ -79,7 +86,30 @@ io.on("connection", (socket) => {
   socket.join(socket.data.room);
 });
 
-httpServer.listen(port, "127.0.0.1", () => {
-  const { address, port: bound } = httpServer.address();
-  console.log(`node-socketio listening on ${address}:${bound}`);
+/** Puts the Redis adapter in place: one client publishes, a second one subscribes. */
+async function useRedis(url, key) {
+  const { createClient } = require("redis");
+  const { createAdapter } = require("@socket.io/redis-adapter");
+  const pubClient = createClient({ url });
+  const subClient = pubClient.duplicate();
+  for (const client of [pubClient, subClient]) {
+    client.on("error", (e) => console.error(`redis: ${e.message}`));
+  }
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient, { key }));
+}
+
+async function main() {
+  if (redisUrl) {
+    await useRedis(redisUrl, redisKey);
+  }
+  httpServer.listen(port, "127.0.0.1", () => {
+    const { address, port: bound } = httpServer.address();
+    console.log(`node-socketio listening on ${address}:${bound}`);
+  });
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
 });

@@ -1,8 +1,9 @@
 //! `roomcast-bench`: the load generator and whole-system benchmarks, run against real server
 //! binaries over loopback: Roomcast in both of its protocols and, for comparison, Node's
-//! socket.io and socketioxide (`bench/peers/`). One subcommand per scenario; each starts the
-//! servers one after the other, measures them with the same generator, prints its figures and
-//! stops them. `bench/run.sh` runs the standard set and writes `BENCHMARKS.md` with `report`.
+//! socket.io and socketioxide (`bench/peers/`), each also as a cluster of processes sharing a
+//! Redis. One subcommand per scenario; each starts the servers one after the other, measures
+//! them with the same generator, prints its figures and stops them. `bench/run.sh` runs the
+//! standard set and writes `BENCHMARKS.md` with `report`.
 //!
 //! These are measurements, not tests: they print what they saw and fail only when the run itself
 //! went wrong (a server did not start, a connection was refused, no welcome came).
@@ -13,6 +14,7 @@ mod fleet;
 mod memory;
 mod procfs;
 mod publisher;
+mod redis;
 mod report;
 mod scenario;
 mod server;
@@ -52,6 +54,9 @@ enum Scenario {
     Fanout(scenario::ramp::Args),
     /// 10,000 subscribers in 1,000 rooms of 10, publishes to random rooms, stepped up.
     Rooms(scenario::ramp::Args),
+    /// Fan-out to one room of 9,000 subscribers spread over three server processes sharing
+    /// one Redis, publishes to one of them, the publish rate stepped up.
+    Cluster(scenario::cluster::Args),
     /// Connection churn with authentication: connects and disconnects per second.
     Churn(scenario::churn::Args),
     /// Writes BENCHMARKS.md from the results of the scenarios.
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
             Scenario::Idle(args) => scenario::idle::run(args).await,
             Scenario::Fanout(args) => scenario::ramp::run(Kind::Fanout, args).await,
             Scenario::Rooms(args) => scenario::ramp::run(Kind::Rooms, args).await,
+            Scenario::Cluster(args) => scenario::cluster::run(args).await,
             Scenario::Churn(args) => scenario::churn::run(args).await,
             Scenario::Report(args) => report::run(args),
             Scenario::Fleet(args) => worker::run(args).await,

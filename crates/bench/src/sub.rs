@@ -22,12 +22,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A subscriber's connection.
 pub(crate) type Stream = WsConn;
 
-/// Opens subscribers of one protocol to one server.
+/// Opens subscribers of one protocol to a server, or to the nodes of a cluster in turn.
 pub(crate) struct SubDialer {
     /// The protocol spoken.
     pub(crate) protocol: Protocol,
-    /// The server.
-    pub(crate) server: SocketAddr,
+    /// The server's addresses, at least one: subscriber `id` connects to the one at `id`
+    /// modulo their count, so that the nodes of a cluster get equal shares.
+    pub(crate) servers: Vec<SocketAddr>,
     /// The subscribers' tokens, which also name their rooms.
     pub(crate) tokens: Tokens,
     /// Local addresses to connect from, used in turn.
@@ -41,16 +42,17 @@ impl SubDialer {
     pub(crate) async fn open(&self, id: usize) -> Result<Stream, OpenError> {
         let token = self.tokens.token(id).map_err(OpenError::Token)?;
         let source = self.sources[id % self.sources.len().max(1)];
+        let server = self.servers[id % self.servers.len().max(1)];
         match self.protocol {
             Protocol::Native => {
                 let path = format!("/ws?token={token}");
-                let mut ws = connect(self.server, source, &path).await?;
+                let mut ws = connect(server, source, &path).await?;
                 let text = first_text(&mut ws).await?;
                 check_welcome(&text, vec![self.tokens.room(id)])?;
                 Ok(ws)
             }
             Protocol::SocketIo => {
-                let mut ws = connect(self.server, source, wire::SOCKET_IO_PATH).await?;
+                let mut ws = connect(server, source, wire::SOCKET_IO_PATH).await?;
                 let open = first_text(&mut ws).await?;
                 if parse_sio(open.as_bytes()) != SioFrame::Open {
                     return Err(OpenError::SocketIo(format!(

@@ -27,7 +27,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub(crate) struct SwarmSpec {
     pub(crate) protocol: Protocol,
-    pub(crate) server: SocketAddr,
+    /// The server's addresses: one, or the nodes of a cluster, which subscriber `id` takes in
+    /// turn (`id` modulo their count).
+    pub(crate) servers: Vec<SocketAddr>,
     pub(crate) rooms: usize,
     pub(crate) secret: String,
     /// Connection attempts per second, for the whole swarm.
@@ -162,9 +164,10 @@ impl Swarm {
         let spec = &self.spec;
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roomcast-bench"));
         let sources: Vec<String> = spec.sources.iter().map(IpAddr::to_string).collect();
+        let servers: Vec<String> = spec.servers.iter().map(SocketAddr::to_string).collect();
         let mut child = Command::new(&exe)
             .arg("fleet")
-            .args(["--server", &spec.server.to_string()])
+            .args(["--server", &servers.join(",")])
             .args(["--protocol", spec.protocol.name()])
             .args(["--first", &ids.start.to_string()])
             .args(["--count", &ids.len().to_string()])

@@ -2,17 +2,20 @@
 //! in `bench/peers/` (Node's socket.io, socketioxide), and the ceiling (`bench/peers/ceiling`,
 //! the least any server must do to deliver the fan-out, to read the others against). Each is
 //! started fresh for each scenario on 127.0.0.1 with a throwaway token secret, and takes
-//! publishes at `POST /api/publish` in Roomcast's shape.
+//! publishes at `POST /api/publish` in Roomcast's shape. In a cluster run each is started as
+//! several processes sharing one Redis (Roomcast's `[cluster]`, the peers' Redis adapters),
+//! under a key prefix of the run's own that is cleared at the end.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::publisher::PublishApi;
+use crate::redis::{Redis, RedisInfo, RedisUrl};
 use crate::server::{Launch, ServerProcess};
 use crate::stats::Recorder;
 use crate::sub::SubDialer;
@@ -23,6 +26,9 @@ use crate::worker::TOKEN_TTL;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The environment variable carrying the token secret to the peers.
 const PEER_SECRET_ENV: &str = "BENCH_JWT_SECRET";
+/// The environment variables turning on a peer's Redis adapter, and naming its channels.
+const PEER_REDIS_URL_ENV: &str = "BENCH_REDIS_URL";
+const PEER_REDIS_KEY_ENV: &str = "BENCH_REDIS_KEY";
 
 /// A server under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,10 +158,31 @@ impl Programs {
 #[derive(Debug, Clone)]
 pub(crate) struct Unavailable(pub(crate) String);
 
-/// A started server under test.
+/// A cluster to start: how many processes, and the Redis they share.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterSpec {
+    pub(crate) nodes: usize,
+    /// `redis://[host][:port][/db]`.
+    pub(crate) redis: String,
+}
+
+/// The Redis a running cluster shares, and the run's own prefix of keys and channels in it.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedRedis {
+    url: RedisUrl,
+    pub(crate) prefix: String,
+    pub(crate) info: RedisInfo,
+}
+
+/// A started server under test: one process, or the nodes of a cluster.
 pub(crate) struct Bed {
     pub(crate) target: Target,
+    /// The process publishes are posted to: the only one, or a cluster's first node.
     pub(crate) server: ServerProcess,
+    /// A cluster's other nodes.
+    pub(crate) nodes: Vec<ServerProcess>,
+    /// The Redis a cluster shares.
+    pub(crate) redis: Option<SharedRedis>,
     pub(crate) secret: String,
     api_key: String,
 }
@@ -168,17 +195,85 @@ impl Bed {
         programs: &Programs,
         sources: &[IpAddr],
     ) -> Result<Result<Bed, Unavailable>> {
+        Bed::start_with(target, programs, sources, None).await
+    }
+
+    /// Starts `target` as `cluster.nodes` processes sharing `cluster.redis`, under a key
+    /// prefix of this run's own. `Ok(Err(_))` also when the Redis does not answer.
+    pub(crate) async fn start_cluster(
+        target: Target,
+        programs: &Programs,
+        sources: &[IpAddr],
+        cluster: &ClusterSpec,
+    ) -> Result<Result<Bed, Unavailable>> {
+        Bed::start_with(target, programs, sources, Some(cluster)).await
+    }
+
+    async fn start_with(
+        target: Target,
+        programs: &Programs,
+        sources: &[IpAddr],
+        cluster: Option<&ClusterSpec>,
+    ) -> Result<Result<Bed, Unavailable>> {
         let secret = random_text();
         let api_key = random_text();
         let launch = match launch(target, programs, &secret, &api_key) {
             Ok(launch) => launch,
             Err(unavailable) => return Ok(Err(unavailable)),
         };
-        eprintln!("starting {} ({})", target.name(), launch.program.display());
-        let server = ServerProcess::launch(&launch, START_TIMEOUT).await?;
+        let (launches, redis) = match cluster {
+            None => (vec![launch], None),
+            Some(cluster) => {
+                let redis = match shared_redis(&cluster.redis).await {
+                    Ok(redis) => redis,
+                    Err(unavailable) => return Ok(Err(unavailable)),
+                };
+                let mut launches = Vec::with_capacity(cluster.nodes);
+                for node in 0..cluster.nodes.max(1) {
+                    let mut launch = launch.clone();
+                    match cluster_env(target, &cluster.redis, &redis.prefix, node) {
+                        Ok(env) => launch.env.extend(env),
+                        Err(unavailable) => return Ok(Err(unavailable)),
+                    }
+                    launches.push(launch);
+                }
+                (launches, Some(redis))
+            }
+        };
+        let mut started = Vec::with_capacity(launches.len());
+        for (i, launch) in launches.iter().enumerate() {
+            eprintln!(
+                "starting {}{} ({})",
+                target.name(),
+                if launches.len() > 1 {
+                    format!(" node {}", i + 1)
+                } else {
+                    String::new()
+                },
+                launch.program.display()
+            );
+            match ServerProcess::launch(launch, START_TIMEOUT).await {
+                Ok(server) => started.push(server),
+                Err(e) => {
+                    for server in started {
+                        let _ = server.kill().await;
+                    }
+                    if let Some(redis) = &redis {
+                        clear(redis).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut started = started.into_iter();
+        let server = started
+            .next()
+            .ok_or_else(|| anyhow!("no server process was started"))?;
         let bed = Bed {
             target,
             server,
+            nodes: started.collect(),
+            redis,
             secret,
             api_key,
         };
@@ -191,11 +286,31 @@ impl Bed {
         Ok(Ok(bed))
     }
 
+    /// Every process of the server, the one publishes go to first.
+    pub(crate) fn processes(&self) -> impl Iterator<Item = &ServerProcess> {
+        std::iter::once(&self.server).chain(&self.nodes)
+    }
+
+    /// The addresses subscribers connect to (every node of a cluster).
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.processes().map(ServerProcess::addr).collect()
+    }
+
+    /// Fails when any process of the server is no longer running.
+    pub(crate) fn ensure_running(&mut self) -> Result<()> {
+        self.server.ensure_running()?;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.ensure_running()
+                .with_context(|| format!("node {}", i + 2))?;
+        }
+        Ok(())
+    }
+
     /// Roomcast's Socket.IO layer may not be mounted yet: one connection tells.
     async fn probe_socket_io(&self, sources: &[IpAddr]) -> Result<(), Unavailable> {
         let dialer = SubDialer {
             protocol: Protocol::SocketIo,
-            server: self.server.addr(),
+            servers: vec![self.server.addr()],
             tokens: Tokens::new(&self.secret, Layout { rooms: 1 }, TOKEN_TTL),
             sources: sources.to_vec(),
             recorder: Arc::new(Recorder::default()),
@@ -225,10 +340,90 @@ impl Bed {
         }
     }
 
-    /// Kills the server.
+    /// Kills the server (every node), then removes a cluster's keys from the shared Redis.
     pub(crate) async fn stop(self) -> Result<()> {
-        self.server.kill().await
+        let mut result = self.server.kill().await;
+        for node in self.nodes {
+            let killed = node.kill().await;
+            if result.is_ok() {
+                result = killed;
+            }
+        }
+        if let Some(redis) = &self.redis {
+            clear(redis).await;
+        }
+        result
     }
+}
+
+/// The shared Redis, if it answers, with a key prefix for this run alone.
+async fn shared_redis(url: &str) -> Result<SharedRedis, Unavailable> {
+    let unavailable = |e: anyhow::Error| Unavailable(format!("no Redis at {url}: {e:#}"));
+    let parsed = RedisUrl::parse(url).map_err(unavailable)?;
+    let mut redis = Redis::connect(&parsed).await.map_err(unavailable)?;
+    let mut info = redis.info().await.map_err(unavailable)?;
+    // The process id is of use only when it is a redis-server on this machine, in `/proc`.
+    info.pid = info.pid.filter(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.starts_with("redis-server"))
+    });
+    let prefix = format!(
+        "rc-bench-{}-{}",
+        crate::wire::unix_now().as_secs(),
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 8)
+            .to_lowercase()
+    );
+    Ok(SharedRedis {
+        url: parsed,
+        prefix,
+        info,
+    })
+}
+
+/// Removes the run's keys; a failure is reported, not fatal: the figures are taken.
+async fn clear(redis: &SharedRedis) {
+    let deleted = async {
+        Redis::connect(&redis.url)
+            .await?
+            .delete_prefixed(&format!("{}:", redis.prefix))
+            .await
+    };
+    match deleted.await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("removed the run's {n} keys `{}:*`", redis.prefix),
+        Err(e) => eprintln!(
+            "warning: cannot remove the run's keys `{}:*`: {e:#}",
+            redis.prefix
+        ),
+    }
+}
+
+/// The environment that makes process `node` of `target` one node of a cluster over `redis`
+/// under `prefix`.
+fn cluster_env(
+    target: Target,
+    redis: &str,
+    prefix: &str,
+    node: usize,
+) -> Result<Vec<(String, String)>, Unavailable> {
+    let pairs = match target {
+        Target::RoomcastNative | Target::RoomcastSocketIo => vec![
+            ("ROOMCAST_CLUSTER__REDIS", redis.to_string()),
+            ("ROOMCAST_CLUSTER__PREFIX", prefix.to_string()),
+            ("ROOMCAST_CLUSTER__NODE_ID", format!("n{}", node + 1)),
+        ],
+        Target::Socketioxide | Target::NodeSocketIo => vec![
+            (PEER_REDIS_URL_ENV, redis.to_string()),
+            (PEER_REDIS_KEY_ENV, prefix.to_string()),
+        ],
+        Target::Ceiling => {
+            return Err(Unavailable(
+                "the ceiling is one process: it has no cluster mode".into(),
+            ))
+        }
+    };
+    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn launch(
@@ -327,11 +522,18 @@ pub(crate) fn loopback_sources(n: usize) -> Vec<IpAddr> {
         .collect()
 }
 
-/// An error for a target that failed mid-run, with the server's last words.
+/// An error for a target that failed mid-run, with the server's last words (every node's).
 pub(crate) fn with_server_output(e: anyhow::Error, bed: &mut Bed) -> anyhow::Error {
-    let state = match bed.server.ensure_running() {
+    let state = match bed.ensure_running() {
         Ok(()) => String::new(),
         Err(exited) => format!("\n{exited:#}"),
     };
-    anyhow!("{e:#}{state}{}", bed.server.output_report())
+    let mut output = bed.server.output_report();
+    for (i, node) in bed.nodes.iter().enumerate() {
+        let report = node.output_report();
+        if !report.is_empty() {
+            output.push_str(&format!("\nnode {}:{report}", i + 2));
+        }
+    }
+    anyhow!("{e:#}{state}{output}")
 }

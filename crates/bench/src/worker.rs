@@ -33,9 +33,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Options of `roomcast-bench fleet` (set by the parent process, not typed by hand).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The server's address.
-    #[arg(long)]
-    server: SocketAddr,
+    /// The server's addresses, comma-separated; subscriber `id` connects to the one at `id`
+    /// modulo their count.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server: Vec<SocketAddr>,
     /// `native` or `socketio`.
     #[arg(long, value_parser = parse_protocol)]
     protocol: Protocol,
@@ -76,7 +77,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let recorder = Arc::new(Recorder::default());
     let dialer = SubDialer {
         protocol: args.protocol,
-        server: args.server,
+        servers: args.server.clone(),
         tokens: Tokens::new(&secret, Layout { rooms: args.rooms }, TOKEN_TTL),
         sources: args.sources.clone(),
         recorder: recorder.clone(),

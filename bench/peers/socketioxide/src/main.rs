@@ -4,6 +4,11 @@
 //! `POST /api/publish` with Roomcast's body (`{"rooms": [...], "event": "...", "data": ...}`)
 //! emits the event to those rooms. Binds 127.0.0.1 only, on the port given as the first
 //! argument or in `PORT` (0 for any), and prints `socketioxide listening on HOST:PORT`.
+//!
+//! With `BENCH_REDIS_URL` set (`redis://HOST:PORT/DB`), it runs as one process of several
+//! sharing that Redis through `socketioxide-redis`: a publish posted to any of them reaches the
+//! subscribers of all. `BENCH_REDIS_KEY` is the prefix of the adapter's channels (default
+//! `socket.io`), so that runs sharing a Redis do not hear each other.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,9 +22,13 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
+use socketioxide_redis::drivers::redis::redis_client;
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 #[derive(Debug, Deserialize)]
 struct Auth {
@@ -81,14 +90,36 @@ fn room_of(claims: &Value) -> String {
     claims["room"].as_str().unwrap_or("bench").to_string()
 }
 
-async fn publish(
-    State(io): State<SocketIo>,
+async fn publish<A: Adapter>(
+    State(io): State<SocketIo<A>>,
     Json(body): Json<Publish>,
 ) -> (StatusCode, &'static str) {
     match io.to(body.rooms).emit(&body.event, &body.data).await {
         Ok(()) => (StatusCode::OK, "{\"ok\":true}"),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "{\"ok\":false}"),
     }
+}
+
+/// Joins the connection to the room its token names. The connect middleware checked the token.
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, Data(auth): Data<Auth>) {
+    if let Some(claims) = claims(&auth.token) {
+        socket.join(room_of(&claims));
+    }
+}
+
+async fn serve<A: Adapter>(
+    port: u16,
+    layer: SocketIoLayer<A>,
+    io: SocketIo<A>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Router::new()
+        .route("/api/publish", post(publish::<A>))
+        .with_state(io)
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("socketioxide listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -102,28 +133,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|| std::env::var("PORT").ok())
         .unwrap_or_else(|| "0".into())
         .parse()?;
-
-    let (layer, io) = SocketIo::new_layer();
     let check = move |Data(auth): Data<Auth>| async move {
         verify(secret, &auth.token).map(drop).ok_or(InvalidToken)
     };
-    io.ns(
-        "/",
-        (async |socket: SocketRef, Data(auth): Data<Auth>| {
-            // The middleware checked the token; only its room is read here.
-            if let Some(claims) = claims(&auth.token) {
-                socket.join(room_of(&claims));
-            }
-        })
-        .with(check),
-    );
 
-    let app = Router::new()
-        .route("/api/publish", post(publish))
-        .with_state(io)
-        .layer(layer);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("socketioxide listening on {}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    let Ok(url) = std::env::var("BENCH_REDIS_URL") else {
+        let (layer, io) = SocketIo::new_layer();
+        io.ns("/", on_connect.with(check));
+        return serve(port, layer, io).await;
+    };
+    // The adapter's drivers speak RESP3.
+    let url = if url.contains("protocol=") {
+        url
+    } else {
+        format!(
+            "{url}{}protocol=resp3",
+            if url.contains('?') { '&' } else { '?' }
+        )
+    };
+    let key = std::env::var("BENCH_REDIS_KEY").unwrap_or_else(|_| "socket.io".into());
+    let client = redis_client::Client::open(url)?;
+    let config = RedisAdapterConfig::default().with_prefix(key);
+    let adapter = RedisAdapterCtr::new_with_redis_config(&client, config).await?;
+    let (layer, io) = SocketIo::builder()
+        .with_adapter::<RedisAdapter<_>>(adapter)
+        .build_layer();
+    // Subscribed to the adapter's channels before the ready line.
+    io.ns("/", on_connect.with(check)).await?;
+    serve(port, layer, io).await
 }

@@ -4,6 +4,7 @@
 //! in [`sections`].
 
 mod ceiling;
+mod cluster;
 mod sections;
 
 use std::fmt::Write as _;
@@ -218,6 +219,11 @@ pub(crate) fn render(results: &[Value], env: &Value, analysis: Option<&str>) -> 
         &Scenario::of(results, "fanout"),
         "Fan-out to one room",
     );
+    cluster::section(
+        &mut out,
+        &Scenario::of(results, cluster::CLUSTER),
+        &Scenario::of(results, "fanout"),
+    );
     sections::ramp(
         &mut out,
         &Scenario::of(results, "rooms"),
@@ -267,6 +273,16 @@ fn header(out: &mut String, env: &Value) {
     ] {
         let _ = writeln!(out, "| {name} | {} |", s(&v[key]));
     }
+    // The cluster scenario's adapters, when the run recorded them.
+    for (key, name) in [
+        ("socketio_redis_adapter", "@socket.io/redis-adapter (npm)"),
+        ("redis_npm", "redis (npm client of the adapter)"),
+        ("socketioxide_redis", "socketioxide-redis (crates.io)"),
+    ] {
+        if v[key].is_string() {
+            let _ = writeln!(out, "| {name} | {} |", s(&v[key]));
+        }
+    }
     let _ = writeln!(out, "\n## Commands\n\n```sh");
     for c in env["commands"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "{}", s(c));
@@ -309,6 +325,7 @@ fn goals(out: &mut String, results: &[Value]) {
     let idle = Scenario::of(results, "idle");
     let fanout = Scenario::of(results, "fanout");
     let rooms = Scenario::of(results, "rooms");
+    let cluster = Scenario::of(results, cluster::CLUSTER);
     let _ = writeln!(
         out,
         "## Goals\n\nRoomcast's targets, reported against (benchmarks, never asserted in \
@@ -423,7 +440,14 @@ fn goals(out: &mut String, results: &[Value]) {
             );
         }
     }
-    for (name, scenario) in [("fan-out", &fanout), ("many rooms", &rooms)] {
+    cluster::goals(out, &cluster, verdict);
+    type Label = fn(&str) -> &str;
+    let labels: [(&str, &Scenario<'_>, Label); 3] = [
+        ("fan-out", &fanout, label),
+        ("cluster fan-out", &cluster, cluster::label),
+        ("many rooms", &rooms, label),
+    ];
+    for (name, scenario, label) in labels {
         for roomcast in ROOMCAST {
             if let Some(r) = scenario.get(roomcast) {
                 let lost = r["lost_below_saturation"].as_u64();

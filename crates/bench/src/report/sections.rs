@@ -193,26 +193,49 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
     out.push('\n');
     ceiling::section(out, s);
     for (target, r) in s.measured() {
-        steps(out, target, r);
+        steps(out, label(target), r);
     }
     out.push('\n');
 }
 
-fn steps(out: &mut String, target: &str, r: &Value) {
-    let _ = writeln!(
+/// Every step of `r`, folded, under the heading `name`; with the Redis server's CPU when the
+/// steps have it (a cluster's).
+pub(super) fn steps(out: &mut String, name: &str, r: &Value) {
+    let all = r["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let redis = all.iter().any(|step| num(&step["redis_cores"]).is_some());
+    let _ =
+        writeln!(
         out,
-        "\n<details><summary>{}: every step</summary>\n\n| publishes/s | deliveries/s | p50 | \
+        "\n<details><summary>{name}: every step</summary>\n\n| publishes/s | deliveries/s | p50 | \
          p99 | p99.9 | max | lost | late | out of order | dropped | publish errors | server \
-         cores | generator cores | other processes' cores | server CPU per delivery | \
+         cores |{} generator cores | other processes' cores | server CPU per delivery |{} \
          generator CPU per delivery |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        label(target)
+         |---|---|---|---|---|---|---|---|---|---|---|---|{}---|---|---|{}---|",
+        if redis { " Redis cores |" } else { "" },
+        if redis { " Redis CPU per delivery |" } else { "" },
+        if redis { "---|" } else { "" },
+        if redis { "---|" } else { "" },
     );
-    for step in r["steps"].as_array().into_iter().flatten() {
+    for step in all {
+        let (redis_cores, redis_cpu) = if redis {
+            (
+                format!(
+                    " {} |",
+                    fmt_opt(&step["redis_cores"], |x| format!("{x:.2}"))
+                ),
+                format!(
+                    " {} |",
+                    fmt_opt(&step["redis_cpu_us_per_delivery"], |x| format!("{x:.2} us"))
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let _ =
             writeln!(
             out,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{redis_cores} {} | {} \
+             | {} |{redis_cpu} {} |",
             fmt_opt(&step["rate"], |x| format!("{x:.1}")),
             if step["repeat"] == true { " (again)" } else { "" },
             fmt_opt(&step["deliveries_per_sec"], fmt_int),

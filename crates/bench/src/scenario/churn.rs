@@ -86,7 +86,7 @@ async fn measure(args: &Args, bed: &Bed) -> Result<Value> {
     let pid = bed.server.pid();
     let dialer = Arc::new(SubDialer {
         protocol: target.protocol(),
-        server: bed.server.addr(),
+        servers: vec![bed.server.addr()],
         tokens: Tokens::new(&bed.secret, Layout { rooms: 1 }, TOKEN_TTL),
         sources: args.common.source_addrs(),
         recorder: Arc::new(Recorder::default()),

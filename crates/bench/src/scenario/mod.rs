@@ -4,6 +4,7 @@
 //! that `roomcast-bench report` turns into `BENCHMARKS.md`.
 
 pub(crate) mod churn;
+pub(crate) mod cluster;
 pub(crate) mod idle;
 pub(crate) mod ramp;
 mod step;
@@ -26,7 +27,7 @@ use crate::target::{loopback_sources, parse_targets, with_server_output, Bed, Pr
 pub(crate) struct Common {
     /// Servers to measure: `all`, or a comma-separated list of roomcast-native,
     /// roomcast-socketio, socketioxide, node-socketio, ceiling (`all` takes the ceiling in
-    /// `fanout` only).
+    /// `fanout` only, and leaves roomcast-socketio out of `cluster`).
     #[arg(long, default_value = "all")]
     pub(crate) targets: String,
     #[command(flatten)]
@@ -64,7 +65,7 @@ impl Common {
     pub(crate) fn swarm(&self, bed: &Bed, rooms: usize) -> Swarm {
         Swarm::new(SwarmSpec {
             protocol: bed.target.protocol(),
-            server: bed.server.addr(),
+            servers: bed.addrs(),
             rooms,
             secret: bed.secret.clone(),
             rate: self.connect_rate,
@@ -140,6 +141,20 @@ pub(crate) async fn conclude(
         }
         Err(e) => failed(scenario, target, &e),
     })
+}
+
+/// The server's processes (every node of a cluster) as one: memory, CPU time and threads
+/// summed.
+pub(crate) fn server_sample(bed: &Bed) -> Result<Sample> {
+    let mut sum = procfs::sample(bed.server.pid())?;
+    for node in &bed.nodes {
+        let s = procfs::sample(node.pid())?;
+        sum.rss_bytes += s.rss_bytes;
+        sum.peak_rss_bytes += s.peak_rss_bytes;
+        sum.cpu += s.cpu;
+        sum.threads += s.threads;
+    }
+    Ok(sum)
 }
 
 /// CPU time of a set of processes (the load generator's).

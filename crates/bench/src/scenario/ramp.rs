@@ -8,7 +8,9 @@
 //!   last subscriber, whatever the server); the ceiling (`bench/peers/ceiling`) is measured
 //!   first, so that every server's figures read as a fraction of it;
 //! - `rooms`: 10,000 subscribers in 1,000 rooms of 10, each publish to a room drawn at random,
-//!   from 2,000 publishes per second up by a quarter each step, until p99 passes 100 ms.
+//!   from 2,000 publishes per second up by a quarter each step, until p99 passes 100 ms;
+//! - `cluster` ([`super::cluster`]): the fan-out's steps with 9,000 subscribers spread over the
+//!   three nodes of a cluster.
 //!
 //! Two figures sum a ramp up: the highest delivery rate of a step whose p99 stayed within
 //! `--target-p99-ms` (50 ms) with nothing lost, and the highest delivery rate sustained with
@@ -22,21 +24,23 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::step::{run_step, saturated_first, Step};
-use super::{conclude, mib, r3, sample_json, unavailable, Common};
-use crate::procfs;
+use super::{conclude, mib, r3, sample_json, server_sample, unavailable, Common};
 use crate::publisher::{Publisher, Schedule};
 use crate::swarm::Swarm;
-use crate::target::{Bed, Target};
+use crate::target::{Bed, ClusterSpec, Target};
 use crate::wire::Layout;
 
 /// How many of the best steps are tried again, highest first, until one holds.
 const CONFIRM_TRIES: usize = 3;
+/// Most warm-up phases run before the ramp, until one delivers everything.
+const WARMUP_TRIES: usize = 3;
 
-/// Which of the two scenarios, with its defaults.
+/// Which of the ramps, with its defaults.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
     Fanout,
     Rooms,
+    Cluster,
 }
 
 struct Defaults {
@@ -54,6 +58,7 @@ impl Kind {
         match self {
             Kind::Fanout => "fanout",
             Kind::Rooms => "rooms",
+            Kind::Cluster => "cluster",
         }
     }
 
@@ -67,6 +72,10 @@ impl Kind {
                 steps: 28,
                 lanes: 4,
                 max_p99_ms: 1000.0,
+            },
+            Kind::Cluster => Defaults {
+                connections: 9_000,
+                ..Kind::Fanout.defaults()
             },
             Kind::Rooms => Defaults {
                 connections: 10_000,
@@ -86,7 +95,7 @@ impl Kind {
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    /// Subscribers. Default: 10000.
+    /// Subscribers. Default: 10000 (9000 in cluster).
     #[arg(long)]
     connections: Option<usize>,
     /// Rooms they are spread over. Default: 1 (fanout), 1000 (rooms).
@@ -95,23 +104,24 @@ pub(crate) struct Args {
     /// Bytes of each event's data.
     #[arg(long, default_value_t = 100)]
     size: usize,
-    /// Publishes per second of the first step. Default: 4 (fanout), 2000 (rooms).
+    /// Publishes per second of the first step. Default: 4 (fanout, cluster), 2000 (rooms).
     #[arg(long)]
     start_rate: Option<f64>,
     /// Rate multiplier from one step to the next. Default: 1.25.
     #[arg(long)]
     factor: Option<f64>,
-    /// Most steps. Default: 28 (fanout), 12 (rooms).
+    /// Most steps. Default: 28 (fanout, cluster), 12 (rooms).
     #[arg(long)]
     steps: Option<usize>,
     /// Seconds of publishing per step.
     #[arg(long, default_value_t = 3.0)]
     step_secs: f64,
     /// Keep-alive HTTP connections publishing, the schedule dealt to them in turn. Default: 4
-    /// (fanout), 8 (rooms).
+    /// (fanout, cluster), 8 (rooms).
     #[arg(long)]
     lanes: Option<usize>,
-    /// The ramp stops after a step whose p99 exceeds this. Default: 1000 (fanout), 100 (rooms).
+    /// The ramp stops after a step whose p99 exceeds this. Default: 1000 (fanout, cluster), 100
+    /// (rooms).
     #[arg(long)]
     max_p99_ms: Option<f64>,
     /// The headline figure is the best step with a p99 at most this.
@@ -139,6 +149,12 @@ pub(super) struct Plan {
 }
 
 pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
+    run_with(kind, args, None).await
+}
+
+/// Runs the ramp of `kind` against every target, each one process or, with `cluster`, the
+/// nodes of a cluster.
+pub(crate) async fn run_with(kind: Kind, args: Args, cluster: Option<ClusterSpec>) -> Result<()> {
     let d = kind.defaults();
     let plan = Plan {
         kind,
@@ -159,8 +175,14 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
     super::prepare()?;
     let common = &args.common;
     let mut targets = common.targets()?;
-    if matches!(kind, Kind::Fanout) && common.targets == "all" {
-        targets.insert(0, Target::Ceiling);
+    if common.targets == "all" {
+        match kind {
+            Kind::Fanout => targets.insert(0, Target::Ceiling),
+            // One of Roomcast's protocols keeps the standard run short; `--targets` adds the
+            // other.
+            Kind::Cluster => targets.retain(|t| *t != Target::RoomcastSocketIo),
+            Kind::Rooms => {}
+        }
     }
     for target in targets {
         if target == Target::Ceiling && plan.layout.rooms > 1 {
@@ -168,7 +190,14 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
             common.save(&unavailable(kind.name(), target, reason))?;
             continue;
         }
-        let result = match Bed::start(target, &common.programs, &common.source_addrs()).await? {
+        let sources = common.source_addrs();
+        let started = match &cluster {
+            None => Bed::start(target, &common.programs, &sources).await?,
+            Some(cluster) => {
+                Bed::start_cluster(target, &common.programs, &sources, cluster).await?
+            }
+        };
+        let result = match started {
             Err(reason) => unavailable(kind.name(), target, &reason.0),
             Ok(mut bed) => {
                 let mut swarm = common.swarm(&bed, plan.layout.rooms);
@@ -184,18 +213,22 @@ pub(crate) async fn run(kind: Kind, args: Args) -> Result<()> {
 async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value> {
     let name = plan.kind.name();
     let target = bed.target;
-    let pid = bed.server.pid();
-    let start = procfs::sample(pid)?;
+    let start = server_sample(bed)?;
     let opened = swarm.open(0..plan.connections).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_open = procfs::sample(pid)?;
+    let after_open = server_sample(bed)?;
     let per_conn = (after_open.rss_bytes as f64 - start.rss_bytes as f64) / opened.count as f64;
     println!(
-        "{name} / {}: {} subscribers in {} rooms opened in {:.1} s ({} processes), rss {} \
+        "{name} / {}: {} subscribers in {} rooms{} opened in {:.1} s ({} processes), rss {} \
          ({:.2} KiB per connection)",
         target.name(),
         opened.count,
         plan.layout.rooms,
+        if bed.nodes.is_empty() {
+            String::new()
+        } else {
+            format!(" on {} nodes", bed.nodes.len() + 1)
+        },
         opened.secs,
         opened.processes,
         mib(after_open.rss_bytes),
@@ -207,18 +240,23 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
     let publisher =
         Publisher::connect(bed.publish_api(), plan.lanes, room_names, plan.size).await?;
 
-    // Phase 0 warms up the publish path (and Node's JIT); its figures are dropped.
-    let warm = Schedule::new(
-        plan.start_rate,
-        Duration::from_secs(1),
-        plan.layout.rooms,
-        plan.lanes,
-        0,
-    );
-    let warm_step = run_step(plan, 0, plan.start_rate, &warm, &publisher, bed, swarm).await?;
-    if !warm_step.clean() {
+    // Phase 0 warms up the publish path (and Node's JIT); its figures are dropped. It runs
+    // again until it delivers everything: a cluster node subscribes to the Redis channel when
+    // its first subscriber arrives, and the ramp must not race that.
+    for attempt in 1..=WARMUP_TRIES {
+        let warm = Schedule::new(
+            plan.start_rate,
+            Duration::from_secs(1),
+            plan.layout.rooms,
+            plan.lanes,
+            0,
+        );
+        let warm_step = run_step(plan, 0, plan.start_rate, &warm, &publisher, bed, swarm).await?;
+        if warm_step.clean() {
+            break;
+        }
         eprintln!(
-            "{name} / {}: the warm-up already lost messages",
+            "{name} / {}: warm-up {attempt} of {WARMUP_TRIES} lost messages",
             target.name()
         );
     }
@@ -245,7 +283,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         let latency = step.report.stats.latency();
         println!(
             "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; missing {}, out of \
-             order {}, publish errors {}, dropped {}; server {:.2} cores, generator {:.2} \
+             order {}, publish errors {}, dropped {}; server {:.2} cores, {}generator {:.2} \
              cores, others {:.2} cores",
             target.name(),
             rate,
@@ -256,6 +294,10 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
             step.sent.errors,
             step.report.dropped,
             step.server_cpu / step.wall,
+            step.redis_cpu.map_or(String::new(), |cpu| format!(
+                "redis {:.2} cores, ",
+                cpu / step.wall
+            )),
             step.generator_cpu / step.wall,
             step.other_cpu / step.wall,
         );
@@ -276,7 +318,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
         };
         let may_retry = step.clean() && !retried;
         steps.push(step);
-        bed.server.ensure_running()?;
+        bed.ensure_running()?;
         match stop {
             Some(_) if may_retry => {
                 println!("{name} / {}: once more at the same rate", target.name());
@@ -348,7 +390,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
             latency.text(),
             if holds { "holds" } else { "does not hold" },
         );
-        bed.server.ensure_running()?;
+        bed.ensure_running()?;
         let json = step.json();
         steps.push(step);
         if holds {
@@ -364,12 +406,18 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
     }
     let confirmed = sustained.is_some();
     let sustained = sustained.or(first_sustained.clone());
+    let redis = bed
+        .redis
+        .as_ref()
+        .map(|r| json!({"version": r.info.version, "pid": r.info.pid, "prefix": r.prefix}));
     Ok(json!({
         "scenario": name,
         "target": target.name(),
         "protocol": target.protocol().name(),
         "available": true,
         "connections": opened.count,
+        "nodes": bed.nodes.len() + 1,
+        "redis": redis,
         "rooms": plan.layout.rooms,
         "size": plan.size,
         "step_secs": secs,

@@ -1,6 +1,6 @@
 //! One step of a ramp: publishing at one rate for a few seconds, waiting for the messages to
-//! arrive, and what was seen, with the CPU time the server, the load generator and everything
-//! else on the machine spent meanwhile. Also which of server and generator ran out of CPU
+//! arrive, and what was seen, with the CPU time the server (every node of a cluster), the
+//! cluster's Redis, the load generator and everything else on the machine spent meanwhile. Also which of server and generator ran out of CPU
 //! first over a whole ramp.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{cpu_of, generator_pids, r3};
+use super::{cpu_of, generator_pids, r3, server_sample};
 use crate::procfs;
 use crate::publisher::{Publisher, Schedule, Sent};
 use crate::swarm::{Swarm, SwarmReport};
@@ -29,7 +29,10 @@ pub(super) struct Step {
     /// Of those, the ones that arrived later, before the end of the ramp.
     pub(super) late: u64,
     pub(super) deliveries_per_sec: f64,
+    /// Summed over a cluster's nodes.
     pub(super) server_cpu: f64,
+    /// The CPU time of the Redis a cluster shares, when it runs on this machine.
+    pub(super) redis_cpu: Option<f64>,
     pub(super) generator_cpu: f64,
     /// CPU time of every other process on the machine, and time stolen by the hypervisor.
     pub(super) other_cpu: f64,
@@ -76,6 +79,10 @@ impl Step {
             "server_cpu_us_per_delivery": r3(self.server_cpu * 1e6 / (s.received.max(1) as f64)),
             "generator_cpu_us_per_delivery":
                 r3(self.generator_cpu * 1e6 / (s.received.max(1) as f64)),
+            "redis_cpu_secs": self.redis_cpu.map(r3),
+            "redis_cores": self.redis_cpu.map(|cpu| r3(cpu / self.wall)),
+            "redis_cpu_us_per_delivery":
+                self.redis_cpu.map(|cpu| r3(cpu * 1e6 / (s.received.max(1) as f64))),
             "generator_cores": r3(self.generator_cpu / self.wall),
             "other_cores": r3(self.other_cpu / self.wall),
             "steal_cores": r3(self.steal / self.wall),
@@ -95,9 +102,15 @@ pub(super) async fn run_step(
     bed: &mut Bed,
     swarm: &mut Swarm,
 ) -> Result<Step> {
-    let pid = bed.server.pid();
     let generator = generator_pids(swarm);
-    let server_before = procfs::sample(pid)?.cpu;
+    let redis_pid = bed.redis.as_ref().and_then(|r| r.info.pid);
+    let redis_cpu = || {
+        redis_pid
+            .and_then(|pid| procfs::sample(pid).ok())
+            .map(|s| s.cpu)
+    };
+    let server_before = server_sample(bed)?.cpu;
+    let redis_before = redis_cpu();
     let generator_before = cpu_of(&generator);
     let machine_before = procfs::machine_cpu()?;
     let began = Instant::now();
@@ -112,14 +125,18 @@ pub(super) async fn run_step(
         .sum();
     drain(swarm, phase, expected, plan.drain).await?;
     let wall = began.elapsed().as_secs_f64();
-    let server_after = procfs::sample(pid)?;
+    let server_after = server_sample(bed)?;
+    let redis_cpu = match (redis_before, redis_cpu()) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let generator_cpu = cpu_of(&generator).saturating_sub(generator_before);
     let machine_after = procfs::machine_cpu()?;
     let server_cpu = server_after.cpu.saturating_sub(server_before);
     let other_cpu = machine_after
         .busy
         .saturating_sub(machine_before.busy)
-        .saturating_sub(server_cpu + generator_cpu);
+        .saturating_sub(server_cpu + generator_cpu + redis_cpu.unwrap_or_default());
     let report = swarm.report(phase).await?;
     let unique = report.stats.received - report.stats.duplicates;
     let missing = expected.saturating_sub(unique);
@@ -133,6 +150,7 @@ pub(super) async fn run_step(
         missing,
         late: 0,
         server_cpu: server_cpu.as_secs_f64(),
+        redis_cpu: redis_cpu.map(|cpu| cpu.as_secs_f64()),
         generator_cpu: generator_cpu.as_secs_f64(),
         other_cpu: other_cpu.as_secs_f64(),
         steal: machine_after
@@ -179,7 +197,9 @@ pub(super) fn saturated_first(steps: &[&Step], cores: f64) -> Value {
     let Some(last) = steps.last() else {
         return json!({"side": "unknown", "why": "no steps"});
     };
-    let busy = (last.server_cpu + last.generator_cpu + last.other_cpu) / last.wall;
+    let busy =
+        (last.server_cpu + last.redis_cpu.unwrap_or(0.0) + last.generator_cpu + last.other_cpu)
+            / last.wall;
     if busy < 0.8 * cores {
         return json!({
             "side": "neither",
