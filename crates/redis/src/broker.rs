@@ -149,7 +149,7 @@ impl RedisBroker {
         );
         let subscriber = SubscriberClient::new(config, Some(perf), Some(connection), Some(policy));
         for c in [&client as &dyn Connects, &subscriber] {
-            c.start(opts.timeout).await?;
+            c.start(opts.join_deadline()).await?;
         }
         let renewal = crate::resubscribe::renew_after_reconnects(&subscriber).abort_handle();
         let keys = Keys::new(&opts.prefix);
@@ -172,7 +172,7 @@ impl RedisBroker {
         tokio::spawn(receive(Arc::downgrade(&broker), rx));
         tokio::spawn(follow_subscriptions(Arc::downgrade(&broker)));
         tokio::time::timeout(
-            broker.opts.timeout,
+            broker.opts.join_deadline(),
             broker.subscriber.ssubscribe(broker.keys.platform_channel()),
         )
         .await

@@ -52,7 +52,17 @@ pub enum OptionsError {
     Heartbeat,
 }
 
+/// The least a starting node waits for Redis to answer.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
 impl ClusterOptions {
+    /// How long a starting node waits for Redis: `timeout`, and at least 10 s, so that a
+    /// node starting with Redis (or on a busy machine) is not refused by a short deadline
+    /// meant for commands.
+    pub fn join_deadline(&self) -> Duration {
+        self.timeout.max(JOIN_WAIT)
+    }
+
     /// Checks the settings together.
     pub fn check(&self) -> Result<(), OptionsError> {
         fred::types::config::Config::from_url(&self.url)

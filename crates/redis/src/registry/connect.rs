@@ -48,13 +48,13 @@ fn builder(opts: &ClusterOptions) -> Result<Builder, RedisError> {
 }
 
 /// Starts `client`'s connection task and waits until it is connected, at most
-/// `opts.timeout`. On failure the task is stopped.
+/// `opts.join_deadline()`. On failure the task is stopped.
 async fn connect<C: ClientLike>(
     client: &C,
     opts: &ClusterOptions,
 ) -> Result<AbortHandle, RedisError> {
     let task = client.connect().abort_handle();
-    let result = match tokio::time::timeout(opts.timeout, client.wait_for_connect()).await {
+    let result = match tokio::time::timeout(opts.join_deadline(), client.wait_for_connect()).await {
         Ok(Ok(())) => Ok(task.clone()),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(RedisError::Timeout),

@@ -27,8 +27,8 @@ pub struct ClusterConfig {
     /// How long a room's offset counter lives after its last publish, in ms; a later publish
     /// starts a new epoch. Default `86400000` (a day).
     pub stream_ttl_ms: u64,
-    /// Deadline of every Redis command and of every request to other nodes, in ms. Default
-    /// `2000`.
+    /// Deadline of every Redis command and of every request to other nodes, in ms (a
+    /// starting node waits for Redis this long, and at least 10 s). Default `2000`.
     pub timeout_ms: u64,
     /// Which Redis shard channels carry publications: `"tenant"` (one per tenant) or
     /// `"room"` (one per room). Default `"tenant"`; see the README's cluster section.
