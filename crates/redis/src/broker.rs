@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
-use fred::types::config::{Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy};
 use fred::types::Message;
 use roomcast_broker::{
     BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, Position, Publication, Published,
@@ -28,6 +27,7 @@ use roomcast_broker::{
 use sha1::{Digest, Sha1};
 use tokio::sync::{broadcast, Notify};
 
+use crate::connect;
 use crate::keys::Keys;
 use crate::options::{ChannelMode, ClusterOptions};
 
@@ -94,8 +94,8 @@ pub struct RedisBroker {
     counters: Counters,
     epochs: AtomicU64,
     closed: AtomicBool,
-    /// The task renewing the subscriptions after reconnections.
-    renewal: tokio::task::AbortHandle,
+    /// The connection tasks and the one renewing the subscriptions after reconnections.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl fmt::Debug for RedisBroker {
@@ -111,28 +111,6 @@ fn unavailable(e: impl fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
-/// The fred configuration of every client a node opens.
-pub(crate) fn redis_config(
-    opts: &ClusterOptions,
-) -> Result<(Config, PerformanceConfig, ConnectionConfig, ReconnectPolicy), BrokerError> {
-    let config = Config::from_url(&opts.url).map_err(unavailable)?;
-    let perf = PerformanceConfig {
-        default_command_timeout: opts.timeout,
-        broadcast_channel_capacity: RECEIVE_BUFFER,
-        ..Default::default()
-    };
-    let connection = ConnectionConfig {
-        connection_timeout: opts.timeout,
-        internal_command_timeout: opts.timeout,
-        // Commands wait for a reconnection at most this many: past it, the caller hears.
-        max_command_buffer_len: 100_000,
-        ..Default::default()
-    };
-    // Forever, from 100 ms doubling to 5 s.
-    let policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
-    Ok((config, perf, connection, policy))
-}
-
 impl RedisBroker {
     /// Connects to Redis (within `opts.timeout`) and starts delivering to `sink` what this
     /// node's subscriptions bring.
@@ -140,18 +118,23 @@ impl RedisBroker {
         opts: ClusterOptions,
         sink: Arc<dyn Deliver>,
     ) -> Result<Arc<RedisBroker>, BrokerError> {
-        let (config, perf, connection, policy) = redis_config(&opts)?;
-        let client = Client::new(
-            config.clone(),
-            Some(perf.clone()),
-            Some(connection.clone()),
-            Some(policy.clone()),
-        );
-        let subscriber = SubscriberClient::new(config, Some(perf), Some(connection), Some(policy));
-        for c in [&client as &dyn Connects, &subscriber] {
-            c.start(opts.join_deadline()).await?;
-        }
-        let renewal = crate::resubscribe::renew_after_reconnects(&subscriber).abort_handle();
+        let connect::Connections {
+            client,
+            subscriber,
+            tasks,
+        } = connect::connect_both(
+            &opts,
+            connect::Buffers {
+                // Publishes wait for a reconnection at most this many: past it, the caller
+                // hears.
+                commands: 100_000,
+                messages: RECEIVE_BUFFER,
+            },
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut tasks: Vec<tokio::task::AbortHandle> = tasks;
+        tasks.push(crate::resubscribe::renew_after_reconnects(&subscriber).abort_handle());
         let keys = Keys::new(&opts.prefix);
         let broker = Arc::new(RedisBroker {
             keys,
@@ -165,7 +148,7 @@ impl RedisBroker {
             counters: Counters::default(),
             epochs: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            renewal,
+            tasks,
             opts,
         });
         let rx = broker.subscriber.message_rx();
@@ -239,9 +222,11 @@ impl RedisBroker {
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.changed.notify_one();
-        self.renewal.abort();
         let _ = tokio::time::timeout(self.opts.timeout, self.subscriber.quit()).await;
         let _ = tokio::time::timeout(self.opts.timeout, self.client.quit()).await;
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     fn next_epoch(&self) -> String {
@@ -403,23 +388,6 @@ fn hex_sha1(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Connecting a fred client with a deadline.
-trait Connects {
-    fn start(&self, timeout: Duration) -> BoxFuture<'_, Result<(), BrokerError>>;
-}
-
-impl<C: ClientLike> Connects for C {
-    fn start(&self, timeout: Duration) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(async move {
-            let _task = self.connect();
-            tokio::time::timeout(timeout, self.wait_for_connect())
-                .await
-                .map_err(|_| unavailable("connecting to Redis timed out"))?
-                .map_err(unavailable)
-        })
-    }
 }
 
 /// The delivering task: one per broker, so the messages of a channel are delivered in the

@@ -14,6 +14,7 @@
 //! It depends on `roomcast-broker` alone.
 
 mod broker;
+mod connect;
 pub mod emitter;
 mod error;
 mod keys;

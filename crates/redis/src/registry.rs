@@ -3,7 +3,6 @@
 //! Every node renews an entry with a TTL (see `heartbeat`) and takes requests on its own
 //! channel (see `requests`); the HTTP API uses both to see and reach the whole cluster.
 
-mod connect;
 mod heartbeat;
 mod requests;
 mod types;
@@ -13,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::connect;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::prelude::Client;
@@ -90,7 +90,16 @@ impl Registry {
         }
         let info_json =
             serde_json::to_string(&info).map_err(|e| RedisError::Invalid(e.to_string()))?;
-        let connections = connect::connect_both(opts).await?;
+        let connections = connect::connect_both(
+            opts,
+            connect::Buffers {
+                // Far above what heartbeats, reads and the publishes of MAX_IN_FLIGHT requests
+                // need at once in a cluster of ten nodes.
+                commands: 16_384,
+                messages: 1024,
+            },
+        )
+        .await?;
         let mut tasks = connections.tasks;
         let keys = Keys::new(&opts.prefix);
         let shared = Arc::new(Shared {

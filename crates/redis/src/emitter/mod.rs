@@ -49,27 +49,18 @@ pub enum EmitterCommand {
         /// Socket.IO session ids that must not receive it (python-socketio's `skip_sid`).
         skip_sids: Vec<Arc<str>>,
     },
-    /// Make sockets join rooms (`socketsJoin`, python-socketio's `enter_room`).
-    Join {
+    /// Make sockets join or leave rooms (`socketsJoin`, `socketsLeave`; python-socketio's
+    /// `enter_room`, `leave_room`, and its `close_room`, which makes every member leave).
+    Rooms {
+        /// Join or leave.
+        change: RoomChange,
         /// The tenant of the sockets and rooms.
         tenant: Arc<str>,
         /// The namespace.
         ns: Arc<str>,
         /// Which sockets.
         sockets: Sockets,
-        /// The rooms to join.
-        rooms: Vec<Arc<str>>,
-    },
-    /// Make sockets leave rooms (`socketsLeave`, python-socketio's `leave_room`, and its
-    /// `close_room`, which makes every member leave).
-    Leave {
-        /// The tenant of the sockets and rooms.
-        tenant: Arc<str>,
-        /// The namespace.
-        ns: Arc<str>,
-        /// Which sockets.
-        sockets: Sockets,
-        /// The rooms to leave.
+        /// The rooms to join or leave.
         rooms: Vec<Arc<str>>,
     },
     /// Disconnect sockets from the namespace (`disconnectSockets`, python-socketio's
@@ -91,6 +82,15 @@ pub enum EmitterCommand {
 }
 
 /// The sockets a command applies to, within its tenant and namespace.
+/// What [`EmitterCommand::Rooms`] does to the sockets' rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomChange {
+    /// Join them.
+    Join,
+    /// Leave them.
+    Leave,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Sockets {

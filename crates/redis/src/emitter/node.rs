@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::room_name::{names, RoomName};
 use super::{
-    args, check_size, distinct, msgpack, Emit, EmitterCommand, EmitterError, Sockets, TenantRule,
+    args, check_size, distinct, msgpack, Emit, EmitterCommand, EmitterError, RoomChange, Sockets,
+    TenantRule,
 };
 
 /// Socket.IO packet types a broadcast may carry: an event, and the same with binary parts.
@@ -204,7 +205,7 @@ struct Selection {
 }
 
 /// Decodes a request published on `<key>-request#<nsp>#`: `socketsJoin`, `socketsLeave` and
-/// `disconnectSockets` into [`EmitterCommand::Join`], [`Leave`](EmitterCommand::Leave) and
+/// `disconnectSockets` into [`EmitterCommand::Rooms`] (join and leave) and
 /// [`Disconnect`](EmitterCommand::Disconnect); `serverSideEmit` and the requests that Socket.IO
 /// servers send one another into [`EmitterCommand::Ignored`].
 pub fn decode_node_request(
@@ -282,20 +283,17 @@ pub fn decode_node_request(
         rooms: selected,
         except,
     };
-    Ok(if request.kind == REMOTE_JOIN {
-        EmitterCommand::Join {
-            tenant,
-            ns,
-            sockets,
-            rooms,
-        }
+    let change = if request.kind == REMOTE_JOIN {
+        RoomChange::Join
     } else {
-        EmitterCommand::Leave {
-            tenant,
-            ns,
-            sockets,
-            rooms,
-        }
+        RoomChange::Leave
+    };
+    Ok(EmitterCommand::Rooms {
+        change,
+        tenant,
+        ns,
+        sockets,
+        rooms,
     })
 }
 

@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 
 use super::room_name::{names, RoomName};
 use super::{
-    args, check_size, Emit, EmitterCommand, EmitterError, Sockets, TenantRule, MAX_VALUES,
+    args, check_size, Emit, EmitterCommand, EmitterError, RoomChange, Sockets, TenantRule,
+    MAX_VALUES,
 };
 
 /// The channel python-socketio's Redis managers publish on unless configured otherwise.
@@ -62,10 +63,10 @@ fn malformed(what: &str) -> EmitterError {
 /// - `emit` becomes [`EmitterCommand::Publish`] to `room` (a room, a list of rooms, or every
 ///   socket of the tenant when `null`), leaving out the sessions of `skip_sid`. The callback
 ///   a python-socketio server may ask for is not returned.
-/// - `enter_room`, `leave_room` and `disconnect` become [`EmitterCommand::Join`],
-///   [`Leave`](EmitterCommand::Leave) and [`Disconnect`](EmitterCommand::Disconnect) of one
+/// - `enter_room`, `leave_room` and `disconnect` become [`EmitterCommand::Rooms`] (join,
+///   leave) and [`Disconnect`](EmitterCommand::Disconnect) of one
 ///   [`Sockets::Sid`]; a disconnect names no room, so it needs [`TenantRule::Fixed`].
-/// - `close_room` makes every member of the room leave it: [`EmitterCommand::Leave`].
+/// - `close_room` makes every member of the room leave it: [`EmitterCommand::Rooms`].
 /// - `callback`, an acknowledgement returned between python-socketio servers, is
 ///   [`EmitterCommand::Ignored`].
 pub fn decode_python(message: &[u8], rule: &TenantRule) -> Result<EmitterCommand, EmitterError> {
@@ -90,26 +91,24 @@ pub fn decode_python(message: &[u8], rule: &TenantRule) -> Result<EmitterCommand
             let tenant = rule.tenant([&*room])?;
             let sockets = Sockets::Sid(sid.into());
             let rooms = vec![room];
-            Ok(if message.method == "enter_room" {
-                EmitterCommand::Join {
-                    tenant,
-                    ns,
-                    sockets,
-                    rooms,
-                }
+            let change = if message.method == "enter_room" {
+                RoomChange::Join
             } else {
-                EmitterCommand::Leave {
-                    tenant,
-                    ns,
-                    sockets,
-                    rooms,
-                }
+                RoomChange::Leave
+            };
+            Ok(EmitterCommand::Rooms {
+                change,
+                tenant,
+                ns,
+                sockets,
+                rooms,
             })
         }
         "close_room" => {
             let room = one_room(message.room)?;
             let tenant = rule.tenant([&*room])?;
-            Ok(EmitterCommand::Leave {
+            Ok(EmitterCommand::Rooms {
+                change: RoomChange::Leave,
                 tenant,
                 ns,
                 sockets: Sockets::InRooms {

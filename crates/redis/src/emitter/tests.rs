@@ -212,7 +212,8 @@ fn node_numeric_room() {
 
 #[test]
 fn node_sockets_join() {
-    let Ok(EmitterCommand::Join {
+    let Ok(EmitterCommand::Rooms {
+        change: RoomChange::Join,
         tenant,
         ns,
         sockets,
@@ -234,7 +235,8 @@ fn node_sockets_join() {
 
 #[test]
 fn node_sockets_leave() {
-    let Ok(EmitterCommand::Leave {
+    let Ok(EmitterCommand::Rooms {
+        change: RoomChange::Leave,
         tenant,
         ns,
         sockets,
@@ -385,7 +387,8 @@ fn python_sync_manager_writes_the_same() {
 
 #[test]
 fn python_enter_and_leave_room() {
-    let Ok(EmitterCommand::Join {
+    let Ok(EmitterCommand::Rooms {
+        change: RoomChange::Join,
         tenant,
         ns,
         sockets,
@@ -398,7 +401,8 @@ fn python_enter_and_leave_room() {
     assert_eq!(sockets, Sockets::Sid("sid-remote".into()));
     assert_eq!(strs(&rooms), ["tenant:acme"]);
 
-    let Ok(EmitterCommand::Leave {
+    let Ok(EmitterCommand::Rooms {
+        change: RoomChange::Leave,
         tenant,
         ns,
         sockets,
@@ -414,7 +418,8 @@ fn python_enter_and_leave_room() {
 
 #[test]
 fn python_close_room_empties_it() {
-    let Ok(EmitterCommand::Leave {
+    let Ok(EmitterCommand::Rooms {
+        change: RoomChange::Leave,
         tenant,
         ns,
         sockets,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use roomcast_broker::{ConnId, Deliver, RoomKey};
 use roomcast_engine::rooms::Closing;
 use roomcast_redis::emitter::{
-    self, EmitterCommand, EmitterError, RoomPattern, Sockets, TenantRule,
+    self, EmitterCommand, EmitterError, RoomChange, RoomPattern, Sockets, TenantRule,
 };
 use roomcast_redis::{ChannelListener, RedisBroker};
 
@@ -64,6 +64,14 @@ struct Listener {
     aliases: HashMap<String, String>,
     app: Weak<App>,
     counters: Arc<EmitterCounters>,
+}
+
+fn room_key(tenant: &Arc<str>, ns: &Arc<str>, room: &Arc<str>) -> RoomKey {
+    RoomKey {
+        tenant: tenant.clone(),
+        ns: ns.clone(),
+        room: room.clone(),
+    }
 }
 
 /// The tenant rule of a binding (its pattern checked when the plan is built).
@@ -185,7 +193,8 @@ impl Listener {
                 app.node.hub().deliver(&publication, &mut |_| None);
                 true
             }
-            EmitterCommand::Join {
+            EmitterCommand::Rooms {
+                change,
                 tenant,
                 ns,
                 sockets,
@@ -194,31 +203,15 @@ impl Listener {
                 let ns = self.ns(&ns);
                 for id in self.select(app, &tenant, &ns, &sockets) {
                     for room in &rooms {
-                        let key = RoomKey {
-                            tenant: tenant.clone(),
-                            ns: ns.clone(),
-                            room: room.clone(),
-                        };
-                        let _ = app.index.join(id, &key);
-                    }
-                }
-                true
-            }
-            EmitterCommand::Leave {
-                tenant,
-                ns,
-                sockets,
-                rooms,
-            } => {
-                let ns = self.ns(&ns);
-                for id in self.select(app, &tenant, &ns, &sockets) {
-                    for room in &rooms {
-                        let key = RoomKey {
-                            tenant: tenant.clone(),
-                            ns: ns.clone(),
-                            room: room.clone(),
-                        };
-                        app.index.leave(id, &key);
+                        let key = room_key(&tenant, &ns, room);
+                        match change {
+                            RoomChange::Join => {
+                                let _ = app.index.join(id, &key);
+                            }
+                            RoomChange::Leave => {
+                                app.index.leave(id, &key);
+                            }
+                        }
                     }
                 }
                 true
@@ -261,12 +254,8 @@ impl Listener {
         let collect = |rooms: &[Arc<str>]| {
             let mut members = Vec::new();
             for room in rooms {
-                let key = RoomKey {
-                    tenant: tenant.clone(),
-                    ns: ns.clone(),
-                    room: room.clone(),
-                };
-                app.index.collect_members_then(&key, &mut members, || ());
+                app.index
+                    .collect_members_then(&room_key(tenant, ns, room), &mut members, || ());
             }
             let mut ids: Vec<ConnId> = members.into_iter().map(|m| m.id).collect();
             ids.sort_unstable();

@@ -11,12 +11,6 @@ use serde_json::{json, Value};
 
 use crate::harness::{Client, Config, Server, ACME_KEY, PLATFORM_KEY};
 
-/// The shared Redis (127.0.0.1:6379) when it answers; an absent Redis fails under `CI=true`
-/// and skips the test elsewhere, saying so.
-pub(crate) fn shared_redis() -> Option<String> {
-    roomcast_testkit::shared_redis()
-}
-
 /// A key prefix no other test uses; its keys are deleted when dropped.
 pub(crate) struct Prefix(pub(crate) String);
 
@@ -79,7 +73,9 @@ pub(crate) async fn settle(via: &Server, tenant: &str, room: &str, clients: &mut
 
 #[tokio::test]
 async fn a_publish_on_either_node_reaches_both_once_in_one_sequence() {
-    let Some(redis) = shared_redis() else { return };
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
     let prefix = Prefix::new("two-nodes");
     let a = Server::start(node_config(&redis, &prefix, "a")).await;
     let b = Server::start(node_config(&redis, &prefix, "b")).await;
@@ -144,7 +140,9 @@ async fn with_channels_per_room_too() {
 /// Three nodes, three tenants, clients in random rooms on random nodes, publishes from every
 /// node: each member gets each event of its rooms once, in order per room, and nothing else.
 async fn randomized(channels: &str) {
-    let Some(redis) = shared_redis() else { return };
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
     let prefix = Prefix::new(&format!("random-{channels}"));
     let config = |node: &str| {
         node_config(&redis, &prefix, node).set("cluster.channels", &format!("{channels:?}"))
@@ -236,7 +234,9 @@ async fn randomized(channels: &str) {
 
 #[tokio::test]
 async fn health_and_metrics_show_the_redis_broker() {
-    let Some(redis) = shared_redis() else { return };
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
     let prefix = Prefix::new("health");
     let a = Server::start(node_config(&redis, &prefix, "a")).await;
     let (status, body) = a.http("GET", "/health", None, None).await;
@@ -274,7 +274,9 @@ fn node_ids(answer: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn presence_and_disconnect_reach_every_node() {
-    let Some(redis) = shared_redis() else { return };
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
     let prefix = Prefix::new("presence");
     let a = Server::start(node_config(&redis, &prefix, "a")).await;
     let b = Server::start(node_config(&redis, &prefix, "b")).await;
@@ -346,7 +348,9 @@ async fn presence_and_disconnect_reach_every_node() {
 
 #[tokio::test]
 async fn a_killed_node_leaves_within_the_ttl_and_a_stopped_one_at_once() {
-    let Some(redis) = shared_redis() else { return };
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
     let prefix = Prefix::new("registry");
     // node_ttl_ms 1000: a killed node is gone from the registry within 1000 ms of its last
     // heartbeat, so within 1200 ms of the kill.

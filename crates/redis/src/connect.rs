@@ -1,5 +1,5 @@
-//! The registry's two Redis connections: a client for commands and a subscriber for the
-//! node's channel, both reconnecting with backoff, and connected under a deadline.
+//! A node's pairs of Redis connections (the broker's, the registry's): a client for commands
+//! and a subscriber, both reconnecting with backoff, and connected under a deadline.
 
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
@@ -13,18 +13,21 @@ const RECONNECT_MIN_MS: u32 = 100;
 /// Longest delay between two reconnection attempts, in ms: a restarted Redis is found again
 /// within this time.
 const RECONNECT_MAX_MS: u32 = 2_000;
-/// Commands a client queues for its connection; past that a command fails at once
-/// (`Backpressure`) instead of waiting. Far above what heartbeats, reads and the publishes of
-/// [`MAX_IN_FLIGHT`](super::requests::MAX_IN_FLIGHT) requests need at once in a cluster of
-/// ten nodes.
-const COMMAND_BUFFER: usize = 16_384;
-/// Messages the subscriber holds for the registry's reader before the oldest are dropped.
-const MESSAGE_BUFFER: usize = 1024;
+/// How much a pair of connections holds while Redis is slow or away.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Buffers {
+    /// Commands a client queues for its connection; past that a command fails at once
+    /// (`Backpressure`) instead of waiting.
+    pub(crate) commands: usize,
+    /// Messages the subscriber holds for its reader before the oldest are dropped.
+    pub(crate) messages: usize,
+}
 
 /// A builder with the cluster's URL and deadlines: every command, connection and internal
-/// command (`AUTH`, `CLUSTER SLOTS`) gives up after `opts.timeout`, the command queue is
-/// bounded, and reconnection retries forever, with a delay doubling from 100 ms to 2 s.
-fn builder(opts: &ClusterOptions) -> Result<Builder, RedisError> {
+/// command (`AUTH`, `CLUSTER SLOTS`) gives up after `opts.timeout`, the command queue and the
+/// subscriber's messages are bounded, and reconnection retries forever, with a delay doubling
+/// from 100 ms to 2 s.
+fn builder(opts: &ClusterOptions, buffers: Buffers) -> Result<Builder, RedisError> {
     let config = Config::from_url(&opts.url).map_err(|e| RedisError::Invalid(e.to_string()))?;
     let mut builder = Builder::from_config(config);
     let timeout = opts.timeout;
@@ -32,11 +35,11 @@ fn builder(opts: &ClusterOptions) -> Result<Builder, RedisError> {
         .with_connection_config(|c| {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
-            c.max_command_buffer_len = COMMAND_BUFFER;
+            c.max_command_buffer_len = buffers.commands;
         })
         .with_performance_config(|p| {
             p.default_command_timeout = timeout;
-            p.broadcast_channel_capacity = MESSAGE_BUFFER;
+            p.broadcast_channel_capacity = buffers.messages;
         })
         .set_policy(ReconnectPolicy::new_exponential(
             0,
@@ -67,18 +70,21 @@ async fn connect<C: ClientLike>(
 
 /// The connected clients and the tasks that drive them.
 #[derive(Debug)]
-pub(super) struct Connections {
-    /// Commands: heartbeats, reads of the registry, publishes.
-    pub(super) client: Client,
-    /// The node channel's subscription, renewed after every reconnection.
-    pub(super) subscriber: SubscriberClient,
+pub(crate) struct Connections {
+    /// Commands.
+    pub(crate) client: Client,
+    /// Subscriptions, renewed after every reconnection (`crate::resubscribe`).
+    pub(crate) subscriber: SubscriberClient,
     /// The connection tasks of both clients.
-    pub(super) tasks: Vec<AbortHandle>,
+    pub(crate) tasks: Vec<AbortHandle>,
 }
 
-/// Connects both clients, each within `opts.timeout`.
-pub(super) async fn connect_both(opts: &ClusterOptions) -> Result<Connections, RedisError> {
-    let builder = builder(opts)?;
+/// Connects both clients, each within `opts.join_deadline()`.
+pub(crate) async fn connect_both(
+    opts: &ClusterOptions,
+    buffers: Buffers,
+) -> Result<Connections, RedisError> {
+    let builder = builder(opts, buffers)?;
     let client = builder.build()?;
     let subscriber = builder.build_subscriber_client()?;
     let client_task = connect(&client, opts).await?;
