@@ -410,7 +410,7 @@ async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiv
         };
         let channel: &str = &message.channel;
         let payload = message.value.as_bytes().unwrap_or_default();
-        if channel == broker.keys.platform_channel() || broker.keys.is_broker_channel(channel) {
+        if broker.keys.is_platform_channel(channel) || broker.keys.is_broker_channel(channel) {
             broker.deliver_message(payload);
             continue;
         }

@@ -4,6 +4,9 @@
 
 use roomcast_broker::RoomKey;
 
+/// The platform channel's name after the prefix.
+const PLATFORM: &str = ":platform:pub";
+
 /// Key and channel names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -94,7 +97,12 @@ impl Keys {
 
     /// The channel of platform-wide publications.
     pub fn platform_channel(&self) -> String {
-        format!("{}:platform:pub", self.prefix)
+        format!("{}{PLATFORM}", self.prefix)
+    }
+
+    /// Whether `channel` is [`platform_channel`](Self::platform_channel), without building it.
+    pub fn is_platform_channel(&self, channel: &str) -> bool {
+        channel.strip_prefix(self.prefix.as_str()) == Some(PLATFORM)
     }
 
     /// The offset counter of one room: `<prefix>:{<tenant>}:off:<ns>:<room>`.
@@ -141,6 +149,8 @@ mod tests {
         assert_eq!(keys.offset_key(&room), "rc:{acme}:off:/:order%3A1");
         assert!(keys.is_broker_channel("rc:{acme}:pub"));
         assert!(!keys.is_broker_channel("rc:platform:pub"));
+        assert!(keys.is_platform_channel(&keys.platform_channel()));
+        assert!(!keys.is_platform_channel("rc:{acme}:pub"));
         let room = RoomKey::new("a:b", "/", "c");
         assert_eq!(keys.room_channel(&room), "rc:{a%3Ab:/:c}:pub");
         assert!(keys.is_broker_channel(&keys.room_channel(&room)));
