@@ -94,6 +94,15 @@ pub trait Broker: Send + Sync + Debug {
     /// This node no longer has any connection or room of `tenant`.
     fn tenant_left(&self, _tenant: &str) {}
 
+    /// Waits until every subscription asked for so far ([`subscribe`](Self::subscribe),
+    /// [`tenant_joined`](Self::tenant_joined)) is in effect, within the broker's own
+    /// deadline; `None` when they already are (always, for a broker that delivers in
+    /// process). A connection's answer to a join waits for it, so that whatever is published
+    /// once the client knows it joined reaches it.
+    fn subscribed(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+
     /// How the broker is doing, for health checks and metrics.
     fn status(&self) -> BrokerStatus {
         BrokerStatus {

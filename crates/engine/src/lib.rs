@@ -22,5 +22,5 @@ pub mod upgrade;
 pub mod ws;
 
 pub use lane::{Lane, LaneError, LaneLimits, Submitted};
-pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueLimits};
+pub use queue::{CloseRequest, OutQueue, Outbound, PushError, QueueHold, QueueLimits};
 pub use rooms::{Closing, ConnId, Control, Member, RoomIndex, RoomKey, Tracked, WireFormat};

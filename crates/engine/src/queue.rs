@@ -8,7 +8,7 @@
 //! overflowed so the driver closes the connection as a slow consumer. A producer never waits.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -102,6 +102,13 @@ struct Inner {
     bytes: usize,
     overflowed: bool,
     closing: bool,
+    /// Live [`QueueHold`]s (saturating); while there is one, frames from `held_from` on are
+    /// not drained.
+    holds: u8,
+    /// Frames pushed ahead ([`OutQueue::push_ahead`]) since the holds began: the first held.
+    ahead: u8,
+    /// How many frames at the front were queued before the holds.
+    held_from: u32,
     close: Option<CloseRequest>,
     /// The connection's driver, waiting through [`OutQueue::poll_notified`].
     driver: Listener,
@@ -130,6 +137,17 @@ impl Listener {
             slot => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+/// Holds back what is queued after it was taken ([`OutQueue::hold`]) until it is dropped.
+#[derive(Debug)]
+#[must_use = "the hold ends when dropped"]
+pub struct QueueHold(Arc<OutQueue>);
+
+impl Drop for QueueHold {
+    fn drop(&mut self) {
+        self.0.release_hold();
     }
 }
 
@@ -191,12 +209,12 @@ impl OutQueue {
             wake(wakers);
             return Err(PushError::Full(frame));
         }
-        let was_empty = inner.frames.is_empty();
+        // The consumer drains everything it may each time, so it only needs waking when the
+        // first frame it may take arrives (a held frame waits for the hold's end).
+        let wake_up = inner.holds == 0 && inner.frames.is_empty();
         inner.bytes += frame.len();
         inner.frames.push_back(frame);
-        // The consumer drains everything each time, so it only needs waking on the
-        // empty -> non-empty transition.
-        let wakers = if was_empty {
+        let wakers = if wake_up {
             inner.notify()
         } else {
             Wakers::default()
@@ -204,6 +222,65 @@ impl OutQueue {
         drop(inner);
         wake(wakers);
         Ok(())
+    }
+
+    /// Queues a frame ahead of those a [`QueueHold`] holds back, but held with them (at the
+    /// end when nothing is held), under the same bounds as [`push`](Self::push): an answer
+    /// that must reach the client before what was queued while it was being decided, and no
+    /// sooner than the hold ends.
+    pub fn push_ahead(&self, item: impl Into<Outbound>) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.holds == 0 {
+            drop(inner);
+            return self.push(item);
+        }
+        let frame = item.into();
+        if inner.closing {
+            return Err(PushError::Closed(frame));
+        }
+        if inner.frames.len() >= self.limits.max_messages
+            || inner.bytes + frame.len() > self.limits.max_bytes
+        {
+            drop(inner);
+            // Past a bound either way: the overflow is recorded as for any push.
+            return self.push(frame);
+        }
+        let at = inner.held_from as usize + usize::from(inner.ahead);
+        inner.bytes += frame.len();
+        inner.frames.insert(at, frame);
+        inner.ahead = inner.ahead.saturating_add(1);
+        Ok(())
+    }
+
+    /// Holds back every frame queued from now on (by [`push`](Self::push)) until the returned
+    /// guard, and every other hold, is dropped: drains leave them queued, in order, and the
+    /// queue's bounds still count them. For a connection whose first frames must wait for
+    /// something outside it (a subscription taking effect), while publishers may already
+    /// reach it.
+    pub fn hold(self: &Arc<Self>) -> QueueHold {
+        let mut inner = self.lock();
+        if inner.holds == 0 {
+            inner.held_from = u32::try_from(inner.frames.len()).unwrap_or(u32::MAX);
+        }
+        inner.holds = inner.holds.saturating_add(1);
+        QueueHold(self.clone())
+    }
+
+    fn release_hold(&self) {
+        let mut inner = self.lock();
+        inner.holds = inner.holds.saturating_sub(1);
+        if inner.holds > 0 {
+            return;
+        }
+        let wakers = if inner.frames.len() > inner.held_from as usize {
+            inner.notify()
+        } else {
+            Wakers::default()
+        };
+        inner.held_from = 0;
+        inner.ahead = 0;
+        drop(inner);
+        wake(wakers);
     }
 
     /// Asks the driver to close the connection; the first request wins. Frames already
@@ -231,9 +308,21 @@ impl OutQueue {
         self.lock().closing
     }
 
-    /// Moves every queued frame to `out` and reports overflow and close requests.
+    /// Moves every queued frame (but those a [`QueueHold`] holds back) to `out` and reports
+    /// overflow and close requests.
     pub fn drain(&self, out: &mut VecDeque<Outbound>) -> Drained {
         let mut inner = self.lock();
+        if inner.holds > 0 {
+            let n = inner.held_from as usize;
+            let taken: usize = inner.frames.iter().take(n).map(Outbound::len).sum();
+            inner.bytes -= taken;
+            out.extend(inner.frames.drain(..n));
+            inner.held_from = 0;
+            return Drained {
+                overflowed: std::mem::take(&mut inner.overflowed),
+                close: inner.close.take(),
+            };
+        }
         inner.bytes = 0;
         if out.is_empty() {
             std::mem::swap(out, &mut inner.frames);
@@ -304,6 +393,90 @@ mod tests {
             max_messages: messages,
             max_bytes: bytes,
         })
+    }
+
+    fn texts(out: &VecDeque<Outbound>) -> Vec<&[u8]> {
+        out.iter()
+            .map(|o| match o {
+                Outbound::Frame(b) | Outbound::Text(b) | Outbound::Binary(b) => &b[..],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hold_keeps_later_frames_back_and_lets_answers_ahead() {
+        let q = Arc::new(q(10, 1000));
+        q.push(Bytes::from_static(b"before")).unwrap();
+        let hold = q.hold();
+        q.push(Bytes::from_static(b"event")).unwrap();
+        q.push_ahead(Bytes::from_static(b"answer")).unwrap();
+        q.push_ahead(Bytes::from_static(b"then")).unwrap();
+        let mut out = VecDeque::new();
+        q.drain(&mut out);
+        assert_eq!(texts(&out), [&b"before"[..]]);
+        assert_eq!(q.len(), (3, 15), "held frames stay counted");
+        out.clear();
+        q.drain(&mut out);
+        assert!(out.is_empty());
+        // A second hold outlives the first: still held.
+        let second = q.hold();
+        drop(hold);
+        q.drain(&mut out);
+        assert!(out.is_empty());
+        drop(second);
+        q.drain(&mut out);
+        assert_eq!(texts(&out), [&b"answer"[..], b"then", b"event"]);
+        // Without a hold, pushing ahead is pushing.
+        q.push(Bytes::from_static(b"x")).unwrap();
+        q.push_ahead(Bytes::from_static(b"y")).unwrap();
+        out.clear();
+        q.drain(&mut out);
+        assert_eq!(texts(&out), [&b"x"[..], b"y"]);
+        assert_eq!(q.len(), (0, 0));
+    }
+
+    #[test]
+    fn the_end_of_a_hold_wakes_the_driver_only_for_held_frames() {
+        let q = Arc::new(q(10, 1000));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(q.poll_notified(&mut cx).is_pending());
+        let hold = q.hold();
+        q.push(Bytes::from_static(b"held")).unwrap();
+        assert!(
+            q.poll_notified(&mut cx).is_pending(),
+            "a held frame wakes nobody"
+        );
+        drop(hold);
+        assert!(q.poll_notified(&mut cx).is_ready());
+        let mut out = VecDeque::new();
+        q.drain(&mut out);
+        drop(q.hold());
+        assert!(q.poll_notified(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn held_frames_count_against_the_bounds() {
+        let q = Arc::new(q(2, 1000));
+        let _hold = q.hold();
+        q.push(Bytes::from_static(b"a")).unwrap();
+        q.push(Bytes::from_static(b"b")).unwrap();
+        assert!(matches!(
+            q.push_ahead(Bytes::from_static(b"c")),
+            Err(PushError::Full(_))
+        ));
+        let mut out = VecDeque::new();
+        assert!(q.drain(&mut out).overflowed);
+    }
+
+    #[test]
+    fn inner_stays_small() {
+        // Every connection has one: the hold's fields live in padding the rest leaves.
+        assert!(
+            std::mem::size_of::<Inner>() <= 168,
+            "{}",
+            std::mem::size_of::<Inner>()
+        );
     }
 
     #[test]

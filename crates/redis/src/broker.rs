@@ -25,7 +25,7 @@ use roomcast_broker::{
     RoomKey, Target,
 };
 use sha1::{Digest, Sha1};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 use crate::connect;
 use crate::keys::Keys;
@@ -89,6 +89,10 @@ pub struct RedisBroker {
     /// subscription task follows it.
     wanted: Mutex<HashMap<String, bool>>,
     changed: Arc<Notify>,
+    /// Changes made to `wanted` so far (counted under its lock) ...
+    requested: AtomicU64,
+    /// ... and how many of them the subscription task has put in effect.
+    applied: watch::Sender<u64>,
     /// Exact channel names (`false`) or prefixes of a pattern's channels (`true`).
     listeners: Mutex<Vec<Listening>>,
     counters: Counters,
@@ -144,6 +148,8 @@ impl RedisBroker {
             sink,
             wanted: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
+            requested: AtomicU64::new(0),
+            applied: watch::Sender::new(0),
             listeners: Mutex::new(Vec::new()),
             counters: Counters::default(),
             epochs: AtomicU64::new(0),
@@ -238,10 +244,11 @@ impl RedisBroker {
     }
 
     fn want(&self, channel: String, on: bool) {
-        self.wanted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(channel, on);
+        let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        if wanted.insert(channel, on) != Some(on) {
+            self.requested.fetch_add(1, Ordering::Release);
+        }
+        drop(wanted);
         self.changed.notify_one();
     }
 
@@ -442,15 +449,17 @@ async fn follow_subscriptions(broker: std::sync::Weak<RedisBroker>) {
         if b.closed.load(Ordering::Relaxed) {
             return;
         }
-        let changes: Vec<(String, bool)> = {
+        let (generation, changes): (u64, Vec<(String, bool)>) = {
             let mut wanted = b.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+            let generation = b.requested.load(Ordering::Acquire);
             // Channels let go of before they were ever subscribed need nothing more.
             wanted.retain(|c, on| *on || subscribed.contains_key(c));
-            wanted
+            let changes = wanted
                 .iter()
                 .filter(|(c, on)| **on != subscribed.contains_key(*c))
                 .map(|(c, on)| (c.clone(), *on))
-                .collect()
+                .collect();
+            (generation, changes)
         };
         let mut failed = false;
         for (channel, on) in changes {
@@ -475,6 +484,13 @@ async fn follow_subscriptions(broker: std::sync::Weak<RedisBroker>) {
                     failed = true;
                 }
             }
+        }
+        if !failed {
+            b.applied.send_if_modified(|applied| {
+                let newer = generation > *applied;
+                *applied = (*applied).max(generation);
+                newer
+            });
         }
         let changed = b.changed.clone();
         drop(b);
@@ -532,6 +548,29 @@ impl Broker for RedisBroker {
 
     fn tenant_left(&self, tenant: &str) {
         self.want(self.keys.tenant_channel(tenant), false);
+    }
+
+    fn subscribed(&self) -> Option<BoxFuture<'static, ()>> {
+        // Without Redis nothing arrives from other nodes anyway; the subscriptions are
+        // renewed once it is back.
+        if !self.connected() {
+            return None;
+        }
+        let asked = self.requested.load(Ordering::Acquire);
+        let mut applied = self.applied.subscribe();
+        if *applied.borrow() >= asked {
+            return None;
+        }
+        let timeout = self.opts.timeout;
+        Some(Box::pin(async move {
+            let done = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= asked)).await;
+            if !matches!(done, Ok(Ok(_))) {
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "cluster subscription not confirmed in time; going on without it"
+                );
+            }
+        }))
     }
 
     fn status(&self) -> BrokerStatus {

@@ -116,7 +116,9 @@ impl NativeSession {
         let identity = identity.into_session();
         rooms.truncate(app.config.rooms.max_per_connection);
         // The welcome is queued before the connection becomes visible to publishers, so that
-        // nothing reaches the client before it (protocol/README.md section 2).
+        // nothing reaches the client before it (protocol/README.md section 2), and held with
+        // what follows it until the auto-joined rooms are subscribed.
+        let hold = self.queue.hold();
         self.send(proto::encode_welcome(
             &Self::session_id(self.id),
             &identity.user,
@@ -139,6 +141,7 @@ impl NativeSession {
             },
             &keys,
         );
+        app.node.release_when_subscribed(hold);
         app.metrics
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -191,8 +194,16 @@ impl NativeSession {
                     Ok(tenant) => RoomKey::new(tenant, ns, &room),
                     Err(refusal) => return self.refuse(Some(id), &refusal),
                 };
+                // The reply goes first of what the join brings, once the room's subscription
+                // is in effect.
+                let hold = self.queue.hold();
                 match app.index.join(self.id, &key) {
-                    Ok(_) => self.send(proto::encode_reply_ok(id)),
+                    Ok(_) => {
+                        let _ = self
+                            .queue
+                            .push_ahead(Outbound::Text(proto::encode_reply_ok(id)));
+                        app.node.release_when_subscribed(hold);
+                    }
                     Err(JoinError::TooManyRooms) => self.refuse(Some(id), &Refusal::TooManyRooms),
                     Err(_) => self.reply_error(Some(id), ErrorCode::Internal, "not registered"),
                 }

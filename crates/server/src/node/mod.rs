@@ -18,7 +18,7 @@ use roomcast_broker::{
     BoxFuture, Broker, BrokerError, MemoryBroker, Payload, Published, RoomKey, Target,
 };
 use roomcast_engine::rooms::{RoomIndex, Transitions};
-use roomcast_engine::{LaneLimits, QueueLimits};
+use roomcast_engine::{LaneLimits, QueueHold, QueueLimits};
 
 pub use hub::Hub;
 pub use roomcast_broker::Publication;
@@ -143,6 +143,19 @@ impl Node {
     /// The broker publications go through.
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
+    }
+
+    /// Ends `hold` once the broker's subscriptions are in effect: at once on one node, when
+    /// a cluster node's subscriptions are too, or later from a task of its own. A connection
+    /// holds its output from before a join until then, so that the client hears of the join
+    /// (welcome, `CONNECT`, a reply or an ack) only once what is published to it reaches it.
+    pub fn release_when_subscribed(&self, hold: QueueHold) {
+        if let Some(subscribed) = self.broker.subscribed() {
+            tokio::spawn(async move {
+                subscribed.await;
+                drop(hold);
+            });
+        }
     }
 
     /// Checks a publication, removes repeated targets, and publishes it through the broker.

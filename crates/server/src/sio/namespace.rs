@@ -235,12 +235,16 @@ impl NamespaceHandler for ConfiguredNamespace {
         let admitted = client::admit(&app, token(auth, req).as_deref())
             .map_err(|refusal| connect_error(&refusal, messages))?;
         let identity = admitted.identity;
+        // The `CONNECT` answer goes ahead of this hold; what follows it waits until the
+        // auto-joined rooms are subscribed.
+        let hold = socket.hold_output();
         socket.set_identity(&identity.tenant, &identity.user);
         for room in self.router.auto_join(&self.name, &identity.claims) {
             if let Err(e) = socket.join(&room) {
                 tracing::warn!(error = %e, room, "auto-join skipped");
             }
         }
+        app.node.release_when_subscribed(hold);
         app.metrics
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -295,7 +299,11 @@ impl NamespaceHandler for ConfiguredNamespace {
                     {
                         return refuse(&refusal, &mut ack);
                     }
-                    match socket.join(&room) {
+                    // The answer, and what follows it, wait for the room's subscription.
+                    let hold = socket.hold_output();
+                    let joined = socket.join(&room);
+                    app.node.release_when_subscribed(hold);
+                    match joined {
                         Ok(_) => answer(socket, then, &mut ack),
                         Err(e) => return refuse(&join_refusal(e), &mut ack),
                     }
@@ -313,7 +321,10 @@ impl NamespaceHandler for ConfiguredNamespace {
                         Ok(tenant) => tenant,
                         Err(refusal) => return refuse(&refusal, &mut ack),
                     };
-                    match socket.join_in(tenant, &room) {
+                    let hold = socket.hold_output();
+                    let joined = socket.join_in(tenant, &room);
+                    app.node.release_when_subscribed(hold);
+                    match joined {
                         Ok(_) => answer(socket, then, &mut ack),
                         Err(e) => return refuse(&join_refusal(e), &mut ack),
                     }

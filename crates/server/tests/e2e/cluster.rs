@@ -51,9 +51,9 @@ pub(crate) fn node_config(redis: &str, prefix: &Prefix, node: &str) -> Config {
         .set("cluster.stream_ttl_ms", "60000")
 }
 
-/// Publishes `sync` events to `room` of `tenant` through `via` until every client has one:
-/// a node subscribes to a tenant's channel when its first client of the tenant arrives, and
-/// the test's events must not race that subscription.
+/// Publishes `sync` events to `room` of `tenant` through `via` until every client has one
+/// (the first does, since a client hears it joined only once its node subscribed), and reads
+/// them all, so that the test's own events start on empty connections.
 pub(crate) async fn settle(via: &Server, tenant: &str, room: &str, clients: &mut [&mut Client]) {
     let mut seen = vec![false; clients.len()];
     for _ in 0..50 {
@@ -230,6 +230,65 @@ async fn randomized(channels: &str) {
         };
         assert_eq!(by_room(&got), by_room(&expected));
     }
+}
+
+/// A client hears that it connected (welcome, `CONNECT`) or joined (a reply) only once its
+/// node's subscription is in effect: the very first publish made after that, on another node,
+/// reaches it. Many fresh tenants at once, so that the node has many subscriptions to make.
+#[tokio::test]
+async fn the_first_publish_after_a_join_reaches_the_client() {
+    first_publish_after_join("tenant").await;
+}
+
+#[tokio::test]
+async fn the_first_publish_after_a_join_reaches_the_client_with_channels_per_room() {
+    first_publish_after_join("room").await;
+}
+
+async fn first_publish_after_join(channels: &str) {
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
+    let prefix = Prefix::new(&format!("first-publish-{channels}"));
+    let config = |node: &str| {
+        node_config(&redis, &prefix, node).set("cluster.channels", &format!("{channels:?}"))
+    };
+    let a = Server::start(config("a")).await;
+    let b = Server::start(config("b")).await;
+    let one = |i: usize| {
+        let (a, b) = (&a, &b);
+        async move {
+            let tenant = format!("fresh{i}");
+            // Told by a welcome (the tenant's first connection on the node), ...
+            let mut welcomed = b.connect_user("w", &tenant).await;
+            a.publish(json!({"tenant": tenant, "users": ["w"], "event": "first", "data": i}))
+                .await;
+            let event = welcomed.recv_event().await;
+            assert_eq!(
+                (&event["event"], &event["data"]),
+                (&json!("first"), &json!(i))
+            );
+            // ... by a reply to a join, and by a `CONNECT` answer.
+            let mut joined = b.connect_user("j", &tenant).await;
+            joined.join("order:1").await;
+            let mut sio = b
+                .sio_connect("/", &crate::harness::token("s", &tenant))
+                .await;
+            a.publish(json!({
+                "tenant": tenant, "rooms": ["order:1"], "users": ["s"],
+                "event": "first", "data": i,
+            }))
+            .await;
+            let event = joined.recv_event().await;
+            assert_eq!(
+                (&event["event"], &event["data"]),
+                (&json!("first"), &json!(i))
+            );
+            let (_, args) = sio.event("first").await;
+            assert_eq!(args, [json!(i)], "{tenant}");
+        }
+    };
+    futures_util::future::join_all((0..60).map(one)).await;
 }
 
 #[tokio::test]

@@ -62,8 +62,27 @@ impl EngineConn {
     /// queue item encoded for the transport reading the queue: several WebSocket frames in
     /// one `Outbound::Frame`, or several payload records in one `Outbound::Text`.
     pub fn push_group(&self, items: &[Outbound]) -> Result<(), PushError> {
+        self.group(items, false)
+    }
+
+    /// [`push_group`](Self::push_group) ahead of what a [`QueueHold`] holds back
+    /// ([`OutQueue::push_ahead`]).
+    ///
+    /// [`QueueHold`]: roomcast_engine::QueueHold
+    pub fn push_group_ahead(&self, items: &[Outbound]) -> Result<(), PushError> {
+        self.group(items, true)
+    }
+
+    fn group(&self, items: &[Outbound], ahead: bool) -> Result<(), PushError> {
+        let push = |item: Outbound| {
+            if ahead {
+                self.queue.push_ahead(item)
+            } else {
+                self.queue.push(item)
+            }
+        };
         if let [item] = items {
-            return self.queue.push(item.clone());
+            return push(item.clone());
         }
         let _reading = read(&self.link.switch);
         let group = if self.link.websocket.load(Ordering::Acquire) {
@@ -71,7 +90,7 @@ impl EngineConn {
         } else {
             Outbound::Text(group::records(items))
         };
-        self.queue.push(group)
+        push(group)
     }
 
     /// Queues encoded Engine.IO packets: `Outbound::Text` must hold a whole text packet

@@ -237,6 +237,9 @@ impl Clients {
         );
         // Read by the handler while it connects, not kept: memory per socket is a budget.
         let auth = auth.map(RawJson::into_inner);
+        // Nothing delivered to the socket once the handler has placed it in rooms goes out
+        // before its `CONNECT` answer.
+        let _connecting = conn.queue().hold();
         match handler.on_connect(&socket, auth.as_deref(), &client.req) {
             Ok(()) => {
                 client.connect_deadline = None;

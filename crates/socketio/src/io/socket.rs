@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use roomcast_engine::rooms::{ConnId, JoinError, Member, RoomKey, Tracked, WireFormat};
-use roomcast_engine::Outbound;
+use roomcast_engine::{Outbound, QueueHold};
 use serde::Serialize;
 
 use super::args::{AckError, Args, EmitError};
@@ -170,6 +170,15 @@ impl SocketRef {
         true
     }
 
+    /// Holds back what reaches the connection from now on (room deliveries, other
+    /// namespaces' packets) until the guard is dropped; a `CONNECT` answer made meanwhile,
+    /// and what the handler emitted while connecting, go first once it is. For a handler
+    /// whose joins must take effect elsewhere (a cluster's subscriptions) before the client
+    /// hears that it connected or joined.
+    pub fn hold_output(&self) -> QueueHold {
+        self.0.conn.queue().hold()
+    }
+
     /// Joins a room of the socket's tenant and namespace; `Ok(false)` if already in it.
     /// Fails without an identity, or past the rooms-per-connection bound.
     pub fn join(&self, room: &str) -> Result<bool, JoinError> {
@@ -325,9 +334,14 @@ impl SocketRef {
     /// when the socket was disconnected meanwhile (its `DISCONNECT` follows the answer).
     pub(super) fn finish_connect(&self) -> bool {
         let mut locked = self.lock();
-        let _ = self.0.conn.push(encode::connect(&self.0.ns, &self.0.id));
+        // First of what the holds taken while connecting keep back (see `hold_output`).
+        let _ = self
+            .0
+            .conn
+            .queue()
+            .push_ahead(encode::connect(&self.0.ns, &self.0.id));
         for items in locked.pre_connect.drain(..) {
-            let _ = self.0.conn.push_group(&items);
+            let _ = self.0.conn.push_group_ahead(&items);
         }
         locked.pre_connect = Vec::new();
         self.0
