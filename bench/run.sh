@@ -12,6 +12,9 @@
 # flushed: each run works under a key prefix of its own; without it the scenario reports its
 # servers as not available). Run it on a quiet machine: every server and the load generator
 # share its cores.
+#
+# The standard set keeps its results in bench/last-run/ (commit them with BENCHMARKS.md): the
+# next run reads them back and reports, figure by figure, what changed beyond noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,14 @@ if $quick; then
 fi
 mkdir -p "$out_dir"
 rm -f "$results"
+# The previous standard run, to compare with (copied now: this run replaces it at the end).
+previous="$out_dir/previous"
+rm -rf "$previous"
+compare=()
+if ! $quick && [ -f bench/last-run/results.jsonl ] && [ -f bench/last-run/env.json ]; then
+  cp -r bench/last-run "$previous"
+  compare=(--previous "$previous")
+fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -119,5 +130,10 @@ const env = {
 process.stdout.write(JSON.stringify(env, null, 2) + "\n");
 ' > "$env_file"
 "$bench" report --results "$results" --env "$env_file" --analysis bench/analysis.md \
-  --out "$report"
+  --out "$report" "${compare[@]}"
+if ! $quick; then
+  mkdir -p bench/last-run
+  cp "$results" bench/last-run/results.jsonl
+  cp "$env_file" bench/last-run/env.json
+fi
 echo "scenarios took ${duration} s"

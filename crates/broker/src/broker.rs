@@ -38,6 +38,9 @@ pub struct BrokerStatus {
     pub degraded: Option<String>,
     /// Publications delivered on this node only because the other nodes could not be reached.
     pub local_only: u64,
+    /// Publications refused because the broker failed while taking them (they may have
+    /// reached some nodes: a retry is the caller's to decide).
+    pub failed: u64,
     /// Publications from other nodes lost because delivery here fell behind.
     pub lost: u64,
     /// Messages on the broker's channels that could not be decoded.

@@ -69,6 +69,8 @@ type Listening = (String, bool, Arc<dyn ChannelListener>);
 struct Counters {
     /// Publications delivered on this node only, because Redis could not be reached.
     local_only: AtomicU64,
+    /// Publications refused because Redis failed while taking them.
+    failed: AtomicU64,
     /// Messages from the channels that were lost because delivery fell behind.
     lagged: AtomicU64,
     /// Messages on the broker's channels that could not be decoded.
@@ -507,17 +509,20 @@ impl Broker for RedisBroker {
         Box::pin(async move {
             let rooms = publication.target.rooms().len();
             if self.client.is_connected() {
-                match self.publish_remote(&publication).await {
-                    Ok(()) => {
-                        return Ok(Published {
-                            positions: vec![None; rooms],
-                            delivered: 0,
-                        })
-                    }
+                return match self.publish_remote(&publication).await {
+                    Ok(()) => Ok(Published {
+                        positions: vec![None; rooms],
+                        delivered: 0,
+                    }),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cluster publish failed; delivered on this node only")
+                        // It may have reached Redis in part (a reply lost in a timeout, one
+                        // room of several sent): delivering it here as well could give this
+                        // node's members a second copy. The caller hears, and may retry.
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cluster publish failed; refused");
+                        Err(e)
                     }
-                }
+                };
             }
             // Redis is out of reach: this node's members still get it, without positions.
             self.counters.local_only.fetch_add(1, Ordering::Relaxed);
@@ -578,6 +583,7 @@ impl Broker for RedisBroker {
             kind: "redis",
             degraded: (!self.connected()).then(|| "Redis cannot be reached".to_owned()),
             local_only: self.counters.local_only.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
             lost: self.counters.lagged.load(Ordering::Relaxed),
             undecodable: self.counters.undecodable.load(Ordering::Relaxed),
             received: self.counters.received.load(Ordering::Relaxed),

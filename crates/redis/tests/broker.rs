@@ -122,3 +122,68 @@ async fn two_brokers_share_one_sequence_per_room() {
     assert_eq!(*sa.0.lock().unwrap(), expected);
     assert_eq!(*sb.0.lock().unwrap(), expected);
 }
+
+fn acme(room: &str) -> Publication {
+    Publication::new(
+        "/",
+        Target::Tenant {
+            tenant: "acme".into(),
+            rooms: vec![room.into()],
+            users: vec![],
+        },
+        "e",
+        Payload::Json(RawValue::from_string("1".into()).unwrap()),
+    )
+}
+
+#[tokio::test]
+async fn subscribed_resolves_once_a_new_channel_is_in_place() {
+    if !require_redis_binaries() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let a = RedisBroker::connect(options(&redis.url(), "a"), Arc::new(Sink::default()))
+        .await
+        .unwrap();
+    assert!(a.subscribed().is_none(), "nothing asked for yet");
+    let channel = a.keys().tenant_channel("acme");
+    a.tenant_joined("acme");
+    let wait = a
+        .subscribed()
+        .expect("a new channel is not in place at once");
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .unwrap();
+    let answer = redis.cli(&["PUBSUB", "SHARDNUMSUB", &channel]).unwrap();
+    assert!(answer.trim_end().ends_with('1'), "{answer:?}");
+    assert!(a.subscribed().is_none(), "in place: nothing to wait for");
+}
+
+/// A publish Redis does not answer in time may still be carried out later: it is refused, not
+/// delivered on the publishing node as well, so that nobody gets it twice.
+#[tokio::test]
+async fn a_publish_redis_fails_to_take_is_refused_and_never_doubled() {
+    if !require_redis_binaries() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let sink = Arc::new(Sink::default());
+    let mut opts = options(&redis.url(), "a");
+    opts.timeout = Duration::from_millis(300);
+    let a = RedisBroker::connect(opts, sink.clone()).await.unwrap();
+    a.tenant_joined("acme");
+    if let Some(wait) = a.subscribed() {
+        wait.await;
+    }
+    // A first publish loads the script, so that the refused one is a single command.
+    a.publish(acme("r")).await.unwrap();
+    redis.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]).unwrap();
+    let refused = a.publish(acme("r")).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(a.status().failed, 1);
+    assert_eq!(a.status().local_only, 0);
+    assert_eq!(*sink.0.lock().unwrap(), [Some(1)], "not delivered here");
+    // Once the pause ends Redis carries the publish out: it arrives once, from Redis.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(*sink.0.lock().unwrap(), [Some(1), Some(2)]);
+}

@@ -237,6 +237,12 @@ fn render_broker(out: &mut String, b: &BrokerStatus) {
     );
     counter(
         out,
+        "roomcast_broker_failed_publishes_total",
+        "Publications refused (503) because the broker failed while taking them.",
+        b.failed,
+    );
+    counter(
+        out,
         "roomcast_broker_lost_total",
         "Publications from the broker lost because delivery on this node fell behind.",
         b.lost,
@@ -296,6 +302,7 @@ mod tests {
             kind: "redis",
             degraded: Some("down".into()),
             local_only: 5,
+            failed: 2,
             ..BrokerStatus::default()
         };
         let text = m.render(
@@ -308,6 +315,7 @@ mod tests {
         );
         assert!(text.contains("roomcast_broker_up{kind=\"redis\"} 0\n"));
         assert!(text.contains("roomcast_broker_local_only_publishes_total 5\n"));
+        assert!(text.contains("roomcast_broker_failed_publishes_total 2\n"));
         assert!(text.contains("roomcast_connections 2\n"));
         assert!(text.contains("roomcast_tenant_connections{tenant=\"acme\"} 2\n"));
         assert!(text.contains("roomcast_deliveries_total 4\n"));

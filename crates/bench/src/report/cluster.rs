@@ -335,7 +335,7 @@ mod tests {
         ];
         let env = json!({"machine": {}, "versions": {"socketioxide_redis": "0.4.4"},
             "commands": []});
-        let text = render(&results, &env, None);
+        let text = render(&results, &env, None, None);
         assert!(text.contains("## Fan-out across a cluster"), "{text}");
         assert!(
             text.contains("| socketioxide-redis (crates.io) | 0.4.4 |"),

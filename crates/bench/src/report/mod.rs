@@ -5,6 +5,7 @@
 
 mod ceiling;
 mod cluster;
+mod compare;
 mod sections;
 
 use std::fmt::Write as _;
@@ -34,24 +35,44 @@ pub(crate) struct Args {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// A previous run to compare with: a directory holding its `results.jsonl` and
+    /// `env.json`.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+}
+
+/// The JSON lines of a results file.
+fn read_results(path: &std::path::Path) -> Result<Vec<Value>> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("a line of {} is not JSON", path.display()))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let results: Vec<Value> = read(&args.results)?
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .context("a results line is not JSON")?;
+    let results = read_results(&args.results)?;
     let env: Value = serde_json::from_str(&read(&args.env)?).context("the environment file")?;
     let analysis = match &args.analysis {
         Some(path) => Some(read(path)?),
         None => None,
     };
-    let text = render(&results, &env, analysis.as_deref());
+    let previous = match &args.previous {
+        Some(dir) => {
+            let results = read_results(&dir.join("results.jsonl"))?;
+            let env: Value = serde_json::from_str(&read(&dir.join("env.json"))?)
+                .context("the previous run's environment file")?;
+            Some((results, env))
+        }
+        None => None,
+    };
+    let previous = previous.as_ref().map(|(r, e)| (r.as_slice(), e));
+    let text = render(&results, &env, analysis.as_deref(), previous);
     std::fs::write(&args.out, text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
@@ -209,10 +230,16 @@ fn ratios(out: &mut String, what: &str, figure: impl Fn(&str) -> Option<f64>) {
     }
 }
 
-pub(crate) fn render(results: &[Value], env: &Value, analysis: Option<&str>) -> String {
+pub(crate) fn render(
+    results: &[Value],
+    env: &Value,
+    analysis: Option<&str>,
+    previous: Option<(&[Value], &Value)>,
+) -> String {
     let mut out = String::new();
     header(&mut out, env);
     goals(&mut out, results);
+    compare::section(&mut out, results, previous);
     sections::idle(&mut out, &Scenario::of(results, "idle"));
     sections::ramp(
         &mut out,
@@ -315,9 +342,10 @@ fn header(out: &mut String, env: &Value) {
          CPU reached 90 % of the most it used in any step of the ramp (it stopped growing with \
          the rate); the side that got there at a lower rate ran out of CPU first. When a fifth \
          of the machine's CPU was still idle at the last step, neither did.\n\
-         - The sustained step is run once more after the ramp; the sustained figure is that \
-         repeat's (or the next lower step's that held twice), so that one lucky step does not \
-         make a capacity.\n"
+         - The sustained step is run once more after the ramp, once the servers are idle \
+         again (the ramp's last step overloads them, and its backlog must not weigh on the \
+         repeat); the sustained figure is that repeat's (or the next lower step's that held \
+         twice), so that one lucky step does not make a capacity.\n"
     );
 }
 
@@ -500,7 +528,12 @@ mod tests {
         ];
         let env = json!({"machine": {"nproc": "2"}, "versions": {},
             "commands": ["bash bench/run.sh"]});
-        let text = render(&results, &env, Some("## What limits Roomcast\n\ntext"));
+        let text = render(
+            &results,
+            &env,
+            Some("## What limits Roomcast\n\ntext"),
+            None,
+        );
         assert!(text.contains("| 3.50 KiB | met |"), "{text}");
         assert!(
             text.contains("Roomcast, native protocol / socketioxide: **0.50x**"),

@@ -15,8 +15,9 @@
 //! Two figures sum a ramp up: the highest delivery rate of a step whose p99 stayed within
 //! `--target-p99-ms` (50 ms) with nothing lost, and the highest delivery rate sustained with
 //! nothing lost and p99 within `--max-p99-ms` (the server's capacity). The sustained step is
-//! run once more after the ramp, and the figure is the repeat's (or, if it fails, the next
-//! lower step that holds twice): one lucky step does not make a capacity.
+//! run once more after the ramp, once the servers are idle again, and the figure is the
+//! repeat's (or, if it fails, the next lower step that holds twice): one lucky step does not
+//! make a capacity.
 
 use std::time::Duration;
 
@@ -32,6 +33,12 @@ use crate::wire::Layout;
 
 /// How many of the best steps are tried again, highest first, until one holds.
 const CONFIRM_TRIES: usize = 3;
+/// Before a repeat, the servers' CPU must fall below this many cores over one sample ...
+const IDLE_CORES: f64 = 0.05;
+/// ... of this long ...
+const COOL_DOWN_SAMPLE: Duration = Duration::from_millis(500);
+/// ... waiting at most this long.
+const COOL_DOWN_LIMIT: Duration = Duration::from_secs(15);
 /// Most warm-up phases run before the ramp, until one delivers everything.
 const WARMUP_TRIES: usize = 3;
 
@@ -371,6 +378,10 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
     candidates.dedup();
     let mut sustained = None;
     for &rate in candidates.iter().take(CONFIRM_TRIES) {
+        // The ramp stopped past the server's capacity (and a failed repeat too): its backlog,
+        // in the server's queues and the kernel's socket buffers, must clear first, or the
+        // repeat measures the overload before it rather than its own rate.
+        cool_down(bed).await?;
         phase += 1;
         let schedule = Schedule::new(
             rate,
@@ -447,4 +458,25 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<Value>
 /// The machine's cores, as the scheduler offers them to this process.
 fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Waits until the servers are idle: less than [`IDLE_CORES`] of CPU over half a second,
+/// at most [`COOL_DOWN_LIMIT`].
+async fn cool_down(bed: &Bed) -> Result<()> {
+    let began = std::time::Instant::now();
+    let mut before = server_sample(bed)?.cpu;
+    while began.elapsed() < COOL_DOWN_LIMIT {
+        tokio::time::sleep(COOL_DOWN_SAMPLE).await;
+        let now = server_sample(bed)?.cpu;
+        let used = now.saturating_sub(before).as_secs_f64() / COOL_DOWN_SAMPLE.as_secs_f64();
+        before = now;
+        if used < IDLE_CORES {
+            return Ok(());
+        }
+    }
+    println!(
+        "servers still busy after {} s; going on",
+        COOL_DOWN_LIMIT.as_secs()
+    );
+    Ok(())
 }
