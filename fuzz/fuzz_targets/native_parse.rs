@@ -40,12 +40,16 @@ fuzz_target!(|data: &[u8]| {
             assert_object(&proto::encode_event(None, ns, event, data, 0, ""));
             assert_object(&proto::encode_reply_ok(*id));
         }
-        ClientMessage::Subscribe { id, room, ns, tenant }
+        ClientMessage::Subscribe { id, room, ns, tenant, .. }
         | ClientMessage::Unsubscribe { id, room, ns, tenant } => {
             let tenant = tenant.as_deref().unwrap_or("");
             let rooms = [room.clone(), ns.clone().unwrap_or_default()];
             assert_object(&proto::encode_welcome(room, tenant, tenant, &rooms, *id, Some(*id)));
             assert_object(&proto::encode_reply_error(Some(*id), ErrorCode::Forbidden, room));
+            if let ClientMessage::Subscribe { since: Some(since), .. } = &message {
+                let position = Some((since.offset, since.epoch.as_str()));
+                assert_object(&proto::encode_reply_recovered(*id, true, position));
+            }
         }
         ClientMessage::Auth { token } => {
             assert_object(&proto::encode_disconnect(proto::CloseCode::AuthFailed, token));

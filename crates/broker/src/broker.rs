@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::publication::{Position, Publication, RoomKey};
 
@@ -20,13 +21,18 @@ pub struct Published {
     pub delivered: usize,
 }
 
-/// A room's stored events, oldest first.
+/// A room's kept events after a position, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// The publications with their positions.
-    pub publications: Vec<Publication>,
-    /// The room's current position (the last offset given, and the epoch).
+    /// The events, each with its position in the room.
+    pub events: Vec<(Position, Arc<Publication>)>,
+    /// The room's current position (the last offset given, and the epoch); `None` when the
+    /// room has no stream.
     pub current: Option<Position>,
+    /// Whether `events` continue the position asked for with nothing missing before them:
+    /// the same epoch, and nothing trimmed in between. (At most `limit` were returned: the
+    /// rest, up to `current`, follow the last one.)
+    pub complete: bool,
 }
 
 /// How a broker is doing.
@@ -123,5 +129,20 @@ pub trait Broker: Send + Sync + Debug {
         _limit: usize,
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
         Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Calls `join` with the history of `room` after `since` (at most `limit` events) while
+    /// nothing published to the room can be delivered on this node: what `join` queues (the
+    /// missed events) and what is delivered after it (once `join` has made the connection a
+    /// member) meet with no gap and no duplicate. Brokers that keep no history call it with
+    /// [`BrokerError::HistoryUnsupported`].
+    fn join_since(
+        &self,
+        _room: &RoomKey,
+        _since: &Position,
+        _limit: usize,
+        join: &mut dyn FnMut(Result<History, BrokerError>),
+    ) {
+        join(Err(BrokerError::HistoryUnsupported));
     }
 }

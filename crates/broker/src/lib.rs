@@ -15,5 +15,5 @@ mod memory;
 mod publication;
 
 pub use broker::{BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, History, Published};
-pub use memory::MemoryBroker;
+pub use memory::{HistoryLimits, HistoryPolicy, MemoryBroker};
 pub use publication::{ConnId, Payload, Position, Publication, RoomKey, Target};

@@ -1,14 +1,50 @@
 //! [`MemoryBroker`]: the single-node broker, the embedded default. It keeps a stream counter
 //! for every room this node has members in, gives each publication its positions, and
-//! delivers it at once through the node's [`Deliver`] sink, in publish order per room.
+//! delivers it at once through the node's [`Deliver`] sink, in publish order per room. Rooms
+//! a [`HistoryPolicy`] names also keep their last events, members or not.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, Published};
+use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, History, Published};
 use crate::publication::{Position, Publication, RoomKey};
+
+/// How much of a room's stream is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// The most events kept (the oldest go first).
+    pub max_events: usize,
+    /// How long an event is kept.
+    pub max_age: Duration,
+}
+
+/// Which rooms keep history, and how much.
+pub trait HistoryPolicy: Send + Sync + std::fmt::Debug {
+    /// The limits of `room`'s history, `None` when it keeps none.
+    fn limits(&self, room: &RoomKey) -> Option<HistoryLimits>;
+}
+
+/// A room's kept events, oldest first.
+#[derive(Debug)]
+struct Kept {
+    limits: HistoryLimits,
+    events: VecDeque<(Instant, u64, Arc<Publication>)>,
+}
+
+impl Kept {
+    /// Drops what is past the age bound at `now`.
+    fn trim(&mut self, now: Instant) {
+        while let Some((at, _, _)) = self.events.front() {
+            if now.saturating_duration_since(*at) <= self.limits.max_age {
+                break;
+            }
+            self.events.pop_front();
+        }
+    }
+}
 
 /// Stripes of the broker's locks: rooms rarely share one.
 const STRIPES: usize = 64;
@@ -20,6 +56,37 @@ struct Stream {
     next: u64,
     epoch: u64,
     epoch_text: Option<Arc<str>>,
+    /// This node has members in the room.
+    members: bool,
+    /// Its kept events, for a room with history.
+    kept: Option<Box<Kept>>,
+}
+
+impl Stream {
+    fn new(epoch: u64, members: bool) -> Self {
+        Stream {
+            next: 1,
+            epoch,
+            epoch_text: None,
+            members,
+            kept: None,
+        }
+    }
+
+    /// The room's current position (offset 0 before the first publish).
+    fn current(&mut self, epoch_prefix: &str) -> Position {
+        Position {
+            offset: self.next - 1,
+            epoch: self.epoch_text(epoch_prefix),
+        }
+    }
+
+    fn epoch_text(&mut self, epoch_prefix: &str) -> Arc<str> {
+        let epoch = self.epoch;
+        self.epoch_text
+            .get_or_insert_with(|| format!("{epoch_prefix}-{epoch:x}").into())
+            .clone()
+    }
 }
 
 /// The locks and streams of the rooms whose key hashes to one stripe.
@@ -50,6 +117,12 @@ pub struct MemoryBroker {
     hasher: RandomState,
     epoch_prefix: String,
     epochs: AtomicU64,
+    history: Option<Arc<dyn HistoryPolicy>>,
+    /// Rooms keeping history, and the most there may be.
+    kept_rooms: AtomicUsize,
+    max_kept_rooms: usize,
+    /// Events not kept because `max_kept_rooms` rooms already were.
+    not_kept: AtomicU64,
 }
 
 impl MemoryBroker {
@@ -62,6 +135,51 @@ impl MemoryBroker {
             hasher: RandomState::new(),
             epoch_prefix: epoch_prefix.into(),
             epochs: AtomicU64::new(0),
+            history: None,
+            kept_rooms: AtomicUsize::new(0),
+            max_kept_rooms: 0,
+            not_kept: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps the history `policy` asks for, in at most `max_rooms` rooms at once (events of
+    /// further rooms are not kept, and counted). Rooms with history keep their stream, and
+    /// their epoch, while nobody is in them, until their last event is past its age.
+    pub fn with_history(mut self, policy: Arc<dyn HistoryPolicy>, max_rooms: usize) -> Self {
+        self.history = Some(policy);
+        self.max_kept_rooms = max_rooms;
+        self
+    }
+
+    /// Rooms keeping history now, and events not kept because too many rooms were.
+    pub fn history_counts(&self) -> (usize, u64) {
+        (
+            self.kept_rooms.load(Ordering::Relaxed),
+            self.not_kept.load(Ordering::Relaxed),
+        )
+    }
+
+    fn next_epoch(&self) -> u64 {
+        self.epochs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Drops kept events past their age, and the streams of rooms with nobody in them and
+    /// nothing kept. Called now and then; reads trim as they go too.
+    pub fn sweep(&self, now: Instant) {
+        for stripe in 0..STRIPES {
+            let mut streams = self.streams(stripe);
+            let before = streams.len();
+            streams.retain(|_, stream| {
+                let Some(kept) = stream.kept.as_mut() else {
+                    return true;
+                };
+                kept.trim(now);
+                stream.members || !kept.events.is_empty()
+            });
+            let dropped = before - streams.len();
+            if dropped > 0 {
+                self.kept_rooms.fetch_sub(dropped, Ordering::Relaxed);
+            }
         }
     }
 
@@ -106,7 +224,10 @@ impl MemoryBroker {
             Some(key) if rooms == 1 => {
                 let stripe = self.stripe(&key);
                 let _order = self.order(stripe);
-                self.deliver(&publication, &[(key, stripe)], &mut positions)
+                let keys = [(key, stripe)];
+                let delivered = self.deliver(&publication, &keys, &mut positions);
+                self.keep(&publication, &keys, &mut positions);
+                delivered
             }
             Some(_) => {
                 let keys: Vec<(RoomKey, usize)> = (0..rooms)
@@ -123,7 +244,9 @@ impl MemoryBroker {
                 stripes.dedup();
                 let _order: Vec<MutexGuard<'_, ()>> =
                     stripes.iter().map(|&s| self.order(s)).collect();
-                self.deliver(&publication, &keys, &mut positions)
+                let delivered = self.deliver(&publication, &keys, &mut positions);
+                self.keep(&publication, &keys, &mut positions);
+                delivered
             }
         };
         Published {
@@ -159,11 +282,133 @@ impl MemoryBroker {
         let s = streams.get_mut(key)?;
         let offset = s.next;
         s.next += 1;
-        let epoch = s
-            .epoch_text
-            .get_or_insert_with(|| format!("{}-{:x}", self.epoch_prefix, s.epoch).into())
-            .clone();
+        let epoch = s.epoch_text(&self.epoch_prefix);
         Some(Position { offset, epoch })
+    }
+
+    /// Keeps the publication in the history of its rooms that have one, with the order locks
+    /// of `keys` held: rooms nobody is in get their position here.
+    fn keep(
+        &self,
+        publication: &Publication,
+        keys: &[(RoomKey, usize)],
+        positions: &mut [Option<Position>],
+    ) {
+        let Some(policy) = &self.history else { return };
+        let mut shared: Option<Arc<Publication>> = None;
+        let now = Instant::now();
+        for (i, (key, stripe)) in keys.iter().enumerate() {
+            let Some(limits) = policy.limits(key) else {
+                continue;
+            };
+            let full = self.kept_rooms.load(Ordering::Relaxed) >= self.max_kept_rooms;
+            let mut streams = self.streams(*stripe);
+            let stream = match streams.get_mut(key) {
+                Some(stream) if stream.kept.is_some() || !full => stream,
+                None if !full => {
+                    // The room's history starts with this event.
+                    streams
+                        .entry(key.clone())
+                        .or_insert(Stream::new(self.next_epoch(), false))
+                }
+                _ => {
+                    self.not_kept.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let Some(slot) = positions.get_mut(i) else {
+                continue;
+            };
+            let offset = match slot {
+                Some(position) => position.offset,
+                None => {
+                    let offset = stream.next;
+                    stream.next += 1;
+                    *slot = Some(Position {
+                        offset,
+                        epoch: stream.epoch_text(&self.epoch_prefix),
+                    });
+                    offset
+                }
+            };
+            let kept = stream.kept.get_or_insert_with(|| {
+                self.kept_rooms.fetch_add(1, Ordering::Relaxed);
+                Box::new(Kept {
+                    limits,
+                    events: VecDeque::new(),
+                })
+            });
+            kept.limits = limits;
+            kept.trim(now);
+            while kept.events.len() >= limits.max_events.max(1) {
+                kept.events.pop_front();
+            }
+            if limits.max_events > 0 {
+                let publication = shared
+                    .get_or_insert_with(|| {
+                        let mut p = publication.clone();
+                        p.positions = Vec::new();
+                        Arc::new(p)
+                    })
+                    .clone();
+                kept.events.push_back((now, offset, publication));
+            }
+        }
+    }
+
+    /// The history of `room` after `since`, as [`Broker::history`] answers it.
+    fn read_history(&self, room: &RoomKey, since: Option<&Position>, limit: usize) -> History {
+        let mut streams = self.streams(self.stripe(room));
+        let Some(stream) = streams.get_mut(room) else {
+            return History {
+                events: Vec::new(),
+                current: None,
+                complete: false,
+            };
+        };
+        let current = stream.current(&self.epoch_prefix);
+        let Some(kept) = stream.kept.as_mut() else {
+            return History {
+                events: Vec::new(),
+                complete: since.is_some_and(|s| *s == current),
+                current: Some(current),
+            };
+        };
+        kept.trim(Instant::now());
+        let after = match since {
+            Some(s) if s.epoch == current.epoch && s.offset <= current.offset => s.offset,
+            // Another epoch, or a position the room never had: nothing continues it.
+            Some(_) => {
+                return History {
+                    events: Vec::new(),
+                    current: Some(current),
+                    complete: false,
+                }
+            }
+            None => 0,
+        };
+        let first_kept = kept.events.front().map_or(current.offset + 1, |e| e.1);
+        let complete = since.is_some() && first_kept <= after + 1;
+        let events = kept
+            .events
+            .iter()
+            .filter(|(_, offset, _)| *offset > after)
+            .take(limit)
+            .map(|(_, offset, p)| {
+                (
+                    Position {
+                        offset: *offset,
+                        epoch: current.epoch.clone(),
+                    },
+                    p.clone(),
+                )
+            })
+            .collect();
+        History {
+            events,
+            current: Some(current),
+            complete,
+        }
     }
 }
 
@@ -174,18 +419,57 @@ impl Broker for MemoryBroker {
     }
 
     fn subscribe(&self, room: &RoomKey) {
-        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-        self.streams(self.stripe(room))
-            .entry(room.clone())
-            .or_insert(Stream {
-                next: 1,
-                epoch,
-                epoch_text: None,
-            });
+        let mut streams = self.streams(self.stripe(room));
+        match streams.get_mut(room) {
+            // A room that kept its history while nobody was in it keeps its stream.
+            Some(stream) => stream.members = true,
+            None => {
+                streams.insert(room.clone(), Stream::new(self.next_epoch(), true));
+            }
+        }
     }
 
     fn unsubscribe(&self, room: &RoomKey) {
-        self.streams(self.stripe(room)).remove(room);
+        let mut streams = self.streams(self.stripe(room));
+        let Some(stream) = streams.get_mut(room) else {
+            return;
+        };
+        if stream.kept.as_ref().is_some_and(|k| !k.events.is_empty()) {
+            stream.members = false;
+        } else {
+            if stream.kept.is_some() {
+                self.kept_rooms.fetch_sub(1, Ordering::Relaxed);
+            }
+            streams.remove(room);
+        }
+    }
+
+    fn history(
+        &self,
+        room: &RoomKey,
+        since: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<History, BrokerError>> {
+        let answer = match self.history {
+            Some(_) => Ok(self.read_history(room, since.as_ref(), limit)),
+            None => Err(BrokerError::HistoryUnsupported),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn join_since(
+        &self,
+        room: &RoomKey,
+        since: &Position,
+        limit: usize,
+        join: &mut dyn FnMut(Result<History, BrokerError>),
+    ) {
+        if self.history.is_none() {
+            return join(Err(BrokerError::HistoryUnsupported));
+        }
+        // Publishers of the room hold this lock from its position to its last delivery.
+        let _order = self.order(self.stripe(room));
+        join(Ok(self.read_history(room, Some(since), limit)));
     }
 }
 
@@ -275,12 +559,136 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_is_unsupported() {
+    async fn without_a_policy_history_is_unsupported() {
         let broker = MemoryBroker::new(Arc::new(Recorder::default()), "p");
         let key = RoomKey::new("t", "/", "a");
         assert_eq!(
             broker.history(&key, None, 10).await.err(),
             Some(BrokerError::HistoryUnsupported)
         );
+    }
+
+    /// Rooms starting with `h` keep 3 events for 50 ms.
+    #[derive(Debug)]
+    struct Rooms;
+
+    impl HistoryPolicy for Rooms {
+        fn limits(&self, room: &RoomKey) -> Option<HistoryLimits> {
+            room.room.starts_with('h').then_some(HistoryLimits {
+                max_events: 3,
+                max_age: Duration::from_millis(50),
+            })
+        }
+    }
+
+    fn with_history(max_rooms: usize) -> MemoryBroker {
+        MemoryBroker::new(Arc::new(Recorder::default()), "p")
+            .with_history(Arc::new(Rooms), max_rooms)
+    }
+
+    fn offsets(h: &History) -> Vec<u64> {
+        h.events.iter().map(|(p, _)| p.offset).collect()
+    }
+
+    #[tokio::test]
+    async fn a_room_with_history_keeps_its_last_events_members_or_not() {
+        let broker = with_history(10);
+        let key = RoomKey::new("t", "/", "h1");
+        // Nobody is in the room: its stream starts with the first publish.
+        let first = broker.publish_now(to_rooms(&["h1", "other"]));
+        let start = first.positions[0].clone().expect("a position");
+        assert_eq!(start.offset, 1);
+        assert_eq!(
+            first.positions[1], None,
+            "no history, no members: no stream"
+        );
+        for _ in 0..4 {
+            broker.publish_now(to_rooms(&["h1"]));
+        }
+        let all = broker.history(&key, None, 10).await.unwrap();
+        assert_eq!(offsets(&all), [3, 4, 5], "the last three");
+        assert_eq!(all.current.as_ref().map(|c| c.offset), Some(5));
+        // From a kept position: complete; from before the kept ones: not.
+        let since = |offset| Position {
+            offset,
+            epoch: start.epoch.clone(),
+        };
+        let h = broker.history(&key, Some(since(3)), 10).await.unwrap();
+        assert_eq!((offsets(&h), h.complete), (vec![4, 5], true));
+        let h = broker.history(&key, Some(since(1)), 10).await.unwrap();
+        assert_eq!((offsets(&h), h.complete), (vec![3, 4, 5], false));
+        let h = broker.history(&key, Some(since(5)), 10).await.unwrap();
+        assert_eq!((offsets(&h), h.complete), (vec![], true));
+        let h = broker.history(&key, Some(since(2)), 1).await.unwrap();
+        assert_eq!((offsets(&h), h.complete), (vec![3], true), "limited");
+        // Another epoch, or an offset the room never had, continues nothing.
+        let other = Position {
+            offset: 3,
+            epoch: "x".into(),
+        };
+        assert!(
+            !broker
+                .history(&key, Some(other), 10)
+                .await
+                .unwrap()
+                .complete
+        );
+        assert!(
+            !broker
+                .history(&key, Some(since(9)), 10)
+                .await
+                .unwrap()
+                .complete
+        );
+        // A member joining and leaving keeps the stream and its epoch.
+        broker.subscribe(&key);
+        broker.unsubscribe(&key);
+        let next = broker.publish_now(to_rooms(&["h1"])).positions[0].clone();
+        assert_eq!(next, Some(since(6)));
+    }
+
+    #[tokio::test]
+    async fn kept_events_age_out_and_then_the_room_is_dropped() {
+        let broker = with_history(10);
+        let key = RoomKey::new("t", "/", "h1");
+        broker.publish_now(to_rooms(&["h1"]));
+        assert_eq!(broker.history_counts(), (1, 0));
+        std::thread::sleep(Duration::from_millis(80));
+        let h = broker.history(&key, None, 10).await.unwrap();
+        assert!(h.events.is_empty(), "past its age");
+        broker.sweep(Instant::now());
+        assert_eq!(broker.stream_count(), 0);
+        assert_eq!(broker.history_counts(), (0, 0));
+        // It starts again under a new epoch.
+        let again = broker.publish_now(to_rooms(&["h1"])).positions[0].clone();
+        assert_eq!(again.map(|p| p.offset), Some(1));
+    }
+
+    #[test]
+    fn rooms_past_the_bound_keep_nothing() {
+        let broker = with_history(2);
+        broker.publish_now(to_rooms(&["h1", "h2", "h3"]));
+        assert_eq!(broker.history_counts(), (2, 1));
+        // A room with members still gets its position.
+        broker.subscribe(&RoomKey::new("t", "/", "h4"));
+        let p = broker.publish_now(to_rooms(&["h4"]));
+        assert_eq!(p.positions[0].as_ref().map(|p| p.offset), Some(1));
+        assert_eq!(broker.history_counts(), (2, 2));
+    }
+
+    #[test]
+    fn join_since_runs_with_the_history_under_the_room_lock() {
+        let broker = with_history(10);
+        let key = RoomKey::new("t", "/", "h1");
+        let first = broker.publish_now(to_rooms(&["h1"])).positions[0]
+            .clone()
+            .unwrap();
+        broker.publish_now(to_rooms(&["h1"]));
+        let mut seen = None;
+        broker.join_since(&key, &first, 10, &mut |h| {
+            let h = h.unwrap();
+            seen = Some((offsets(&h), h.complete));
+        });
+        assert_eq!(seen, Some((vec![2], true)));
     }
 }

@@ -46,8 +46,9 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, ARGV[2])
   parts[i] = offset .. ':' .. epoch
 end
-redis.call('SPUBLISH', ARGV[1], table.concat(parts, ',') .. '\n' .. ARGV[4])
-return #parts
+local header = table.concat(parts, ',')
+redis.call('SPUBLISH', ARGV[1], header .. '\n' .. ARGV[4])
+return header
 "#;
 
 /// Messages the subscriber may hold before the delivering task reads them; past it, the
@@ -257,7 +258,8 @@ impl RedisBroker {
     /// Publishes through Redis; `Err` when Redis could not take it. With channels per tenant
     /// a publication is one message; with channels per room, one per room (each on its room's
     /// channel, with its own offset) and one for its users.
-    async fn publish_remote(&self, p: &Publication) -> Result<(), BrokerError> {
+    async fn publish_remote(&self, p: &Publication) -> Result<Vec<Option<Position>>, BrokerError> {
+        let rooms = p.target.rooms().len();
         let work = async {
             match (&p.target, self.opts.channels) {
                 (Target::Platform, _) => {
@@ -286,7 +288,8 @@ impl RedisBroker {
                     },
                     ChannelMode::Room,
                 ) => {
-                    for i in 0..rooms.len() {
+                    let mut positions = vec![None; rooms.len()];
+                    for (i, slot) in positions.iter_mut().enumerate() {
                         let Some(key) = p.room_key(i) else { continue };
                         let mut one = p.clone();
                         one.target = Target::Tenant {
@@ -299,7 +302,8 @@ impl RedisBroker {
                         } else {
                             vec![self.keys.room_offset_key(&key)]
                         };
-                        self.send(self.keys.room_channel(&key), keys, &one).await?;
+                        let mut given = self.send(self.keys.room_channel(&key), keys, &one).await?;
+                        *slot = given.pop().flatten();
                     }
                     if !users.is_empty() {
                         let mut to_users = p.clone();
@@ -311,24 +315,26 @@ impl RedisBroker {
                         self.send(self.keys.tenant_channel(tenant), Vec::new(), &to_users)
                             .await?;
                     }
-                    Ok(())
+                    Ok(positions)
                 }
             }
         };
-        tokio::time::timeout(self.opts.timeout, work)
+        let mut positions = tokio::time::timeout(self.opts.timeout, work)
             .await
             .map_err(|_| unavailable("publish timed out"))?
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        positions.resize(rooms, None);
+        Ok(positions)
     }
 
     /// One message on `channel`: through the script when `keys` (offset counters) are given,
-    /// else as it is.
+    /// else as it is. The positions the script gave, one per key.
     async fn send(
         &self,
         channel: String,
         keys: Vec<String>,
         p: &Publication,
-    ) -> Result<(), fred::error::Error> {
+    ) -> Result<Vec<Option<Position>>, fred::error::Error> {
         let body = serde_json::to_string(p)
             .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))?;
         if keys.is_empty() {
@@ -337,23 +343,24 @@ impl RedisBroker {
                 .client
                 .spublish::<i64, _, _>(channel, message)
                 .await
-                .map(drop);
+                .map(|_| Vec::new());
         }
         let ttl = self.opts.stream_ttl.as_millis().to_string();
         let args = vec![channel, ttl, self.next_epoch(), body];
         let sha = self.script_sha.clone();
-        match self
+        let header = match self
             .client
-            .evalsha::<i64, _, _, _>(sha, keys.clone(), args.clone())
+            .evalsha::<String, _, _, _>(sha, keys.clone(), args.clone())
             .await
         {
-            Err(e) if e.details().starts_with("NOSCRIPT") => self
-                .client
-                .eval::<i64, _, _, _>(PUBLISH_SCRIPT, keys, args)
-                .await
-                .map(drop),
-            other => other.map(drop),
-        }
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                self.client
+                    .eval::<String, _, _, _>(PUBLISH_SCRIPT, keys, args)
+                    .await?
+            }
+            other => other?,
+        };
+        Ok(positions(&header))
     }
 
     /// Delivers one message of a broker channel.
@@ -374,22 +381,26 @@ fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publication)> {
     let split = payload.iter().position(|&b| b == b'\n')?;
     let header = std::str::from_utf8(&payload[..split]).ok()?;
     let mut publication: Publication = serde_json::from_slice(&payload[split + 1..]).ok()?;
-    let positions: Vec<Option<Position>> = if header.is_empty() {
-        Vec::new()
-    } else {
-        header
-            .split(',')
-            .map(|part| {
-                let (offset, epoch) = part.split_once(':')?;
-                Some(Position {
-                    offset: offset.parse().ok()?,
-                    epoch: epoch.into(),
-                })
-            })
-            .collect()
-    };
+    let positions = positions(header);
     publication.positions.clone_from(&positions);
     Some((positions, publication))
+}
+
+/// The positions the publish script writes (`offset:epoch`, comma-separated, one per room).
+fn positions(header: &str) -> Vec<Option<Position>> {
+    if header.is_empty() {
+        return Vec::new();
+    }
+    header
+        .split(',')
+        .map(|part| {
+            let (offset, epoch) = part.split_once(':')?;
+            Some(Position {
+                offset: offset.parse().ok()?,
+                epoch: epoch.into(),
+            })
+        })
+        .collect()
 }
 
 fn hex_sha1(text: &str) -> String {
@@ -510,8 +521,8 @@ impl Broker for RedisBroker {
             let rooms = publication.target.rooms().len();
             if self.client.is_connected() {
                 return match self.publish_remote(&publication).await {
-                    Ok(()) => Ok(Published {
-                        positions: vec![None; rooms],
+                    Ok(positions) => Ok(Published {
+                        positions,
                         delivered: 0,
                     }),
                     Err(e) => {

@@ -19,6 +19,7 @@ use crate::api_keys::ApiKeys;
 use crate::auth::Verifier;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::history::HistoryRules;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::node::{Hub, Node, PublishLimits};
@@ -62,6 +63,8 @@ pub struct App {
     shutting_down: AtomicBool,
     sio: OnceLock<Arc<SocketIo>>,
     cluster: Option<Arc<Cluster>>,
+    /// The single node's broker when it keeps history, for its periodic sweep.
+    pub(crate) history_store: OnceLock<Arc<MemoryBroker>>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -111,6 +114,8 @@ pub struct AppParts {
     pub driver: DriverConfig,
     /// Outbound queue bounds.
     pub queue_limits: QueueLimits,
+    /// The rooms that keep history, `None` when none does.
+    pub history: Option<Arc<HistoryRules>>,
 }
 
 impl App {
@@ -118,8 +123,17 @@ impl App {
     /// Socket.IO endpoint, if any, is attached next ([`attach_socketio`](Self::attach_socketio)).
     pub fn from_parts(parts: AppParts) -> Arc<App> {
         let core = Core::new(&parts);
-        let broker = Arc::new(MemoryBroker::new(core.hub.clone(), core.epoch.clone()));
-        Self::assemble(parts, core, broker, None)
+        let mut broker = MemoryBroker::new(core.hub.clone(), core.epoch.clone());
+        if let Some(rules) = &parts.history {
+            broker = broker.with_history(rules.clone(), parts.config.history.max_rooms);
+        }
+        let broker = Arc::new(broker);
+        let app = Self::assemble(parts, core, broker.clone(), None);
+        if app.config.history.rooms.is_empty() {
+            return app;
+        }
+        let _ = app.history_store.set(broker);
+        app
     }
 
     /// Builds the shared state from its parts, joining the cluster when `[cluster]` is set
@@ -128,6 +142,9 @@ impl App {
         let Some(settings) = parts.config.cluster.clone() else {
             return Ok(Self::from_parts(parts));
         };
+        if parts.history.is_some() {
+            tracing::warn!("[history] is kept by single nodes only: a cluster keeps none yet");
+        }
         let core = Core::new(&parts);
         let cluster = Cluster::join(&settings, &parts.config, core.hub.clone()).await?;
         let broker = cluster.broker();
@@ -150,6 +167,7 @@ impl App {
             limits,
             driver,
             queue_limits,
+            history: _,
         } = parts;
         let Core {
             index,
@@ -187,6 +205,7 @@ impl App {
             shutting_down: AtomicBool::new(false),
             sio: OnceLock::new(),
             cluster,
+            history_store: OnceLock::new(),
             config,
         })
     }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod limits;
 pub mod metrics;

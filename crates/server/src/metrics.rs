@@ -269,6 +269,23 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// The single node's history (`[history]`): rooms keeping some, and events not kept because
+/// `history.max_rooms` rooms already did.
+pub fn render_history(out: &mut String, rooms: u64, not_kept: u64) {
+    gauge(
+        out,
+        "roomcast_history_rooms",
+        "Rooms keeping history on this node, empty ones included.",
+        rooms,
+    );
+    counter(
+        out,
+        "roomcast_history_not_kept_total",
+        "Events not kept because history.max_rooms rooms already kept history.",
+        not_kept,
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     header(out, name, "counter", help);
     let _ = writeln!(out, "{name} {value}");

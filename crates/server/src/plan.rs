@@ -16,6 +16,7 @@ use crate::api_keys::ApiKeys;
 use crate::app::{App, AppParts};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
+use crate::history::HistoryRules;
 use crate::limits::ConnLimits;
 use crate::proto::CloseCode;
 use crate::sio::routing::Router;
@@ -79,6 +80,7 @@ impl Plan {
         if let Some(cluster) = &config.cluster {
             check_cluster(cluster)?;
         }
+        let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
         let l = &config.limits;
         let limits = ConnLimits::new(
             l.max_connections,
@@ -108,6 +110,7 @@ impl Plan {
                 limits,
                 driver,
                 queue_limits,
+                history,
             },
             socketio,
         })

@@ -9,9 +9,11 @@ mod parse;
 pub use codes::{CloseCode, ErrorCode};
 pub use encode::{
     encode_client, encode_disconnect, encode_event, encode_pong, encode_reply_error,
-    encode_reply_ok, encode_reply_ok_expires, encode_welcome,
+    encode_reply_ok, encode_reply_ok_expires, encode_reply_recovered, encode_welcome,
 };
-pub use parse::{depth, parse, ClientMessage, ParseError, MAX_DATA_DEPTH, MAX_ID, MAX_NAME_BYTES};
+pub use parse::{
+    depth, parse, ClientMessage, ParseError, Since, MAX_DATA_DEPTH, MAX_ID, MAX_NAME_BYTES,
+};
 
 /// Checks every golden vector of `protocol/vectors/` and the fuzz seeds copied from them.
 #[cfg(test)]
@@ -48,8 +50,12 @@ mod vectors {
                 room,
                 ns,
                 tenant,
+                since,
             } => {
-                json!({ "type": "subscribe", "id": id, "room": room, "ns": ns, "tenant": tenant })
+                let since = since
+                    .as_ref()
+                    .map(|s| json!({"offset": s.offset, "epoch": s.epoch}));
+                json!({ "type": "subscribe", "id": id, "room": room, "ns": ns, "tenant": tenant, "since": since })
             }
             ClientMessage::Unsubscribe {
                 id,
@@ -149,6 +155,12 @@ mod vectors {
                 )
             }
             "reply" => match (message["ok"].as_bool(), message["expires_at"].as_u64()) {
+                (Some(true), None) if message.get("recovered").is_some() => {
+                    let position = message["offset"]
+                        .as_u64()
+                        .map(|offset| (offset, text(message, "epoch")));
+                    encode_reply_recovered(u64_of("id"), message["recovered"] == true, position)
+                }
                 (Some(true), None) => encode_reply_ok(u64_of("id")),
                 (Some(true), Some(expires_at)) => encode_reply_ok_expires(u64_of("id"), expires_at),
                 _ => {

@@ -54,6 +54,9 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server { app, listener } = self;
         let ticker = tokio::spawn(tick_loop(app.clone()));
+        if app.history_store.get().is_some() {
+            tokio::spawn(sweep_history(Arc::downgrade(&app)));
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -129,6 +132,19 @@ async fn tick_loop(app: Arc<App>) {
         interval.tick().await;
         if !app.send_tick(Instant::now()) {
             return;
+        }
+    }
+}
+
+/// Once a second, drops kept history past its age (and rooms left with none).
+pub(crate) async fn sweep_history(app: std::sync::Weak<App>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        if let Some(store) = app.history_store.get() {
+            store.sweep(Instant::now());
         }
     }
 }

@@ -145,6 +145,8 @@ async def clients_of(cluster, tenant: str):
             await connect(node, sio, node.token(unique("py"), tenant), transports)
             opened.append(("sio", sio, inbox))
             await inbox.next("connected")
+            # What a python-socketio server would pass as `skip_sid`.
+            inbox.sid = sio.get_sid("/")
             native = Native(f"{tenant} native client on node {name}")
             opened.append(("native", native, native.inbox))
             await native.open(node, node.token(unique("n"), tenant))
@@ -239,6 +241,25 @@ async def _skip_sid_is_accepted(cluster):
             for _, inbox in acme:
                 assert inbox.count("ev") == 1, inbox.name
             assert await metrics(cluster, HANDLED) == [n + 1 + barriers for n in handled]
+    finally:
+        await close_manager(mgr)
+
+
+def test_a_skip_sid_list_leaves_out_each_session(cluster):
+    asyncio.run(_skip_sid_list(cluster))
+
+
+async def _skip_sid_list(cluster):
+    mgr = manager()
+    try:
+        async with clients_of(cluster, "acme") as acme:
+            sids = [inbox.sid for kind, inbox in acme if kind == "sio"]
+            assert len(sids) == 2 and all(sids), sids
+            # One session on each node: each node leaves out its own.
+            await mgr.emit("ev", {"x": 3}, room="tenant:acme", skip_sid=sids)
+            await barrier(mgr, ["acme"], acme)
+            for kind, inbox in acme:
+                assert inbox.count("ev") == (0 if kind == "sio" else 1), inbox.name
     finally:
         await close_manager(mgr)
 

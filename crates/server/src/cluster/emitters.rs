@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use roomcast_broker::{ConnId, Deliver, RoomKey};
+use roomcast_broker::{ConnId, RoomKey};
 use roomcast_engine::rooms::Closing;
 use roomcast_redis::emitter::{
     self, EmitterCommand, EmitterError, RoomChange, RoomPattern, Sockets, TenantRule,
@@ -176,21 +176,20 @@ impl Listener {
                 skip_sids,
             } => {
                 publication.ns = self.ns(&publication.ns);
-                // The session to leave out (python-socketio's `skip_sid`), when it is here.
-                if let (Some(tenant), [sid]) = (publication.target.tenant(), skip_sids.as_slice()) {
-                    let sockets = Sockets::Sid(sid.clone());
-                    publication.exclude = self
-                        .select(app, &tenant.into(), &publication.ns, &sockets)
-                        .first()
-                        .copied();
-                } else if skip_sids.len() > 1 {
-                    tracing::debug!(
-                        n = skip_sids.len(),
-                        "emitter skip_sid lists: only one sid is left out"
-                    );
+                // The sessions to leave out (python-socketio's `skip_sid`, one or a list) that
+                // are on this node.
+                let mut skip = Vec::new();
+                if let Some(tenant) = publication.target.tenant() {
+                    let tenant: Arc<str> = tenant.into();
+                    for sid in skip_sids {
+                        let sockets = Sockets::Sid(sid);
+                        skip.extend(self.select(app, &tenant, &publication.ns, &sockets));
+                    }
                 }
                 // Every node reads the emitter's channel: each delivers to its own members.
-                app.node.hub().deliver(&publication, &mut |_| None);
+                app.node
+                    .hub()
+                    .deliver_skipping(&publication, &mut |_| None, &skip);
                 true
             }
             EmitterCommand::Rooms {

@@ -15,6 +15,7 @@ mod auth;
 mod cluster;
 mod env;
 mod error;
+mod history;
 mod limits;
 mod load;
 mod process;
@@ -33,6 +34,7 @@ pub use cluster::{redacted_url, ChannelsConfig, ClusterConfig, EmitterBinding, E
 pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;
+pub use history::{HistoryConfig, HistoryRule};
 pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, ShutdownConfig};
 pub use rooms::{AclRule, RoomsConfig};
@@ -68,6 +70,8 @@ pub struct Config {
     pub socketio: SocketIoConfig,
     /// Cluster mode over Redis (`[cluster]`); one node in memory when absent.
     pub cluster: Option<ClusterConfig>,
+    /// Rooms that keep their last events (`[history]`); none by default.
+    pub history: HistoryConfig,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             log: LogConfig::default(),
             socketio: SocketIoConfig::default(),
             cluster: None,
+            history: HistoryConfig::default(),
         }
     }
 }

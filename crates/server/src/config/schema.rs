@@ -14,6 +14,7 @@ use super::{
     RoomsConfig, ShutdownConfig, TenantKey,
 };
 use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
+use super::{HistoryConfig, HistoryRule};
 
 /// Checks `table` against the schema, then deserializes it into a configuration.
 pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, ConfigError> {
@@ -49,6 +50,10 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
             "cluster" => {
                 check_array::<EmitterBinding>(value, "emitters", &path, origins)?;
                 check_table::<ClusterConfig>(value, &path, origins)?;
+            }
+            "history" => {
+                check_array::<HistoryRule>(value, "rooms", &path, origins)?;
+                check_table::<HistoryConfig>(value, &path, origins)?;
             }
             _ => return Err(unknown(path, origins)),
         }

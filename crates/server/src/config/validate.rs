@@ -58,6 +58,18 @@ impl Config {
         if let Some(cluster) = &self.cluster {
             validate_cluster(cluster)?;
         }
+        for (i, rule) in self.history.rooms.iter().enumerate() {
+            let key = |field: &str| format!("history.rooms[{i}].{field}");
+            if rule.pattern.is_empty() || rule.pattern.contains(['{', '}']) {
+                return Err(ConfigError::invalid(
+                    key("pattern"),
+                    "must be a room name, with `*` for any run of characters (no {claims})",
+                ));
+            }
+            within(&key("max_events"), rule.max_events as u64, 1, 10_000)?;
+            within(&key("max_age_ms"), rule.max_age_ms, 1, 24 * HOUR_MS)?;
+        }
+        positive("history.max_rooms", self.history.max_rooms as u64)?;
         self.socketio.validate()
     }
 

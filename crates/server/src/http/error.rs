@@ -41,6 +41,9 @@ pub(crate) enum ApiError {
     /// The publish path could not take the publication (the broker failed).
     #[error("{0}")]
     Unavailable(String),
+    /// What was asked for is not kept (history, where no room keeps any).
+    #[error("{0}")]
+    NotKept(String),
 }
 
 impl ApiError {
@@ -50,7 +53,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NoApiKey | ApiError::NoMetricsKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotKept(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Busy => "busy",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotKept(_) => "not_kept",
         }
     }
 
@@ -155,6 +159,7 @@ mod tests {
                 "too many request bytes in flight; retry later",
             ),
             (ApiError::Unavailable("z".into()), 503, "unavailable", "z"),
+            (ApiError::NotKept("k".into()), 404, "not_kept", "k"),
         ];
         for (err, status, code, message) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::web::Resp;
 use call::Call;
 use error::ApiError;
-use routes::{connections, ops, publish};
+use routes::{connections, history, ops, publish};
 
 /// Routes one request.
 pub async fn handle(
@@ -61,12 +61,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
             connections::disconnect(&app, Call::read(&app, req).await?).await
         }
         (Method::GET, "/api/info") => ops::info(&app, Call::read(&app, req).await?),
+        (Method::GET, "/api/history") => history::history(&app, Call::read(&app, req).await?).await,
         (Method::GET, p) if connections::user_status_id(p).is_some() => {
             connections::user_status(&app, Call::read(&app, req).await?).await
         }
         (_, p) if connections::user_status_id(p).is_some() => Err(ApiError::MethodNotAllowed),
         (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
-        | (_, "/api/disconnect" | "/api/info") => Err(ApiError::MethodNotAllowed),
+        | (_, "/api/disconnect" | "/api/info" | "/api/history") => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     }
 }

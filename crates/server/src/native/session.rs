@@ -17,8 +17,9 @@ use crate::app::App;
 use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
-use crate::proto::{self, ClientMessage, CloseCode, ErrorCode};
-use roomcast_broker::{Payload, Publication, Target};
+use crate::node::native_event;
+use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, Since};
+use roomcast_broker::{Payload, Position, Publication, Target};
 
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
@@ -148,6 +149,51 @@ impl NativeSession {
         self.state = State::Active(Box::new(ClientCore::new(app, identity, slot, now)));
     }
 
+    /// Joins `key` resuming after `since`: with the room's publications held back, the
+    /// reply (`recovered`, and the room's position), then when every event after `since` is
+    /// still kept those events, then the live ones. A gap that cannot be filled (another
+    /// epoch, events no longer kept, more than half the outbound queue) is told as
+    /// `recovered: false` with nothing replayed.
+    fn join_since(&self, id: u64, key: &RoomKey, since: &Since) -> Result<bool, JoinError> {
+        let app = &self.app;
+        let limit = (app.queue_limits.max_messages / 2).max(1);
+        let position = Position {
+            offset: since.offset,
+            epoch: since.epoch.as_str().into(),
+        };
+        let mut joined = Err(JoinError::NotRegistered);
+        app.node
+            .broker()
+            .join_since(key, &position, limit, &mut |history| {
+                joined = app.index.join(self.id, key);
+                if joined.is_err() {
+                    return;
+                }
+                let (events, recovered, current) = match &history {
+                    Ok(h) => {
+                        let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
+                        let current = h.current.as_ref();
+                        let recovered = h.complete && current.is_some_and(|c| c.offset == last);
+                        (
+                            &h.events[..],
+                            recovered,
+                            current.map(|c| (c.offset, &*c.epoch)),
+                        )
+                    }
+                    Err(_) => (&[][..], false, None),
+                };
+                let reply = proto::encode_reply_recovered(id, recovered, current);
+                let _ = self.queue.push_ahead(Outbound::Text(reply));
+                if recovered {
+                    for (pos, p) in events {
+                        let event = native_event(p, Some(&*key.room), Some(pos));
+                        let _ = self.queue.push_ahead(Outbound::Text(event));
+                    }
+                }
+            });
+        joined
+    }
+
     fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
         self.send(proto::encode_reply_error(id, code, message));
     }
@@ -181,6 +227,7 @@ impl NativeSession {
                 room,
                 ns,
                 tenant,
+                since,
             } => {
                 let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
                 let key = match client::check_subscribe(
@@ -194,16 +241,19 @@ impl NativeSession {
                     Ok(tenant) => RoomKey::new(tenant, ns, &room),
                     Err(refusal) => return self.refuse(Some(id), &refusal),
                 };
-                // The reply goes first of what the join brings, once the room's subscription
-                // is in effect.
+                // The reply goes first of what the join brings (the missed events, then the
+                // room's live ones), once the room's subscription is in effect.
                 let hold = self.queue.hold();
-                match app.index.join(self.id, &key) {
-                    Ok(_) => {
+                let joined = match since {
+                    None => app.index.join(self.id, &key).inspect(|_| {
                         let _ = self
                             .queue
                             .push_ahead(Outbound::Text(proto::encode_reply_ok(id)));
-                        app.node.release_when_subscribed(hold);
-                    }
+                    }),
+                    Some(since) => self.join_since(id, &key, &since),
+                };
+                match joined {
+                    Ok(_) => app.node.release_when_subscribed(hold),
                     Err(JoinError::TooManyRooms) => self.refuse(Some(id), &Refusal::TooManyRooms),
                     Err(_) => self.reply_error(Some(id), ErrorCode::Internal, "not registered"),
                 }

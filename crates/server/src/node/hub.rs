@@ -59,6 +59,19 @@ impl Deliver for Hub {
         p: &Publication,
         position: &mut dyn FnMut(usize) -> Option<Position>,
     ) -> usize {
+        self.deliver_skipping(p, position, &[])
+    }
+}
+
+impl Hub {
+    /// [`Deliver::deliver`], leaving out the connections of `skip` besides the publication's
+    /// own exclusions (an emitter's list of sessions to skip).
+    pub fn deliver_skipping(
+        &self,
+        p: &Publication,
+        position: &mut dyn FnMut(usize) -> Option<Position>,
+        skip: &[ConnId],
+    ) -> usize {
         // With one target, members are distinct already.
         let single = match &p.target {
             Target::Tenant { rooms, users, .. } => rooms.len() + users.len() <= 1,
@@ -68,7 +81,7 @@ impl Deliver for Hub {
             hub: self,
             p,
             seen: (!single).then(HashSet::new),
-            excluded: self.excluded(p),
+            excluded: self.excluded(p, skip),
             members: Vec::new(),
             delivered: 0,
         };
@@ -110,17 +123,18 @@ impl Deliver for Hub {
             .fetch_add(fan.delivered as u64, std::sync::atomic::Ordering::Relaxed);
         fan.delivered
     }
-}
 
-impl Hub {
-    /// The members of the publication's `except` rooms, `None` when it names none.
-    fn excluded(&self, p: &Publication) -> Option<HashSet<ConnId>> {
-        let tenant = p.target.tenant()?;
-        if p.except.is_empty() {
+    /// The members of the publication's `except` rooms and the connections of `skip`, `None`
+    /// when there are none.
+    fn excluded(&self, p: &Publication, skip: &[ConnId]) -> Option<HashSet<ConnId>> {
+        if p.except.is_empty() && skip.is_empty() {
             return None;
         }
+        let mut excluded: HashSet<ConnId> = skip.iter().copied().collect();
+        let Some(tenant) = p.target.tenant() else {
+            return Some(excluded);
+        };
         let mut members = Vec::new();
-        let mut excluded = HashSet::new();
         for room in &p.except {
             let key = roomcast_broker::RoomKey {
                 tenant: tenant.into(),
@@ -207,16 +221,25 @@ fn half_full(queue: &OutQueue, limits: QueueLimits) -> bool {
 /// The native `event` frame: `data` is the one argument; several arguments (a Socket.IO relay
 /// or emitter) arrive as their array, binary attachments as base64 strings.
 fn encode_native(p: &Publication, room: Option<&str>, pos: Option<&Position>) -> Outbound {
+    Outbound::Frame(frame::encoded(OpCode::Text, &native_event(p, room, pos)))
+}
+
+/// The native `event` message's JSON text (what [`encode_native`] frames): also what a
+/// resuming client is sent again, and what `GET /api/history` lists.
+pub(crate) fn native_event(
+    p: &Publication,
+    room: Option<&str>,
+    pos: Option<&Position>,
+) -> bytes::Bytes {
     let (offset, epoch) = pos.map_or((0, ""), |pos| (pos.offset, &*pos.epoch));
     let encode = |data: &RawValue| proto::encode_event(room, &p.ns, &p.event, data, offset, epoch);
-    let json = match &p.payload {
+    match &p.payload {
         Payload::Json(data) => encode(data),
         Payload::Args { array, attachments } => match native_data(array, attachments) {
             Some(data) => encode(&data),
             None => encode(array),
         },
-    };
-    Outbound::Frame(frame::encoded(OpCode::Text, &json))
+    }
 }
 
 /// Socket.IO arguments as native `data`: the argument itself when there is one, else the

@@ -20,6 +20,7 @@ use roomcast_broker::{
 use roomcast_engine::rooms::{RoomIndex, Transitions};
 use roomcast_engine::{LaneLimits, QueueHold, QueueLimits};
 
+pub(crate) use hub::native_event;
 pub use hub::Hub;
 pub use roomcast_broker::Publication;
 

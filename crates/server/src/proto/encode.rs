@@ -148,6 +148,24 @@ pub fn encode_reply_ok_expires(id: u64, expires_at: u64) -> Bytes {
     out.raw("}").finish()
 }
 
+/// `{"type":"reply","id":...,"ok":true,"recovered":...,"offset":...,"epoch":...}`: the answer
+/// to a `subscribe` with `since`. `recovered` says whether every event after `since` follows
+/// the reply; `offset` and `epoch` are the room's position (omitted when it has none).
+pub fn encode_reply_recovered(id: u64, recovered: bool, position: Option<(u64, &str)>) -> Bytes {
+    let mut out = Json::with_capacity(96 + position.map_or(0, |(_, e)| estimate(e)));
+    out.raw(r#"{"type":"reply","id":"#).u64(id);
+    out.raw(if recovered {
+        r#","ok":true,"recovered":true"#
+    } else {
+        r#","ok":true,"recovered":false"#
+    });
+    if let Some((offset, epoch)) = position {
+        out.raw(r#","offset":"#).u64(offset);
+        out.raw(r#","epoch":"#).str(epoch);
+    }
+    out.raw("}").finish()
+}
+
 /// `{"type":"reply","id":...,"ok":false,"error":{"code":...,"message":...}}`; `id` is `null`
 /// when the request's id could not be read.
 pub fn encode_reply_error(id: Option<u64>, code: ErrorCode, message: &str) -> Bytes {
@@ -196,6 +214,7 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             room,
             ns,
             tenant,
+            ..
         }
         | ClientMessage::Unsubscribe {
             id,
@@ -210,6 +229,13 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             }
             if let Some(tenant) = tenant {
                 out.raw(r#","tenant":"#).str(tenant);
+            }
+            if let ClientMessage::Subscribe {
+                since: Some(since), ..
+            } = message
+            {
+                out.raw(r#","since":{"offset":"#).u64(since.offset);
+                out.raw(r#","epoch":"#).str(&since.epoch).raw("}");
             }
         }
         ClientMessage::Publish {
@@ -243,7 +269,7 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::parse::{parse, MAX_ID};
+    use crate::proto::parse::{parse, Since, MAX_ID};
     use serde_json::{json, Value};
 
     /// A small deterministic generator (xorshift64*) so the property tests need no crate.
@@ -410,6 +436,10 @@ mod tests {
                     room: name(&mut rng),
                     ns,
                     tenant: (rng.below(2) == 0).then(|| name(&mut rng)),
+                    since: (rng.below(2) == 0).then(|| Since {
+                        offset: rng.below(1000),
+                        epoch: name(&mut rng),
+                    }),
                 },
                 2 => ClientMessage::Unsubscribe {
                     id,

@@ -41,6 +41,8 @@ pub enum ClientMessage {
         ns: Option<String>,
         /// Another tenant to observe (platform admins only); `None` means the own tenant.
         tenant: Option<String>,
+        /// The last position the client has of the room: the events after it are sent first.
+        since: Option<Since>,
     },
     /// `{"type":"unsubscribe","id":...,"room":...}`: leave a room.
     Unsubscribe {
@@ -106,6 +108,15 @@ impl ClientMessage {
     }
 }
 
+/// A position in a room's stream, as a client gives it back (`subscribe.since`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Since {
+    /// The offset of the last event the client has.
+    pub offset: u64,
+    /// The epoch that offset belongs to.
+    pub epoch: String,
+}
+
 /// `data` compares by its JSON text, as it is forwarded.
 impl PartialEq for ClientMessage {
     fn eq(&self, other: &Self) -> bool {
@@ -118,15 +129,17 @@ impl PartialEq for ClientMessage {
                     room,
                     ns,
                     tenant,
+                    since,
                 },
                 M::Subscribe {
                     id: i2,
                     room: r2,
                     ns: n2,
                     tenant: t2,
+                    since: s2,
                 },
-            )
-            | (
+            ) => id == i2 && room == r2 && ns == n2 && tenant == t2 && since == s2,
+            (
                 M::Unsubscribe {
                     id,
                     room,
@@ -209,6 +222,8 @@ struct Envelope<'a> {
     ns: Option<&'a RawValue>,
     #[serde(borrow)]
     tenant: Option<&'a RawValue>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
 }
 
 /// Parses one text frame (its payload, already reassembled from fragments).
@@ -257,6 +272,7 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
                     room,
                     ns,
                     tenant,
+                    since: since(env.since, id)?,
                 }
             } else {
                 ClientMessage::Unsubscribe {
@@ -350,6 +366,36 @@ fn optional_name(
     id: u64,
 ) -> Result<Option<String>, ParseError> {
     raw.map(|raw| name(Some(raw), field, id)).transpose()
+}
+
+/// `subscribe.since`: `{"offset": integer, "epoch": string}`, or absent (`null`).
+fn since(raw: Option<&RawValue>, id: u64) -> Result<Option<Since>, ParseError> {
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow)]
+        offset: Option<&'a RawValue>,
+        #[serde(borrow)]
+        epoch: Option<&'a RawValue>,
+    }
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ParseError::bad(
+            Some(id),
+            "`since` must be {\"offset\": integer, \"epoch\": string}",
+        )
+    };
+    if !raw.get().starts_with('{') {
+        return Err(bad());
+    }
+    let fields: Fields<'_> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    let offset = fields
+        .offset
+        .and_then(|o| id_value(o).ok())
+        .ok_or_else(bad)?;
+    let epoch = name(fields.epoch, "since.epoch", id)?;
+    Ok(Some(Since { offset, epoch }))
 }
 
 fn namespace(raw: Option<&RawValue>, id: u64) -> Result<Option<String>, ParseError> {

@@ -88,10 +88,14 @@ async fn a_publish_on_either_node_reaches_both_once_in_one_sequence() {
     settle(&a, "acme", "order:1", &mut [&mut on_a, &mut on_b]).await;
     settle(&b, "globex", "order:1", &mut [&mut other_tenant]).await;
 
+    let mut answered = Vec::new();
     for n in 0..10 {
         let via = if n % 2 == 0 { &a } else { &b };
-        via.publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "step", "data": n}))
+        let answer = via
+            .publish(json!({"tenant": "acme", "rooms": ["order:1"], "event": "step", "data": n}))
             .await;
+        assert_eq!(answer["rooms"][0]["room"], "order:1", "{answer}");
+        answered.push(answer["rooms"][0]["offset"].as_u64().expect("an offset"));
     }
     let mut offsets = Vec::new();
     for c in [&mut on_a, &mut on_b] {
@@ -121,6 +125,10 @@ async fn a_publish_on_either_node_reaches_both_once_in_one_sequence() {
     assert_eq!(
         offsets[0], offsets[1],
         "one sequence for the room across the nodes"
+    );
+    assert_eq!(
+        offsets[0], answered,
+        "each publish answered with its offset"
     );
     other_tenant
         .expect_no_message(Duration::from_millis(300))

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod cluster;
 mod harness;
+mod history;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -47,7 +47,24 @@ async fn room_events_carry_increasing_offsets_and_one_epoch() {
         let this_epoch = event["epoch"].as_str().unwrap().to_owned();
         assert!(!this_epoch.is_empty(), "{event}");
         assert_eq!(*epoch.get_or_insert(this_epoch.clone()), this_epoch);
+        // The publish answered the position the event carries.
+        assert_eq!(
+            answer["rooms"],
+            json!([{"room": "order:42", "offset": n, "epoch": this_epoch}]),
+            "{answer}"
+        );
     }
+    // A room nobody is in has no stream on a single node.
+    let answer = server
+        .publish(json!({"tenant": "acme", "rooms": ["order:42", "order:0"], "event": "e"}))
+        .await;
+    assert_eq!(answer["rooms"][0]["offset"], 4, "{answer}");
+    assert_eq!(
+        answer["rooms"][1],
+        json!({"room": "order:0", "offset": null, "epoch": null}),
+        "{answer}"
+    );
+    assert_eq!(client.recv_event().await["offset"], 4);
 
     // Without data, the event carries `null`.
     server
@@ -55,7 +72,7 @@ async fn room_events_carry_increasing_offsets_and_one_epoch() {
         .await;
     let event = client.recv_event().await;
     assert!(event.get("data").is_some_and(Value::is_null), "{event}");
-    assert_eq!(event["offset"], 4, "{event}");
+    assert_eq!(event["offset"], 5, "{event}");
 }
 
 #[tokio::test]

@@ -6,5 +6,6 @@
 //! [`ApiError`]: crate::http::error::ApiError
 
 pub(crate) mod connections;
+pub(crate) mod history;
 pub(crate) mod ops;
 pub(crate) mod publish;

@@ -61,6 +61,10 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
             &cluster.emitters.dropped(),
         );
     }
+    if let Some(store) = app.history_store.get() {
+        let (rooms, not_kept) = store.history_counts();
+        crate::metrics::render_history(&mut text, rooms as u64, not_kept);
+    }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

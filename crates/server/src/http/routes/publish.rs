@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Deref;
 
 use http::StatusCode;
-use roomcast_broker::{Payload, Target};
+use roomcast_broker::{Payload, Position, Target};
 use serde::de::{Deserializer, Error, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -128,8 +128,32 @@ pub(crate) async fn publish(node: &Node, max_targets: usize, call: Call) -> Resu
     let published = node.publish(publication).await?;
     Ok(json_text_response(
         StatusCode::OK,
-        format!(r#"{{"ok":true,"delivered":{}}}"#, published.delivered),
+        answer(&body.rooms, &published.positions, published.delivered),
     ))
+}
+
+/// `{"ok":true,"delivered":N}`, and for publishes to rooms each room's position in its stream
+/// (`null` where it got none: a volatile publish, or a room with no stream on a single node).
+fn answer(rooms: &[Name<'_>], positions: &[Option<Position>], delivered: usize) -> String {
+    if rooms.is_empty() {
+        return format!(r#"{{"ok":true,"delivered":{delivered}}}"#);
+    }
+    // The node published each room once, where it first appears.
+    let mut seen = std::collections::HashSet::new();
+    let rooms: Vec<serde_json::Value> = rooms
+        .iter()
+        .filter(|room| seen.insert(&***room))
+        .enumerate()
+        .map(|(i, room)| {
+            let position = positions.get(i).cloned().flatten();
+            serde_json::json!({
+                "room": &**room,
+                "offset": position.as_ref().map(|p| p.offset),
+                "epoch": position.as_ref().map(|p| &*p.epoch),
+            })
+        })
+        .collect();
+    serde_json::json!({"ok": true, "delivered": delivered, "rooms": rooms}).to_string()
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
@@ -155,5 +179,28 @@ mod tests {
         assert!(matches!(body.event.0, Cow::Borrowed("e")));
         assert_eq!(body.namespace.as_deref(), Some("/n"));
         assert!(serde_json::from_str::<PublishBody<'_>>(r#"{"event":1}"#).is_err());
+    }
+
+    #[test]
+    fn the_answer_gives_each_room_its_position() {
+        let body: PublishBody<'_> =
+            serde_json::from_str(r#"{"event":"e","rooms":["a","b\"c","a"]}"#).unwrap();
+        let positions = [
+            Some(Position {
+                offset: 7,
+                epoch: "e1".into(),
+            }),
+            None,
+        ];
+        let text = answer(&body.rooms, &positions, 3);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"ok": true, "delivered": 3, "rooms": [
+                {"room": "a", "offset": 7, "epoch": "e1"},
+                {"room": "b\"c", "offset": null, "epoch": null},
+            ]})
+        );
+        assert_eq!(answer(&[], &[], 2), r#"{"ok":true,"delivered":2}"#);
     }
 }

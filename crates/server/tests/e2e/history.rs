@@ -1,0 +1,243 @@
+//! History and native resume on a single node: rooms named in `[history]` keep their last
+//! events, members or not; a `subscribe` with `since` gets the events after it, then the live
+//! ones, with no gap and no duplicate, or is told plainly that the gap cannot be filled.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{Client, Config, Server, GLOBEX_KEY, PLATFORM_KEY};
+
+/// `order:*` rooms keep their last 5 events for a minute.
+fn config() -> Config {
+    Config::new().set(
+        "history.rooms",
+        r#"[{ pattern = "order:*", max_events = 5, max_age_ms = 60000 }]"#,
+    )
+}
+
+async fn publish(server: &Server, room: &str, n: u64) -> Value {
+    let answer = server
+        .publish(json!({"tenant": "acme", "rooms": [room], "event": "step", "data": n}))
+        .await;
+    answer["rooms"][0].clone()
+}
+
+async fn resume(client: &mut Client, room: &str, offset: u64, epoch: &str) -> Value {
+    client
+        .request(json!({
+            "type": "subscribe", "room": room,
+            "since": {"offset": offset, "epoch": epoch},
+        }))
+        .await
+}
+
+/// The data of the next `n` events, each checked to be of `room` at the next offset.
+async fn steps(client: &mut Client, mut offset: u64, n: usize) -> Vec<u64> {
+    let mut data = Vec::new();
+    for _ in 0..n {
+        let event = client.recv_event().await;
+        offset += 1;
+        assert_eq!(event["offset"], offset, "{event}");
+        data.push(event["data"].as_u64().expect("a number"));
+    }
+    data
+}
+
+#[tokio::test]
+async fn a_client_resumes_after_its_last_offset_with_no_gap_and_no_duplicate() {
+    let server = Server::start(config()).await;
+    let mut first = server.connect_user("7", "acme").await;
+    first.join("order:1").await;
+    for n in 1..=2 {
+        publish(&server, "order:1", n).await;
+    }
+    assert_eq!(steps(&mut first, 0, 2).await, [1, 2]);
+    drop(first);
+    // Published while the client is away, the room empty.
+    let at = publish(&server, "order:1", 3).await;
+    let epoch = at["epoch"]
+        .as_str()
+        .expect("a kept room has a stream")
+        .to_owned();
+    assert_eq!(at["offset"], 3);
+    publish(&server, "order:1", 4).await;
+
+    let mut again = server.connect_user("7", "acme").await;
+    let reply = resume(&mut again, "order:1", 2, &epoch).await;
+    assert_eq!(
+        (
+            &reply["ok"],
+            &reply["recovered"],
+            &reply["offset"],
+            &reply["epoch"]
+        ),
+        (&json!(true), &json!(true), &json!(4), &json!(epoch)),
+        "{reply}"
+    );
+    assert_eq!(
+        steps(&mut again, 2, 2).await,
+        [3, 4],
+        "the missed events, in order"
+    );
+    publish(&server, "order:1", 5).await;
+    assert_eq!(steps(&mut again, 4, 1).await, [5], "then the live ones");
+    again.expect_no_message(Duration::from_millis(300)).await;
+
+    // Resuming at the current position recovers nothing, and misses nothing.
+    let mut third = server.connect_user("8", "acme").await;
+    let reply = resume(&mut third, "order:1", 5, &epoch).await;
+    assert_eq!(
+        (&reply["recovered"], &reply["offset"]),
+        (&json!(true), &json!(5))
+    );
+    third.expect_no_message(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_gap_that_cannot_be_filled_is_told_not_hidden() {
+    let server = Server::start(config()).await;
+    let mut epoch = String::new();
+    for n in 1..=8 {
+        epoch = publish(&server, "order:2", n).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    // Only the last 5 are kept: resuming after offset 1 cannot be filled.
+    let mut client = server.connect_user("7", "acme").await;
+    let reply = resume(&mut client, "order:2", 1, &epoch).await;
+    assert_eq!(
+        (&reply["recovered"], &reply["offset"], &reply["epoch"]),
+        (&json!(false), &json!(8), &json!(epoch)),
+        "{reply}"
+    );
+    client.expect_no_message(Duration::from_millis(300)).await;
+    // Still a member: live events arrive.
+    publish(&server, "order:2", 9).await;
+    assert_eq!(steps(&mut client, 8, 1).await, [9]);
+    // From what is still kept, it can.
+    let mut other = server.connect_user("8", "acme").await;
+    let reply = resume(&mut other, "order:2", 4, &epoch).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    assert_eq!(steps(&mut other, 4, 5).await, [5, 6, 7, 8, 9]);
+    // Another epoch (a restarted server, say) continues nothing.
+    let mut stale = server.connect_user("9", "acme").await;
+    let reply = resume(&mut stale, "order:2", 4, "an-old-epoch").await;
+    assert_eq!(
+        (&reply["recovered"], &reply["offset"]),
+        (&json!(false), &json!(9))
+    );
+    stale.expect_no_message(Duration::from_millis(300)).await;
+    // A bad `since` is a bad request.
+    let reply = stale
+        .request(json!({"type": "subscribe", "room": "order:2", "since": 4}))
+        .await;
+    assert_eq!(crate::harness::error_code(&reply), "bad_request", "{reply}");
+}
+
+/// Publishes keep coming while a client resumes: it gets every offset after its own once, in
+/// order, whether the event was kept before its join or delivered after it.
+#[tokio::test]
+async fn publishes_racing_a_resume_arrive_once_in_order() {
+    let server = Server::start(config().set(
+        "history.rooms",
+        r#"[{ pattern = "order:*", max_events = 1000, max_age_ms = 60000 }]"#,
+    ))
+    .await;
+    let epoch = publish(&server, "order:3", 1).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let publisher = async {
+        let mut http = server.http_conn().await;
+        for n in 2..=300u64 {
+            let body = json!({"tenant": "acme", "rooms": ["order:3"], "event": "step", "data": n});
+            http.publish_with(PLATFORM_KEY, &body).await;
+        }
+    };
+    let resumer = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut client = server.connect_user("7", "acme").await;
+        let reply = resume(&mut client, "order:3", 1, &epoch).await;
+        assert_eq!(reply["recovered"], true, "{reply}");
+        client
+    };
+    let ((), mut client) = tokio::join!(publisher, resumer);
+    let data = steps(&mut client, 1, 299).await;
+    assert_eq!(data, (2..=300).collect::<Vec<u64>>());
+    client.expect_no_message(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn the_api_lists_what_a_room_keeps() {
+    let server = Server::start(config()).await;
+    for n in 1..=3 {
+        publish(&server, "order:9", n).await;
+    }
+    let (status, all) = server
+        .api(
+            "GET",
+            "/api/history?tenant=acme&room=order:9",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let offsets = |v: &Value| -> Vec<u64> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["offset"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(offsets(&all), [1, 2, 3], "{all}");
+    assert_eq!(all["events"][0]["type"], "event");
+    assert_eq!(all["events"][0]["room"], "order:9");
+    assert_eq!(all["events"][0]["data"], 1);
+    assert_eq!(all["current"]["offset"], 3);
+    let epoch = all["current"]["epoch"].as_str().unwrap();
+    let path = format!("/api/history?tenant=acme&room=order:9&since=1&epoch={epoch}&limit=1");
+    let (status, after) = server.api("GET", &path, Some(PLATFORM_KEY), None).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(
+        (offsets(&after), &after["complete"]),
+        (vec![2], &json!(true))
+    );
+    // Another tenant's key does not reach it; a bad query is a bad request.
+    let (status, _) = server
+        .api(
+            "GET",
+            "/api/history?tenant=acme&room=order:9",
+            Some(GLOBEX_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .api(
+            "GET",
+            "/api/history?tenant=acme&room=order:9&since=1",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(server.metric("roomcast_history_rooms").await, 1);
+    // A server keeping no history says so.
+    let plain = Server::start_default().await;
+    let (status, answer) = plain
+        .api(
+            "GET",
+            "/api/history?tenant=acme&room=order:9",
+            Some(PLATFORM_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (404, &json!("not_kept")),
+        "{answer}"
+    );
+}
