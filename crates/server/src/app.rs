@@ -9,7 +9,7 @@ use std::time::Instant;
 use roomcast_broker::{Broker, MemoryBroker};
 use roomcast_engine::body::BodyBudget;
 use roomcast_engine::driver::DriverConfig;
-use roomcast_engine::rooms::{RoomIndex, WireFormat};
+use roomcast_engine::rooms::{RoomIndex, RoomKey, WireFormat};
 use roomcast_engine::{LaneLimits, QueueLimits};
 use roomcast_socketio::SocketIo;
 use tokio::sync::watch;
@@ -65,6 +65,8 @@ pub struct App {
     cluster: Option<Arc<Cluster>>,
     /// The single node's broker when it keeps history, for its periodic sweep.
     pub(crate) history_store: OnceLock<Arc<MemoryBroker>>,
+    /// The rooms that keep history (`[history]`), `None` when none does.
+    pub history_rules: Option<Arc<HistoryRules>>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -167,7 +169,7 @@ impl App {
             limits,
             driver,
             queue_limits,
-            history: _,
+            history,
         } = parts;
         let Core {
             index,
@@ -206,8 +208,19 @@ impl App {
             sio: OnceLock::new(),
             cluster,
             history_store: OnceLock::new(),
+            history_rules: history,
             config,
         })
+    }
+
+    /// Whether `room` keeps history here (a `[history]` rule names it, on a single node).
+    pub fn keeps_history(&self, room: &RoomKey) -> bool {
+        use roomcast_broker::HistoryPolicy;
+        self.history_store.get().is_some()
+            && self
+                .history_rules
+                .as_ref()
+                .is_some_and(|rules| rules.limits(room).is_some())
     }
 
     /// The cluster this node belongs to, `None` for a single node.

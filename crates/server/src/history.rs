@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use roomcast_broker::{HistoryLimits, HistoryPolicy, RoomKey};
+use std::sync::Arc;
+
+use roomcast_broker::{History, HistoryLimits, HistoryPolicy, Position, Publication, RoomKey};
 
 use crate::acl::RoomPattern;
 use crate::config::{ConfigError, HistoryConfig};
@@ -47,6 +49,20 @@ impl HistoryRules {
             })
             .collect::<Result<_, ConfigError>>()?;
         Ok(Some(HistoryRules { rules }))
+    }
+}
+
+/// The events of `history` a request answers: the oldest `limit`, or with `reverse` the newest
+/// `limit`, newest first.
+pub fn pick(
+    history: &History,
+    limit: usize,
+    reverse: bool,
+) -> Box<dyn Iterator<Item = &(Position, Arc<Publication>)> + '_> {
+    if reverse {
+        Box::new(history.events.iter().rev().take(limit))
+    } else {
+        Box::new(history.events.iter().take(limit))
     }
 }
 

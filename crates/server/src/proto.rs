@@ -9,10 +9,12 @@ mod parse;
 pub use codes::{CloseCode, ErrorCode};
 pub use encode::{
     encode_client, encode_disconnect, encode_event, encode_pong, encode_reply_error,
-    encode_reply_ok, encode_reply_ok_expires, encode_reply_recovered, encode_welcome,
+    encode_reply_history, encode_reply_ok, encode_reply_ok_expires, encode_reply_recovered,
+    encode_welcome,
 };
 pub use parse::{
-    depth, parse, ClientMessage, ParseError, Since, MAX_DATA_DEPTH, MAX_ID, MAX_NAME_BYTES,
+    depth, parse, ClientMessage, ParseError, Since, MAX_DATA_DEPTH, MAX_HISTORY_LIMIT, MAX_ID,
+    MAX_NAME_BYTES,
 };
 
 /// Checks every golden vector of `protocol/vectors/` and the fuzz seeds copied from them.
@@ -82,6 +84,21 @@ mod vectors {
                 json!({ "type": "refresh", "id": id, "token": token })
             }
             ClientMessage::Ping { id } => json!({ "type": "ping", "id": id }),
+            ClientMessage::History {
+                id,
+                room,
+                ns,
+                tenant,
+                since,
+                limit,
+                reverse,
+            } => {
+                let since = since
+                    .as_ref()
+                    .map(|s| json!({"offset": s.offset, "epoch": s.epoch}));
+                json!({ "type": "history", "id": id, "room": room, "ns": ns, "tenant": tenant,
+                        "since": since, "limit": limit, "reverse": reverse })
+            }
         }
     }
 
@@ -155,6 +172,23 @@ mod vectors {
                 )
             }
             "reply" => match (message["ok"].as_bool(), message["expires_at"].as_u64()) {
+                (Some(true), None) if message.get("events_raw").is_some() => {
+                    let events: Vec<bytes::Bytes> = message["events_raw"]
+                        .as_array()
+                        .expect("events_raw is an array")
+                        .iter()
+                        .map(|e| bytes::Bytes::from(e.as_str().expect("a JSON text").to_owned()))
+                        .collect();
+                    let position = message["offset"]
+                        .as_u64()
+                        .map(|offset| (offset, text(message, "epoch")));
+                    encode_reply_history(
+                        u64_of("id"),
+                        &events,
+                        message["complete"] == true,
+                        position,
+                    )
+                }
                 (Some(true), None) if message.get("recovered").is_some() => {
                     let position = message["offset"]
                         .as_u64()

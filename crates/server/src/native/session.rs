@@ -23,6 +23,8 @@ use roomcast_broker::{Payload, Position, Publication, Target};
 
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
+/// Events a `history` answers when it names no `limit`.
+const DEFAULT_HISTORY_LIMIT: usize = 100;
 
 enum State {
     /// Upgraded without a token: the first frame must be `auth`, before the deadline.
@@ -336,6 +338,62 @@ impl NativeSession {
                 }
             }
             ClientMessage::Ping { id } => self.send(proto::encode_pong(id)),
+            ClientMessage::History {
+                id,
+                room,
+                ns,
+                tenant,
+                since,
+                limit,
+                reverse,
+            } => {
+                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
+                let key = match client::check_subscribe(
+                    app,
+                    &identity,
+                    ns,
+                    &room,
+                    tenant.as_deref(),
+                    false,
+                ) {
+                    Ok(tenant) => RoomKey::new(tenant, ns, &room),
+                    Err(refusal) => return self.refuse(Some(id), &refusal),
+                };
+                if !app.keeps_history(&key) {
+                    let message = "this room keeps no history";
+                    return self.reply_error(Some(id), ErrorCode::NotKept, message);
+                }
+                let since = since.map(|s| Position {
+                    offset: s.offset,
+                    epoch: s.epoch.into(),
+                });
+                let limit = limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
+                // On the async lane: a memory broker answers at once, others may wait.
+                let (queue, late) = (self.queue.clone(), self.queue.clone());
+                let node = app.node.clone();
+                let work = async move {
+                    let all = if reverse { usize::MAX } else { limit };
+                    let reply = match node.broker().history(&key, since, all).await {
+                        Ok(h) => {
+                            let events: Vec<Bytes> = crate::history::pick(&h, limit, reverse)
+                                .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
+                                .collect();
+                            let current = h.current.as_ref().map(|c| (c.offset, &*c.epoch));
+                            proto::encode_reply_history(id, &events, h.complete, current)
+                        }
+                        Err(e) => {
+                            encode_refusal(id, &Refusal::from(crate::node::PublishError::from(e)))
+                        }
+                    };
+                    let _ = queue.push(Outbound::Text(reply));
+                };
+                let timed_out = move || {
+                    let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
+                };
+                if let Err(refusal) = core.submit(app, work, timed_out) {
+                    self.refuse(Some(id), &refusal);
+                }
+            }
         }
     }
 }

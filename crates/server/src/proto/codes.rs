@@ -30,6 +30,8 @@ pub enum ErrorCode {
     RateLimited,
     /// A `publish` whose `data` is over the publish size limit.
     PayloadTooLarge,
+    /// A `history` of a room that keeps none.
+    NotKept,
     /// Too many requests of this connection, or of the server, are waiting already; the
     /// request was not executed and may be sent again later.
     Busy,
@@ -53,6 +55,7 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::NotKept,
         ErrorCode::Busy,
         ErrorCode::Timeout,
         ErrorCode::Internal,
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotKept => "not_kept",
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",

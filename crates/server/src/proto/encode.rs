@@ -166,6 +166,37 @@ pub fn encode_reply_recovered(id: u64, recovered: bool, position: Option<(u64, &
     out.raw("}").finish()
 }
 
+/// `{"type":"reply","id":...,"ok":true,"events":[...],"complete":...,"offset":...,"epoch":...}`:
+/// the answer to a `history`. `events` are `event` messages' JSON texts, written as they are;
+/// `offset` and `epoch` (the room's position) are omitted when the room has no stream.
+pub fn encode_reply_history(
+    id: u64,
+    events: &[Bytes],
+    complete: bool,
+    position: Option<(u64, &str)>,
+) -> Bytes {
+    let size: usize = events.iter().map(|e| e.len() + 1).sum();
+    let mut out = Json::with_capacity(96 + size + position.map_or(0, |(_, e)| estimate(e)));
+    out.raw(r#"{"type":"reply","id":"#).u64(id);
+    out.raw(r#","ok":true,"events":["#);
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.raw(",");
+        }
+        out.raw(std::str::from_utf8(event).unwrap_or("null"));
+    }
+    out.raw(if complete {
+        r#"],"complete":true"#
+    } else {
+        r#"],"complete":false"#
+    });
+    if let Some((offset, epoch)) = position {
+        out.raw(r#","offset":"#).u64(offset);
+        out.raw(r#","epoch":"#).str(epoch);
+    }
+    out.raw("}").finish()
+}
+
 /// `{"type":"reply","id":...,"ok":false,"error":{"code":...,"message":...}}`; `id` is `null`
 /// when the request's id could not be read.
 pub fn encode_reply_error(id: Option<u64>, code: ErrorCode, message: &str) -> Bytes {
@@ -216,6 +247,13 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             tenant,
             ..
         }
+        | ClientMessage::History {
+            id,
+            room,
+            ns,
+            tenant,
+            ..
+        }
         | ClientMessage::Unsubscribe {
             id,
             room,
@@ -232,10 +270,21 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             }
             if let ClientMessage::Subscribe {
                 since: Some(since), ..
+            }
+            | ClientMessage::History {
+                since: Some(since), ..
             } = message
             {
                 out.raw(r#","since":{"offset":"#).u64(since.offset);
                 out.raw(r#","epoch":"#).str(&since.epoch).raw("}");
+            }
+            if let ClientMessage::History { limit, reverse, .. } = message {
+                if let Some(limit) = limit {
+                    out.raw(r#","limit":"#).u64(*limit);
+                }
+                if *reverse {
+                    out.raw(r#","reverse":true"#);
+                }
             }
         }
         ClientMessage::Publish {
@@ -427,7 +476,7 @@ mod tests {
         for _ in 0..2000 {
             let id = rng.below(MAX_ID + 1);
             let ns = (rng.below(2) == 0).then(|| format!("/{}", rng.string(20)));
-            let message = match rng.below(7) {
+            let message = match rng.below(8) {
                 0 => ClientMessage::Auth {
                     token: rng.string(80),
                 },
@@ -459,6 +508,18 @@ mod tests {
                     token: rng.string(80),
                 },
                 5 => ClientMessage::Ping { id: Some(id) },
+                6 => ClientMessage::History {
+                    id,
+                    room: name(&mut rng),
+                    ns,
+                    tenant: None,
+                    since: (rng.below(2) == 0).then(|| Since {
+                        offset: rng.below(1000),
+                        epoch: name(&mut rng),
+                    }),
+                    limit: (rng.below(2) == 0).then(|| 1 + rng.below(1000)),
+                    reverse: rng.below(2) == 0,
+                },
                 _ => ClientMessage::Ping { id: None },
             };
             let frame = encode_client(&message);

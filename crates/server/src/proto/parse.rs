@@ -18,6 +18,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// The data is forwarded verbatim to every subscriber, so this protects their parsers.
 pub const MAX_DATA_DEPTH: usize = 64;
 
+/// The most events one `history` request asks for.
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
+
 /// How much of an unknown `type` a [`ParseError`] message repeats.
 const ECHO_BYTES: usize = 64;
 
@@ -75,6 +78,23 @@ pub enum ClientMessage {
         /// The new JWT, not yet validated.
         token: String,
     },
+    /// `{"type":"history","id":...,"room":...}`: the events a room keeps.
+    History {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// Room name, 1 to 256 bytes.
+        room: String,
+        /// Namespace; `None` means `"/"`.
+        ns: Option<String>,
+        /// Another tenant's room (platform admins only); `None` means the own tenant.
+        tenant: Option<String>,
+        /// Only the events after this position; `None`: every kept one.
+        since: Option<Since>,
+        /// At most this many events, 1 to [`MAX_HISTORY_LIMIT`]; `None` means 100.
+        limit: Option<u64>,
+        /// The newest first (the last `limit` events); `false` means the oldest first.
+        reverse: bool,
+    },
     /// `{"type":"ping"}` or `{"type":"ping","id":...}`: answered by a `pong` with the same id.
     Ping {
         /// Optional request id.
@@ -91,6 +111,7 @@ impl ClientMessage {
             ClientMessage::Unsubscribe { .. } => "unsubscribe",
             ClientMessage::Publish { .. } => "publish",
             ClientMessage::Refresh { .. } => "refresh",
+            ClientMessage::History { .. } => "history",
             ClientMessage::Ping { .. } => "ping",
         }
     }
@@ -102,7 +123,8 @@ impl ClientMessage {
             ClientMessage::Subscribe { id, .. }
             | ClientMessage::Unsubscribe { id, .. }
             | ClientMessage::Publish { id, .. }
-            | ClientMessage::Refresh { id, .. } => Some(*id),
+            | ClientMessage::Refresh { id, .. }
+            | ClientMessage::History { id, .. } => Some(*id),
             ClientMessage::Ping { id } => *id,
         }
     }
@@ -170,6 +192,26 @@ impl PartialEq for ClientMessage {
                 },
             ) => id == i2 && room == r2 && event == e2 && data.get() == d2.get() && ns == n2,
             (M::Refresh { id, token }, M::Refresh { id: i2, token: t2 }) => id == i2 && token == t2,
+            (
+                M::History {
+                    id,
+                    room,
+                    ns,
+                    tenant,
+                    since,
+                    limit,
+                    reverse,
+                },
+                M::History {
+                    id: i2,
+                    room: r2,
+                    ns: n2,
+                    tenant: t2,
+                    since: s2,
+                    limit: l2,
+                    reverse: v2,
+                },
+            ) => (id, room, ns, tenant, since, limit, reverse) == (i2, r2, n2, t2, s2, l2, v2),
             (M::Ping { id }, M::Ping { id: i2 }) => id == i2,
             _ => false,
         }
@@ -224,6 +266,10 @@ struct Envelope<'a> {
     tenant: Option<&'a RawValue>,
     #[serde(borrow)]
     since: Option<&'a RawValue>,
+    #[serde(borrow)]
+    limit: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reverse: Option<&'a RawValue>,
 }
 
 /// Parses one text frame (its payload, already reassembled from fragments).
@@ -301,6 +347,39 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
                 event,
                 data: data.to_owned(),
                 ns,
+            })
+        }
+        "history" => {
+            let id = required_id(env.id)?;
+            let room = name(env.room, "room", id)?;
+            let ns = namespace(env.ns, id)?;
+            let tenant = optional_name(env.tenant, "tenant", id)?;
+            let since = since(env.since, id)?;
+            let limit = match env.limit.filter(|r| r.get() != "null") {
+                None => None,
+                Some(raw) => match serde_json::from_str::<u64>(raw.get()) {
+                    Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => Some(n),
+                    _ => {
+                        return Err(ParseError::bad(
+                            Some(id),
+                            format!("`limit` must be an integer from 1 to {MAX_HISTORY_LIMIT}"),
+                        ))
+                    }
+                },
+            };
+            let reverse = match env.reverse.map(RawValue::get) {
+                None | Some("null" | "false") => false,
+                Some("true") => true,
+                Some(_) => return Err(ParseError::bad(Some(id), "`reverse` must be a boolean")),
+            };
+            Ok(ClientMessage::History {
+                id,
+                room,
+                ns,
+                tenant,
+                since,
+                limit,
+                reverse,
             })
         }
         "refresh" => {

@@ -241,3 +241,54 @@ async fn the_api_lists_what_a_room_keeps() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn the_history_command_answers_what_a_room_keeps_under_the_acl() {
+    let server = Server::start(config()).await;
+    for n in 1..=7 {
+        publish(&server, "order:5", n).await;
+    }
+    let mut client = server.connect_user("7", "acme").await;
+    let data = |reply: &Value| -> Vec<u64> {
+        reply["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events in {reply}"))
+            .iter()
+            .map(|e| e["data"].as_u64().unwrap())
+            .collect()
+    };
+    let all = client
+        .request(json!({"type": "history", "room": "order:5"}))
+        .await;
+    assert_eq!(data(&all), [3, 4, 5, 6, 7], "the last 5 are kept: {all}");
+    assert_eq!((&all["ok"], &all["offset"]), (&json!(true), &json!(7)));
+    assert_eq!(all["events"][0]["offset"], 3);
+    let epoch = all["epoch"].as_str().unwrap().to_owned();
+    let newest = client
+        .request(json!({"type": "history", "room": "order:5", "limit": 2, "reverse": true}))
+        .await;
+    assert_eq!(data(&newest), [7, 6]);
+    let after = client
+        .request(json!({"type": "history", "room": "order:5",
+                        "since": {"offset": 5, "epoch": epoch}}))
+        .await;
+    assert_eq!(
+        (data(&after), &after["complete"]),
+        (vec![6, 7], &json!(true))
+    );
+    // Not a member: history is read under the subscribe ACL, nothing more.
+    client.expect_no_message(Duration::from_millis(200)).await;
+    let refused = client
+        .request(json!({"type": "history", "room": "secret:1"}))
+        .await;
+    assert_eq!(
+        crate::harness::error_code(&refused),
+        "forbidden",
+        "{refused}"
+    );
+    // `chat:*` is allowed but keeps nothing.
+    let none = client
+        .request(json!({"type": "history", "room": "chat:1"}))
+        .await;
+    assert_eq!(crate::harness::error_code(&none), "not_kept", "{none}");
+}
