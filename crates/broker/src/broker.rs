@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::publication::{Position, Publication, RoomKey};
 
@@ -33,6 +34,18 @@ pub struct History {
     /// the same epoch, and nothing trimmed in between. (At most `limit` were returned: the
     /// rest, up to `current`, follow the last one.)
     pub complete: bool,
+}
+
+/// Who holds an idempotency key ([`Broker::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller: the first with this key in its window; it publishes, then
+    /// [`settle`](Broker::settle)s (or [`release`](Broker::release)s on failure).
+    First,
+    /// A publish with this key is under way elsewhere (another request, another node).
+    Pending,
+    /// A publish with this key was made within the window: its result.
+    Done(String),
 }
 
 /// How a broker is doing.
@@ -102,6 +115,22 @@ pub trait Broker: Send + Sync + Debug {
 
     /// This node no longer has any connection or room of `tenant`.
     fn tenant_left(&self, _tenant: &str) {}
+
+    /// Claims idempotency `key` for `window`: the first caller in the window gets
+    /// [`Claim::First`]; later ones see it pending, then its settled result. Across the
+    /// cluster for a cluster's broker.
+    fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>>;
+
+    /// Records the result of the publish `key` was claimed for, for the rest of its window.
+    fn settle(
+        &self,
+        key: &str,
+        result: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Lets go of a claimed `key` whose publish failed, so that a retry publishes.
+    fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>>;
 
     /// Waits until every subscription asked for so far ([`subscribe`](Self::subscribe),
     /// [`tenant_joined`](Self::tenant_joined)) is in effect, within the broker's own

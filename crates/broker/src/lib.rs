@@ -12,8 +12,12 @@
 
 mod broker;
 mod memory;
+mod once;
 mod publication;
 
-pub use broker::{BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, History, Published};
+pub use broker::{
+    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, Published,
+};
 pub use memory::{HistoryLimits, HistoryPolicy, MemoryBroker};
+pub use once::OnceKeys;
 pub use publication::{ConnId, Payload, Position, Publication, RoomKey, Target};

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::broker::{BoxFuture, Broker, BrokerError, Deliver, History, Published};
+use crate::broker::{BoxFuture, Broker, BrokerError, Claim, Deliver, History, Published};
+use crate::once::OnceKeys;
 use crate::publication::{Position, Publication, RoomKey};
 
 /// How much of a room's stream is kept.
@@ -45,6 +46,9 @@ impl Kept {
         }
     }
 }
+
+/// Idempotency keys a single node holds within their window at once.
+const MAX_ONCE_KEYS: usize = 100_000;
 
 /// Stripes of the broker's locks: rooms rarely share one.
 const STRIPES: usize = 64;
@@ -123,6 +127,7 @@ pub struct MemoryBroker {
     max_kept_rooms: usize,
     /// Events not kept because `max_kept_rooms` rooms already were.
     not_kept: AtomicU64,
+    once: OnceKeys,
 }
 
 impl MemoryBroker {
@@ -139,6 +144,7 @@ impl MemoryBroker {
             kept_rooms: AtomicUsize::new(0),
             max_kept_rooms: 0,
             not_kept: AtomicU64::new(0),
+            once: OnceKeys::new(MAX_ONCE_KEYS),
         }
     }
 
@@ -416,6 +422,25 @@ impl Broker for MemoryBroker {
     fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Published, BrokerError>> {
         let published = self.publish_now(publication);
         Box::pin(std::future::ready(Ok(published)))
+    }
+
+    fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>> {
+        Box::pin(std::future::ready(self.once.claim(key, window)))
+    }
+
+    fn settle(
+        &self,
+        key: &str,
+        result: &str,
+        _window: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.once.settle(key, result);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.once.release(key);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn subscribe(&self, room: &RoomKey) {

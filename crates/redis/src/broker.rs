@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface};
 use fred::types::Message;
+use fred::types::{Expiration, SetOptions};
 use roomcast_broker::{
-    BoxFuture, Broker, BrokerError, BrokerStatus, Deliver, Position, Publication, Published,
+    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, Position, Publication, Published,
     RoomKey, Target,
 };
 use sha1::{Digest, Sha1};
@@ -50,6 +51,9 @@ local header = table.concat(parts, ',')
 redis.call('SPUBLISH', ARGV[1], header .. '\n' .. ARGV[4])
 return header
 "#;
+
+/// The value of a claimed idempotency key until its publish settles it (results are JSON).
+const ONCE_PENDING: &str = "pending";
 
 /// Messages the subscriber may hold before the delivering task reads them; past it, the
 /// oldest are lost and counted.
@@ -564,6 +568,75 @@ impl Broker for RedisBroker {
 
     fn tenant_left(&self, tenant: &str) {
         self.want(self.keys.tenant_channel(tenant), false);
+    }
+
+    fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>> {
+        let key = self.keys.once_key(key);
+        Box::pin(async move {
+            let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            let work = async {
+                let set: Option<String> = self
+                    .client
+                    .set(
+                        &key,
+                        ONCE_PENDING,
+                        Some(Expiration::PX(ms)),
+                        Some(SetOptions::NX),
+                        false,
+                    )
+                    .await?;
+                if set.is_some() {
+                    return Ok(Claim::First);
+                }
+                let held: Option<String> = self.client.get(&key).await?;
+                Ok::<_, fred::error::Error>(match held {
+                    Some(result) if result != ONCE_PENDING => Claim::Done(result),
+                    Some(_) => Claim::Pending,
+                    // Its window ended in between: nobody holds it any more.
+                    None => Claim::Pending,
+                })
+            };
+            tokio::time::timeout(self.opts.timeout, work)
+                .await
+                .map_err(|_| unavailable("idempotency claim timed out"))?
+                .map_err(unavailable)
+        })
+    }
+
+    fn settle(
+        &self,
+        key: &str,
+        result: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let (key, result) = (self.keys.once_key(key), result.to_owned());
+        Box::pin(async move {
+            let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            let work = self.client.set::<Option<String>, _, _>(
+                &key,
+                result,
+                Some(Expiration::PX(ms)),
+                Some(SetOptions::XX),
+                false,
+            );
+            tokio::time::timeout(self.opts.timeout, work)
+                .await
+                .map_err(|_| unavailable("idempotency settle timed out"))?
+                .map(drop)
+                .map_err(unavailable)
+        })
+    }
+
+    fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let key = self.keys.once_key(key);
+        Box::pin(async move {
+            let work = self.client.del::<i64, _>(&key);
+            tokio::time::timeout(self.opts.timeout, work)
+                .await
+                .map_err(|_| unavailable("idempotency release timed out"))?
+                .map(drop)
+                .map_err(unavailable)
+        })
     }
 
     fn subscribed(&self) -> Option<BoxFuture<'static, ()>> {

@@ -49,6 +49,16 @@ impl Keys {
         out
     }
 
+    /// The key holding an idempotency key's claim and result: `<prefix>:once:{<key>}`.
+    pub fn once_key(&self, key: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + key.len() + 10);
+        out.push_str(&self.prefix);
+        out.push_str(":once:{");
+        push_escaped(&mut out, key);
+        out.push('}');
+        out
+    }
+
     /// The channel of one tenant's publications: `<prefix>:{<tenant>}:pub`.
     pub fn tenant_channel(&self, tenant: &str) -> String {
         let mut out = self.tenant_part(tenant);

@@ -20,6 +20,9 @@ pub struct ApiConfig {
     /// When non-empty, `GET /metrics` requires `Authorization: Bearer <metrics_key>`.
     /// Default `""` (metrics are public).
     pub metrics_key: String,
+    /// How long a publish's `idempotency_key` is remembered: a retry within it gets the first
+    /// answer and publishes nothing. Default `300000` (5 minutes), at most a day.
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -29,6 +32,7 @@ impl Default for ApiConfig {
             tenant_keys: Vec::new(),
             max_body_bytes: 1024 * 1024,
             metrics_key: String::new(),
+            idempotency_window_ms: 300_000,
         }
     }
 }
@@ -40,6 +44,7 @@ impl fmt::Debug for ApiConfig {
             .field("tenant_keys", &self.tenant_keys)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("metrics_key", &redacted(&self.metrics_key))
+            .field("idempotency_window_ms", &self.idempotency_window_ms)
             .finish()
     }
 }

@@ -70,6 +70,12 @@ impl Config {
             within(&key("max_age_ms"), rule.max_age_ms, 1, 24 * HOUR_MS)?;
         }
         positive("history.max_rooms", self.history.max_rooms as u64)?;
+        within(
+            "api.idempotency_window_ms",
+            self.api.idempotency_window_ms,
+            1,
+            24 * HOUR_MS,
+        )?;
         self.socketio.validate()
     }
 

@@ -44,6 +44,10 @@ pub(crate) enum ApiError {
     /// What was asked for is not kept (history, where no room keeps any).
     #[error("{0}")]
     NotKept(String),
+    /// Another request holds what this one needs (a publish with the same idempotency key,
+    /// still under way).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ApiError {
@@ -54,6 +58,7 @@ impl ApiError {
             ApiError::NoApiKey | ApiError::NoMetricsKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NotKept(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,6 +79,7 @@ impl ApiError {
             ApiError::Busy => "busy",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotKept(_) => "not_kept",
+            ApiError::Conflict(_) => "conflict",
         }
     }
 
@@ -98,6 +104,12 @@ impl From<BodyError> for ApiError {
             // the engine's error is `#[non_exhaustive]`.
             _ => ApiError::bad("could not read body"),
         }
+    }
+}
+
+impl From<roomcast_broker::BrokerError> for ApiError {
+    fn from(err: roomcast_broker::BrokerError) -> Self {
+        ApiError::Unavailable(err.to_string())
     }
 }
 
@@ -160,6 +172,7 @@ mod tests {
             ),
             (ApiError::Unavailable("z".into()), 503, "unavailable", "z"),
             (ApiError::NotKept("k".into()), 404, "not_kept", "k"),
+            (ApiError::Conflict("c".into()), 409, "conflict", "c"),
         ];
         for (err, status, code, message) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

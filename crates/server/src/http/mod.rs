@@ -12,6 +12,7 @@ mod routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 use hyper::body::Incoming;
@@ -52,7 +53,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
         (Method::POST, "/api/publish") => {
             let call = Call::read(&app, req).await?;
             let max_targets = app.config.limits.max_publish_targets;
-            publish::publish(&app.node, max_targets, call).await
+            let window = Duration::from_millis(app.config.api.idempotency_window_ms);
+            publish::publish(&app.node, max_targets, window, call).await
         }
         (Method::GET, "/api/connections") => {
             connections::list(&app, Call::read(&app, req).await?).await

@@ -299,6 +299,39 @@ async fn first_publish_after_join(channels: &str) {
     futures_util::future::join_all((0..60).map(one)).await;
 }
 
+/// Retries with one idempotency key, sent at once to both nodes, publish once: every answer is
+/// the first one, and each client gets the event once.
+#[tokio::test]
+async fn concurrent_retries_to_two_nodes_publish_once() {
+    let Some(redis) = roomcast_testkit::shared_redis() else {
+        return;
+    };
+    let prefix = Prefix::new("idempotency");
+    let a = Server::start(node_config(&redis, &prefix, "a")).await;
+    let b = Server::start(node_config(&redis, &prefix, "b")).await;
+    let mut on_a = a.connect_user("1", "acme").await;
+    let mut on_b = b.connect_user("2", "acme").await;
+    for c in [&mut on_a, &mut on_b] {
+        c.join("order:7").await;
+    }
+    for round in 0..3 {
+        let body = json!({"tenant": "acme", "rooms": ["order:7"], "event": "paid",
+                          "data": round, "idempotency_key": format!("pay-{round}")});
+        let retries = (0..8).map(|i| {
+            let (via, body) = (if i % 2 == 0 { &a } else { &b }, body.clone());
+            async move { via.publish(body).await }
+        });
+        let answers = futures_util::future::join_all(retries).await;
+        assert!(answers.iter().all(|x| *x == answers[0]), "{answers:?}");
+        for c in [&mut on_a, &mut on_b] {
+            assert_eq!(c.recv_event().await["data"], round);
+        }
+    }
+    for c in [&mut on_a, &mut on_b] {
+        c.expect_no_message(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test]
 async fn health_and_metrics_show_the_redis_broker() {
     let Some(redis) = roomcast_testkit::shared_redis() else {

@@ -468,3 +468,57 @@ async fn api_publish_refuses_data_nested_past_64_levels() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(client.recv_event().await["event"], "deep");
 }
+
+/// A retry with the same `idempotency_key` gets the first answer and publishes nothing; the
+/// key is the tenant's own.
+#[tokio::test]
+async fn a_retried_publish_with_an_idempotency_key_is_published_once() {
+    let server = Server::start_default().await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.join("order:42").await;
+    let body = json!({"tenant": "acme", "rooms": ["order:42"], "event": "paid",
+                      "data": 1, "idempotency_key": "pay-42"});
+    let mut http = server.http_conn().await;
+    let first = http.publish_with(PLATFORM_KEY, &body).await;
+    assert_eq!(first["rooms"][0]["offset"], 1, "{first}");
+    for _ in 0..3 {
+        let (status, text) = http
+            .request(
+                "POST",
+                "/api/publish",
+                Some(PLATFORM_KEY),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), first);
+    }
+    assert_eq!(client.recv_event().await["event"], "paid");
+    // Another key publishes.
+    let other = json!({"tenant": "acme", "rooms": ["order:42"], "event": "paid",
+                       "data": 2, "idempotency_key": "pay-43"});
+    assert_eq!(
+        http.publish_with(PLATFORM_KEY, &other).await["rooms"][0]["offset"],
+        2
+    );
+    assert_eq!(client.recv_event().await["data"], 2);
+    client
+        .expect_no_message(std::time::Duration::from_millis(300))
+        .await;
+    // The same key in another tenant is another key.
+    let globex = json!({"tenant": "globex", "rooms": ["order:42"], "event": "paid",
+                        "idempotency_key": "pay-42"});
+    let answer = http.publish_with(PLATFORM_KEY, &globex).await;
+    assert_eq!(answer["delivered"], 0, "{answer}");
+    // A bad key is a bad request.
+    let bad = json!({"tenant": "acme", "rooms": ["a"], "event": "e", "idempotency_key": ""});
+    let (status, _) = http
+        .request(
+            "POST",
+            "/api/publish",
+            Some(PLATFORM_KEY),
+            Some(&bad.to_string()),
+        )
+        .await;
+    assert_eq!(status, 400);
+}

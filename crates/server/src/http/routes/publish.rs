@@ -6,7 +6,9 @@ use std::fmt;
 use std::ops::Deref;
 
 use http::StatusCode;
-use roomcast_broker::{Payload, Position, Target};
+use std::time::{Duration, Instant};
+
+use roomcast_broker::{Claim, Payload, Position, Target};
 use serde::de::{Deserializer, Error, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -36,6 +38,8 @@ struct PublishBody<'a> {
     data: Option<&'a RawValue>,
     #[serde(default)]
     broadcast: bool,
+    #[serde(borrow)]
+    idempotency_key: Option<Name<'a>>,
 }
 
 /// A string of the body: borrowed from it unless it has escapes. (serde's own `Cow<str>`
@@ -78,11 +82,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
     }
 }
 
+/// How long a retry waits for a publish with its idempotency key that is under way elsewhere.
+const PENDING_WAIT: Duration = Duration::from_secs(5);
+const PENDING_POLL: Duration = Duration::from_millis(20);
+
 /// Publishes through `node`; at most `max_targets` rooms and users
-/// (`limits.max_publish_targets`).
-pub(crate) async fn publish(node: &Node, max_targets: usize, call: Call) -> Result<Resp, ApiError> {
+/// (`limits.max_publish_targets`); an `idempotency_key` is remembered for `window`.
+pub(crate) async fn publish(
+    node: &Node,
+    max_targets: usize,
+    window: Duration,
+    call: Call,
+) -> Result<Resp, ApiError> {
     let body: PublishBody<'_> = call.json()?;
     check_name("event", &body.event)?;
+    if let Some(key) = &body.idempotency_key {
+        check_name("idempotency_key", key)?;
+    }
     if let Some(tenant) = &body.tenant {
         check_name("tenant", tenant)?;
     }
@@ -124,13 +140,58 @@ pub(crate) async fn publish(node: &Node, max_targets: usize, call: Call) -> Resu
         }
     };
     let data = body.data.unwrap_or(RawValue::NULL).to_owned();
-    let publication = Publication::new(ns, target, &body.event, Payload::Json(data));
-    let published = node.publish(publication).await?;
-    Ok(json_text_response(
-        StatusCode::OK,
-        answer(&body.rooms, &published.positions, published.delivered),
-    ))
+    let mut publication = Publication::new(ns, target, &body.event, Payload::Json(data));
+    let Some(key) = body.idempotency_key.as_deref() else {
+        let published = node.publish(publication).await?;
+        return Ok(json_text_response(
+            StatusCode::OK,
+            answer(&body.rooms, &published.positions, published.delivered),
+        ));
+    };
+    // Keys are the tenant's own (a platform-wide broadcast's, the platform's).
+    let scoped = format!("{}\u{1f}{key}", tenant.unwrap_or_default());
+    publication.idempotency_key = Some(key.to_owned());
+    let broker = node.broker();
+    let waited = Instant::now();
+    loop {
+        match broker.claim(&scoped, window).await? {
+            Claim::First => break,
+            Claim::Done(first) => {
+                let mut resp = json_text_response(StatusCode::OK, first);
+                resp.headers_mut()
+                    .insert(REPLAYED, http::HeaderValue::from_static("true"));
+                return Ok(resp);
+            }
+            Claim::Pending if waited.elapsed() < PENDING_WAIT => {
+                tokio::time::sleep(PENDING_POLL).await;
+            }
+            Claim::Pending => {
+                return Err(ApiError::Conflict(
+                    "a publish with this idempotency_key is still under way; retry later".into(),
+                ))
+            }
+        }
+    }
+    match node.publish(publication).await {
+        Ok(published) => {
+            let text = answer(&body.rooms, &published.positions, published.delivered);
+            if let Err(e) = broker.settle(&scoped, &text, window).await {
+                tracing::warn!(error = %e, "idempotency result not recorded");
+            }
+            Ok(json_text_response(StatusCode::OK, text))
+        }
+        Err(e) => {
+            // Not published: a retry may try again.
+            if let Err(e) = broker.release(&scoped).await {
+                tracing::warn!(error = %e, "idempotency key not released");
+            }
+            Err(e.into())
+        }
+    }
 }
+
+/// The header of an answer repeated for a retry with the same idempotency key.
+const REPLAYED: http::HeaderName = http::HeaderName::from_static("idempotent-replayed");
 
 /// `{"ok":true,"delivered":N}`, and for publishes to rooms each room's position in its stream
 /// (`null` where it got none: a volatile publish, or a room with no stream on a single node).
