@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_object(&proto::encode_reply_recovered(*id, true, position));
             }
         }
-        ClientMessage::Auth { token } => {
+        ClientMessage::Auth { token, .. } => {
             assert_object(&proto::encode_disconnect(proto::CloseCode::AuthFailed, token));
         }
         ClientMessage::Refresh { id, token } => {

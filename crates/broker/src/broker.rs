@@ -116,6 +116,12 @@ pub trait Broker: Send + Sync + Debug {
     /// This node no longer has any connection or room of `tenant`.
     fn tenant_left(&self, _tenant: &str) {}
 
+    /// The current position of `room`'s stream on this node, when the broker can tell at once
+    /// (the memory broker; others answer `None`).
+    fn position(&self, _room: &RoomKey) -> Option<Position> {
+        None
+    }
+
     /// Claims idempotency `key` for `window`: the first caller in the window gets
     /// [`Claim::First`]; later ones see it pending, then its settled result. Across the
     /// cluster for a cluster's broker.

@@ -424,6 +424,13 @@ impl Broker for MemoryBroker {
         Box::pin(std::future::ready(Ok(published)))
     }
 
+    fn position(&self, room: &RoomKey) -> Option<Position> {
+        let mut streams = self.streams(self.stripe(room));
+        streams
+            .get_mut(room)
+            .map(|stream| stream.current(&self.epoch_prefix))
+    }
+
     fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>> {
         Box::pin(std::future::ready(self.once.claim(key, window)))
     }

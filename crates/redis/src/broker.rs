@@ -523,21 +523,28 @@ impl Broker for RedisBroker {
     fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Published, BrokerError>> {
         Box::pin(async move {
             let rooms = publication.target.rooms().len();
-            if self.client.is_connected() {
-                return match self.publish_remote(&publication).await {
-                    Ok(positions) => Ok(Published {
-                        positions,
-                        delivered: 0,
-                    }),
+            if self.connected() {
+                match self.publish_remote(&publication).await {
+                    Ok(positions) => {
+                        return Ok(Published {
+                            positions,
+                            delivered: 0,
+                        })
+                    }
+                    // The connections broke: neither this node's subscription nor the others'
+                    // carry it, so this node's members get it from here (below).
+                    Err(e) if !self.connected() => {
+                        tracing::warn!(error = %e, "cluster publish failed: Redis is gone");
+                    }
                     Err(e) => {
-                        // It may have reached Redis in part (a reply lost in a timeout, one
-                        // room of several sent): delivering it here as well could give this
-                        // node's members a second copy. The caller hears, and may retry.
+                        // Redis is there but did not answer: it may still carry the publish
+                        // out (a reply lost in a timeout, one room of several sent), and a
+                        // copy delivered here could be a second one. The caller hears.
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "cluster publish failed; refused");
-                        Err(e)
+                        return Err(e);
                     }
-                };
+                }
             }
             // Redis is out of reach: this node's members still get it, without positions.
             self.counters.local_only.fetch_add(1, Ordering::Relaxed);

@@ -10,11 +10,11 @@ pub use codes::{CloseCode, ErrorCode};
 pub use encode::{
     encode_client, encode_disconnect, encode_event, encode_pong, encode_reply_error,
     encode_reply_history, encode_reply_ok, encode_reply_ok_expires, encode_reply_recovered,
-    encode_welcome,
+    encode_welcome, encode_welcome_with, RoomPosition,
 };
 pub use parse::{
-    depth, parse, ClientMessage, ParseError, Since, MAX_DATA_DEPTH, MAX_HISTORY_LIMIT, MAX_ID,
-    MAX_NAME_BYTES,
+    depth, parse, room_positions, ClientMessage, ParseError, Since, MAX_DATA_DEPTH,
+    MAX_HISTORY_LIMIT, MAX_ID, MAX_NAME_BYTES, MAX_SINCE_ROOMS,
 };
 
 /// Checks every golden vector of `protocol/vectors/` and the fuzz seeds copied from them.
@@ -46,7 +46,17 @@ mod vectors {
     /// message, absent optional fields as `null`, `data` as a JSON value.
     fn canonical(message: &ClientMessage) -> Value {
         match message {
-            ClientMessage::Auth { token } => json!({ "type": "auth", "token": token }),
+            ClientMessage::Auth { token, since } => {
+                let since = since.as_ref().map(|rooms| {
+                    rooms
+                        .iter()
+                        .map(|(room, s)| {
+                            (room.clone(), json!({"offset": s.offset, "epoch": s.epoch}))
+                        })
+                        .collect::<serde_json::Map<String, Value>>()
+                });
+                json!({ "type": "auth", "token": token, "since": since })
+            }
             ClientMessage::Subscribe {
                 id,
                 room,
@@ -148,13 +158,25 @@ mod vectors {
                     Ok(rooms) => rooms,
                     Err(e) => panic!("rooms in {message}: {e}"),
                 };
-                encode_welcome(
+                let positions: Vec<RoomPosition<'_>> = message["positions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| RoomPosition {
+                        room: text(p, "room"),
+                        offset: p["offset"].as_u64().expect("an offset"),
+                        epoch: text(p, "epoch"),
+                        recovered: p["recovered"].as_bool(),
+                    })
+                    .collect();
+                encode_welcome_with(
                     text(message, "session"),
                     text(message, "user"),
                     text(message, "tenant"),
                     &rooms,
                     u64_of("heartbeat_ms"),
                     message["expires_at"].as_u64(),
+                    &positions,
                 )
             }
             "event" => {

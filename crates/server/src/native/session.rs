@@ -18,8 +18,19 @@ use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
 use crate::node::native_event;
-use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, Since};
+use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, RoomPosition, Since};
 use roomcast_broker::{Payload, Position, Publication, Target};
+
+/// What resuming one room found ([`NativeSession::resume`]).
+#[derive(Debug, Default)]
+struct Resumed {
+    /// Every event after the client's position follows.
+    recovered: bool,
+    /// The room's position, when it has a stream.
+    current: Option<Position>,
+    /// The missed events, as `event` messages (none unless recovered).
+    events: Vec<Bytes>,
+}
 
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
@@ -106,8 +117,9 @@ impl NativeSession {
     }
 
     /// Verifies a token and, when it is good and the limits allow, joins the auto rooms and
-    /// sends `welcome`.
-    pub fn authenticate(&mut self, token: &str, now: Instant) {
+    /// sends `welcome`. Auto rooms named in `since` are resumed after the position given
+    /// there: their missed events follow the welcome.
+    pub fn authenticate(&mut self, token: &str, since: Option<Vec<(String, Since)>>, now: Instant) {
         let client::Admission { identity, slot } = match client::admit(&self.app, Some(token)) {
             Ok(admitted) => admitted,
             Err(refusal) => return self.refuse(None, &refusal),
@@ -118,20 +130,19 @@ impl NativeSession {
         app.policy.retain_used_claims(&mut identity.claims);
         let identity = identity.into_session();
         rooms.truncate(app.config.rooms.max_per_connection);
-        // The welcome is queued before the connection becomes visible to publishers, so that
-        // nothing reaches the client before it (protocol/README.md section 2), and held with
-        // what follows it until the auto-joined rooms are subscribed.
+        // Nothing reaches the client before the welcome (protocol/README.md section 2), and
+        // the welcome waits, with what follows it, until the auto-joined rooms are subscribed.
         let hold = self.queue.hold();
-        self.send(proto::encode_welcome(
-            &Self::session_id(self.id),
-            &identity.user,
-            &identity.tenant,
-            &rooms,
-            app.config.heartbeat.interval_ms,
-            identity.expires_at,
-        ));
+        let since = since.unwrap_or_default();
+        let resumes = |room: &str| {
+            since
+                .binary_search_by(|(r, _)| r.as_str().cmp(room))
+                .ok()
+                .map(|i| &since[i].1)
+        };
         let keys: Vec<RoomKey> = rooms
             .iter()
+            .filter(|room| resumes(room).is_none())
             .map(|room| RoomKey::new(&identity.tenant, DEFAULT_NS, room))
             .collect();
         app.index.register_with_rooms(
@@ -144,6 +155,52 @@ impl NativeSession {
             },
             &keys,
         );
+        // Each room's position, read once the connection is in it: an event published since
+        // it joined reaches it, whatever its offset.
+        let mut positions: Vec<(&str, Position, Option<bool>)> = Vec::new();
+        let mut replay = Vec::new();
+        let mut budget = self.replay_budget();
+        for room in &rooms {
+            let key = RoomKey::new(&identity.tenant, DEFAULT_NS, room);
+            let Some(since) = resumes(room) else {
+                if let Some(current) = app.node.broker().position(&key) {
+                    positions.push((room, current, None));
+                }
+                continue;
+            };
+            match self.resume(&key, since, budget) {
+                Ok(resumed) => {
+                    budget -= resumed.events.len();
+                    if let Some(current) = resumed.current {
+                        positions.push((room, current, Some(resumed.recovered)));
+                    }
+                    replay.extend(resumed.events);
+                }
+                Err(e) => tracing::debug!(error = ?e, room, "auto-join skipped"),
+            }
+        }
+        let positions: Vec<RoomPosition<'_>> = positions
+            .iter()
+            .map(|(room, p, recovered)| RoomPosition {
+                room,
+                offset: p.offset,
+                epoch: &p.epoch,
+                recovered: *recovered,
+            })
+            .collect();
+        let welcome = proto::encode_welcome_with(
+            &Self::session_id(self.id),
+            &identity.user,
+            &identity.tenant,
+            &rooms,
+            app.config.heartbeat.interval_ms,
+            identity.expires_at,
+            &positions,
+        );
+        let _ = self.queue.push_ahead(Outbound::Text(welcome));
+        for event in replay {
+            let _ = self.queue.push_ahead(Outbound::Text(event));
+        }
         app.node.release_when_subscribed(hold);
         app.metrics
             .connections_opened
@@ -151,49 +208,43 @@ impl NativeSession {
         self.state = State::Active(Box::new(ClientCore::new(app, identity, slot, now)));
     }
 
-    /// Joins `key` resuming after `since`: with the room's publications held back, the
-    /// reply (`recovered`, and the room's position), then when every event after `since` is
-    /// still kept those events, then the live ones. A gap that cannot be filled (another
-    /// epoch, events no longer kept, more than half the outbound queue) is told as
-    /// `recovered: false` with nothing replayed.
-    fn join_since(&self, id: u64, key: &RoomKey, since: &Since) -> Result<bool, JoinError> {
+    /// Events one resume may queue: half the outbound queue, so that the live ones fit too.
+    fn replay_budget(&self) -> usize {
+        (self.app.queue_limits.max_messages / 2).max(1)
+    }
+
+    /// Joins `key` resuming after `since`, with the room's publications held back meanwhile
+    /// ([`Broker::join_since`](roomcast_broker::Broker::join_since)): the missed events when
+    /// every one after `since` is still kept and they are at most `limit`; otherwise
+    /// `recovered: false` and nothing (another epoch, events no longer kept, too many). The
+    /// caller queues them ahead of its held output, so they come before the live ones.
+    fn resume(&self, key: &RoomKey, since: &Since, limit: usize) -> Result<Resumed, JoinError> {
         let app = &self.app;
-        let limit = (app.queue_limits.max_messages / 2).max(1);
         let position = Position {
             offset: since.offset,
             epoch: since.epoch.as_str().into(),
         };
         let mut joined = Err(JoinError::NotRegistered);
+        let mut resumed = Resumed::default();
         app.node
             .broker()
-            .join_since(key, &position, limit, &mut |history| {
+            .join_since(key, &position, limit.max(1), &mut |history| {
                 joined = app.index.join(self.id, key);
-                if joined.is_err() {
-                    return;
+                let Ok(h) = history else { return };
+                let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
+                resumed.recovered = h.events.len() <= limit
+                    && h.complete
+                    && h.current.as_ref().is_some_and(|c| c.offset == last);
+                if resumed.recovered {
+                    resumed.events = h
+                        .events
+                        .iter()
+                        .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
+                        .collect();
                 }
-                let (events, recovered, current) = match &history {
-                    Ok(h) => {
-                        let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
-                        let current = h.current.as_ref();
-                        let recovered = h.complete && current.is_some_and(|c| c.offset == last);
-                        (
-                            &h.events[..],
-                            recovered,
-                            current.map(|c| (c.offset, &*c.epoch)),
-                        )
-                    }
-                    Err(_) => (&[][..], false, None),
-                };
-                let reply = proto::encode_reply_recovered(id, recovered, current);
-                let _ = self.queue.push_ahead(Outbound::Text(reply));
-                if recovered {
-                    for (pos, p) in events {
-                        let event = native_event(p, Some(&*key.room), Some(pos));
-                        let _ = self.queue.push_ahead(Outbound::Text(event));
-                    }
-                }
+                resumed.current = h.current;
             });
-        joined
+        joined.map(|_| resumed)
     }
 
     fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
@@ -252,7 +303,15 @@ impl NativeSession {
                             .queue
                             .push_ahead(Outbound::Text(proto::encode_reply_ok(id)));
                     }),
-                    Some(since) => self.join_since(id, &key, &since),
+                    Some(since) => self.resume(&key, &since, self.replay_budget()).map(|r| {
+                        let current = r.current.as_ref().map(|c| (c.offset, &*c.epoch));
+                        let reply = proto::encode_reply_recovered(id, r.recovered, current);
+                        let _ = self.queue.push_ahead(Outbound::Text(reply));
+                        for event in r.events {
+                            let _ = self.queue.push_ahead(Outbound::Text(event));
+                        }
+                        true
+                    }),
                 };
                 match joined {
                     Ok(_) => app.node.release_when_subscribed(hold),
@@ -406,7 +465,9 @@ impl Handler for NativeSession {
         let parsed = proto::parse(&text);
         if let State::Awaiting { .. } = self.state {
             return match parsed {
-                Ok(ClientMessage::Auth { token }) => self.authenticate(&token, ctx.now()),
+                Ok(ClientMessage::Auth { token, since }) => {
+                    self.authenticate(&token, since, ctx.now())
+                }
                 other => {
                     // A request whose id could be read is answered before the close.
                     let id = match &other {

@@ -35,6 +35,21 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
         .and_then(bearer)
         .map(str::to_owned)
         .or_else(|| query_param(req.uri(), "token"));
+    // Positions of auto-joined rooms to resume: `?since=` holds `auth.since`'s JSON object.
+    let since = match query_param(req.uri(), "since") {
+        None => None,
+        Some(text) => {
+            let parsed = serde_json::from_str::<&serde_json::value::RawValue>(&text)
+                .map_err(|_| "`since` must be a JSON object".to_owned())
+                .and_then(|raw| crate::proto::room_positions(Some(raw)));
+            match parsed {
+                Ok(since) => since,
+                Err(message) => {
+                    return error_response(http::StatusCode::BAD_REQUEST, "bad_request", &message)
+                }
+            }
+        }
+    };
     // Counted from the 101 on, so that a shutdown starting now still waits for this one and
     // asks it to close.
     let queue = Arc::new(OutQueue::new(app.queue_limits));
@@ -45,7 +60,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
         let now = Instant::now();
         let mut session = NativeSession::new(app.clone(), id, queue.clone(), tracked, now);
         if let Some(token) = token {
-            session.authenticate(&token, now);
+            session.authenticate(&token, since, now);
         }
         let session = Session {
             handler: session,

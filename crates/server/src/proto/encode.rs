@@ -64,6 +64,20 @@ fn estimate(s: &str) -> usize {
     s.len() + 8
 }
 
+/// An auto-joined room's place in a `welcome`'s `positions`: where its stream stands, and for
+/// a room the client asked to resume, whether it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPosition<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Its last offset.
+    pub offset: u64,
+    /// Its epoch.
+    pub epoch: &'a str,
+    /// For a room named in `auth.since`: whether every event after it follows the welcome.
+    pub recovered: Option<bool>,
+}
+
 /// `{"type":"welcome","session":...,"user":...,"tenant":...,"rooms":[...],"heartbeat_ms":...}`
 /// with `"expires_at"` (unix seconds of the token's `exp`) last when the token has one.
 pub fn encode_welcome(
@@ -74,11 +88,29 @@ pub fn encode_welcome(
     heartbeat_ms: u64,
     expires_at: Option<u64>,
 ) -> Bytes {
+    encode_welcome_with(session, user, tenant, rooms, heartbeat_ms, expires_at, &[])
+}
+
+/// [`encode_welcome`] with the auto-joined rooms' `positions` last, when there are any:
+/// `"positions":{"user:7":{"offset":3,"epoch":"...","recovered":true}}`.
+pub fn encode_welcome_with(
+    session: &str,
+    user: &str,
+    tenant: &str,
+    rooms: &[String],
+    heartbeat_ms: u64,
+    expires_at: Option<u64>,
+    positions: &[RoomPosition<'_>],
+) -> Bytes {
     let capacity = 120
         + estimate(session)
         + estimate(user)
         + estimate(tenant)
-        + rooms.iter().map(|r| estimate(r)).sum::<usize>();
+        + rooms.iter().map(|r| estimate(r)).sum::<usize>()
+        + positions
+            .iter()
+            .map(|p| 64 + estimate(p.room) + estimate(p.epoch))
+            .sum::<usize>();
     let mut out = Json::with_capacity(capacity);
     out.raw(r#"{"type":"welcome","session":"#).str(session);
     out.raw(r#","user":"#).str(user);
@@ -93,6 +125,23 @@ pub fn encode_welcome(
     out.raw(r#"],"heartbeat_ms":"#).u64(heartbeat_ms);
     if let Some(expires_at) = expires_at {
         out.raw(r#","expires_at":"#).u64(expires_at);
+    }
+    if !positions.is_empty() {
+        out.raw(r#","positions":{"#);
+        for (i, p) in positions.iter().enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.str(p.room).raw(r#":{"offset":"#).u64(p.offset);
+            out.raw(r#","epoch":"#).str(p.epoch);
+            match p.recovered {
+                Some(true) => out.raw(r#","recovered":true"#),
+                Some(false) => out.raw(r#","recovered":false"#),
+                None => &mut out,
+            };
+            out.raw("}");
+        }
+        out.raw("}");
     }
     out.raw("}").finish()
 }
@@ -237,8 +286,19 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
     let mut out = Json::with_capacity(128);
     out.raw(r#"{"type":""#).raw(message.kind()).raw("\"");
     match message {
-        ClientMessage::Auth { token } => {
+        ClientMessage::Auth { token, since } => {
             out.raw(r#","token":"#).str(token);
+            if let Some(since) = since {
+                out.raw(r#","since":{"#);
+                for (i, (room, s)) in since.iter().enumerate() {
+                    if i > 0 {
+                        out.raw(",");
+                    }
+                    out.str(room).raw(r#":{"offset":"#).u64(s.offset);
+                    out.raw(r#","epoch":"#).str(&s.epoch).raw("}");
+                }
+                out.raw("}");
+            }
         }
         ClientMessage::Subscribe {
             id,
@@ -479,6 +539,20 @@ mod tests {
             let message = match rng.below(8) {
                 0 => ClientMessage::Auth {
                     token: rng.string(80),
+                    since: (rng.below(2) == 0).then(|| {
+                        let mut rooms: Vec<(String, Since)> = (0..rng.below(3))
+                            .map(|_| {
+                                let since = Since {
+                                    offset: rng.below(1000),
+                                    epoch: name(&mut rng),
+                                };
+                                (name(&mut rng), since)
+                            })
+                            .collect();
+                        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+                        rooms.dedup_by(|a, b| a.0 == b.0);
+                        rooms
+                    }),
                 },
                 1 => ClientMessage::Subscribe {
                     id,

@@ -33,6 +33,9 @@ pub enum ClientMessage {
     Auth {
         /// The JWT, not yet validated.
         token: String,
+        /// The last position the client has of auto-joined rooms, to resume them; rooms in
+        /// name order.
+        since: Option<Vec<(String, Since)>>,
     },
     /// `{"type":"subscribe","id":...,"room":...}`: join a room the ACL allows.
     Subscribe {
@@ -144,7 +147,16 @@ impl PartialEq for ClientMessage {
     fn eq(&self, other: &Self) -> bool {
         use ClientMessage as M;
         match (self, other) {
-            (M::Auth { token: a }, M::Auth { token: b }) => a == b,
+            (
+                M::Auth {
+                    token: a,
+                    since: s1,
+                },
+                M::Auth {
+                    token: b,
+                    since: s2,
+                },
+            ) => a == b && s1 == s2,
             (
                 M::Subscribe {
                     id,
@@ -306,6 +318,7 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
     match kind.as_str() {
         "auth" => Ok(ClientMessage::Auth {
             token: string(env.token, "token", loose_id)?,
+            since: room_positions(env.since).map_err(|m| ParseError::bad(None, m))?,
         }),
         "subscribe" | "unsubscribe" => {
             let id = required_id(env.id)?;
@@ -445,6 +458,40 @@ fn optional_name(
     id: u64,
 ) -> Result<Option<String>, ParseError> {
     raw.map(|raw| name(Some(raw), field, id)).transpose()
+}
+
+/// The most rooms `auth.since` may name (`rooms.max_per_connection` bounds what is used).
+pub const MAX_SINCE_ROOMS: usize = 256;
+
+/// `auth.since` (or the upgrade's `?since=`): `{"<room>": {"offset": integer, "epoch":
+/// string}, ...}`, or absent (`null`). Rooms come back in name order.
+pub fn room_positions(raw: Option<&RawValue>) -> Result<Option<Vec<(String, Since)>>, String> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let bad =
+        || "`since` must be {\"<room>\": {\"offset\": integer, \"epoch\": string}}".to_owned();
+    if !raw.get().starts_with('{') {
+        return Err(bad());
+    }
+    let rooms: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    if rooms.len() > MAX_SINCE_ROOMS {
+        return Err(format!("`since` names more than {MAX_SINCE_ROOMS} rooms"));
+    }
+    rooms
+        .into_iter()
+        .map(|(room, value)| {
+            if room.is_empty() || room.len() > MAX_NAME_BYTES {
+                return Err(format!("`since` rooms must be 1 to {MAX_NAME_BYTES} bytes"));
+            }
+            match since(Some(value), 0) {
+                Ok(Some(s)) => Ok((room, s)),
+                _ => Err(bad()),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Some)
 }
 
 /// `subscribe.since`: `{"offset": integer, "epoch": string}`, or absent (`null`).

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::harness::{Client, Config, Server, GLOBEX_KEY, PLATFORM_KEY};
 
@@ -291,4 +292,70 @@ async fn the_history_command_answers_what_a_room_keeps_under_the_acl() {
         .request(json!({"type": "history", "room": "chat:1"}))
         .await;
     assert_eq!(crate::harness::error_code(&none), "not_kept", "{none}");
+}
+
+/// The welcome gives each auto-joined room's position; a client that reconnects names its
+/// last positions in `auth.since` (or `?since=`) and gets what it missed after the welcome.
+#[tokio::test]
+async fn auto_joined_rooms_resume_from_the_auth_message_or_the_url() {
+    let server = Server::start(config().set(
+        "history.rooms",
+        r#"[{ pattern = "user:*", max_events = 50, max_age_ms = 60000 }]"#,
+    ))
+    .await;
+    let publish_user = |n: u64| {
+        server.publish(json!({"tenant": "acme", "rooms": ["user:7"], "event": "note", "data": n}))
+    };
+    let mut first = server.connect_user("7", "acme").await;
+    let welcome = first.welcome.clone();
+    let at = &welcome["positions"]["user:7"];
+    assert_eq!(at["offset"], 0, "{welcome}");
+    let epoch = at["epoch"].as_str().expect("an epoch").to_owned();
+    assert!(
+        welcome["positions"].get("tenant:acme").is_some(),
+        "{welcome}"
+    );
+    publish_user(1).await;
+    assert_eq!(steps(&mut first, 0, 1).await, [1]);
+    drop(first);
+    publish_user(2).await;
+    publish_user(3).await;
+
+    // In the auth message.
+    let mut again = server.connect_anonymous().await;
+    again
+        .send_json(
+            &json!({"type": "auth", "token": crate::harness::token("7", "acme"),
+                           "since": {"user:7": {"offset": 1, "epoch": epoch}}}),
+        )
+        .await;
+    let welcome = again.recv_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(
+        welcome["positions"]["user:7"],
+        json!({"offset": 3, "epoch": epoch, "recovered": true}),
+        "{welcome}"
+    );
+    assert_eq!(steps(&mut again, 1, 2).await, [2, 3]);
+    publish_user(4).await;
+    assert_eq!(steps(&mut again, 3, 1).await, [4]);
+
+    // On the URL, with a token in the upgrade; a stale epoch is not recovered.
+    let since = json!({"user:7": {"offset": 2, "epoch": "old"}}).to_string();
+    let query = format!(
+        "token={}&since={}",
+        crate::harness::token("7", "acme"),
+        percent_encoding::utf8_percent_encode(&since, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let url = server.ws_url(&query);
+    let mut stale = Client::open(url.into_client_request().expect("a valid URL")).await;
+    let welcome = stale.recv_json().await;
+    assert_eq!(
+        welcome["positions"]["user:7"]["recovered"], false,
+        "{welcome}"
+    );
+    stale.expect_no_message(Duration::from_millis(300)).await;
+    // A malformed `since` on the URL refuses the upgrade.
+    let (status, _) = server.http("GET", "/ws?since=%5B1%5D", None, None).await;
+    assert_eq!(status, 400);
 }

@@ -48,7 +48,7 @@ pub(crate) enum Incoming {
 }
 
 impl Client {
-    pub(super) async fn open(req: http::Request<()>) -> Client {
+    pub(crate) async fn open(req: http::Request<()>) -> Client {
         let (ws, _resp) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(req))
             .await
             .expect("WebSocket connect timed out")
