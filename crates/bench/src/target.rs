@@ -34,6 +34,9 @@ const PEER_REDIS_KEY_ENV: &str = "BENCH_REDIS_KEY";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     RoomcastNative,
+    /// Roomcast's native protocol with every room keeping its last 100 events in memory
+    /// (`[history]`): what keeping history costs. Measured in the fan-out.
+    RoomcastNativeHistory,
     RoomcastSocketIo,
     Socketioxide,
     NodeSocketIo,
@@ -51,8 +54,9 @@ impl Target {
         Target::NodeSocketIo,
     ];
     /// Every name `--targets` takes.
-    const KNOWN: [Target; 5] = [
+    const KNOWN: [Target; 6] = [
         Target::RoomcastNative,
+        Target::RoomcastNativeHistory,
         Target::RoomcastSocketIo,
         Target::Socketioxide,
         Target::NodeSocketIo,
@@ -63,6 +67,7 @@ impl Target {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Target::RoomcastNative => "roomcast-native",
+            Target::RoomcastNativeHistory => "roomcast-native-history",
             Target::RoomcastSocketIo => "roomcast-socketio",
             Target::Socketioxide => "socketioxide",
             Target::NodeSocketIo => "node-socketio",
@@ -76,7 +81,9 @@ impl Target {
 
     pub(crate) fn protocol(self) -> Protocol {
         match self {
-            Target::RoomcastNative | Target::Ceiling => Protocol::Native,
+            Target::RoomcastNative | Target::RoomcastNativeHistory | Target::Ceiling => {
+                Protocol::Native
+            }
             Target::RoomcastSocketIo | Target::Socketioxide | Target::NodeSocketIo => {
                 Protocol::SocketIo
             }
@@ -408,7 +415,7 @@ fn cluster_env(
     node: usize,
 ) -> Result<Vec<(String, String)>, Unavailable> {
     let pairs = match target {
-        Target::RoomcastNative | Target::RoomcastSocketIo => vec![
+        Target::RoomcastNative | Target::RoomcastNativeHistory | Target::RoomcastSocketIo => vec![
             ("ROOMCAST_CLUSTER__REDIS", redis.to_string()),
             ("ROOMCAST_CLUSTER__PREFIX", prefix.to_string()),
             ("ROOMCAST_CLUSTER__NODE_ID", format!("n{}", node + 1)),
@@ -433,7 +440,7 @@ fn launch(
     api_key: &str,
 ) -> Result<Launch, Unavailable> {
     match target {
-        Target::RoomcastNative | Target::RoomcastSocketIo => {
+        Target::RoomcastNative | Target::RoomcastNativeHistory | Target::RoomcastSocketIo => {
             let program = programs.roomcast();
             if !program.is_file() {
                 return Err(Unavailable(format!(
@@ -449,13 +456,20 @@ fn launch(
                 ("ROOMCAST_ROOMS__AUTO_JOIN", r#"["{room}"]"#),
                 ("ROOMCAST_LOG__LEVEL", "warn"),
             ];
+            let mut env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if target == Target::RoomcastNativeHistory {
+                env.push((
+                    "ROOMCAST_HISTORY__ROOMS".into(),
+                    r#"[{ pattern = "*", max_events = 100, max_age_ms = 300000 }]"#.into(),
+                ));
+            }
             Ok(Launch {
                 program,
                 args: Vec::new(),
-                env: env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                env,
                 ready: "roomcast listening on ".into(),
             })
         }

@@ -80,14 +80,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
 }
 
 /// The targets in report order, with their display names.
-const TARGETS: [(&str, &str); 5] = [
+const TARGETS: [(&str, &str); 6] = [
     (ceiling::CEILING, "Ceiling (bench/peers/ceiling)"),
     ("roomcast-native", "Roomcast, native protocol"),
+    (HISTORY, "Roomcast, native protocol, history kept"),
     ("roomcast-socketio", "Roomcast, Socket.IO"),
     ("socketioxide", "socketioxide"),
     ("node-socketio", "Node socket.io"),
 ];
 const ROOMCAST: [&str; 2] = ["roomcast-native", "roomcast-socketio"];
+/// Roomcast's native protocol with every room keeping its last 100 events in memory.
+const HISTORY: &str = "roomcast-native-history";
+/// Keeping history may cost at most this much server CPU per delivery over not keeping it.
+const HISTORY_GOAL: f64 = 1.10;
 const PEERS: [&str; 2] = ["socketioxide", "node-socketio"];
 
 fn label(target: &str) -> &str {
@@ -449,6 +454,23 @@ fn goals(out: &mut String, results: &[Value]) {
                 );
             }
         }
+    }
+    if let (Some(h), Some(r)) = (fanout.get(HISTORY), fanout.get("roomcast-native")) {
+        // CPU per delivery at the highest rate both sustained: finer than the ramp's steps.
+        let measured = ceiling::cpu_ratio(h, r);
+        let _ = writeln!(
+            out,
+            "| History in memory (100 events per room) costs at most {:.0} % of fan-out: server \
+             CPU per delivery over the same server's without history | {} | {} |",
+            (HISTORY_GOAL - 1.0) * 100.0,
+            measured.map_or("n/a".into(), |(x, rate)| format!(
+                "{x:.2}x (at {rate:.1} publishes/s, the highest rate both sustained; sustained \
+                 deliveries/s {} vs {})",
+                fmt_opt(&h["sustained"]["deliveries_per_sec"], fmt_int),
+                fmt_opt(&r["sustained"]["deliveries_per_sec"], fmt_int),
+            )),
+            verdict(measured.map(|(x, _)| x <= HISTORY_GOAL)),
+        );
     }
     if let Some(c) = fanout.get(ceiling::CEILING) {
         for roomcast in ROOMCAST {

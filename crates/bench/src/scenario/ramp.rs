@@ -184,7 +184,13 @@ pub(crate) async fn run_with(kind: Kind, args: Args, cluster: Option<ClusterSpec
     let mut targets = common.targets()?;
     if common.targets == "all" {
         match kind {
-            Kind::Fanout => targets.insert(0, Target::Ceiling),
+            Kind::Fanout => {
+                targets.insert(0, Target::Ceiling);
+                // What keeping history costs, beside the same server without it.
+                if let Some(i) = targets.iter().position(|t| *t == Target::RoomcastNative) {
+                    targets.insert(i + 1, Target::RoomcastNativeHistory);
+                }
+            }
             // One of Roomcast's protocols keeps the standard run short; `--targets` adds the
             // other.
             Kind::Cluster => targets.retain(|t| *t != Target::RoomcastSocketIo),
