@@ -65,6 +65,7 @@ async fn run(mode: ChannelMode, redis: &RedisServer, publications: usize, rooms:
             stream_ttl: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
             channels: mode,
+            history: None,
         };
         let sink = Arc::new(Count::default());
         let broker = RedisBroker::connect(opts, sink.clone()).await.unwrap();

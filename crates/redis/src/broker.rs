@@ -18,12 +18,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface};
+use fred::interfaces::{
+    ClientLike, EventInterface, HashesInterface, KeysInterface, LuaInterface, PubsubInterface,
+    StreamsInterface,
+};
 use fred::types::Message;
 use fred::types::{Expiration, SetOptions};
 use roomcast_broker::{
-    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, Position, Publication, Published,
-    RoomKey, Target,
+    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, HistoryLimits, Position,
+    Publication, Published, RoomKey, Target,
 };
 use sha1::{Digest, Sha1};
 use tokio::sync::{broadcast, watch, Notify};
@@ -37,7 +40,10 @@ use crate::options::{ChannelMode, ClusterOptions};
 /// counters. `ARGV`: channel, counter TTL in ms, epoch for new counters, message body.
 const PUBLISH_SCRIPT: &str = r#"
 local parts = {}
-for i, key in ipairs(KEYS) do
+local rooms = #KEYS / 2
+local now = nil
+for i = 1, rooms do
+  local key = KEYS[i]
   local offset = redis.call('HINCRBY', key, 'o', 1)
   local epoch = redis.call('HGET', key, 'e')
   if not epoch then
@@ -46,6 +52,17 @@ for i, key in ipairs(KEYS) do
   end
   redis.call('PEXPIRE', key, ARGV[2])
   parts[i] = offset .. ':' .. epoch
+  local keep, age = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  if keep > 0 then
+    local stream = KEYS[rooms + i]
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', stream, 'MAXLEN', '~', keep, '*', 'o', offset, 'p', ARGV[4])
+    redis.call('XTRIM', stream, 'MINID', '~', now - age)
+    redis.call('PEXPIRE', stream, age)
+  end
 end
 local header = table.concat(parts, ',')
 redis.call('SPUBLISH', ARGV[1], header .. '\n' .. ARGV[4])
@@ -279,7 +296,7 @@ impl RedisBroker {
                     } else {
                         (0..rooms.len())
                             .filter_map(|i| p.room_key(i))
-                            .map(|k| self.keys.offset_key(&k))
+                            .map(|k| (self.keys.offset_key(&k), self.kept(&k)))
                             .collect()
                     };
                     self.send(self.keys.tenant_channel(tenant), keys, p).await
@@ -304,7 +321,7 @@ impl RedisBroker {
                         let keys = if p.volatile {
                             Vec::new()
                         } else {
-                            vec![self.keys.room_offset_key(&key)]
+                            vec![(self.keys.room_offset_key(&key), self.kept(&key))]
                         };
                         let mut given = self.send(self.keys.room_channel(&key), keys, &one).await?;
                         *slot = given.pop().flatten();
@@ -331,12 +348,26 @@ impl RedisBroker {
         Ok(positions)
     }
 
-    /// One message on `channel`: through the script when `keys` (offset counters) are given,
-    /// else as it is. The positions the script gave, one per key.
+    /// How much of `room`'s stream is kept, `None` when nothing is.
+    fn kept(&self, room: &RoomKey) -> Option<HistoryLimits> {
+        self.opts.history.as_ref()?.limits(room)
+    }
+
+    /// The offset counter of `room`, as publishes to it use it.
+    fn counter_key(&self, room: &RoomKey) -> String {
+        match self.opts.channels {
+            ChannelMode::Tenant => self.keys.offset_key(room),
+            ChannelMode::Room => self.keys.room_offset_key(room),
+        }
+    }
+
+    /// One message on `channel`: through the script when `keys` (offset counters, with the
+    /// history each room keeps) are given, else as it is. The positions the script gave, one
+    /// per key.
     async fn send(
         &self,
         channel: String,
-        keys: Vec<String>,
+        keys: Vec<(String, Option<HistoryLimits>)>,
         p: &Publication,
     ) -> Result<Vec<Option<Position>>, fred::error::Error> {
         let body = serde_json::to_string(p)
@@ -350,7 +381,18 @@ impl RedisBroker {
                 .map(|_| Vec::new());
         }
         let ttl = self.opts.stream_ttl.as_millis().to_string();
-        let args = vec![channel, ttl, self.next_epoch(), body];
+        let mut args = vec![channel, ttl, self.next_epoch(), body];
+        for (_, kept) in &keys {
+            let (count, age) = kept.map_or((0, 0), |k| (k.max_events, k.max_age.as_millis()));
+            args.push(count.to_string());
+            args.push(age.to_string());
+        }
+        // The counters, then the streams beside them (in the same slot).
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(keys.iter().map(|(k, _)| stream_key(k)))
+            .collect();
         let sha = self.script_sha.clone();
         let header = match self
             .client
@@ -388,6 +430,11 @@ fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publication)> {
     let positions = positions(header);
     publication.positions.clone_from(&positions);
     Some((positions, publication))
+}
+
+/// The stream of a room's kept events, beside its offset counter (same hash tag).
+fn stream_key(counter: &str) -> String {
+    format!("{counter}:h")
 }
 
 /// The positions the publish script writes (`offset:epoch`, comma-separated, one per room).
@@ -575,6 +622,76 @@ impl Broker for RedisBroker {
 
     fn tenant_left(&self, tenant: &str) {
         self.want(self.keys.tenant_channel(tenant), false);
+    }
+
+    fn history(
+        &self,
+        room: &RoomKey,
+        since: Option<Position>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<History, BrokerError>> {
+        let counter = self.counter_key(room);
+        let keeps = self.kept(room).is_some();
+        Box::pin(async move {
+            if !keeps {
+                return Err(BrokerError::HistoryUnsupported);
+            }
+            let work = async {
+                let (offset, epoch): (Option<u64>, Option<String>) =
+                    self.client.hmget(&counter, vec!["o", "e"]).await?;
+                let entries: Vec<(String, HashMap<String, String>)> = self
+                    .client
+                    .xrange_values(stream_key(&counter), "-", "+", None)
+                    .await?;
+                Ok::<_, fred::error::Error>((offset, epoch, entries))
+            };
+            let (offset, epoch, entries) = tokio::time::timeout(self.opts.timeout, work)
+                .await
+                .map_err(|_| unavailable("history timed out"))?
+                .map_err(unavailable)?;
+            let current = match (offset, epoch) {
+                (Some(offset), Some(epoch)) => Some(Position {
+                    offset,
+                    epoch: epoch.into(),
+                }),
+                _ => None,
+            };
+            let mut events = Vec::new();
+            let mut first = None;
+            for (_, fields) in entries {
+                let (Some(offset), Some(body)) = (
+                    fields.get("o").and_then(|o| o.parse::<u64>().ok()),
+                    fields.get("p"),
+                ) else {
+                    continue;
+                };
+                first.get_or_insert(offset);
+                if since.as_ref().is_some_and(|s| offset <= s.offset) || events.len() >= limit {
+                    continue;
+                }
+                let Ok(publication) = serde_json::from_str::<Publication>(body) else {
+                    self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let epoch = current
+                    .as_ref()
+                    .map_or_else(|| "".into(), |c| c.epoch.clone());
+                events.push((Position { offset, epoch }, Arc::new(publication)));
+            }
+            let complete = match (&since, &current) {
+                (Some(s), Some(c)) => {
+                    s.epoch == c.epoch
+                        && s.offset <= c.offset
+                        && first.map_or(s.offset == c.offset, |f| f <= s.offset + 1)
+                }
+                _ => false,
+            };
+            Ok(History {
+                events,
+                current,
+                complete,
+            })
+        })
     }
 
     fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>> {

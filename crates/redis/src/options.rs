@@ -1,6 +1,9 @@
 //! [`ClusterOptions`]: what a node needs to join a cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use roomcast_broker::HistoryPolicy;
 
 /// A node's cluster settings, from the server's `[cluster]` section.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct ClusterOptions {
     pub timeout: Duration,
     /// Which channels carry publications.
     pub channels: ChannelMode,
+    /// The rooms that keep their last events (in a Redis stream each), `None`: none.
+    pub history: Option<Arc<dyn HistoryPolicy>>,
 }
 
 /// Which channels carry publications.

@@ -21,6 +21,7 @@ fn options(url: &str, node: &str) -> ClusterOptions {
         stream_ttl: Duration::from_secs(60),
         timeout: Duration::from_secs(2),
         channels: ChannelMode::Tenant,
+        history: None,
     }
 }
 

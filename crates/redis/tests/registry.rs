@@ -38,6 +38,7 @@ fn options(url: &str, prefix: &str, node: &str) -> ClusterOptions {
         stream_ttl: Duration::from_secs(60),
         timeout: Duration::from_millis(1000),
         channels: ChannelMode::Tenant,
+        history: None,
     }
 }
 

@@ -144,11 +144,12 @@ impl App {
         let Some(settings) = parts.config.cluster.clone() else {
             return Ok(Self::from_parts(parts));
         };
-        if parts.history.is_some() {
-            tracing::warn!("[history] is kept by single nodes only: a cluster keeps none yet");
-        }
         let core = Core::new(&parts);
-        let cluster = Cluster::join(&settings, &parts.config, core.hub.clone()).await?;
+        let history = parts
+            .history
+            .clone()
+            .map(|rules| rules as Arc<dyn roomcast_broker::HistoryPolicy>);
+        let cluster = Cluster::join(&settings, &parts.config, core.hub.clone(), history).await?;
         let broker = cluster.broker();
         let app = Self::assemble(parts, core, broker, Some(cluster.clone()));
         cluster.serve(&app).await?;
@@ -213,14 +214,12 @@ impl App {
         })
     }
 
-    /// Whether `room` keeps history here (a `[history]` rule names it, on a single node).
+    /// Whether `room` keeps history (a `[history]` rule names it).
     pub fn keeps_history(&self, room: &RoomKey) -> bool {
         use roomcast_broker::HistoryPolicy;
-        self.history_store.get().is_some()
-            && self
-                .history_rules
-                .as_ref()
-                .is_some_and(|rules| rules.limits(room).is_some())
+        self.history_rules
+            .as_ref()
+            .is_some_and(|rules| rules.limits(room).is_some())
     }
 
     /// The cluster this node belongs to, `None` for a single node.

@@ -63,6 +63,7 @@ pub fn options(settings: &ClusterConfig) -> ClusterOptions {
             ChannelsConfig::Tenant => ChannelMode::Tenant,
             ChannelsConfig::Room => ChannelMode::Room,
         },
+        history: None,
     }
 }
 
@@ -72,8 +73,10 @@ impl Cluster {
         settings: &ClusterConfig,
         _config: &Config,
         hub: Arc<Hub>,
+        history: Option<Arc<dyn roomcast_broker::HistoryPolicy>>,
     ) -> anyhow::Result<Arc<Cluster>> {
-        let opts = options(settings);
+        let mut opts = options(settings);
+        opts.history = history;
         let node_id = opts.node_id.clone();
         // Session ids (connection ids in hex) must not repeat across the nodes: this node's
         // start at random.
