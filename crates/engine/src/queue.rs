@@ -104,9 +104,9 @@ struct Inner {
     closing: bool,
     /// Live [`QueueHold`]s (saturating); while there is one, frames from `held_from` on are
     /// not drained.
-    holds: u8,
+    holds: u16,
     /// Frames pushed ahead ([`OutQueue::push_ahead`]) since the holds began: the first held.
-    ahead: u8,
+    ahead: u16,
     /// How many frames at the front were queued before the holds.
     held_from: u32,
     close: Option<CloseRequest>,
@@ -155,6 +155,18 @@ impl Drop for QueueHold {
 type Wakers = [Option<Waker>; 2];
 
 impl Inner {
+    /// Marks the queue overflowed (and closing); the first time, wakes the consumers.
+    fn overflow(&mut self) -> Wakers {
+        let first = !self.overflowed;
+        self.overflowed = true;
+        self.closing = true;
+        if first {
+            self.notify()
+        } else {
+            Wakers::default()
+        }
+    }
+
     /// Records a wake-up for both listeners.
     fn notify(&mut self) -> Wakers {
         self.driver.permit = true;
@@ -197,14 +209,7 @@ impl OutQueue {
         if inner.frames.len() >= self.limits.max_messages
             || inner.bytes + frame.len() > self.limits.max_bytes
         {
-            let first = !inner.overflowed;
-            inner.overflowed = true;
-            inner.closing = true;
-            let wakers = if first {
-                inner.notify()
-            } else {
-                Wakers::default()
-            };
+            let wakers = inner.overflow();
             drop(inner);
             wake(wakers);
             return Err(PushError::Full(frame));
@@ -240,10 +245,12 @@ impl OutQueue {
         }
         if inner.frames.len() >= self.limits.max_messages
             || inner.bytes + frame.len() > self.limits.max_bytes
+            || inner.ahead == u16::MAX
         {
+            let wakers = inner.overflow();
             drop(inner);
-            // Past a bound either way: the overflow is recorded as for any push.
-            return self.push(frame);
+            wake(wakers);
+            return Err(PushError::Full(frame));
         }
         let at = inner.held_from as usize + usize::from(inner.ahead);
         inner.bytes += frame.len();
@@ -456,6 +463,26 @@ mod tests {
     }
 
     #[test]
+    fn hundreds_of_frames_pushed_ahead_keep_their_order() {
+        let q = Arc::new(q(2000, 1 << 20));
+        let hold = q.hold();
+        q.push(Bytes::from_static(b"live")).unwrap();
+        for i in 0..600u32 {
+            q.push_ahead(Bytes::from(i.to_string())).unwrap();
+        }
+        drop(hold);
+        let mut out = VecDeque::new();
+        q.drain(&mut out);
+        let got: Vec<String> = texts(&out)
+            .iter()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .collect();
+        let mut expected: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+        expected.push("live".into());
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn held_frames_count_against_the_bounds() {
         let q = Arc::new(q(2, 1000));
         let _hold = q.hold();
@@ -471,9 +498,9 @@ mod tests {
 
     #[test]
     fn inner_stays_small() {
-        // Every connection has one: the hold's fields live in padding the rest leaves.
+        // Every connection has one: 168 bytes before holds, 8 more for them.
         assert!(
-            std::mem::size_of::<Inner>() <= 168,
+            std::mem::size_of::<Inner>() <= 176,
             "{}",
             std::mem::size_of::<Inner>()
         );

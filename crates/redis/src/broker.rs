@@ -578,9 +578,9 @@ impl Broker for RedisBroker {
                             delivered: 0,
                         })
                     }
-                    // The connections broke: neither this node's subscription nor the others'
-                    // carry it, so this node's members get it from here (below).
-                    Err(e) if !self.connected() => {
+                    // This node's subscription is gone too: no copy of it can arrive here,
+                    // so this node's members get it from here (below).
+                    Err(e) if !self.subscriber.is_connected() => {
                         tracing::warn!(error = %e, "cluster publish failed: Redis is gone");
                     }
                     Err(e) => {

@@ -149,8 +149,15 @@ fn figures(results: &[Value]) -> Vec<Figure> {
 
 /// `now` against `before`: better or worse beyond `noise`, or within it.
 fn verdict(before: f64, now: f64, better: Better, noise: Noise) -> &'static str {
-    if before <= 0.0 || now <= 0.0 {
+    if before <= 0.0 {
         return "n/a";
+    }
+    if now <= 0.0 {
+        return if better == Better::Higher {
+            "**worse beyond noise**"
+        } else {
+            "n/a"
+        };
     }
     // Above 1 when `now` is worse.
     let worse = match better {
@@ -213,7 +220,21 @@ pub(super) fn section(out: &mut String, results: &[Value], previous: Option<(&[V
         "| Figure | previous run | this run | noise | |\n|---|---|---|---|---|"
     );
     let mut worse = 0;
-    for now in figures(results) {
+    let now_figures = figures(results);
+    // A figure the previous run had and this one lacks (a server that failed, a ramp that
+    // sustained nothing) is the worst change of all.
+    for then in &before {
+        if !now_figures.iter().any(|f| f.name == then.name) {
+            worse += 1;
+            let _ = writeln!(
+                out,
+                "| {} | {} | not measured | | **worse beyond noise** |",
+                then.name,
+                value(then)
+            );
+        }
+    }
+    for now in now_figures {
         let Some(then) = before.iter().find(|f| f.name == now.name) else {
             let _ = writeln!(out, "| {} | n/a | {} | | new |", now.name, value(&now));
             continue;
@@ -267,6 +288,23 @@ mod tests {
             "**worse beyond noise**"
         );
         assert_eq!(verdict(1.0, 0.8, Better::Lower, cpu), "better beyond noise");
+    }
+
+    #[test]
+    fn a_figure_no_longer_measured_is_worse() {
+        let before = vec![serde_json::json!({
+            "scenario": "idle", "target": "roomcast-native", "available": true,
+            "points": [{"connections": 19000, "per_connection_kib": 3.5}],
+        })];
+        let env = serde_json::json!({"versions": {"roomcast": "abc1234"}, "started": "then"});
+        let mut out = String::new();
+        section(&mut out, &[], Some((&before, &env)));
+        assert!(out.contains("not measured"), "{out}");
+        assert!(out.contains("1 figure(s) got worse beyond noise"), "{out}");
+        assert_eq!(
+            verdict(100.0, 0.0, Better::Higher, Noise::Step(1.25)),
+            "**worse beyond noise**"
+        );
     }
 
     #[test]

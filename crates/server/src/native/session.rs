@@ -21,6 +21,22 @@ use crate::node::native_event;
 use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, RoomPosition, Since};
 use roomcast_broker::{Payload, Position, Publication, Target};
 
+/// What resumes may still queue on one connection.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, events: &[Bytes]) {
+        self.messages = self.messages.saturating_sub(events.len());
+        self.bytes = self
+            .bytes
+            .saturating_sub(events.iter().map(Bytes::len).sum());
+    }
+}
+
 /// What resuming one room found ([`NativeSession::resume`]).
 #[derive(Debug, Default)]
 struct Resumed {
@@ -170,7 +186,7 @@ impl NativeSession {
             };
             match self.resume(&key, since, budget) {
                 Ok(resumed) => {
-                    budget -= resumed.events.len();
+                    budget.spend(&resumed.events);
                     if let Some(current) = resumed.current {
                         positions.push((room, current, Some(resumed.recovered)));
                     }
@@ -208,9 +224,14 @@ impl NativeSession {
         self.state = State::Active(Box::new(ClientCore::new(app, identity, slot, now)));
     }
 
-    /// Events one resume may queue: half the outbound queue, so that the live ones fit too.
-    fn replay_budget(&self) -> usize {
-        (self.app.queue_limits.max_messages / 2).max(1)
+    /// What resumes may queue at once: half the outbound queue (in messages and in bytes),
+    /// so that the live events fit beside them.
+    fn replay_budget(&self) -> Budget {
+        let limits = self.app.queue_limits;
+        Budget {
+            messages: (limits.max_messages / 2).clamp(1, usize::from(u16::MAX) - 2),
+            bytes: limits.max_bytes / 2,
+        }
     }
 
     /// Joins `key` resuming after `since`, with the room's publications held back meanwhile
@@ -218,7 +239,7 @@ impl NativeSession {
     /// every one after `since` is still kept and they are at most `limit`; otherwise
     /// `recovered: false` and nothing (another epoch, events no longer kept, too many). The
     /// caller queues them ahead of its held output, so they come before the live ones.
-    fn resume(&self, key: &RoomKey, since: &Since, limit: usize) -> Result<Resumed, JoinError> {
+    fn resume(&self, key: &RoomKey, since: &Since, budget: Budget) -> Result<Resumed, JoinError> {
         let app = &self.app;
         let position = Position {
             offset: since.offset,
@@ -226,24 +247,32 @@ impl NativeSession {
         };
         let mut joined = Err(JoinError::NotRegistered);
         let mut resumed = Resumed::default();
-        app.node
-            .broker()
-            .join_since(key, &position, limit.max(1), &mut |history| {
-                joined = app.index.join(self.id, key);
-                let Ok(h) = history else { return };
-                let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
-                resumed.recovered = h.events.len() <= limit
-                    && h.complete
-                    && h.current.as_ref().is_some_and(|c| c.offset == last);
-                if resumed.recovered {
-                    resumed.events = h
-                        .events
-                        .iter()
-                        .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
-                        .collect();
-                }
-                resumed.current = h.current;
-            });
+        let broker = app.node.broker();
+        broker.join_since(key, &position, budget.messages, &mut |history| {
+            joined = app.index.join(self.id, key);
+            // The room's position once the connection is in it (the join may start its
+            // stream).
+            let now = || broker.position(key);
+            let Ok(h) = history else {
+                resumed.current = now();
+                return;
+            };
+            let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
+            let events: Vec<Bytes> = h
+                .events
+                .iter()
+                .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
+                .collect();
+            let bytes: usize = events.iter().map(Bytes::len).sum();
+            resumed.recovered = events.len() <= budget.messages
+                && bytes <= budget.bytes
+                && h.complete
+                && h.current.as_ref().is_some_and(|c| c.offset == last);
+            if resumed.recovered {
+                resumed.events = events;
+            }
+            resumed.current = h.current.or_else(now);
+        });
         joined.map(|_| resumed)
     }
 
@@ -430,12 +459,19 @@ impl NativeSession {
                 // On the async lane: a memory broker answers at once, others may wait.
                 let (queue, late) = (self.queue.clone(), self.queue.clone());
                 let node = app.node.clone();
+                // One reply frame: at most half the outbound queue's bytes of events.
+                let max_bytes = app.queue_limits.max_bytes / 2;
                 let work = async move {
                     let all = if reverse { usize::MAX } else { limit };
                     let reply = match node.broker().history(&key, since, all).await {
                         Ok(h) => {
+                            let mut bytes = 0;
                             let events: Vec<Bytes> = crate::history::pick(&h, limit, reverse)
                                 .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
+                                .take_while(|e| {
+                                    bytes += e.len() + 1;
+                                    bytes <= max_bytes
+                                })
                                 .collect();
                             let current = h.current.as_ref().map(|c| (c.offset, &*c.epoch));
                             proto::encode_reply_history(id, &events, h.complete, current)

@@ -359,3 +359,39 @@ async fn auto_joined_rooms_resume_from_the_auth_message_or_the_url() {
     let (status, _) = server.http("GET", "/ws?since=%5B1%5D", None, None).await;
     assert_eq!(status, 400);
 }
+
+/// Without `[history]`, a room still resumes at its current position: nothing was missed.
+#[tokio::test]
+async fn a_room_keeping_nothing_resumes_at_its_current_position() {
+    let server = Server::start_default().await;
+    let mut member = server.connect_user("7", "acme").await;
+    member.join("order:1").await;
+    for n in 1..=2 {
+        publish(&server, "order:1", n).await;
+    }
+    let events = steps(&mut member, 0, 2).await;
+    assert_eq!(events, [1, 2]);
+    let epoch = publish(&server, "order:1", 3).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut other = server.connect_user("8", "acme").await;
+    let reply = resume(&mut other, "order:1", 3, &epoch).await;
+    assert_eq!(
+        (&reply["recovered"], &reply["offset"], &reply["epoch"]),
+        (&json!(true), &json!(3), &json!(epoch)),
+        "{reply}"
+    );
+    let behind = resume(&mut other, "order:1", 1, &epoch).await;
+    assert_eq!(
+        (&behind["recovered"], &behind["offset"]),
+        (&json!(false), &json!(3))
+    );
+    // A room nobody was in: its stream starts with the join, and the reply says where.
+    let fresh = resume(&mut other, "order:99", 5, "gone").await;
+    assert_eq!(
+        (&fresh["recovered"], &fresh["offset"]),
+        (&json!(false), &json!(0)),
+        "{fresh}"
+    );
+}

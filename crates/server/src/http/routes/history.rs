@@ -52,6 +52,11 @@ pub(crate) async fn history(app: &App, call: Call) -> Result<Resp, ApiError> {
         _ => return Err(ApiError::bad("since and epoch go together")),
     };
     let key = RoomKey::new(tenant, &ns, &room);
+    if !app.keeps_history(&key) {
+        return Err(ApiError::NotKept(
+            "this room keeps no history (see [history] in the configuration)".into(),
+        ));
+    }
     let history = match app.node.broker().history(&key, since, limit).await {
         Ok(history) => history,
         Err(BrokerError::HistoryUnsupported) => {

@@ -8,14 +8,16 @@ use std::ops::Deref;
 use http::StatusCode;
 use std::time::{Duration, Instant};
 
-use roomcast_broker::{Claim, Payload, Position, Target};
+use std::sync::Arc;
+
+use roomcast_broker::{Broker, Claim, Payload, Position, Target};
 use serde::de::{Deserializer, Error, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::http::call::Call;
 use crate::http::error::ApiError;
-use crate::node::{Node, Publication};
+use crate::node::{Node, Publication, PublishError};
 use crate::proto::MAX_NAME_BYTES;
 use crate::web::{json_text_response, Resp};
 
@@ -157,7 +159,8 @@ pub(crate) async fn publish(
         match broker.claim(&scoped, window).await? {
             Claim::First => break,
             Claim::Done(first) => {
-                let mut resp = json_text_response(StatusCode::OK, first);
+                let (status, text) = stored_answer(&first);
+                let mut resp = json_text_response(status, text.to_owned());
                 resp.headers_mut()
                     .insert(REPLAYED, http::HeaderValue::from_static("true"));
                 return Ok(resp);
@@ -172,22 +175,72 @@ pub(crate) async fn publish(
             }
         }
     }
-    match node.publish(publication).await {
+    // Let go of, should this request end before it settles (its client hung up).
+    let mut claimed = Claimed {
+        broker: broker.clone(),
+        key: Some(scoped),
+    };
+    let published = node.publish(publication).await;
+    let key = claimed.key.take().unwrap_or_default();
+    match published {
         Ok(published) => {
             let text = answer(&body.rooms, &published.positions, published.delivered);
-            if let Err(e) = broker.settle(&scoped, &text, window).await {
+            let stored = format!("{} {text}", StatusCode::OK.as_u16());
+            if let Err(e) = broker.settle(&key, &stored, window).await {
                 tracing::warn!(error = %e, "idempotency result not recorded");
             }
             Ok(json_text_response(StatusCode::OK, text))
         }
+        Err(PublishError::Broker(e)) => {
+            // The broker failed while taking it: it may still be carried out, so a retry
+            // must not publish it again. Retries get this answer.
+            let error = ApiError::from(PublishError::Broker(e));
+            let body =
+                serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}});
+            let stored = format!("{} {body}", error.status().as_u16());
+            if let Err(e) = broker.settle(&key, &stored, window).await {
+                tracing::warn!(error = %e, "idempotency result not recorded");
+            }
+            Err(error)
+        }
         Err(e) => {
-            // Not published: a retry may try again.
-            if let Err(e) = broker.release(&scoped).await {
+            // Refused before anything was published: a retry may try again.
+            if let Err(e) = broker.release(&key).await {
                 tracing::warn!(error = %e, "idempotency key not released");
             }
             Err(e.into())
         }
     }
+}
+
+/// A claimed idempotency key, let go of if the request ends before it is settled.
+struct Claimed {
+    broker: Arc<dyn Broker>,
+    key: Option<String>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let broker = self.broker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = broker.release(&key).await {
+                    tracing::warn!(error = %e, "idempotency key not released");
+                }
+            });
+        }
+    }
+}
+
+/// A stored answer, `<status> <body>`, as its status and body.
+fn stored_answer(stored: &str) -> (StatusCode, &str) {
+    let (status, body) = stored.split_once(' ').unwrap_or(("200", stored));
+    let status = status
+        .parse::<u16>()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    (status, body)
 }
 
 /// The header of an answer repeated for a retry with the same idempotency key.
