@@ -253,6 +253,12 @@ impl NativeSession {
             // The room's position once the connection is in it (the join may start its
             // stream).
             let now = || broker.position(key);
+            if matches!(joined, Ok(false)) {
+                // Already in the room: everything since reached it live, or is queued.
+                resumed.recovered = true;
+                resumed.current = now();
+                return;
+            }
             let Ok(h) = history else {
                 resumed.current = now();
                 return;

@@ -382,7 +382,8 @@ async fn a_room_keeping_nothing_resumes_at_its_current_position() {
         (&json!(true), &json!(3), &json!(epoch)),
         "{reply}"
     );
-    let behind = resume(&mut other, "order:1", 1, &epoch).await;
+    let mut third = server.connect_user("9", "acme").await;
+    let behind = resume(&mut third, "order:1", 1, &epoch).await;
     assert_eq!(
         (&behind["recovered"], &behind["offset"]),
         (&json!(false), &json!(3))
@@ -394,4 +395,25 @@ async fn a_room_keeping_nothing_resumes_at_its_current_position() {
         (&json!(false), &json!(0)),
         "{fresh}"
     );
+}
+
+/// A resume of a room the connection is already in replays nothing: it got it all live.
+#[tokio::test]
+async fn resuming_a_room_already_joined_replays_nothing() {
+    let server = Server::start(config()).await;
+    let mut client = server.connect_user("7", "acme").await;
+    client.join("order:4").await;
+    let epoch = publish(&server, "order:4", 1).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&server, "order:4", 2).await;
+    assert_eq!(steps(&mut client, 0, 2).await, [1, 2]);
+    let reply = resume(&mut client, "order:4", 0, &epoch).await;
+    assert_eq!(
+        (&reply["recovered"], &reply["offset"]),
+        (&json!(true), &json!(2)),
+        "{reply}"
+    );
+    client.expect_no_message(Duration::from_millis(300)).await;
 }
