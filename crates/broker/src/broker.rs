@@ -48,6 +48,17 @@ pub enum Claim {
     Done(String),
 }
 
+impl History {
+    /// Whether kept events whose oldest has offset `first_kept` (`None`: none kept) continue
+    /// `since` with nothing missing before them, the room being at `current`: the same epoch,
+    /// a position the room had, and nothing trimmed in between.
+    pub fn continues(since: &Position, current: &Position, first_kept: Option<u64>) -> bool {
+        since.epoch == current.epoch
+            && since.offset <= current.offset
+            && first_kept.unwrap_or(current.offset + 1) <= since.offset + 1
+    }
+}
+
 /// How a broker is doing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerStatus {

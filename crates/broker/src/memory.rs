@@ -376,7 +376,7 @@ impl MemoryBroker {
         let Some(kept) = stream.kept.as_mut() else {
             return History {
                 events: Vec::new(),
-                complete: since.is_some_and(|s| *s == current),
+                complete: since.is_some_and(|s| History::continues(s, &current, None)),
                 current: Some(current),
             };
         };
@@ -393,8 +393,8 @@ impl MemoryBroker {
             }
             None => 0,
         };
-        let first_kept = kept.events.front().map_or(current.offset + 1, |e| e.1);
-        let complete = since.is_some() && first_kept <= after + 1;
+        let first_kept = kept.events.front().map(|e| e.1);
+        let complete = since.is_some_and(|s| History::continues(s, &current, first_kept));
         let events = kept
             .events
             .iter()

@@ -241,10 +241,7 @@ impl NativeSession {
     /// caller queues them ahead of its held output, so they come before the live ones.
     fn resume(&self, key: &RoomKey, since: &Since, budget: Budget) -> Result<Resumed, JoinError> {
         let app = &self.app;
-        let position = Position {
-            offset: since.offset,
-            epoch: since.epoch.as_str().into(),
-        };
+        let position = since.position();
         let mut joined = Err(JoinError::NotRegistered);
         let mut resumed = Resumed::default();
         let broker = app.node.broker();
@@ -317,18 +314,11 @@ impl NativeSession {
                 tenant,
                 since,
             } => {
-                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                let key = match client::check_subscribe(
-                    app,
-                    &identity,
-                    ns,
-                    &room,
-                    tenant.as_deref(),
-                    false,
-                ) {
-                    Ok(tenant) => RoomKey::new(tenant, ns, &room),
-                    Err(refusal) => return self.refuse(Some(id), &refusal),
-                };
+                let key =
+                    match subscribable(app, &identity, ns.as_deref(), &room, tenant.as_deref()) {
+                        Ok(key) => key,
+                        Err(refusal) => return self.refuse(Some(id), &refusal),
+                    };
                 // The reply goes first of what the join brings (the missed events, then the
                 // room's live ones), once the room's subscription is in effect.
                 let hold = self.queue.hold();
@@ -441,26 +431,16 @@ impl NativeSession {
                 limit,
                 reverse,
             } => {
-                let ns = ns.as_deref().unwrap_or(DEFAULT_NS);
-                let key = match client::check_subscribe(
-                    app,
-                    &identity,
-                    ns,
-                    &room,
-                    tenant.as_deref(),
-                    false,
-                ) {
-                    Ok(tenant) => RoomKey::new(tenant, ns, &room),
-                    Err(refusal) => return self.refuse(Some(id), &refusal),
-                };
+                let key =
+                    match subscribable(app, &identity, ns.as_deref(), &room, tenant.as_deref()) {
+                        Ok(key) => key,
+                        Err(refusal) => return self.refuse(Some(id), &refusal),
+                    };
                 if !app.keeps_history(&key) {
                     let message = "this room keeps no history";
                     return self.reply_error(Some(id), ErrorCode::NotKept, message);
                 }
-                let since = since.map(|s| Position {
-                    offset: s.offset,
-                    epoch: s.epoch.into(),
-                });
+                let since = since.as_ref().map(Since::position);
                 let limit = limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
                 // On the async lane: a memory broker answers at once, others may wait.
                 let (queue, late) = (self.queue.clone(), self.queue.clone());
@@ -594,6 +574,20 @@ impl Handler for NativeSession {
         self.leave_index();
         self.state = State::Done;
     }
+}
+
+/// The key of a room the connection may subscribe to, or read the history of, under the
+/// room ACL (`tenant`: another tenant's, for a platform admin; `ns`: `/` when `None`).
+fn subscribable(
+    app: &App,
+    identity: &crate::auth::SessionIdentity,
+    ns: Option<&str>,
+    room: &str,
+    tenant: Option<&str>,
+) -> Result<RoomKey, Refusal> {
+    let ns = ns.unwrap_or(DEFAULT_NS);
+    client::check_subscribe(app, identity, ns, room, tenant, false)
+        .map(|tenant| RoomKey::new(tenant, ns, room))
 }
 
 /// The reply refusing request `id`, for answers queued from the async lane.

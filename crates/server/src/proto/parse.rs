@@ -142,6 +142,16 @@ pub struct Since {
     pub epoch: String,
 }
 
+impl Since {
+    /// The stream position it names.
+    pub fn position(&self) -> roomcast_broker::Position {
+        roomcast_broker::Position {
+            offset: self.offset,
+            epoch: self.epoch.as_str().into(),
+        }
+    }
+}
+
 /// `data` compares by its JSON text, as it is forwarded.
 impl PartialEq for ClientMessage {
     fn eq(&self, other: &Self) -> bool {

@@ -18,59 +18,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{
-    ClientLike, EventInterface, HashesInterface, KeysInterface, LuaInterface, PubsubInterface,
-    StreamsInterface,
-};
+use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use fred::types::Message;
-use fred::types::{Expiration, SetOptions};
 use roomcast_broker::{
     BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, HistoryLimits, Position,
     Publication, Published, RoomKey, Target,
 };
-use sha1::{Digest, Sha1};
 use tokio::sync::{broadcast, watch, Notify};
+
+mod history;
+mod once;
+mod script;
+
+use script::{decode, hex_sha1, positions, stream_key, PUBLISH_SCRIPT};
 
 use crate::connect;
 use crate::keys::Keys;
 use crate::options::{ChannelMode, ClusterOptions};
-
-/// Gives each targeted room its next offset (and an epoch when its counter is new), then
-/// publishes `<positions>\n<publication>` on the tenant's shard channel. `KEYS`: the rooms'
-/// counters. `ARGV`: channel, counter TTL in ms, epoch for new counters, message body.
-const PUBLISH_SCRIPT: &str = r#"
-local parts = {}
-local rooms = #KEYS / 2
-local now = nil
-for i = 1, rooms do
-  local key = KEYS[i]
-  local offset = redis.call('HINCRBY', key, 'o', 1)
-  local epoch = redis.call('HGET', key, 'e')
-  if not epoch then
-    epoch = ARGV[3]
-    redis.call('HSET', key, 'e', epoch)
-  end
-  redis.call('PEXPIRE', key, ARGV[2])
-  parts[i] = offset .. ':' .. epoch
-  local keep, age = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
-  if keep > 0 then
-    local stream = KEYS[rooms + i]
-    if not now then
-      local t = redis.call('TIME')
-      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    redis.call('XADD', stream, 'MAXLEN', '~', keep, '*', 'o', offset, 'p', ARGV[4])
-    redis.call('XTRIM', stream, 'MINID', '~', now - age)
-    redis.call('PEXPIRE', stream, age)
-  end
-end
-local header = table.concat(parts, ',')
-redis.call('SPUBLISH', ARGV[1], header .. '\n' .. ARGV[4])
-return header
-"#;
-
-/// The value of a claimed idempotency key until its publish settles it (results are JSON).
-const ONCE_PENDING: &str = "pending";
 
 /// Messages the subscriber may hold before the delivering task reads them; past it, the
 /// oldest are lost and counted.
@@ -422,45 +386,6 @@ impl RedisBroker {
     }
 }
 
-/// `<offset:epoch>,...\n<publication json>` into the positions and the publication.
-fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publication)> {
-    let split = payload.iter().position(|&b| b == b'\n')?;
-    let header = std::str::from_utf8(&payload[..split]).ok()?;
-    let mut publication: Publication = serde_json::from_slice(&payload[split + 1..]).ok()?;
-    let positions = positions(header);
-    publication.positions.clone_from(&positions);
-    Some((positions, publication))
-}
-
-/// The stream of a room's kept events, beside its offset counter (same hash tag).
-fn stream_key(counter: &str) -> String {
-    format!("{counter}:h")
-}
-
-/// The positions the publish script writes (`offset:epoch`, comma-separated, one per room).
-fn positions(header: &str) -> Vec<Option<Position>> {
-    if header.is_empty() {
-        return Vec::new();
-    }
-    header
-        .split(',')
-        .map(|part| {
-            let (offset, epoch) = part.split_once(':')?;
-            Some(Position {
-                offset: offset.parse().ok()?,
-                epoch: epoch.into(),
-            })
-        })
-        .collect()
-}
-
-fn hex_sha1(text: &str) -> String {
-    Sha1::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The delivering task: one per broker, so the messages of a channel are delivered in the
 /// order Redis sent them.
 async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiver<Message>) {
@@ -630,101 +555,13 @@ impl Broker for RedisBroker {
         since: Option<Position>,
         limit: usize,
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
-        let counter = self.counter_key(room);
-        let keeps = self.kept(room).is_some();
-        Box::pin(async move {
-            if !keeps {
-                return Err(BrokerError::HistoryUnsupported);
-            }
-            let work = async {
-                let (offset, epoch): (Option<u64>, Option<String>) =
-                    self.client.hmget(&counter, vec!["o", "e"]).await?;
-                let entries: Vec<(String, HashMap<String, String>)> = self
-                    .client
-                    .xrange_values(stream_key(&counter), "-", "+", None)
-                    .await?;
-                Ok::<_, fred::error::Error>((offset, epoch, entries))
-            };
-            let (offset, epoch, entries) = tokio::time::timeout(self.opts.timeout, work)
-                .await
-                .map_err(|_| unavailable("history timed out"))?
-                .map_err(unavailable)?;
-            let current = match (offset, epoch) {
-                (Some(offset), Some(epoch)) => Some(Position {
-                    offset,
-                    epoch: epoch.into(),
-                }),
-                _ => None,
-            };
-            let mut events = Vec::new();
-            let mut first = None;
-            for (_, fields) in entries {
-                let (Some(offset), Some(body)) = (
-                    fields.get("o").and_then(|o| o.parse::<u64>().ok()),
-                    fields.get("p"),
-                ) else {
-                    continue;
-                };
-                first.get_or_insert(offset);
-                if since.as_ref().is_some_and(|s| offset <= s.offset) || events.len() >= limit {
-                    continue;
-                }
-                let Ok(publication) = serde_json::from_str::<Publication>(body) else {
-                    self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let epoch = current
-                    .as_ref()
-                    .map_or_else(|| "".into(), |c| c.epoch.clone());
-                events.push((Position { offset, epoch }, Arc::new(publication)));
-            }
-            let complete = match (&since, &current) {
-                (Some(s), Some(c)) => {
-                    s.epoch == c.epoch
-                        && s.offset <= c.offset
-                        && first.map_or(s.offset == c.offset, |f| f <= s.offset + 1)
-                }
-                _ => false,
-            };
-            Ok(History {
-                events,
-                current,
-                complete,
-            })
-        })
+        let room = room.clone();
+        Box::pin(async move { self.read_history(&room, since, limit).await })
     }
 
     fn claim(&self, key: &str, window: Duration) -> BoxFuture<'_, Result<Claim, BrokerError>> {
         let key = self.keys.once_key(key);
-        Box::pin(async move {
-            let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-            let work = async {
-                let set: Option<String> = self
-                    .client
-                    .set(
-                        &key,
-                        ONCE_PENDING,
-                        Some(Expiration::PX(ms)),
-                        Some(SetOptions::NX),
-                        false,
-                    )
-                    .await?;
-                if set.is_some() {
-                    return Ok(Claim::First);
-                }
-                let held: Option<String> = self.client.get(&key).await?;
-                Ok::<_, fred::error::Error>(match held {
-                    Some(result) if result != ONCE_PENDING => Claim::Done(result),
-                    Some(_) => Claim::Pending,
-                    // Its window ended in between: nobody holds it any more.
-                    None => Claim::Pending,
-                })
-            };
-            tokio::time::timeout(self.opts.timeout, work)
-                .await
-                .map_err(|_| unavailable("idempotency claim timed out"))?
-                .map_err(unavailable)
-        })
+        Box::pin(async move { self.claim_once(&key, window).await })
     }
 
     fn settle(
@@ -734,33 +571,12 @@ impl Broker for RedisBroker {
         window: Duration,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         let (key, result) = (self.keys.once_key(key), result.to_owned());
-        Box::pin(async move {
-            let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-            let work = self.client.set::<Option<String>, _, _>(
-                &key,
-                result,
-                Some(Expiration::PX(ms)),
-                Some(SetOptions::XX),
-                false,
-            );
-            tokio::time::timeout(self.opts.timeout, work)
-                .await
-                .map_err(|_| unavailable("idempotency settle timed out"))?
-                .map(drop)
-                .map_err(unavailable)
-        })
+        Box::pin(async move { self.settle_once(&key, &result, window).await })
     }
 
     fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
         let key = self.keys.once_key(key);
-        Box::pin(async move {
-            let work = self.client.del::<i64, _>(&key);
-            tokio::time::timeout(self.opts.timeout, work)
-                .await
-                .map_err(|_| unavailable("idempotency release timed out"))?
-                .map(drop)
-                .map_err(unavailable)
-        })
+        Box::pin(async move { self.release_once(&key).await })
     }
 
     fn subscribed(&self) -> Option<BoxFuture<'static, ()>> {

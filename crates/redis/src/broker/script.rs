@@ -1,0 +1,78 @@
+//! What the cluster's publish script does, and the messages it writes: its text, and the
+//! parsing of the positions it answers and publishes.
+
+use roomcast_broker::{Position, Publication};
+use sha1::{Digest, Sha1};
+
+/// Gives each targeted room its next offset (and an epoch when its counter is new), then
+/// publishes `<positions>\n<publication>` on the tenant's shard channel. `KEYS`: the rooms'
+/// counters. `ARGV`: channel, counter TTL in ms, epoch for new counters, message body.
+pub(super) const PUBLISH_SCRIPT: &str = r#"
+local parts = {}
+local rooms = #KEYS / 2
+local now = nil
+for i = 1, rooms do
+  local key = KEYS[i]
+  local offset = redis.call('HINCRBY', key, 'o', 1)
+  local epoch = redis.call('HGET', key, 'e')
+  if not epoch then
+    epoch = ARGV[3]
+    redis.call('HSET', key, 'e', epoch)
+  end
+  redis.call('PEXPIRE', key, ARGV[2])
+  parts[i] = offset .. ':' .. epoch
+  local keep, age = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  if keep > 0 then
+    local stream = KEYS[rooms + i]
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', stream, 'MAXLEN', '~', keep, '*', 'o', offset, 'p', ARGV[4])
+    redis.call('XTRIM', stream, 'MINID', '~', now - age)
+    redis.call('PEXPIRE', stream, age)
+  end
+end
+local header = table.concat(parts, ',')
+redis.call('SPUBLISH', ARGV[1], header .. '\n' .. ARGV[4])
+return header
+"#;
+
+/// `<offset:epoch>,...\n<publication json>` into the positions and the publication.
+pub(super) fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publication)> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..split]).ok()?;
+    let mut publication: Publication = serde_json::from_slice(&payload[split + 1..]).ok()?;
+    let positions = positions(header);
+    publication.positions.clone_from(&positions);
+    Some((positions, publication))
+}
+
+/// The stream of a room's kept events, beside its offset counter (same hash tag).
+pub(super) fn stream_key(counter: &str) -> String {
+    format!("{counter}:h")
+}
+
+/// The positions the publish script writes (`offset:epoch`, comma-separated, one per room).
+pub(super) fn positions(header: &str) -> Vec<Option<Position>> {
+    if header.is_empty() {
+        return Vec::new();
+    }
+    header
+        .split(',')
+        .map(|part| {
+            let (offset, epoch) = part.split_once(':')?;
+            Some(Position {
+                offset: offset.parse().ok()?,
+                epoch: epoch.into(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn hex_sha1(text: &str) -> String {
+    Sha1::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
