@@ -8,6 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::publication::{Position, Publication, RoomKey};
+use crate::recovery::Missed;
+
+/// A recovery under way ([`Broker::recover`]): what was missed has been read; what is
+/// delivered meanwhile is added when it finishes.
+pub trait Recovering: Send {
+    /// Calls `rejoin` with everything logged after the client's offset, at a moment when
+    /// nothing logged later can be delivered on this node: what `rejoin` queues and what is
+    /// delivered after it (once it has joined the rooms) meet with no gap and no duplicate.
+    fn finish(self: Box<Self>, rejoin: &mut dyn FnMut(Missed));
+}
 
 /// A boxed future, `Send`, as the trait's asynchronous methods return (dyn-compatible).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -175,6 +185,54 @@ pub trait Broker: Send + Sync + Debug {
         _limit: usize,
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
         Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// The offset of the last publication logged for `tenant`'s namespace `ns` (its recovery
+    /// log): a connection's position when it connects, before it has received anything.
+    fn log_position(
+        &self,
+        _tenant: &str,
+        _ns: &str,
+    ) -> BoxFuture<'_, Result<Arc<str>, BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Starts recovering what was logged for `tenant`'s namespace `ns` after offset `after`
+    /// (at most `limit` publications); [`Recovering::finish`] hands them over.
+    fn recover(
+        &self,
+        _tenant: &str,
+        _ns: &str,
+        _after: &str,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<Box<dyn Recovering>, BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Keeps a recoverable session (opaque text) under `pid` for `ttl`, across the cluster
+    /// for a cluster's broker.
+    fn put_session(
+        &self,
+        _pid: &str,
+        _session: String,
+        _ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Takes the session kept under `pid`: `None` when there is none (never kept, expired,
+    /// or taken already).
+    fn take_session(&self, _pid: &str) -> BoxFuture<'_, Result<Option<String>, BrokerError>> {
+        Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Extends the sessions of `pids` (those of connected clients) to `ttl` from now.
+    fn touch_sessions(
+        &self,
+        _pids: Vec<String>,
+        _ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// Calls `join` with the history of `room` after `since` (at most `limit` events) while

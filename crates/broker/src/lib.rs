@@ -14,10 +14,12 @@ mod broker;
 mod memory;
 mod once;
 mod publication;
+mod recovery;
 
 pub use broker::{
-    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, Published,
+    BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, Published, Recovering,
 };
 pub use memory::{HistoryLimits, HistoryPolicy, MemoryBroker};
 pub use once::OnceKeys;
 pub use publication::{ConnId, Payload, Position, Publication, RoomKey, Target};
+pub use recovery::{LogLimits, Missed, RecoveryLog, Sessions, SessionsFull};

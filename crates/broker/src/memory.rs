@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::broker::{BoxFuture, Broker, BrokerError, Claim, Deliver, History, Published};
+use crate::broker::{
+    BoxFuture, Broker, BrokerError, Claim, Deliver, History, Published, Recovering,
+};
 use crate::once::OnceKeys;
 use crate::publication::{Position, Publication, RoomKey};
+use crate::recovery::{LogLimits, RecoveryLog, Sessions};
 
 /// How much of a room's stream is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +131,28 @@ pub struct MemoryBroker {
     /// Events not kept because `max_kept_rooms` rooms already were.
     not_kept: AtomicU64,
     once: OnceKeys,
+    /// The recovery log and sessions, when Socket.IO recovery is on.
+    recovery: Option<(Arc<RecoveryLog>, Sessions)>,
+}
+
+/// A recovery on a single node: the log is read when it finishes, under the tenant's order.
+struct LogRead {
+    log: Arc<RecoveryLog>,
+    tenant: String,
+    ns: String,
+    after: String,
+    limit: usize,
+}
+
+impl Recovering for LogRead {
+    fn finish(self: Box<Self>, rejoin: &mut dyn FnMut(crate::recovery::Missed)) {
+        // Publishers of the tenant hold this lock from its offset to its last delivery.
+        let _order = self.log.order(&self.tenant);
+        rejoin(
+            self.log
+                .after(&self.tenant, &self.ns, &self.after, self.limit),
+        );
+    }
 }
 
 impl MemoryBroker {
@@ -145,7 +170,18 @@ impl MemoryBroker {
             max_kept_rooms: 0,
             not_kept: AtomicU64::new(0),
             once: OnceKeys::new(MAX_ONCE_KEYS),
+            recovery: None,
         }
+    }
+
+    /// Logs the publications marked [`Publication::logged`] within `limits`, and keeps up
+    /// to `max_sessions` recoverable sessions.
+    pub fn with_recovery(mut self, limits: LogLimits, max_sessions: usize) -> Self {
+        self.recovery = Some((
+            Arc::new(RecoveryLog::new(limits)),
+            Sessions::new(max_sessions),
+        ));
+        self
     }
 
     /// Keeps the history `policy` asks for, in at most `max_rooms` rooms at once (events of
@@ -187,6 +223,9 @@ impl MemoryBroker {
                 self.kept_rooms.fetch_sub(dropped, Ordering::Relaxed);
             }
         }
+        if let Some((log, _)) = &self.recovery {
+            log.sweep(now);
+        }
     }
 
     fn streams(&self, stripe: usize) -> MutexGuard<'_, HashMap<RoomKey, Stream>> {
@@ -215,7 +254,24 @@ impl MemoryBroker {
     }
 
     /// Publishes synchronously: the whole work of [`Broker::publish`].
-    pub fn publish_now(&self, publication: Publication) -> Published {
+    pub fn publish_now(&self, mut publication: Publication) -> Published {
+        let log = self.recovery.as_ref().map(|(log, _)| log);
+        let tenant = publication.target.tenant_name().cloned();
+        let (Some(log), Some(tenant), true) = (log, tenant, publication.logged) else {
+            return self.publish_in_order(&publication);
+        };
+        // Offset and deliveries under the tenant's log order; rooms' orders after it.
+        let _order = log.order(&tenant);
+        let offset = log.next();
+        publication.log_offset = Some(offset.to_string().into());
+        let published = self.publish_in_order(&publication);
+        publication.positions = Vec::new();
+        log.append(&tenant, offset, Arc::new(publication));
+        published
+    }
+
+    /// Publishes with the rooms' order locks held.
+    fn publish_in_order(&self, publication: &Publication) -> Published {
         let rooms = publication.target.rooms().len();
         let mut positions: Vec<Option<Position>> = vec![None; rooms];
         // Volatile publications and those without rooms take no position.
@@ -225,14 +281,14 @@ impl MemoryBroker {
             publication.room_key(0)
         };
         let delivered = match first {
-            None => self.sink.deliver(&publication, &mut |_| None),
+            None => self.sink.deliver(publication, &mut |_| None),
             // The common case, without the lists of the general one.
             Some(key) if rooms == 1 => {
                 let stripe = self.stripe(&key);
                 let _order = self.order(stripe);
                 let keys = [(key, stripe)];
-                let delivered = self.deliver(&publication, &keys, &mut positions);
-                self.keep(&publication, &keys, &mut positions);
+                let delivered = self.deliver(publication, &keys, &mut positions);
+                self.keep(publication, &keys, &mut positions);
                 delivered
             }
             Some(_) => {
@@ -250,8 +306,8 @@ impl MemoryBroker {
                 stripes.dedup();
                 let _order: Vec<MutexGuard<'_, ()>> =
                     stripes.iter().map(|&s| self.order(s)).collect();
-                let delivered = self.deliver(&publication, &keys, &mut positions);
-                self.keep(&publication, &keys, &mut positions);
+                let delivered = self.deliver(publication, &keys, &mut positions);
+                self.keep(publication, &keys, &mut positions);
                 delivered
             }
         };
@@ -501,6 +557,72 @@ impl Broker for MemoryBroker {
         let _order = self.order(self.stripe(room));
         join(Ok(self.read_history(room, Some(since), limit)));
     }
+
+    fn log_position(
+        &self,
+        _tenant: &str,
+        _ns: &str,
+    ) -> BoxFuture<'_, Result<Arc<str>, BrokerError>> {
+        let answer = match &self.recovery {
+            Some((log, _)) => Ok(log.position()),
+            None => Err(BrokerError::HistoryUnsupported),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn recover(
+        &self,
+        tenant: &str,
+        ns: &str,
+        after: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Box<dyn Recovering>, BrokerError>> {
+        let answer = match &self.recovery {
+            Some((log, _)) => Ok(Box::new(LogRead {
+                log: log.clone(),
+                tenant: tenant.to_owned(),
+                ns: ns.to_owned(),
+                after: after.to_owned(),
+                limit,
+            }) as Box<dyn Recovering>),
+            None => Err(BrokerError::HistoryUnsupported),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn put_session(
+        &self,
+        pid: &str,
+        session: String,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let answer = match &self.recovery {
+            Some((_, sessions)) => sessions
+                .put(pid, session, ttl)
+                .map_err(|e| BrokerError::Unavailable(e.to_string())),
+            None => Err(BrokerError::HistoryUnsupported),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn take_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<String>, BrokerError>> {
+        let answer = match &self.recovery {
+            Some((_, sessions)) => Ok(sessions.take(pid)),
+            None => Err(BrokerError::HistoryUnsupported),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn touch_sessions(
+        &self,
+        pids: Vec<String>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        if let Some((_, sessions)) = &self.recovery {
+            sessions.touch(&pids, ttl);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -720,5 +842,105 @@ mod tests {
             seen = Some((offsets(&h), h.complete));
         });
         assert_eq!(seen, Some((vec![2], true)));
+    }
+
+    /// Records the log offset of every delivery, in delivery order.
+    #[derive(Debug, Default)]
+    struct LogOrder(Mutex<Vec<u64>>);
+
+    impl Deliver for LogOrder {
+        fn deliver(
+            &self,
+            p: &Publication,
+            position: &mut dyn FnMut(usize) -> Option<Position>,
+        ) -> usize {
+            for i in 0..p.target.rooms().len() {
+                position(i);
+            }
+            if let Some(offset) = &p.log_offset {
+                self.0.lock().unwrap().push(offset.parse().unwrap());
+            }
+            1
+        }
+    }
+
+    fn logged(rooms: &[&str]) -> Publication {
+        let mut p = to_rooms(rooms);
+        p.logged = true;
+        p
+    }
+
+    #[test]
+    fn racing_publishers_deliver_a_tenants_log_in_offset_order() {
+        let sink = Arc::new(LogOrder::default());
+        let limits = LogLimits {
+            max_events: 100_000,
+            max_age: Duration::from_secs(60),
+            max_total: 100_000,
+        };
+        let broker = Arc::new(MemoryBroker::new(sink.clone(), "p").with_recovery(limits, 10));
+        broker.subscribe(&RoomKey::new("t", "/", "a"));
+        broker.subscribe(&RoomKey::new("t", "/", "b"));
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let broker = broker.clone();
+                std::thread::spawn(move || {
+                    let room = if i % 2 == 0 { "a" } else { "b" };
+                    for _ in 0..500 {
+                        broker.publish_now(logged(&[room]));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let order = sink.0.lock().unwrap().clone();
+        assert_eq!(order.len(), 2000);
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order");
+    }
+
+    #[tokio::test]
+    async fn a_recovery_gets_what_followed_its_offset_and_sessions_are_kept() {
+        let sink = Arc::new(LogOrder::default());
+        let limits = LogLimits {
+            max_events: 2,
+            max_age: Duration::from_secs(60),
+            max_total: 100,
+        };
+        let broker = MemoryBroker::new(sink, "p").with_recovery(limits, 10);
+        let start = broker.log_position("t", "/").await.unwrap();
+        broker.publish_now(logged(&["a"]));
+        let mut volatile = logged(&["a"]);
+        volatile.logged = false;
+        broker.publish_now(volatile);
+        broker.publish_now(logged(&["b"]));
+        let mut seen = None;
+        broker
+            .recover("t", "/", &start, 10)
+            .await
+            .unwrap()
+            .finish(&mut |missed| {
+                let offsets: Vec<String> =
+                    missed.events.iter().map(|(o, _)| o.to_string()).collect();
+                seen = Some((offsets, missed.complete));
+            });
+        assert_eq!(seen, Some((vec!["1".to_owned(), "2".to_owned()], true)));
+        // A third drops the first (max_events 2): the start no longer continues.
+        broker.publish_now(logged(&["a"]));
+        broker
+            .recover("t", "/", &start, 10)
+            .await
+            .unwrap()
+            .finish(&mut |missed| assert!(!missed.complete));
+        broker
+            .put_session("pid", "s".into(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            broker.take_session("pid").await.unwrap().as_deref(),
+            Some("s")
+        );
+        assert_eq!(broker.take_session("pid").await.unwrap(), None);
     }
 }

@@ -170,6 +170,14 @@ pub struct Publication {
     /// assigned them: `None` for a room that got none (volatile, or no stream). Empty until
     /// published.
     pub positions: Vec<Option<Position>>,
+    /// Kept in its tenant namespace's recovery log, for Socket.IO clients to recover after
+    /// a disconnection (set by the node, for namespaces with recovery on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logged: bool,
+    /// Its offset in that log, as the broker gave it; Socket.IO members receive it as the
+    /// event's last argument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_offset: Option<Arc<str>>,
 }
 
 impl Publication {
@@ -185,6 +193,8 @@ impl Publication {
             volatile: false,
             idempotency_key: None,
             positions: Vec::new(),
+            logged: false,
+            log_offset: None,
         }
     }
 

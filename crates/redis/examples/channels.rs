@@ -66,6 +66,7 @@ async fn run(mode: ChannelMode, redis: &RedisServer, publications: usize, rooms:
             timeout: Duration::from_secs(5),
             channels: mode,
             history: None,
+            recovery: None,
         };
         let sink = Arc::new(Count::default());
         let broker = RedisBroker::connect(opts, sink.clone()).await.unwrap();

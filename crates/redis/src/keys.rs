@@ -125,6 +125,25 @@ impl Keys {
         out
     }
 
+    /// The recovery log of one tenant namespace, in its tenant's slot:
+    /// `<prefix>:{<tenant>}:log:<ns>`.
+    pub fn log_key(&self, tenant: &str, ns: &str) -> String {
+        let mut out = self.tenant_part(tenant);
+        out.push_str(":log:");
+        push_escaped(&mut out, ns);
+        out
+    }
+
+    /// A recoverable session: `<prefix>:sio:{<pid>}`.
+    pub fn session_key(&self, pid: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + pid.len() + 8);
+        out.push_str(&self.prefix);
+        out.push_str(":sio:{");
+        push_escaped(&mut out, pid);
+        out.push('}');
+        out
+    }
+
     /// The sorted set of live nodes (score: when the entry expires, in ms since the epoch).
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
@@ -165,6 +184,8 @@ mod tests {
         assert_eq!(keys.room_channel(&room), "rc:{a%3Ab:/:c}:pub");
         assert!(keys.is_broker_channel(&keys.room_channel(&room)));
         assert_eq!(keys.room_offset_key(&room), "rc:{a%3Ab:/:c}:off");
+        assert_eq!(keys.log_key("acme", "/chat"), "rc:{acme}:log:/chat");
+        assert_eq!(keys.session_key("p}q"), "rc:sio:{p%7Dq}");
     }
 
     #[test]

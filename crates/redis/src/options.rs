@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_broker::HistoryPolicy;
+use roomcast_broker::{HistoryPolicy, LogLimits};
 
 /// A node's cluster settings, from the server's `[cluster]` section.
 #[derive(Debug, Clone)]
@@ -29,6 +29,9 @@ pub struct ClusterOptions {
     pub channels: ChannelMode,
     /// The rooms that keep their last events (in a Redis stream each), `None`: none.
     pub history: Option<Arc<dyn HistoryPolicy>>,
+    /// The recovery log's bounds (one Redis stream per tenant namespace), when Socket.IO
+    /// connection state recovery is on; `None`: off.
+    pub recovery: Option<LogLimits>,
 }
 
 /// Which channels carry publications.
@@ -55,6 +58,9 @@ pub enum OptionsError {
     /// The heartbeat does not fit in the TTL.
     #[error("cluster.heartbeat_ms must be less than cluster.node_ttl_ms")]
     Heartbeat,
+    /// Recovery needs one order for all rooms of a tenant: one channel per tenant.
+    #[error("socketio.recovery needs cluster.channels = \"tenant\" (one order per tenant)")]
+    RecoveryChannels,
 }
 
 /// The least a starting node waits for Redis to answer.
@@ -74,6 +80,9 @@ impl ClusterOptions {
             .map_err(|e| OptionsError::Url(e.details().to_string()))?;
         if self.heartbeat >= self.node_ttl {
             return Err(OptionsError::Heartbeat);
+        }
+        if self.recovery.is_some() && self.channels == ChannelMode::Room {
+            return Err(OptionsError::RecoveryChannels);
         }
         Ok(())
     }

@@ -39,6 +39,7 @@ fn options(url: &str, prefix: &str, node: &str) -> ClusterOptions {
         timeout: Duration::from_millis(1000),
         channels: ChannelMode::Tenant,
         history: None,
+        recovery: None,
     }
 }
 

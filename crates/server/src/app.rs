@@ -23,6 +23,7 @@ use crate::history::HistoryRules;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::node::{Hub, Node, PublishLimits};
+use crate::sio::recovery::SessionWriter;
 
 /// State shared by every connection and request of one server.
 #[derive(Debug)]
@@ -67,6 +68,8 @@ pub struct App {
     pub(crate) history_store: OnceLock<Arc<MemoryBroker>>,
     /// The rooms that keep history (`[history]`), `None` when none does.
     pub history_rules: Option<Arc<HistoryRules>>,
+    /// Writes recoverable Socket.IO sessions, when `[socketio.recovery]` is on.
+    pub(crate) sessions: OnceLock<Arc<SessionWriter>>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -129,9 +132,12 @@ impl App {
         if let Some(rules) = &parts.history {
             broker = broker.with_history(rules.clone(), parts.config.history.max_rooms);
         }
+        if let Some(limits) = crate::sio::recovery::log_limits(&parts.config) {
+            broker = broker.with_recovery(limits, parts.config.socketio.recovery.max_sessions);
+        }
         let broker = Arc::new(broker);
         let app = Self::assemble(parts, core, broker.clone(), None);
-        if app.config.history.rooms.is_empty() {
+        if app.config.history.rooms.is_empty() && app.sessions.get().is_none() {
             return app;
         }
         let _ = app.history_store.set(broker);
@@ -180,6 +186,13 @@ impl App {
             epoch,
         } = core;
         let (tick_tx, tick) = watch::channel(Instant::now());
+        let sessions = OnceLock::new();
+        if crate::sio::recovery::log_limits(&config).is_some() {
+            // A single node's broker keeps sessions in process: written on the spot.
+            let inline = cluster.is_none().then(|| broker.clone());
+            let ttl = config.socketio.recovery.max_disconnection();
+            let _ = sessions.set(SessionWriter::new(inline, ttl));
+        }
         let node = Node::with_broker(
             hub,
             broker,
@@ -187,6 +200,7 @@ impl App {
             PublishLimits {
                 max_targets: config.limits.max_publish_targets,
                 lane: lane.clone(),
+                logged: sessions.get().is_some(),
             },
         );
         Arc::new(App {
@@ -210,6 +224,7 @@ impl App {
             cluster,
             history_store: OnceLock::new(),
             history_rules: history,
+            sessions,
             config,
         })
     }

@@ -56,12 +56,19 @@ pub struct Metrics {
     pub slow_consumers: AtomicU64,
     /// Requests refused by the inbound rate limit.
     pub rate_limited: AtomicU64,
+    /// Socket.IO `CONNECT`s that named a session: recovered, and not (a new session given).
+    recoveries: [AtomicU64; 2],
     // Low-rate counters keyed by label; a std mutex held only to bump or render.
     rejections: Mutex<BTreeMap<Rejection, u64>>,
     publishes_by_tenant: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
+    /// Counts a Socket.IO `CONNECT` that named a session, recovered or not.
+    pub fn recovery(&self, recovered: bool) {
+        self.recoveries[usize::from(recovered)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a refused connection or failed authentication.
     pub fn reject(&self, why: Rejection) {
         *lock(&self.rejections).entry(why).or_default() += 1;
@@ -162,6 +169,19 @@ impl Metrics {
             "Client requests refused by the rate limit.",
             load(&self.rate_limited),
         );
+        header(
+            &mut out,
+            "roomcast_socketio_recoveries_total",
+            "counter",
+            "Socket.IO connects that named a session to recover, by result.",
+        );
+        for (result, n) in [("recovered", 1), ("new_session", 0)] {
+            let _ = writeln!(
+                out,
+                "roomcast_socketio_recoveries_total{{result=\"{result}\"}} {}",
+                load(&self.recoveries[n])
+            );
+        }
         header(
             &mut out,
             "roomcast_rejections_total",

@@ -78,7 +78,7 @@ impl Plan {
         let router = Router::from_config(&config.socketio, &config.rooms.auto_join)?;
         let verifier = Verifier::new(&config.auth)?;
         if let Some(cluster) = &config.cluster {
-            check_cluster(cluster)?;
+            check_cluster(cluster, config)?;
         }
         let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
         let l = &config.limits;
@@ -124,8 +124,11 @@ impl Plan {
 
 /// What `[cluster]` holds that only the cluster's parts can check: the Redis URL and the
 /// emitters' tenant patterns.
-fn check_cluster(cluster: &crate::config::ClusterConfig) -> Result<(), ConfigError> {
-    crate::cluster::options(cluster)
+fn check_cluster(
+    cluster: &crate::config::ClusterConfig,
+    config: &Config,
+) -> Result<(), ConfigError> {
+    crate::cluster::options(cluster, config)
         .check()
         .map_err(|e| ConfigError::invalid("cluster.redis", e.to_string()))?;
     for (i, binding) in cluster.emitters.iter().enumerate() {

@@ -57,6 +57,9 @@ impl Server {
         if app.history_store.get().is_some() {
             tokio::spawn(sweep_history(Arc::downgrade(&app)));
         }
+        if let Some(writer) = app.sessions.get() {
+            tokio::spawn(writer.clone().run(Arc::downgrade(&app)));
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

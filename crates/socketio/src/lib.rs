@@ -30,6 +30,6 @@ pub use engine::{ClientAddr, EngineConn, EngineHandler, EngineIo, Message};
 pub use engineio::{CloseReason, Session, SessionConfig, Sid, Transport};
 pub use io::{
     encode_event, encode_payload, AckError, AckSender, Args, BroadcastOperator, ConnectError,
-    EmitError, NamespaceHandler, SocketIo, SocketRef,
+    EmitError, NamespaceHandler, Prepared, SocketIo, SocketRef,
 };
 pub use socketio::{Reassembler, ReassemblyLimits};

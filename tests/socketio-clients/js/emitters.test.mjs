@@ -18,41 +18,25 @@ import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 
 import { Emitter } from '@socket.io/redis-emitter';
-import { createClient } from 'redis';
 
 import {
   closeTracked,
   connectedSio,
+  connectRedis,
   connectNative,
   emitWithAck,
   Recorder,
+  REDIS_URL,
   startRoomcast,
   suiteConfig,
   unique,
   WAIT_MS,
 } from './harness.mjs';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
 /** Every key and channel of this run starts with it. */
 const PREFIX = `rc-emitters-js-${process.pid}-${randomBytes(4).toString('hex')}`;
 /** The emitter keys: messages take their tenant from a room, or are all acme's. */
 const KEYS = { fromRoom: `${PREFIX}-from-room`, acme: `${PREFIX}-acme` };
-
-/** A connected Redis client, or why there is none. */
-async function connectRedis() {
-  const client = createClient({
-    url: REDIS_URL,
-    socket: { connectTimeout: 2_000, reconnectStrategy: false },
-  });
-  // Without a listener an `error` event would be thrown; connect() rejects with it anyway.
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return { client };
-  } catch (err) {
-    return { absent: `the Redis at ${REDIS_URL} is absent (${err.message})` };
-  }
-}
 
 const redis = await connectRedis();
 if (redis.absent && process.env.CI === 'true') {

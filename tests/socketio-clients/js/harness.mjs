@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import jwt from 'jsonwebtoken';
+import { createClient } from 'redis';
 import { io, Manager } from 'socket.io-client';
 import WebSocket from 'ws';
 
@@ -98,6 +99,12 @@ async function startProcess({ name, bin, args, ready, dir, env = {} }) {
     url: `http://${addr}`,
     logPath,
     log: () => log.join(''),
+    /** SIGKILL at once, as a crash would; resolves to how it exited. */
+    async kill() {
+      stopping = true;
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      return exited;
+    },
     /** SIGTERM, SIGKILL after STOP_MS; resolves to how it exited: { code, signal }. */
     async stop() {
       stopping = true;
@@ -504,4 +511,24 @@ export function closeAll(...sockets) {
 /** A short unique name, so tests sharing one server never share a user or a room. */
 export function unique(prefix) {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** The shared Redis the cluster tests use. */
+export const REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** A connected client of the Redis at REDIS_URL, as { client }, or why there is none, as
+ * { absent }. */
+export async function connectRedis() {
+  const client = createClient({
+    url: REDIS_URL,
+    socket: { connectTimeout: 2_000, reconnectStrategy: false },
+  });
+  // Without a listener an `error` event would be thrown; connect() rejects with it anyway.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return { client };
+  } catch (err) {
+    return { absent: `the Redis at ${REDIS_URL} is absent (${err.message})` };
+  }
 }

@@ -22,15 +22,16 @@ use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface
 use fred::types::Message;
 use roomcast_broker::{
     BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, HistoryLimits, Position,
-    Publication, Published, RoomKey, Target,
+    Publication, Published, Recovering, RoomKey, Target,
 };
 use tokio::sync::{broadcast, watch, Notify};
 
 mod history;
 mod once;
+mod recovery;
 mod script;
 
-use script::{decode, hex_sha1, positions, stream_key, PUBLISH_SCRIPT};
+use script::{decode, header_parts, hex_sha1, stream_key, PUBLISH_SCRIPT};
 
 use crate::connect;
 use crate::keys::Keys;
@@ -84,6 +85,8 @@ pub struct RedisBroker {
     /// Exact channel names (`false`) or prefixes of a pattern's channels (`true`).
     listeners: Mutex<Vec<Listening>>,
     counters: Counters,
+    /// Recoveries under way, and the order they finish in.
+    restorers: Arc<recovery::Restorers>,
     epochs: AtomicU64,
     closed: AtomicBool,
     /// The connection tasks and the one renewing the subscriptions after reconnections.
@@ -140,6 +143,7 @@ impl RedisBroker {
             applied: watch::Sender::new(0),
             listeners: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            restorers: Arc::default(),
             epochs: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             tasks,
@@ -336,7 +340,12 @@ impl RedisBroker {
     ) -> Result<Vec<Option<Position>>, fred::error::Error> {
         let body = serde_json::to_string(p)
             .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Parse, e.to_string()))?;
-        if keys.is_empty() {
+        // The tenant namespace's recovery log, for a logged publication.
+        let log = match (&self.opts.recovery, p.logged, p.target.tenant()) {
+            (Some(limits), true, Some(tenant)) => Some((self.keys.log_key(tenant, &p.ns), *limits)),
+            _ => None,
+        };
+        if keys.is_empty() && log.is_none() {
             let message = format!("\n{body}");
             return self
                 .client
@@ -345,17 +354,28 @@ impl RedisBroker {
                 .map(|_| Vec::new());
         }
         let ttl = self.opts.stream_ttl.as_millis().to_string();
-        let mut args = vec![channel, ttl, self.next_epoch(), body];
+        let (log_count, log_age) = log
+            .as_ref()
+            .map_or((0, 0), |(_, l)| (l.max_events, l.max_age.as_millis()));
+        let mut args = vec![
+            channel,
+            ttl,
+            self.next_epoch(),
+            body,
+            log_count.to_string(),
+            log_age.to_string(),
+        ];
         for (_, kept) in &keys {
             let (count, age) = kept.map_or((0, 0), |k| (k.max_events, k.max_age.as_millis()));
             args.push(count.to_string());
             args.push(age.to_string());
         }
-        // The counters, then the streams beside them (in the same slot).
+        // The counters, the streams beside them, then the log (all in the tenant's slot).
         let keys: Vec<String> = keys
             .iter()
             .map(|(k, _)| k.clone())
             .chain(keys.iter().map(|(k, _)| stream_key(k)))
+            .chain(log.map(|(k, _)| k))
             .collect();
         let sha = self.script_sha.clone();
         let header = match self
@@ -370,7 +390,7 @@ impl RedisBroker {
             }
             other => other?,
         };
-        Ok(positions(&header))
+        Ok(header_parts(&header).0)
     }
 
     /// Delivers one message of a broker channel.
@@ -381,6 +401,16 @@ impl RedisBroker {
             tracing::warn!("undecodable message on a cluster channel, dropped");
             return;
         };
+        if publication.log_offset.is_none() {
+            self.sink
+                .deliver(&publication, &mut |i| positions.get(i).cloned().flatten());
+            return;
+        }
+        // A logged publication: recoveries finishing on this node see it on one side of
+        // their read or the other.
+        let publication = Arc::new(publication);
+        let _delivering = self.restorers.delivering();
+        self.restorers.delivered(&publication);
         self.sink
             .deliver(&publication, &mut |i| positions.get(i).cloned().flatten());
     }
@@ -577,6 +607,45 @@ impl Broker for RedisBroker {
     fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
         let key = self.keys.once_key(key);
         Box::pin(async move { self.release_once(&key).await })
+    }
+
+    fn log_position(&self, tenant: &str, ns: &str) -> BoxFuture<'_, Result<Arc<str>, BrokerError>> {
+        let (tenant, ns) = (tenant.to_owned(), ns.to_owned());
+        Box::pin(async move { self.log_position_now(&tenant, &ns).await })
+    }
+
+    fn recover(
+        &self,
+        tenant: &str,
+        ns: &str,
+        after: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Box<dyn Recovering>, BrokerError>> {
+        let (tenant, ns, after) = (tenant.to_owned(), ns.to_owned(), after.to_owned());
+        Box::pin(async move { self.start_recovery(&tenant, &ns, &after, limit).await })
+    }
+
+    fn put_session(
+        &self,
+        pid: &str,
+        session: String,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let pid = pid.to_owned();
+        Box::pin(async move { self.put_session_now(&pid, session, ttl).await })
+    }
+
+    fn take_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<String>, BrokerError>> {
+        let pid = pid.to_owned();
+        Box::pin(async move { self.take_session_now(&pid).await })
+    }
+
+    fn touch_sessions(
+        &self,
+        pids: Vec<String>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(self.touch_sessions_now(pids, ttl))
     }
 
     fn subscribed(&self) -> Option<BoxFuture<'static, ()>> {

@@ -45,7 +45,7 @@ impl RequestHandler for Presence {
 }
 
 /// The options of the Redis parts, from `[cluster]`; the node id generated when unset.
-pub fn options(settings: &ClusterConfig) -> ClusterOptions {
+pub fn options(settings: &ClusterConfig, config: &Config) -> ClusterOptions {
     let node_id = if settings.node_id.is_empty() {
         format!("n{:012x}", rand::random::<u64>() >> 16)
     } else {
@@ -64,6 +64,7 @@ pub fn options(settings: &ClusterConfig) -> ClusterOptions {
             ChannelsConfig::Room => ChannelMode::Room,
         },
         history: None,
+        recovery: crate::sio::recovery::log_limits(config),
     }
 }
 
@@ -71,11 +72,11 @@ impl Cluster {
     /// Connects this node's broker to Redis; it delivers to `hub`.
     pub async fn join(
         settings: &ClusterConfig,
-        _config: &Config,
+        config: &Config,
         hub: Arc<Hub>,
         history: Option<Arc<dyn roomcast_broker::HistoryPolicy>>,
     ) -> anyhow::Result<Arc<Cluster>> {
-        let mut opts = options(settings);
+        let mut opts = options(settings, config);
         opts.history = history;
         let node_id = opts.node_id.clone();
         // Session ids (connection ids in hex) must not repeat across the nodes: this node's
@@ -182,8 +183,8 @@ mod tests {
 
     #[test]
     fn a_node_id_is_generated_when_unset() {
-        let a = options(&ClusterConfig::default());
-        let b = options(&ClusterConfig::default());
+        let a = options(&ClusterConfig::default(), &Config::default());
+        let b = options(&ClusterConfig::default(), &Config::default());
         assert!(!a.node_id.is_empty());
         assert_ne!(a.node_id, b.node_id);
     }

@@ -19,6 +19,7 @@ mod history;
 mod limits;
 mod load;
 mod process;
+mod recovery;
 mod rooms;
 mod schema;
 mod socketio;
@@ -37,6 +38,7 @@ pub(crate) use error::NO_KEY_MESSAGE;
 pub use history::{HistoryConfig, HistoryRule};
 pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, ShutdownConfig};
+pub use recovery::RecoveryConfig;
 pub use rooms::{AclRule, RoomsConfig};
 pub use socketio::{
     ConnectErrorMessages, EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ConfigError;
+use super::{ConfigError, RecoveryConfig};
 
 /// Paths Roomcast serves itself, which the Engine.IO path must not shadow.
 const TAKEN_PATHS: [&str; 4] = ["/ws", "/health", "/metrics", "/api"];
@@ -52,6 +52,8 @@ pub struct SocketIoConfig {
     /// `[socketio.errors]`: the messages of refused `CONNECT`s. Default: see
     /// [`ConnectErrorMessages`].
     pub errors: ConnectErrorMessages,
+    /// `[socketio.recovery]`: connection state recovery. Default: off.
+    pub recovery: RecoveryConfig,
 }
 
 /// `[socketio.errors]`: the `message` of the `CONNECT_ERROR` for each refusal of a `CONNECT`,
@@ -124,6 +126,7 @@ impl Default for SocketIoConfig {
             max_pending_sessions: 10_000,
             max_pending_sessions_per_ip: 256,
             errors: ConnectErrorMessages::default(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }
@@ -174,7 +177,8 @@ impl SocketIoConfig {
             }
         }
         self.validate_cors()?;
-        self.errors.validate()
+        self.errors.validate()?;
+        self.recovery.validate()
     }
 
     fn validate_path(&self) -> Result<(), ConfigError> {

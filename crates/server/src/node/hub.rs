@@ -192,7 +192,12 @@ impl Fanout<'_> {
                         continue;
                     }
                     let items = socketio.get_or_insert_with(|| {
-                        roomcast_socketio::encode_payload(&p.ns, &p.event, &p.payload)
+                        roomcast_socketio::encode_payload(
+                            &p.ns,
+                            &p.event,
+                            &p.payload,
+                            p.log_offset.as_deref(),
+                        )
                     });
                     match items.as_slice() {
                         [item] => m.queue.push(item.clone()).is_ok(),

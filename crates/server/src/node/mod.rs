@@ -67,6 +67,9 @@ pub struct PublishLimits {
     pub max_targets: usize,
     /// The async lane's bounds.
     pub lane: Arc<LaneLimits>,
+    /// Whether publications go in their tenant namespace's recovery log (Socket.IO
+    /// connection state recovery is on): those that are not volatile and not platform-wide.
+    pub logged: bool,
 }
 
 /// One server's publish path and local delivery.
@@ -162,6 +165,9 @@ impl Node {
     /// Checks a publication, removes repeated targets, and publishes it through the broker.
     pub async fn publish(&self, mut publication: Publication) -> Result<Published, PublishError> {
         self.check(&mut publication)?;
+        publication.logged = self.limits.logged
+            && !publication.volatile
+            && !matches!(publication.target, Target::Platform);
         // Platform-wide publishes are labelled with the empty string, which no tenant name
         // (1 to 256 bytes) can be.
         self.metrics
@@ -240,6 +246,7 @@ mod tests {
             PublishLimits {
                 max_targets: 3,
                 lane: LaneLimits::new(4, 4, Duration::from_secs(1)),
+                logged: false,
             },
         )
     }

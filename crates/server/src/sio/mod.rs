@@ -3,6 +3,7 @@
 //! index and follow the same ACL as native clients.
 
 mod namespace;
+pub(crate) mod recovery;
 pub mod routing;
 
 use std::sync::{Arc, Weak};

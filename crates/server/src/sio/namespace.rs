@@ -6,8 +6,9 @@
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
+use roomcast_broker::BoxFuture;
 use roomcast_engine::rooms::JoinError;
-use roomcast_socketio::{AckSender, Args, ConnectError, NamespaceHandler, SocketRef};
+use roomcast_socketio::{AckSender, Args, ConnectError, NamespaceHandler, Prepared, SocketRef};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -17,6 +18,7 @@ use crate::auth::SessionIdentity;
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
 use crate::node::{Attempt, Publication};
+use crate::sio::recovery::{self, LiveSession, Pending};
 use crate::sio::routing::{Action, Caller, Reply, Router};
 use crate::web::query_param;
 use roomcast_broker::{Payload, Target};
@@ -26,6 +28,37 @@ use roomcast_broker::{Payload, Target};
 /// connection is a budget), since route, reply and error templates may read any of them.
 struct SocketState {
     core: ClientCore,
+    /// Its recoverable session, when recovery is on.
+    session: Option<Box<LiveSession>>,
+}
+
+/// The id of a socket's recoverable session, if it has one.
+pub(crate) fn session_pid(socket: &SocketRef) -> Option<String> {
+    socket
+        .with_state(|state: &mut SocketState| state.session.as_ref().map(|s| s.pid.clone()))
+        .flatten()
+}
+
+/// The socket's session after a join or leave of `room`, written.
+fn session_moved(app: &App, socket: &SocketRef, room: &str, joined: bool) {
+    let Some(writer) = app.sessions.get() else {
+        return;
+    };
+    socket.with_state(|state: &mut SocketState| {
+        let Some(live) = state.session.as_mut() else {
+            return;
+        };
+        let rooms = &mut live.record.rooms;
+        let at = rooms.iter().position(|r| r == room);
+        match (joined, at) {
+            (true, None) => rooms.push(room.to_owned()),
+            (false, Some(i)) => {
+                rooms.remove(i);
+            }
+            _ => return,
+        }
+        writer.keep(live);
+    });
 }
 
 /// The handler of one namespace (its aliases share it).
@@ -235,14 +268,51 @@ impl NamespaceHandler for ConfiguredNamespace {
         let admitted = client::admit(&app, token(auth, req).as_deref())
             .map_err(|refusal| connect_error(&refusal, messages))?;
         let identity = admitted.identity;
+        // A session `prepare` found, to restore.
+        let restoring: Pending = socket
+            .with_state(|pending: &mut Pending| pending.take())
+            .flatten();
         // The `CONNECT` answer goes ahead of this hold; what follows it waits until the
         // auto-joined rooms are subscribed.
         let hold = socket.hold_output();
         socket.set_identity(&identity.tenant, &identity.user);
-        for room in self.router.auto_join(&self.name, &identity.claims) {
-            if let Err(e) = socket.join(&room) {
-                tracing::warn!(error = %e, room, "auto-join skipped");
+        let auto_rooms = self.router.auto_join(&self.name, &identity.claims);
+        let mut session = None;
+        if let Some(restoring) = restoring {
+            let ns = self.name.as_str();
+            let session_identity = identity.clone().into_session();
+            let mut may_join = |room: &str| {
+                let auto_room = auto_rooms.iter().any(|r| r == room);
+                client::check_subscribe(&app, &session_identity, ns, room, None, auto_room).is_ok()
+            };
+            session = recovery::restore(
+                socket,
+                restoring,
+                &identity.tenant,
+                &identity.user,
+                &auto_rooms,
+                &mut may_join,
+            );
+            app.metrics.recovery(session.is_some());
+        }
+        if session.is_none() {
+            let position = app
+                .sessions
+                .get()
+                .map(|_| recovery::position_now(&app, &identity.tenant, &self.name));
+            for room in &auto_rooms {
+                if let Err(e) = socket.join(room) {
+                    tracing::warn!(error = %e, room, "auto-join skipped");
+                }
             }
+            if let Some(position) = position {
+                let live = recovery::start(socket, &identity.tenant, &identity.user, position);
+                session = Some(live);
+            }
+        }
+        if let (Some(live), Some(writer)) = (&session, app.sessions.get()) {
+            socket.set_pid(&live.pid);
+            writer.keep(live);
         }
         app.node.release_when_subscribed(hold);
         app.metrics
@@ -256,10 +326,36 @@ impl NamespaceHandler for ConfiguredNamespace {
         if let Some((event, args)) = self.router.greeting(&self.name, &caller) {
             let _ = socket.emit_args(&event, &Args::from_values(args));
         }
+        let tenant = identity.tenant.clone();
         let core = ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
         socket.set_expiry(core.expiry_deadline());
-        socket.set_state(SocketState { core });
+        let unplaced = session.as_ref().is_some_and(|s| s.record.offset.is_empty());
+        socket.set_state(SocketState {
+            core,
+            session: session.map(Box::new),
+        });
+        if unplaced {
+            // Where the session starts in the log, once the broker has said.
+            let socket = socket.clone();
+            let writer = app.sessions.get().cloned();
+            recovery::fill_position(&app, &tenant, &self.name, move |offset| {
+                socket.with_state(|state: &mut SocketState| {
+                    if let (Some(live), Some(writer)) = (state.session.as_mut(), &writer) {
+                        live.record.offset = offset;
+                        writer.keep(live);
+                    }
+                });
+            });
+        }
         Ok(())
+    }
+
+    fn prepare(
+        &self,
+        auth: Option<&RawValue>,
+        _req: &http::request::Parts,
+    ) -> Option<BoxFuture<'static, Prepared>> {
+        recovery::prepare(&self.app.upgrade()?, &self.name, auth)
     }
 
     fn on_event(&self, socket: &SocketRef, event: &str, args: Args, ack: Option<AckSender>) {
@@ -304,7 +400,10 @@ impl NamespaceHandler for ConfiguredNamespace {
                     let joined = socket.join(&room);
                     app.node.release_when_subscribed(hold);
                     match joined {
-                        Ok(_) => answer(socket, then, &mut ack),
+                        Ok(_) => {
+                            session_moved(&app, socket, &room, true);
+                            answer(socket, then, &mut ack);
+                        }
                         Err(e) => return refuse(&join_refusal(e), &mut ack),
                     }
                 }
@@ -330,7 +429,9 @@ impl NamespaceHandler for ConfiguredNamespace {
                     }
                 }
                 Action::Leave { room, then } => {
-                    socket.leave(&room);
+                    if socket.leave(&room) {
+                        session_moved(&app, socket, &room, false);
+                    }
                     answer(socket, then, &mut ack);
                 }
                 Action::LeaveIn { tenant, room, then } => {
@@ -419,7 +520,20 @@ impl NamespaceHandler for ConfiguredNamespace {
         }
     }
 
-    fn on_disconnect(&self, _socket: &SocketRef, _reason: &str) {
-        // The socket drops its state (and with it the limit slot) itself.
+    fn on_disconnect(&self, socket: &SocketRef, reason: &str) {
+        // The socket drops its state (and with it the limit slot) itself; a recoverable
+        // session waits for its client, or ends.
+        let Some(writer) = self
+            .app
+            .upgrade()
+            .and_then(|app| app.sessions.get().cloned())
+        else {
+            return;
+        };
+        socket.with_state(|state: &mut SocketState| {
+            if let Some(live) = &state.session {
+                writer.disconnected(live, reason);
+            }
+        });
     }
 }

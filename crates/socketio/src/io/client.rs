@@ -4,7 +4,7 @@
 //! protocol. A connection that joins no namespace within `connect_timeout` is closed.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use roomcast_engine::Outbound;
@@ -12,8 +12,9 @@ use roomcast_engine::Outbound;
 use super::alias;
 use super::args::Args;
 use super::encode;
+use super::handler::{NamespaceHandler, Prepared};
 use super::socket::{AckSender, SocketRef};
-use super::Shared;
+use super::{Resolved, Shared};
 use crate::engine::{EngineConn, EngineHandler, Message};
 use crate::engineio::CloseReason;
 use crate::socketio::{Packet, RawJson, Reassembler};
@@ -24,6 +25,8 @@ const CLOSE_CONNECT_TIMEOUT: (u16, &str) = (1000, "connect timeout");
 const INVALID_NAMESPACE: &str = "Invalid namespace";
 /// The `CONNECT_ERROR` message for a namespace the client is in under another of its names.
 const OTHER_NAME: &str = "Already connected to this namespace under another name";
+/// The `CONNECT_ERROR` message for a `CONNECT` sent while another one waits.
+const CONNECT_WAITING: &str = "Another connect is under way";
 
 /// The Socket.IO state of one connection.
 pub(crate) struct Client {
@@ -36,13 +39,45 @@ pub(crate) struct Client {
     renaming: bool,
     /// A packet could not be read: the connection is closing, nothing more is read.
     broken: bool,
+    /// Sockets connected from a task (a prepared `CONNECT`), made once one is needed.
+    arrivals: Option<Arc<Mutex<Arrivals>>>,
+}
+
+/// Sockets a prepared `CONNECT` connected from its task, for the connection to take up.
+#[derive(Default)]
+struct Arrivals {
+    /// Each socket, and whether its namespace has other names.
+    sockets: Vec<(SocketRef, bool)>,
+    /// A prepared `CONNECT` is under way.
+    waiting: bool,
+    /// The connection has closed: a socket arriving now is closed at once.
+    closed: bool,
+}
+
+fn lock(arrivals: &Mutex<Arrivals>) -> std::sync::MutexGuard<'_, Arrivals> {
+    // Single pushes and flags: a poisoned lock is consistent.
+    arrivals.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Client {
     /// The connected socket of namespace `ns`; drops sockets disconnected meanwhile.
     fn socket(&mut self, ns: &str) -> Option<SocketRef> {
+        self.adopt();
         self.sockets.retain(SocketRef::is_connected);
         self.sockets.iter().find(|s| s.ns() == ns).cloned()
+    }
+
+    /// Takes up the sockets connected from tasks.
+    fn adopt(&mut self) {
+        let Some(arrivals) = &self.arrivals else {
+            return;
+        };
+        let arrived = std::mem::take(&mut lock(arrivals).sockets);
+        for (socket, aliased) in arrived {
+            self.renaming |= aliased;
+            self.connect_deadline = None;
+            self.sockets.push(socket);
+        }
     }
 }
 
@@ -62,6 +97,7 @@ impl EngineHandler for Clients {
             connect_deadline: Some(Instant::now() + self.shared.connect_timeout),
             renaming: false,
             broken: false,
+            arrivals: None,
         }
     }
 
@@ -89,6 +125,7 @@ impl EngineHandler for Clients {
     }
 
     fn on_tick(&self, client: &mut Client, conn: &EngineConn, now: Instant) {
+        client.adopt();
         if let Some(deadline) = client.connect_deadline {
             if now >= deadline {
                 client.connect_deadline = None;
@@ -105,11 +142,19 @@ impl EngineHandler for Clients {
     }
 
     fn deadline(&self, client: &Client) -> Option<Instant> {
+        let arrived = client.arrivals.as_ref().and_then(|arrivals| {
+            lock(arrivals)
+                .sockets
+                .iter()
+                .filter_map(|(socket, _)| socket.next_deadline())
+                .min()
+        });
         client
             .sockets
             .iter()
             .filter_map(SocketRef::next_deadline)
             .chain(client.connect_deadline)
+            .chain(arrived)
             .min()
     }
 
@@ -161,6 +206,14 @@ impl EngineHandler for Clients {
     }
 
     fn on_close(&self, client: &mut Client, _conn: &EngineConn, reason: CloseReason) {
+        if let Some(arrivals) = &client.arrivals {
+            let mut arrivals = lock(arrivals);
+            arrivals.closed = true;
+            let arrived = std::mem::take(&mut arrivals.sockets);
+            client
+                .sockets
+                .extend(arrived.into_iter().map(|(socket, _)| socket));
+        }
         for socket in client.sockets.drain(..) {
             socket.close(reason.as_str(), false);
         }
@@ -226,38 +279,100 @@ impl Clients {
             push(conn, encode::connect_error(ns, OTHER_NAME, None));
             return;
         }
-        let handler = resolved.handler;
-        let socket = SocketRef::new(
-            ns,
-            resolved.name,
-            conn.clone(),
-            self.shared.clone(),
-            handler.clone(),
-            client.req.clone(),
-        );
         // Read by the handler while it connects, not kept: memory per socket is a budget.
         let auth = auth.map(RawJson::into_inner);
-        // Nothing delivered to the socket once the handler has placed it in rooms goes out
-        // before its `CONNECT` answer.
-        let _connecting = conn.queue().hold();
-        match handler.on_connect(&socket, auth.as_deref(), &client.req) {
-            Ok(()) => {
-                client.connect_deadline = None;
-                // Connected: the session is pending no more.
-                conn.admit();
-                if socket.finish_connect() {
-                    socket.track();
-                    client.renaming |= resolved.aliased;
-                    client.sockets.push(socket);
+        if let Some(prepare) = resolved.handler.prepare(auth.as_deref(), &client.req) {
+            let arrivals = client.arrivals.get_or_insert_with(Default::default).clone();
+            if std::mem::replace(&mut lock(&arrivals).waiting, true) {
+                push(conn, encode::connect_error(ns, CONNECT_WAITING, None));
+                return;
+            }
+            let (conn, req, ns) = (conn.clone(), client.req.clone(), ns.to_owned());
+            let shared = self.shared.clone();
+            let timeout = self.shared.connect_timeout;
+            tokio::spawn(async move {
+                // Past the timeout the connection is closed if nothing else connected; the
+                // connect goes on unprepared for one that did.
+                let prepared = tokio::time::timeout(timeout, prepare)
+                    .await
+                    .unwrap_or_default();
+                let aliased = resolved.aliased;
+                let connected = carry_out(&shared, &conn, &req, &ns, resolved, auth, prepared);
+                let mut waiting = lock(&arrivals);
+                waiting.waiting = false;
+                if let Some(socket) = connected {
+                    if waiting.closed {
+                        drop(waiting);
+                        socket.close("transport close", false);
+                    } else {
+                        waiting.sockets.push((socket, aliased));
+                        drop(waiting);
+                        // The connection's task takes it up (its deadlines with it).
+                        conn.queue().nudge();
+                    }
                 }
+            });
+            return;
+        }
+        let aliased = resolved.aliased;
+        if let Some(socket) = carry_out(
+            &self.shared,
+            conn,
+            &client.req,
+            ns,
+            resolved,
+            auth,
+            Prepared::default(),
+        ) {
+            client.connect_deadline = None;
+            client.renaming |= aliased;
+            client.sockets.push(socket);
+        }
+    }
+}
+
+/// Makes the socket, runs the handler's `on_connect`, and answers: the connected socket, or
+/// `None` when the handler refused (its `CONNECT_ERROR` sent) or it disconnected meanwhile.
+fn carry_out(
+    shared: &Arc<Shared>,
+    conn: &EngineConn,
+    req: &Arc<http::request::Parts>,
+    ns: &str,
+    resolved: Resolved,
+    auth: Option<Box<serde_json::value::RawValue>>,
+    prepared: Prepared,
+) -> Option<SocketRef> {
+    let handler: Arc<dyn NamespaceHandler> = resolved.handler;
+    let socket = SocketRef::new(
+        ns,
+        resolved.name,
+        conn.clone(),
+        shared.clone(),
+        handler.clone(),
+        req.clone(),
+        prepared.sid,
+    )
+    .with_initial_state(prepared.state);
+    // Nothing delivered to the socket once the handler has placed it in rooms goes out
+    // before its `CONNECT` answer.
+    let _connecting = conn.queue().hold();
+    match handler.on_connect(&socket, auth.as_deref(), req) {
+        Ok(()) => {
+            // Connected: the session is pending no more.
+            conn.admit();
+            if socket.finish_connect() {
+                socket.track();
+                return Some(socket);
             }
-            Err(refusal) => {
-                socket.abort();
-                push(
-                    conn,
-                    encode::connect_error(ns, &refusal.message, refusal.data.as_deref()),
-                );
-            }
+            None
+        }
+        Err(refusal) => {
+            socket.abort();
+            push(
+                conn,
+                encode::connect_error(ns, &refusal.message, refusal.data.as_deref()),
+            );
+            None
         }
     }
 }

@@ -22,18 +22,55 @@ pub fn encode_event(ns: &str, event: &str, data: &RawValue) -> Outbound {
 /// Encodes a publication's event for namespace `ns`: one text item, or for arguments with
 /// attachments the binary event header and one item per attachment (push those with
 /// [`SocketIo::push_items`](super::SocketIo::push_items), which groups them per transport).
-pub fn encode_payload(ns: &str, event_name: &str, payload: &Payload) -> Vec<Outbound> {
+pub fn encode_payload(
+    ns: &str,
+    event_name: &str,
+    payload: &Payload,
+    offset: Option<&str>,
+) -> Vec<Outbound> {
+    // The offset, when there is one, is a last string argument (connection state recovery).
+    let tail = |json: &mut String| {
+        if let Some(offset) = offset {
+            json.push(',');
+            // Cannot fail: a string always serializes.
+            json.push_str(&serde_json::to_string(offset).unwrap_or_default());
+        }
+    };
     match payload {
-        Payload::Json(data) => vec![encode_event(ns, event_name, data)],
+        Payload::Json(data) if offset.is_none() => vec![encode_event(ns, event_name, data)],
+        Payload::Json(data) => {
+            let mut json = String::with_capacity(data.get().len() + 32);
+            json.push(',');
+            json.push_str(data.get());
+            tail(&mut json);
+            let mut out = header(b'2', 0, ns, None, event_name.len() + json.len() + 8);
+            put_event_array_tail(&mut out, event_name, &json);
+            vec![Outbound::Text(out.freeze())]
+        }
         Payload::Args { array, attachments } => match Args::new(array.clone()) {
-            Ok(args) => event(
-                ns,
-                None,
-                event_name,
-                &args.with_attachments(attachments.clone()),
-            ),
+            Ok(args) => {
+                let args = args.with_attachments(attachments.clone());
+                let binary = args.is_binary();
+                let kind = if binary { b'5' } else { b'2' };
+                let inner = args.inner();
+                let mut json = String::with_capacity(inner.len() + 32);
+                if !inner.is_empty() {
+                    json.push(',');
+                    json.push_str(inner);
+                }
+                tail(&mut json);
+                let mut out = header(
+                    kind,
+                    attachments.len(),
+                    ns,
+                    None,
+                    event_name.len() + json.len() + 8,
+                );
+                put_event_array_tail(&mut out, event_name, &json);
+                with_attachments(out.freeze(), &args)
+            }
             // Not an array: carried as the one argument it is.
-            Err(_) => vec![encode_event(ns, event_name, array)],
+            Err(_) => encode_payload(ns, event_name, &Payload::Json(array.clone()), offset),
         },
     }
 }
@@ -70,10 +107,15 @@ pub(crate) fn ack(ns: &str, id: u64, args: &Args) -> Vec<Outbound> {
 }
 
 /// The acceptance of a `CONNECT`: `40/ns,{"sid":"..."}`.
-pub(crate) fn connect(ns: &str, sid: &str) -> Outbound {
-    let mut out = header(b'0', 0, ns, None, sid.len() + 10);
+pub(crate) fn connect(ns: &str, sid: &str, pid: Option<&str>) -> Outbound {
+    let pid_len = pid.map_or(0, |pid| pid.len() + 10);
+    let mut out = header(b'0', 0, ns, None, sid.len() + pid_len + 10);
     out.extend_from_slice(b"{\"sid\":");
     put_json_string(&mut out, sid);
+    if let Some(pid) = pid {
+        out.extend_from_slice(b",\"pid\":");
+        put_json_string(&mut out, pid);
+    }
     out.put_u8(b'}');
     Outbound::Text(out.freeze())
 }
@@ -214,11 +256,46 @@ mod tests {
     }
 
     #[test]
-    fn connect_answers() {
-        assert_eq!(text(&connect("/", "abc")), br#"40{"sid":"abc"}"#);
+    fn offsets_are_last_arguments() {
+        let one = Payload::Json(raw(r#"{"a":1}"#));
         assert_eq!(
-            text(&connect("/custom", "abc")),
+            text(&encode_payload("/", "e", &one, Some("7"))[0]),
+            br#"42["e",{"a":1},"7"]"#
+        );
+        assert_eq!(
+            text(&encode_payload("/", "e", &one, None)[0]),
+            br#"42["e",{"a":1}]"#
+        );
+        let args = Payload::Args {
+            array: raw(r#"[1,{"_placeholder":true,"num":0}]"#),
+            attachments: vec![Bytes::from_static(b"x")],
+        };
+        let items = encode_payload("/n", "e", &args, Some("8"));
+        assert_eq!(
+            text(&items[0]),
+            br#"451-/n,["e",1,{"_placeholder":true,"num":0},"8"]"#
+        );
+        assert_eq!(items.len(), 2);
+        let none = Payload::Args {
+            array: raw("[]"),
+            attachments: vec![],
+        };
+        assert_eq!(
+            text(&encode_payload("/", "e", &none, Some("9"))[0]),
+            br#"42["e","9"]"#
+        );
+    }
+
+    #[test]
+    fn connect_answers() {
+        assert_eq!(text(&connect("/", "abc", None)), br#"40{"sid":"abc"}"#);
+        assert_eq!(
+            text(&connect("/custom", "abc", None)),
             br#"40/custom,{"sid":"abc"}"#
+        );
+        assert_eq!(
+            text(&connect("/", "abc", Some("p\"1"))),
+            br#"40{"sid":"abc","pid":"p\"1"}"#
         );
         assert_eq!(
             text(&connect_error("/random", "Invalid namespace", None)),

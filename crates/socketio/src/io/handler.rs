@@ -1,6 +1,9 @@
 //! [`NamespaceHandler`]: what an application does with the sockets of one namespace, and
 //! [`ConnectError`], its refusal of a `CONNECT`.
 
+use std::any::Any;
+
+use roomcast_broker::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::args::Args;
@@ -11,6 +14,20 @@ use super::socket::{AckSender, SocketRef};
 /// Calls run inside the connection's runtime, without `.await`, and for one client never
 /// overlap: do the work (join rooms, emit, spawn a task for anything slow) and return.
 pub trait NamespaceHandler: Send + Sync + 'static {
+    /// Asked first for every `CONNECT`: `Some` makes the connect wait for work that has to
+    /// (a session to look up elsewhere), within the endpoint's connect timeout;
+    /// [`on_connect`](Self::on_connect) then runs from a task of its own, with the socket
+    /// made as [`Prepared`] says. One such connect at a time per client; a `CONNECT` sent
+    /// while one waits is refused. Default: `None`, the connect is carried out at once.
+    fn prepare(
+        &self,
+        auth: Option<&RawValue>,
+        req: &http::request::Parts,
+    ) -> Option<BoxFuture<'static, Prepared>> {
+        let _ = (auth, req);
+        None
+    }
+
     /// A client asks to join the namespace. `auth` is the `CONNECT` payload (`None` when the
     /// client sent none), `req` the head of the connection's handshake request (headers and
     /// query, for tokens given there).
@@ -60,5 +77,23 @@ impl ConnectError {
             message: message.into(),
             data: None,
         }
+    }
+}
+
+/// What [`NamespaceHandler::prepare`] found for a `CONNECT`.
+#[derive(Default)]
+pub struct Prepared {
+    /// The socket's id (a recovered session's), instead of a new one.
+    pub sid: Option<String>,
+    /// The socket's state ([`SocketRef::with_state`]) when `on_connect` runs.
+    pub state: Option<Box<dyn Any + Send>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("sid", &self.sid)
+            .field("state", &self.state.is_some())
+            .finish()
     }
 }

@@ -33,7 +33,7 @@ mod tests;
 pub use args::{AckError, Args, EmitError, NotAnArray};
 pub use broadcast::BroadcastOperator;
 pub use encode::{encode_event, encode_payload};
-pub use handler::{ConnectError, NamespaceHandler};
+pub use handler::{ConnectError, NamespaceHandler, Prepared};
 pub use socket::{AckSender, SocketRef};
 
 /// The most attachments a client's binary packet may announce.
@@ -229,6 +229,11 @@ impl SocketIo {
     /// Connected sockets (one per namespace per connection).
     pub fn socket_count(&self) -> usize {
         self.shared.sockets().len()
+    }
+
+    /// The connected sockets.
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.shared.sockets()
     }
 
     /// The connected socket with this room-index id.

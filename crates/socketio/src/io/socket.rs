@@ -65,6 +65,8 @@ struct Locked {
     expiry: Option<Instant>,
     /// The socket's place in the index's live table, from connect to disconnect.
     tracked: Option<Tracked>,
+    /// The private id of a recoverable session, sent in the `CONNECT` answer.
+    pid: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for SocketRef {
@@ -85,9 +87,10 @@ impl SocketRef {
         shared: Arc<Shared>,
         handler: Arc<dyn NamespaceHandler>,
         req: Arc<http::request::Parts>,
+        id: Option<String>,
     ) -> Self {
         Self(Arc::new(SocketInner {
-            id: crate::engineio::Sid::random().to_string(),
+            id: id.unwrap_or_else(|| crate::engineio::Sid::random().to_string()),
             ns: ns.into(),
             room_ns,
             conn_id: ConnId::next(),
@@ -168,6 +171,19 @@ impl SocketRef {
             .register_in(tenant, user, &self.0.room_ns, member);
         locked.identity = Some((tenant.into(), user.into()));
         true
+    }
+
+    /// Queues items encoded by [`encode_payload`](super::encode_payload) ahead of what a hold
+    /// keeps back, in the order of the calls, and, while `on_connect` runs, ahead of the
+    /// `CONNECT` answer: what a recovered session missed.
+    pub fn send_ahead(&self, items: &[Outbound]) -> Result<(), EmitError> {
+        self.0.conn.push_group_ahead(items).map_err(EmitError::from)
+    }
+
+    /// Makes the session recoverable under `pid` (a private id, which the `CONNECT` answer
+    /// carries and a reconnecting client sends back): while `on_connect` runs.
+    pub fn set_pid(&self, pid: &str) {
+        self.lock().pid = Some(pid.into());
     }
 
     /// Holds back what reaches the connection from now on (room deliveries, other
@@ -335,11 +351,12 @@ impl SocketRef {
     pub(super) fn finish_connect(&self) -> bool {
         let mut locked = self.lock();
         // First of what the holds taken while connecting keep back (see `hold_output`).
-        let _ = self
-            .0
-            .conn
-            .queue()
-            .push_ahead(encode::connect(&self.0.ns, &self.0.id));
+        let _ = self.0.conn.queue().push_ahead(encode::connect(
+            &self.0.ns,
+            &self.0.id,
+            locked.pid.as_deref(),
+        ));
+        locked.pid = None;
         for items in locked.pre_connect.drain(..) {
             let _ = self.0.conn.push_group_ahead(&items);
         }
@@ -348,6 +365,12 @@ impl SocketRef {
             .state
             .compare_exchange(CONNECTING, CONNECTED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Starts with `state` as the application's state (what a handler prepared).
+    pub(super) fn with_initial_state(self, state: Option<Box<dyn Any + Send>>) -> Self {
+        *self.state_slot() = state;
+        self
     }
 
     fn state_slot(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
