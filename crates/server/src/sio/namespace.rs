@@ -32,13 +32,6 @@ struct SocketState {
     session: Option<Box<LiveSession>>,
 }
 
-/// The id of a socket's recoverable session, if it has one.
-pub(crate) fn session_pid(socket: &SocketRef) -> Option<String> {
-    socket
-        .with_state(|state: &mut SocketState| state.session.as_ref().map(|s| s.pid.clone()))
-        .flatten()
-}
-
 /// The socket's session after a join or leave of `room`, written.
 fn session_moved(app: &App, socket: &SocketRef, room: &str, joined: bool) {
     let Some(writer) = app.sessions.get() else {

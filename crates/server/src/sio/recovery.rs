@@ -304,6 +304,10 @@ pub(crate) struct SessionWriter {
     inline: Option<Arc<dyn Broker>>,
     /// How long a session waits for its client (`max_disconnection_ms`).
     ttl: Duration,
+    /// The connection each session of this node's sockets is on: a socket whose session
+    /// was recovered by a newer connection (before its own close was seen) writes nothing
+    /// when it closes.
+    owners: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Debug)]
@@ -323,6 +327,7 @@ impl SessionWriter {
             notify: tokio::sync::Notify::new(),
             inline,
             ttl,
+            owners: Mutex::new(HashMap::new()),
         })
     }
 
@@ -345,12 +350,18 @@ impl SessionWriter {
     }
 
     fn changed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Change>> {
-        // Single inserts and drains: a poisoned map is consistent.
-        self.changed.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.changed)
     }
 
     /// The session of `live` changed (connected, joined, left).
     pub(crate) fn keep(&self, live: &LiveSession) {
+        if let Some(conn) = live.record.conns.last() {
+            lock(&self.owners).insert(live.pid.clone(), *conn);
+        }
+        self.write(live);
+    }
+
+    fn write(&self, live: &LiveSession) {
         if let Ok(text) = serde_json::to_string(&live.record) {
             self.change(&live.pid, Change::Keep(text));
         }
@@ -358,8 +369,16 @@ impl SessionWriter {
 
     /// The socket of `live` disconnected for `reason`.
     pub(crate) fn disconnected(&self, live: &LiveSession, reason: &str) {
+        {
+            let mut owners = lock(&self.owners);
+            if owners.get(&live.pid) != live.record.conns.last() {
+                // Recovered meanwhile by a newer connection of this node: its session now.
+                return;
+            }
+            owners.remove(&live.pid);
+        }
         if RECOVERABLE.contains(&reason) {
-            self.keep(live);
+            self.write(live);
         } else {
             self.change(&live.pid, Change::End);
         }
@@ -386,7 +405,7 @@ impl SessionWriter {
             }
             if last_touch.elapsed() >= ttl / 4 {
                 last_touch = tokio::time::Instant::now();
-                let pids = live_pids(&app);
+                let pids: Vec<String> = lock(&self.owners).keys().cloned().collect();
                 if !pids.is_empty() {
                     if let Err(e) = broker.touch_sessions(pids, ttl).await {
                         tracing::warn!(error = %e, "recovery: sessions not extended");
@@ -398,13 +417,7 @@ impl SessionWriter {
     }
 }
 
-/// The session ids of this node's connected recoverable sockets.
-fn live_pids(app: &App) -> Vec<String> {
-    let Some(sio) = app.socketio() else {
-        return Vec::new();
-    };
-    sio.sockets()
-        .iter()
-        .filter_map(super::namespace::session_pid)
-        .collect()
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single inserts, removes and drains: a poisoned map is consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
