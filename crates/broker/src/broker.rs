@@ -10,6 +10,15 @@ use std::time::Duration;
 use crate::publication::{Position, Publication, RoomKey};
 use crate::recovery::Missed;
 
+/// A resume of one room under way ([`Broker::resume`]): the room's history after the
+/// client's position has been read; what is delivered meanwhile is added when it finishes.
+pub trait Resuming: Send {
+    /// Calls `join` with the room's history after the position, at a moment when nothing
+    /// published to the room can be delivered on this node: what `join` queues and what is
+    /// delivered after it (once it has joined the room) meet with no gap and no duplicate.
+    fn finish(self: Box<Self>, join: &mut dyn FnMut(Result<History, BrokerError>));
+}
+
 /// A recovery under way ([`Broker::recover`]): what was missed has been read; what is
 /// delivered meanwhile is added when it finishes.
 pub trait Recovering: Send {
@@ -143,6 +152,12 @@ pub trait Broker: Send + Sync + Debug {
         None
     }
 
+    /// The current position of `room`'s stream, asking the broker's store when it is not at
+    /// hand (a cluster's counter in Redis); `None` when the room has no stream.
+    fn current(&self, room: &RoomKey) -> BoxFuture<'_, Option<Position>> {
+        Box::pin(std::future::ready(self.position(room)))
+    }
+
     /// Claims idempotency `key` for `window`: the first caller in the window gets
     /// [`Claim::First`]; later ones see it pending, then its settled result. Across the
     /// cluster for a cluster's broker.
@@ -233,6 +248,24 @@ pub trait Broker: Send + Sync + Debug {
         _ttl: Duration,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Whether [`join_since`](Self::join_since) has the history at hand (in process); when
+    /// it has not (a cluster's broker), a resume goes through [`resume`](Self::resume).
+    fn history_at_hand(&self) -> bool {
+        true
+    }
+
+    /// Starts resuming `room` after `since` (at most `limit` events) for a broker whose
+    /// history is not at hand; [`Resuming::finish`] hands the history over. `None`: the
+    /// broker resumes with [`join_since`](Self::join_since).
+    fn resume(
+        &self,
+        _room: &RoomKey,
+        _since: &Position,
+        _limit: usize,
+    ) -> Option<BoxFuture<'_, Result<Box<dyn Resuming>, BrokerError>>> {
+        None
     }
 
     /// Calls `join` with the history of `room` after `since` (at most `limit` events) while

@@ -18,6 +18,7 @@ mod recovery;
 
 pub use broker::{
     BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, Published, Recovering,
+    Resuming,
 };
 pub use memory::{HistoryLimits, HistoryPolicy, MemoryBroker};
 pub use once::OnceKeys;

@@ -22,7 +22,7 @@ use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface
 use fred::types::Message;
 use roomcast_broker::{
     BoxFuture, Broker, BrokerError, BrokerStatus, Claim, Deliver, History, HistoryLimits, Position,
-    Publication, Published, Recovering, RoomKey, Target,
+    Publication, Published, Recovering, Resuming, RoomKey, Target,
 };
 use tokio::sync::{broadcast, watch, Notify};
 
@@ -68,6 +68,8 @@ struct Counters {
 
 /// The broker of one cluster node.
 pub struct RedisBroker {
+    /// Itself, for what outlives a call (a recovery's hold of a tenant's channel).
+    me: std::sync::Weak<RedisBroker>,
     keys: Keys,
     opts: ClusterOptions,
     client: Client,
@@ -87,6 +89,8 @@ pub struct RedisBroker {
     counters: Counters,
     /// Recoveries under way, and the order they finish in.
     restorers: Arc<recovery::Restorers>,
+    /// Holders of each tenant's channel ([`tenant_held`](Self::tenant_held)).
+    tenant_holders: Mutex<HashMap<String, usize>>,
     epochs: AtomicU64,
     closed: AtomicBool,
     /// The connection tasks and the one renewing the subscriptions after reconnections.
@@ -131,7 +135,8 @@ impl RedisBroker {
         let mut tasks: Vec<tokio::task::AbortHandle> = tasks;
         tasks.push(crate::resubscribe::renew_after_reconnects(&subscriber).abort_handle());
         let keys = Keys::new(&opts.prefix);
-        let broker = Arc::new(RedisBroker {
+        let broker = Arc::new_cyclic(|me| RedisBroker {
+            me: me.clone(),
             keys,
             script_sha: hex_sha1(PUBLISH_SCRIPT),
             client,
@@ -144,6 +149,7 @@ impl RedisBroker {
             listeners: Mutex::new(Vec::new()),
             counters: Counters::default(),
             restorers: Arc::default(),
+            tenant_holders: Mutex::new(HashMap::new()),
             epochs: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             tasks,
@@ -233,6 +239,31 @@ impl RedisBroker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         format!("{}-{millis:x}-{n:x}", self.opts.node_id)
+    }
+
+    /// One more (`true`) or one fewer holder of `tenant`'s channel: the node's connections
+    /// of the tenant (one holder for all) and recoveries reading its log. Subscribed while
+    /// it has any.
+    pub(super) fn tenant_held(&self, tenant: &str, more: bool) {
+        let mut holders = self
+            .tenant_holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = holders.entry(tenant.to_owned()).or_default();
+        let change = if more {
+            *count += 1;
+            (*count == 1).then_some(true)
+        } else {
+            *count = count.saturating_sub(1);
+            (*count == 0).then_some(false)
+        };
+        if *count == 0 {
+            holders.remove(tenant);
+        }
+        // Under the holders' lock, so that the wants follow the counts in order.
+        if let Some(on) = change {
+            self.want(self.keys.tenant_channel(tenant), on);
+        }
     }
 
     fn want(&self, channel: String, on: bool) {
@@ -401,16 +432,11 @@ impl RedisBroker {
             tracing::warn!("undecodable message on a cluster channel, dropped");
             return;
         };
-        if publication.log_offset.is_none() {
-            self.sink
-                .deliver(&publication, &mut |i| positions.get(i).cloned().flatten());
-            return;
-        }
-        // A logged publication: recoveries finishing on this node see it on one side of
-        // their read or the other.
+        // Recoveries and resumes finishing on this node see it on one side of their read or
+        // the other.
         let publication = Arc::new(publication);
         let _delivering = self.restorers.delivering();
-        self.restorers.delivered(&publication);
+        self.restorers.delivered(&publication, &positions);
         self.sink
             .deliver(&publication, &mut |i| positions.get(i).cloned().flatten());
     }
@@ -572,11 +598,11 @@ impl Broker for RedisBroker {
     }
 
     fn tenant_joined(&self, tenant: &str) {
-        self.want(self.keys.tenant_channel(tenant), true);
+        self.tenant_held(tenant, true);
     }
 
     fn tenant_left(&self, tenant: &str) {
-        self.want(self.keys.tenant_channel(tenant), false);
+        self.tenant_held(tenant, false);
     }
 
     fn history(
@@ -607,6 +633,32 @@ impl Broker for RedisBroker {
     fn release(&self, key: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
         let key = self.keys.once_key(key);
         Box::pin(async move { self.release_once(&key).await })
+    }
+
+    fn history_at_hand(&self) -> bool {
+        false
+    }
+
+    fn current(&self, room: &RoomKey) -> BoxFuture<'_, Option<Position>> {
+        let room = room.clone();
+        Box::pin(async move { self.counter(&room).await.ok().flatten() })
+    }
+
+    fn resume(
+        &self,
+        room: &RoomKey,
+        since: &Position,
+        limit: usize,
+    ) -> Option<BoxFuture<'_, Result<Box<dyn Resuming>, BrokerError>>> {
+        // With channels per room, this node hears of the room only once it is subscribed to
+        // it: the read and the subscription could not meet exactly.
+        if self.opts.channels == ChannelMode::Room {
+            return None;
+        }
+        let (room, since) = (room.clone(), since.clone());
+        Some(Box::pin(async move {
+            self.start_resume(&room, &since, limit).await
+        }))
     }
 
     fn log_position(&self, tenant: &str, ns: &str) -> BoxFuture<'_, Result<Arc<str>, BrokerError>> {

@@ -1,21 +1,27 @@
-//! Socket.IO connection state recovery in cluster mode: each tenant namespace's recovery log
+//! Recovery and resume in cluster mode. Socket.IO connection state recovery: each tenant namespace's recovery log
 //! is a Redis stream in the tenant's slot (the publish script appends to it, trimmed by count
 //! and age); the ids Redis gives are the offsets clients keep. Sessions are keys of their own,
 //! so a client recovers through any node, after the death of the one it was on.
 //!
-//! A recovery reads the log after the client's offset, then finishes on this node between
-//! two deliveries: what was delivered here meanwhile is added (each node delivers a tenant's
-//! publications in log order, from one task), so the replay and the live events meet with no
-//! gap and no duplicate.
+//! A native client resuming a room reads the room's stream (or only its counter, for a room
+//! without history) instead.
+//!
+//! Either reads the log or stream after the client's position, then finishes on this node
+//! between two deliveries: what was delivered here meanwhile is added (each node delivers a
+//! tenant's publications in order, from one task), so the replay and the live events meet
+//! with no gap and no duplicate.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fred::interfaces::HashesInterface;
 use fred::interfaces::{KeysInterface, StreamsInterface};
 use fred::types::Expiration;
-use roomcast_broker::{BrokerError, Missed, Publication, Recovering};
+use roomcast_broker::{
+    Broker, BrokerError, History, Missed, Position, Publication, Recovering, Resuming, RoomKey,
+};
 
 use super::{unavailable, RedisBroker};
 
@@ -32,6 +38,9 @@ pub(super) struct Restorers {
     // finishes: a recovery finishes between two deliveries.
     delivering: Mutex<()>,
     waiting: Mutex<Vec<Arc<Restorer>>>,
+    /// Resumes under way, one room each.
+    resuming: Mutex<Vec<Arc<RoomRestorer>>>,
+    /// Recoveries and resumes under way.
     count: AtomicUsize,
     /// The last log id delivered per tenant namespace: where a new connection starts.
     last: Mutex<HashMap<TenantNs, Arc<str>>>,
@@ -42,6 +51,19 @@ type TenantNs = (Arc<str>, Arc<str>);
 
 /// Tenant namespaces whose last delivered id is remembered; past it the memory restarts.
 const MAX_LAST: usize = 100_000;
+
+/// One resume's publications of its room delivered here since it read the stream, each with
+/// its position in the room.
+#[derive(Debug)]
+struct RoomRestorer {
+    room: RoomKey,
+    limit: usize,
+    /// `None` once more than `limit` arrived.
+    seen: Mutex<Option<Vec<Positioned>>>,
+}
+
+/// A publication with its position in one room.
+type Positioned = (Position, Arc<Publication>);
 
 /// One recovery's publications delivered here since it read the log.
 #[derive(Debug)]
@@ -64,8 +86,25 @@ impl Restorers {
         lock(&self.delivering)
     }
 
-    /// A logged publication about to be delivered here (with the delivery lock held).
-    pub(super) fn delivered(&self, p: &Arc<Publication>) {
+    /// A publication about to be delivered here, with its rooms' positions (with the
+    /// delivery lock held).
+    pub(super) fn delivered(&self, p: &Arc<Publication>, positions: &[Option<Position>]) {
+        if self.count.load(Ordering::Acquire) > 0 {
+            for r in lock(&self.resuming).iter() {
+                let at =
+                    (0..p.target.rooms().len()).find(|&i| p.room_key(i).as_ref() == Some(&r.room));
+                let Some(Some(position)) = at.map(|i| positions.get(i).cloned().flatten()) else {
+                    continue;
+                };
+                let mut seen = lock(&r.seen);
+                let full = seen.as_ref().is_some_and(|s| s.len() >= r.limit);
+                if full {
+                    *seen = None;
+                } else if let Some(seen) = seen.as_mut() {
+                    seen.push((position, p.clone()));
+                }
+            }
+        }
         let (Some(id), Some(tenant)) = (&p.log_offset, p.target.tenant_name()) else {
             return;
         };
@@ -110,6 +149,26 @@ impl Restorers {
         r
     }
 
+    fn start_room(&self, room: &RoomKey, limit: usize) -> Arc<RoomRestorer> {
+        let r = Arc::new(RoomRestorer {
+            room: room.clone(),
+            limit,
+            seen: Mutex::new(Some(Vec::new())),
+        });
+        let _delivering = self.delivering();
+        lock(&self.resuming).push(r.clone());
+        self.count.fetch_add(1, Ordering::Release);
+        r
+    }
+
+    fn stop_room(&self, r: &Arc<RoomRestorer>) {
+        let mut resuming = lock(&self.resuming);
+        if let Some(i) = resuming.iter().position(|w| Arc::ptr_eq(w, r)) {
+            resuming.swap_remove(i);
+            self.count.fetch_sub(1, Ordering::Release);
+        }
+    }
+
     fn stop(&self, r: &Arc<Restorer>) {
         let mut waiting = lock(&self.waiting);
         if let Some(i) = waiting.iter().position(|w| Arc::ptr_eq(w, r)) {
@@ -121,6 +180,8 @@ impl Restorers {
 
 /// A recovery that has read the log.
 struct Reading {
+    /// Keeps the tenant's channel subscribed until the recovering socket is registered.
+    _held: TenantHold,
     restorers: Arc<Restorers>,
     restorer: Arc<Restorer>,
     /// What the log held after the offset, and whether it continues the offset.
@@ -168,7 +229,147 @@ impl Recovering for Reading {
     }
 }
 
+/// A resume that has read its room's stream.
+struct RoomReading {
+    restorers: Arc<Restorers>,
+    restorer: Arc<RoomRestorer>,
+    history: History,
+    since: Position,
+    limit: usize,
+}
+
+impl Drop for RoomReading {
+    fn drop(&mut self) {
+        self.restorers.stop_room(&self.restorer);
+    }
+}
+
+impl Resuming for RoomReading {
+    fn finish(mut self: Box<Self>, join: &mut dyn FnMut(Result<History, BrokerError>)) {
+        let restorers = self.restorers.clone();
+        let _delivering = restorers.delivering();
+        self.restorers.stop_room(&self.restorer);
+        let seen = lock(&self.restorer.seen).take();
+        let mut history = std::mem::take(&mut self.history);
+        if history.events.len() >= self.limit {
+            // Read only in part (the limit): what follows would not continue it.
+            history.complete = false;
+        }
+        let mut last = history
+            .events
+            .last()
+            .map_or(self.since.offset, |(p, _)| p.offset);
+        match seen {
+            Some(seen) => {
+                for (position, p) in seen {
+                    let same_epoch = history
+                        .current
+                        .as_ref()
+                        .is_none_or(|c| c.epoch == position.epoch);
+                    if !same_epoch {
+                        // The room's counter restarted meanwhile.
+                        history.complete = false;
+                    }
+                    if position.offset > last {
+                        last = position.offset;
+                        history.events.push((position, p));
+                    }
+                }
+            }
+            None => history.complete = false,
+        }
+        if history.events.len() > self.limit {
+            history.complete = false;
+        }
+        // The room's position as of the join: what was read and delivered so far. Events
+        // published since (counted by the counter already) arrive live.
+        if let Some(current) = history.current.as_mut() {
+            current.offset = if history.complete {
+                last
+            } else {
+                current.offset.max(last)
+            };
+        }
+        join(Ok(history));
+    }
+}
+
+/// A hold of a tenant's channel ([`RedisBroker::tenant_held`]), let go of when dropped.
+struct TenantHold {
+    broker: std::sync::Weak<RedisBroker>,
+    tenant: String,
+}
+
+impl Drop for TenantHold {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.upgrade() {
+            broker.tenant_held(&self.tenant, false);
+        }
+    }
+}
+
 impl RedisBroker {
+    /// [`Broker::resume`](roomcast_broker::Broker::resume) in cluster mode: the room's kept
+    /// events after `since`, or, for a room that keeps none, its counter (nothing missed
+    /// when the client is at the current position).
+    pub(super) async fn start_resume(
+        &self,
+        room: &RoomKey,
+        since: &Position,
+        limit: usize,
+    ) -> Result<Box<dyn Resuming>, BrokerError> {
+        let restorer = self.restorers.start_room(room, limit);
+        let history = match self.read_history(room, Some(since.clone()), limit).await {
+            Ok(history) => Ok(history),
+            Err(BrokerError::HistoryUnsupported) => self.counter_only(room, since).await,
+            Err(e) => Err(e),
+        };
+        match history {
+            Ok(history) => Ok(Box::new(RoomReading {
+                restorers: self.restorers.clone(),
+                restorer,
+                history,
+                since: since.clone(),
+                limit,
+            })),
+            Err(e) => {
+                self.restorers.stop_room(&restorer);
+                Err(e)
+            }
+        }
+    }
+
+    /// The position of a room that keeps no history.
+    async fn counter_only(&self, room: &RoomKey, since: &Position) -> Result<History, BrokerError> {
+        let current = self.counter(room).await?;
+        Ok(History {
+            events: Vec::new(),
+            complete: current
+                .as_ref()
+                .is_some_and(|c| History::continues(since, c, None)),
+            current,
+        })
+    }
+
+    /// A room's position from its counter, `None` when it has none.
+    pub(super) async fn counter(&self, room: &RoomKey) -> Result<Option<Position>, BrokerError> {
+        let counter = self.counter_key(room);
+        let (offset, epoch): (Option<u64>, Option<String>) = tokio::time::timeout(
+            self.opts.timeout,
+            self.client.hmget(&counter, vec!["o", "e"]),
+        )
+        .await
+        .map_err(|_| unavailable("resume timed out"))?
+        .map_err(unavailable)?;
+        Ok(match (offset, epoch) {
+            (Some(offset), Some(epoch)) => Some(Position {
+                offset,
+                epoch: epoch.into(),
+            }),
+            _ => None,
+        })
+    }
+
     /// [`Broker::recover`](roomcast_broker::Broker::recover) in cluster mode.
     pub(super) async fn start_recovery(
         &self,
@@ -183,6 +384,16 @@ impl RedisBroker {
         let Some(after_id) = stream_id(after) else {
             return Ok(Box::new(Unrecoverable));
         };
+        // What is published from the read on must reach this node: its subscription to the
+        // tenant's channel first (the socket is not registered yet).
+        self.tenant_held(tenant, true);
+        let held = TenantHold {
+            broker: self.me.clone(),
+            tenant: tenant.to_owned(),
+        };
+        if let Some(subscribed) = self.subscribed() {
+            subscribed.await;
+        }
         let restorer = self.restorers.start(tenant, ns, limit);
         let key = self.keys.log_key(tenant, ns);
         let work = async {
@@ -238,6 +449,7 @@ impl RedisBroker {
         let complete = (found || only_aged || after_id == (0, 0)) && events.len() <= limit;
         events.truncate(limit);
         Ok(Box::new(Reading {
+            _held: held,
             restorers: self.restorers.clone(),
             restorer,
             read: Missed { events, complete },

@@ -48,6 +48,161 @@ struct Resumed {
     events: Vec<Bytes>,
 }
 
+/// What a welcome says besides the rooms' positions.
+struct Welcome<'a> {
+    session_id: &'a str,
+    user: &'a str,
+    tenant: &'a str,
+    rooms: &'a [String],
+    heartbeat_ms: u64,
+    expires_at: Option<u64>,
+}
+
+/// A [`Welcome`] to make later, on the async lane.
+struct OwnedWelcome {
+    session_id: String,
+    user: String,
+    tenant: String,
+    rooms: Vec<String>,
+    heartbeat_ms: u64,
+    expires_at: Option<u64>,
+}
+
+impl Welcome<'_> {
+    /// The welcome message with `positions` (room, position, and whether it resumed).
+    fn encode(&self, positions: &[(&str, Position, Option<bool>)]) -> Bytes {
+        let positions: Vec<RoomPosition<'_>> = positions
+            .iter()
+            .map(|(room, p, recovered)| RoomPosition {
+                room,
+                offset: p.offset,
+                epoch: &p.epoch,
+                recovered: *recovered,
+            })
+            .collect();
+        proto::encode_welcome_with(
+            self.session_id,
+            self.user,
+            self.tenant,
+            self.rooms,
+            self.heartbeat_ms,
+            self.expires_at,
+            &positions,
+        )
+    }
+
+    fn owned(&self) -> OwnedWelcome {
+        OwnedWelcome {
+            session_id: self.session_id.to_owned(),
+            user: self.user.to_owned(),
+            tenant: self.tenant.to_owned(),
+            rooms: self.rooms.to_vec(),
+            heartbeat_ms: self.heartbeat_ms,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+impl OwnedWelcome {
+    fn borrowed(&self) -> Welcome<'_> {
+        Welcome {
+            session_id: &self.session_id,
+            user: &self.user,
+            tenant: &self.tenant,
+            rooms: &self.rooms,
+            heartbeat_ms: self.heartbeat_ms,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Joins connection `conn` to `key` with the room's `history` after `since` in hand (the
+/// broker holds the room's deliveries back meanwhile): whether it joined, and what resuming
+/// found (see [`NativeSession::resume`]).
+fn join_resumed(
+    app: &App,
+    conn: ConnId,
+    key: &RoomKey,
+    since: &Since,
+    budget: Budget,
+    history: Result<roomcast_broker::History, roomcast_broker::BrokerError>,
+) -> (Result<bool, JoinError>, Resumed) {
+    let joined = app.index.join(conn, key);
+    let mut resumed = Resumed::default();
+    let broker = app.node.broker();
+    // The room's position once the connection is in it (the join may start its stream).
+    let now = || broker.position(key);
+    if matches!(joined, Ok(false)) {
+        // Already in the room: everything since reached it live, or is queued.
+        resumed.recovered = true;
+        resumed.current = now();
+        return (joined, resumed);
+    }
+    let Ok(h) = history else {
+        resumed.current = now();
+        return (joined, resumed);
+    };
+    let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
+    // Events that left out the rooms the connection is in (an emitter's `except`) are left
+    // out of its replay too.
+    let excepting = h.events.iter().any(|(_, p)| !p.except.is_empty());
+    let rooms: Vec<RoomKey> = if excepting {
+        app.index.rooms_of(conn)
+    } else {
+        Vec::new()
+    };
+    let left_out = |p: &Publication| {
+        p.except.iter().any(|room| {
+            rooms
+                .iter()
+                .any(|k| k.tenant == key.tenant && k.ns == key.ns && k.room == *room)
+        })
+    };
+    let events: Vec<Bytes> = h
+        .events
+        .iter()
+        .filter(|(_, p)| !left_out(p))
+        .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
+        .collect();
+    let bytes: usize = events.iter().map(Bytes::len).sum();
+    resumed.recovered = events.len() <= budget.messages
+        && bytes <= budget.bytes
+        && h.complete
+        && h.current.as_ref().is_some_and(|c| c.offset == last);
+    if resumed.recovered {
+        resumed.events = events;
+    }
+    resumed.current = h.current.or_else(now);
+    (joined, resumed)
+}
+
+/// [`join_resumed`] for a broker whose history is not at hand: read first, then joined as
+/// the broker finishes the resume.
+async fn join_resumed_later(
+    app: &App,
+    conn: ConnId,
+    key: &RoomKey,
+    since: &Since,
+    budget: Budget,
+) -> (Result<bool, JoinError>, Resumed) {
+    let read = match app
+        .node
+        .broker()
+        .resume(key, &since.position(), budget.messages)
+    {
+        Some(reading) => reading.await,
+        None => Err(roomcast_broker::BrokerError::HistoryUnsupported),
+    };
+    let mut outcome = (Err(JoinError::NotRegistered), Resumed::default());
+    match read {
+        Ok(resuming) => resuming.finish(&mut |history| {
+            outcome = join_resumed(app, conn, key, since, budget, history);
+        }),
+        Err(e) => outcome = join_resumed(app, conn, key, since, budget, Err(e)),
+    }
+    outcome
+}
+
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
 /// Events a `history` answers when it names no `limit`.
@@ -171,6 +326,80 @@ impl NativeSession {
             },
             &keys,
         );
+        let session_id = Self::session_id(self.id);
+        let welcome = Welcome {
+            session_id: &session_id,
+            user: &identity.user,
+            tenant: &identity.tenant,
+            rooms: &rooms,
+            heartbeat_ms: app.config.heartbeat.interval_ms,
+            expires_at: identity.expires_at,
+        };
+        if !app.node.broker().history_at_hand() {
+            // A cluster's positions and history are in Redis: the welcome is made on the async
+            // lane (what the client sends meanwhile is answered after it).
+            let plain = welcome.encode(&[]);
+            let owned = welcome.owned();
+            let (lane_app, conn, queue, budget) = (
+                self.app.clone(),
+                self.id,
+                self.queue.clone(),
+                self.replay_budget(),
+            );
+            let late = self.queue.clone();
+            let tenant = identity.tenant.to_string();
+            let work = async move {
+                let app = lane_app;
+                let broker = app.node.broker();
+                if let Some(subscribed) = broker.subscribed() {
+                    subscribed.await;
+                }
+                let mut budget = budget;
+                let mut positions = Vec::new();
+                let mut replay = Vec::new();
+                for room in &owned.rooms {
+                    let key = RoomKey::new(&tenant, DEFAULT_NS, room);
+                    let resumed = since
+                        .binary_search_by(|(r, _)| r.as_str().cmp(room))
+                        .ok()
+                        .map(|i| &since[i].1);
+                    let Some(since) = resumed else {
+                        if let Some(current) = broker.current(&key).await {
+                            positions.push((room.as_str(), current, None));
+                        }
+                        continue;
+                    };
+                    match join_resumed_later(&app, conn, &key, since, budget).await {
+                        (Ok(_), resumed) => {
+                            budget.spend(&resumed.events);
+                            if let Some(current) = resumed.current {
+                                positions.push((room.as_str(), current, Some(resumed.recovered)));
+                            }
+                            replay.extend(resumed.events);
+                        }
+                        (Err(e), _) => tracing::debug!(error = ?e, room, "auto-join skipped"),
+                    }
+                }
+                let _ = queue.push_ahead(Outbound::Text(owned.borrowed().encode(&positions)));
+                for event in replay {
+                    let _ = queue.push_ahead(Outbound::Text(event));
+                }
+                app.node.release_when_subscribed(hold);
+            };
+            // Past the lane's deadline the welcome goes without positions.
+            let timed_out = move || {
+                let _ = late.push(Outbound::Text(plain));
+            };
+            let mut core = ClientCore::new(app, identity, slot, now);
+            if let Err(refusal) = core.submit(app, work, timed_out) {
+                return self.refuse(None, &refusal);
+            }
+            app.metrics
+                .connections_opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.state = State::Active(Box::new(core));
+            return;
+        }
         // Each room's position, read once the connection is in it: an event published since
         // it joined reaches it, whatever its offset.
         let mut positions: Vec<(&str, Position, Option<bool>)> = Vec::new();
@@ -195,25 +424,9 @@ impl NativeSession {
                 Err(e) => tracing::debug!(error = ?e, room, "auto-join skipped"),
             }
         }
-        let positions: Vec<RoomPosition<'_>> = positions
-            .iter()
-            .map(|(room, p, recovered)| RoomPosition {
-                room,
-                offset: p.offset,
-                epoch: &p.epoch,
-                recovered: *recovered,
-            })
-            .collect();
-        let welcome = proto::encode_welcome_with(
-            &Self::session_id(self.id),
-            &identity.user,
-            &identity.tenant,
-            &rooms,
-            app.config.heartbeat.interval_ms,
-            identity.expires_at,
-            &positions,
-        );
-        let _ = self.queue.push_ahead(Outbound::Text(welcome));
+        let _ = self
+            .queue
+            .push_ahead(Outbound::Text(welcome.encode(&positions)));
         for event in replay {
             let _ = self.queue.push_ahead(Outbound::Text(event));
         }
@@ -240,43 +453,68 @@ impl NativeSession {
     /// `recovered: false` and nothing (another epoch, events no longer kept, too many). The
     /// caller queues them ahead of its held output, so they come before the live ones.
     fn resume(&self, key: &RoomKey, since: &Since, budget: Budget) -> Result<Resumed, JoinError> {
-        let app = &self.app;
-        let position = since.position();
         let mut joined = Err(JoinError::NotRegistered);
         let mut resumed = Resumed::default();
-        let broker = app.node.broker();
-        broker.join_since(key, &position, budget.messages, &mut |history| {
-            joined = app.index.join(self.id, key);
-            // The room's position once the connection is in it (the join may start its
-            // stream).
-            let now = || broker.position(key);
-            if matches!(joined, Ok(false)) {
-                // Already in the room: everything since reached it live, or is queued.
-                resumed.recovered = true;
-                resumed.current = now();
-                return;
-            }
-            let Ok(h) = history else {
-                resumed.current = now();
-                return;
-            };
-            let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
-            let events: Vec<Bytes> = h
-                .events
-                .iter()
-                .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
-                .collect();
-            let bytes: usize = events.iter().map(Bytes::len).sum();
-            resumed.recovered = events.len() <= budget.messages
-                && bytes <= budget.bytes
-                && h.complete
-                && h.current.as_ref().is_some_and(|c| c.offset == last);
-            if resumed.recovered {
-                resumed.events = events;
-            }
-            resumed.current = h.current.or_else(now);
-        });
+        let position = since.position();
+        self.app
+            .node
+            .broker()
+            .join_since(key, &position, budget.messages, &mut |history| {
+                (joined, resumed) = join_resumed(&self.app, self.id, key, since, budget, history);
+            });
         joined.map(|_| resumed)
+    }
+
+    /// [`resume`](Self::resume) for a broker whose history is not at hand (a cluster's):
+    /// read on the async lane, then joined as the broker finishes it; the reply and the missed
+    /// events go ahead of what `hold` keeps back, which is let go of then.
+    fn resume_later(
+        &mut self,
+        id: u64,
+        key: RoomKey,
+        since: Since,
+        hold: roomcast_engine::QueueHold,
+    ) -> Result<(), Refusal> {
+        let (app, conn, queue, budget) = (
+            self.app.clone(),
+            self.id,
+            self.queue.clone(),
+            self.replay_budget(),
+        );
+        let late = self.queue.clone();
+        let work = async move {
+            let broker = app.node.broker();
+            // What is published from the read on must reach this node: its subscriptions
+            // (the tenant's, since this connection registered) first.
+            if let Some(subscribed) = broker.subscribed() {
+                subscribed.await;
+            }
+            match join_resumed_later(&app, conn, &key, &since, budget).await {
+                (Ok(_), r) => {
+                    let current = r.current.as_ref().map(|c| (c.offset, &*c.epoch));
+                    let reply = proto::encode_reply_recovered(id, r.recovered, current);
+                    let _ = queue.push_ahead(Outbound::Text(reply));
+                    for event in r.events {
+                        let _ = queue.push_ahead(Outbound::Text(event));
+                    }
+                }
+                (Err(e), _) => {
+                    let refusal = match e {
+                        JoinError::TooManyRooms => Refusal::TooManyRooms,
+                        _ => Refusal::ShuttingDown,
+                    };
+                    let _ = queue.push_ahead(Outbound::Text(encode_refusal(id, &refusal)));
+                }
+            }
+            app.node.release_when_subscribed(hold);
+        };
+        let timed_out = move || {
+            let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
+        };
+        let State::Active(core) = &mut self.state else {
+            return Ok(());
+        };
+        core.submit(&self.app, work, timed_out)
     }
 
     fn reply_error(&self, id: Option<u64>, code: ErrorCode, message: &str) {
@@ -322,6 +560,12 @@ impl NativeSession {
                 // The reply goes first of what the join brings (the missed events, then the
                 // room's live ones), once the room's subscription is in effect.
                 let hold = self.queue.hold();
+                if let (Some(since), false) = (&since, app.node.broker().history_at_hand()) {
+                    if let Err(refusal) = self.resume_later(id, key, since.clone(), hold) {
+                        self.refuse(Some(id), &refusal);
+                    }
+                    return;
+                }
                 let joined = match since {
                     None => app.index.join(self.id, &key).inspect(|_| {
                         let _ = self
