@@ -8,10 +8,10 @@
 # It builds the release binaries (roomcast, roomcast-bench, the socketioxide peer, the ceiling),
 # installs the Node peer's locked dependencies with `npm ci`, runs every scenario against every
 # server one after the other on loopback, and writes the report from the JSON results. Needs
-# cargo, node and npm, and for the cluster scenario a Redis at 127.0.0.1:6379 (shared, never
-# flushed: each run works under a key prefix of its own; without it the scenario reports its
-# servers as not available). Run it on a quiet machine: every server and the load generator
-# share its cores.
+# cargo, node and npm, and for the cluster and recovery scenarios a Redis at 127.0.0.1:6379
+# (shared, never flushed: each run works under a key prefix of its own; without it those
+# scenarios report their servers as not available). Run it on a quiet machine: every server and
+# the load generator share its cores.
 #
 # The standard set keeps its results in bench/last-run/ (commit them with BENCHMARKS.md): the
 # next run reads them back and reports, figure by figure, what changed beyond noise.
@@ -81,6 +81,7 @@ if $quick; then
     --steps 3 --step-secs 1
   run "$bench" rooms "${common[@]}" --connections 1000 --rooms 100 --steps 2 --step-secs 1
   run "$bench" churn "${common[@]}" --secs 2
+  run "$bench" recovery "${common[@]}" --clients 500
 else
   common=(--results "$results")
   run "$bench" idle "${common[@]}"
@@ -88,6 +89,7 @@ else
   run "$bench" cluster "${common[@]}"
   run "$bench" rooms "${common[@]}"
   run "$bench" churn "${common[@]}"
+  run "$bench" recovery "${common[@]}"
 fi
 duration=$(( $(date +%s) - t0 ))
 

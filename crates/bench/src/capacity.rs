@@ -59,12 +59,17 @@ pub(crate) fn raise_nofile_limit() -> Result<FdLimit> {
 /// Fails with a sentence saying what to change when `connections` sockets do not fit in this
 /// process's open-file limit or in the ephemeral port range.
 pub(crate) fn check_connections_fit(connections: usize, limit: FdLimit) -> Result<()> {
+    check_fit("--connections", connections, limit)
+}
+
+/// [`check_connections_fit`] for a count given by the command-line option `option`.
+pub(crate) fn check_fit(option: &str, connections: usize, limit: FdLimit) -> Result<()> {
     let needed = connections as u64 + RESERVED_FDS;
     if needed > limit.soft {
         bail!(
-            "--connections {connections} needs about {needed} open files in this process, but \
-             its limit is {soft} (hard limit {hard}); use --connections {max} or fewer, or raise \
-             the hard limit (`ulimit -Hn`, as root) before running",
+            "{option} {connections} needs about {needed} open files in this process, but its \
+             limit is {soft} (hard limit {hard}); use {option} {max} or fewer, or raise the \
+             hard limit (`ulimit -Hn`, as root) before running",
             soft = limit.soft,
             hard = limit.hard,
             max = limit.soft.saturating_sub(RESERVED_FDS),
@@ -76,7 +81,7 @@ pub(crate) fn check_connections_fit(connections: usize, limit: FdLimit) -> Resul
         let ports = high.saturating_sub(low) + 1;
         if connections as u64 > ports {
             bail!(
-                "--connections {connections} needs as many local ports, but \
+                "{option} {connections} needs as many local ports, but \
                  net.ipv4.ip_local_port_range ({low}-{high}) has {ports}"
             );
         }

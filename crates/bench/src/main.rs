@@ -59,6 +59,9 @@ enum Scenario {
     Cluster(scenario::cluster::Args),
     /// Connection churn with authentication: connects and disconnects per second.
     Churn(scenario::churn::Args),
+    /// 10,000 Socket.IO clients reconnecting at once after their node is killed: time until
+    /// all have recovered, and Redis CPU.
+    Recovery(scenario::recovery::Args),
     /// Writes BENCHMARKS.md from the results of the scenarios.
     Report(report::Args),
     /// A share of the subscribers in a child process (started by the scenarios).
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             Scenario::Rooms(args) => scenario::ramp::run(Kind::Rooms, args).await,
             Scenario::Cluster(args) => scenario::cluster::run(args).await,
             Scenario::Churn(args) => scenario::churn::run(args).await,
+            Scenario::Recovery(args) => scenario::recovery::run(args).await,
             Scenario::Report(args) => report::run(args),
             Scenario::Fleet(args) => worker::run(args).await,
         }

@@ -1,7 +1,8 @@
 //! Samples of another process's memory and CPU time, read from Linux's `/proc/<pid>/status` and
-//! `/proc/<pid>/stat`, and of the whole machine's CPU time from `/proc/stat` (to tell how much
-//! of it went to processes other than the ones measured). The parsers take the files' text, so
-//! they are tested on fixed examples.
+//! `/proc/<pid>/stat`, of the whole machine's CPU time from `/proc/stat` (to tell how much of
+//! it went to processes other than the ones measured), and of its TCP counters from
+//! `/proc/net/netstat` (to tell when a burst of connections overflowed a listener). The parsers
+//! take the files' text, so they are tested on fixed examples.
 
 use std::time::Duration;
 
@@ -74,6 +75,56 @@ fn parse_machine_cpu(text: &str) -> Option<MachineCpu> {
         busy: Duration::from_millis(busy * 1000 / USER_HZ),
         steal: Duration::from_millis(at(7) * 1000 / USER_HZ),
     })
+}
+
+/// The machine's TCP counters that tell a burst of connections was more than a listening
+/// socket could take: its accept queue full, and the SYNs sent again for want of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TcpCounters {
+    /// Connections a listener dropped with its accept queue full (`ListenOverflows`).
+    pub(crate) listen_overflows: u64,
+    /// SYNs sent again (`TCPSynRetrans`): connect attempts that got no answer in time.
+    pub(crate) syn_retransmits: u64,
+}
+
+impl TcpCounters {
+    /// What happened from `before` to `self`.
+    pub(crate) fn since(self, before: TcpCounters) -> TcpCounters {
+        TcpCounters {
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(before.listen_overflows),
+            syn_retransmits: self.syn_retransmits.saturating_sub(before.syn_retransmits),
+        }
+    }
+}
+
+/// Reads the machine's TCP counters so far (of this network namespace).
+pub(crate) fn tcp_counters() -> Result<TcpCounters> {
+    let text =
+        std::fs::read_to_string("/proc/net/netstat").context("cannot read /proc/net/netstat")?;
+    parse_tcp_counters(&text).context("/proc/net/netstat: no TcpExt ListenOverflows")
+}
+
+/// `ListenOverflows` and `TCPSynRetrans` from the `TcpExt:` lines of `/proc/net/netstat`: a
+/// line of names, then a line of values.
+fn parse_tcp_counters(text: &str) -> Option<TcpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace().skip(1);
+    let values = lines.next()?.split_whitespace().skip(1);
+    let mut counters = TcpCounters::default();
+    let mut found = false;
+    for (name, value) in names.zip(values) {
+        match name {
+            "ListenOverflows" => {
+                counters.listen_overflows = value.parse().ok()?;
+                found = true;
+            }
+            "TCPSynRetrans" => counters.syn_retransmits = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    found.then_some(counters)
 }
 
 /// `(VmRSS, VmHWM, Threads)` from the text of `/proc/<pid>/status`, sizes in bytes.
@@ -150,6 +201,33 @@ mod tests {
             })
         );
         assert!(machine_cpu().is_ok());
+    }
+
+    #[test]
+    fn tcp_counters_are_read_by_name() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\n\
+                       TcpExt: 3 135 140 132\n\
+                       IpExt: InNoRoutes ListenOverflows\nIpExt: 0 9\n";
+        assert_eq!(
+            parse_tcp_counters(netstat),
+            Some(TcpCounters {
+                listen_overflows: 135,
+                syn_retransmits: 132,
+            })
+        );
+        assert_eq!(parse_tcp_counters("IpExt: A\nIpExt: 1\n"), None);
+        let later = TcpCounters {
+            listen_overflows: 200,
+            syn_retransmits: 132,
+        };
+        assert_eq!(
+            later.since(parse_tcp_counters(netstat).unwrap()),
+            TcpCounters {
+                listen_overflows: 65,
+                syn_retransmits: 0,
+            }
+        );
+        assert!(tcp_counters().is_ok());
     }
 
     #[test]

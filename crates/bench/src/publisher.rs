@@ -238,6 +238,28 @@ impl Publisher {
     }
 }
 
+/// Publishes posted one after the other on one keep-alive connection, each answered before the
+/// next is sent: for the few publishes of a scenario whose order matters, not their rate.
+pub(crate) struct OneByOne {
+    api: PublishApi,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl OneByOne {
+    pub(crate) async fn connect(api: PublishApi) -> Result<OneByOne> {
+        let sender = dial(&api).await?;
+        Ok(OneByOne { api, sender })
+    }
+
+    /// Posts one publish request `body` and waits for its `200`.
+    pub(crate) async fn post(&mut self, body: String) -> Result<()> {
+        if self.sender.ready().await.is_err() {
+            self.sender = dial(&self.api).await?;
+        }
+        post(&self.api, &mut self.sender, Bytes::from(body)).await
+    }
+}
+
 /// Opens one keep-alive HTTP/1.1 connection.
 async fn dial(api: &PublishApi) -> Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(api.addr)

@@ -1,8 +1,8 @@
 //! The Redis a cluster run shares, spoken to over RESP2 without a client library: the
 //! generator needs four commands. `PING` tells that it answers, `INFO server` gives its version
-//! and process id (its CPU time is then read from `/proc`, like the servers'), and `SCAN` with
-//! `DEL` removes the keys under a run's own prefix at the end. Never `FLUSHDB`: the Redis is
-//! shared. The reply parser takes bytes, so it is tested on fixed examples.
+//! and process id (its CPU time is then read from `/proc`, like the servers'), `SCAN` counts
+//! the keys under a run's own prefix and, with `DEL`, removes them at the end. Never `FLUSHDB`:
+//! the Redis is shared. The reply parser takes bytes, so it is tested on fixed examples.
 
 use std::time::Duration;
 
@@ -233,30 +233,11 @@ impl Redis {
 
     /// Deletes every key whose name starts with `prefix`, and says how many there were.
     pub(crate) async fn delete_prefixed(&mut self, prefix: &str) -> Result<u64> {
-        // SCAN's pattern is a glob: escape its special characters in the prefix.
-        let mut pattern = String::with_capacity(prefix.len() + 1);
-        for c in prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('*');
+        let pattern = prefix_pattern(prefix);
         let mut cursor = "0".to_string();
         let mut deleted = 0;
         loop {
-            let reply = self
-                .command(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", SCAN_COUNT])
-                .await?;
-            let Reply::Array(Some(parts)) = reply else {
-                bail!("SCAN answered {reply:?}");
-            };
-            let (Some(next), Some(Reply::Array(Some(keys)))) =
-                (parts.first().and_then(Reply::text), parts.get(1))
-            else {
-                bail!("SCAN answered {parts:?}");
-            };
-            let keys: Vec<String> = keys.iter().filter_map(Reply::text).collect();
+            let (next, keys) = self.scan_page(&cursor, &pattern).await?;
             if !keys.is_empty() {
                 let mut args = vec!["DEL"];
                 args.extend(keys.iter().map(String::as_str));
@@ -270,6 +251,51 @@ impl Redis {
             cursor = next;
         }
     }
+
+    /// Counts the keys whose name starts with `prefix`.
+    pub(crate) async fn count_prefixed(&mut self, prefix: &str) -> Result<u64> {
+        let pattern = prefix_pattern(prefix);
+        let mut cursor = "0".to_string();
+        let mut count = 0;
+        loop {
+            let (next, keys) = self.scan_page(&cursor, &pattern).await?;
+            count += keys.len() as u64;
+            if next == "0" {
+                return Ok(count);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One `SCAN` call: the next cursor (`"0"` at the end) and the keys of this page, which
+    /// may be none.
+    async fn scan_page(&mut self, cursor: &str, pattern: &str) -> Result<(String, Vec<String>)> {
+        let reply = self
+            .command(&["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT])
+            .await?;
+        let Reply::Array(Some(parts)) = reply else {
+            bail!("SCAN answered {reply:?}");
+        };
+        let (Some(next), Some(Reply::Array(Some(keys)))) =
+            (parts.first().and_then(Reply::text), parts.get(1))
+        else {
+            bail!("SCAN answered {parts:?}");
+        };
+        Ok((next, keys.iter().filter_map(Reply::text).collect()))
+    }
+}
+
+/// `SCAN`'s glob for the keys starting with `prefix`: its special characters escaped, then `*`.
+fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 #[cfg(test)]
@@ -347,6 +373,12 @@ mod tests {
             encode(&["DEL", "a:b"]),
             b"*2\r\n$3\r\nDEL\r\n$3\r\na:b\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn prefix_patterns_escape_glob_characters() {
+        assert_eq!(prefix_pattern("rc-bench-1-ab:"), "rc-bench-1-ab:*");
+        assert_eq!(prefix_pattern("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:*");
     }
 
     #[test]

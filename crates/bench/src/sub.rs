@@ -53,34 +53,8 @@ impl SubDialer {
             }
             Protocol::SocketIo => {
                 let mut ws = connect(server, source, wire::SOCKET_IO_PATH).await?;
-                let open = first_text(&mut ws).await?;
-                if parse_sio(open.as_bytes()) != SioFrame::Open {
-                    return Err(OpenError::SocketIo(format!(
-                        "the first message is not an Engine.IO open packet: {}",
-                        snippet(&open)
-                    )));
-                }
-                send(&mut ws, &wire::sio_connect(&token)).await?;
-                loop {
-                    let text = first_text(&mut ws).await?;
-                    match parse_sio(text.as_bytes()) {
-                        SioFrame::Connected => return Ok(ws),
-                        SioFrame::Ping => send(&mut ws, wire::PONG).await?,
-                        SioFrame::ConnectError(data) => {
-                            return Err(OpenError::SocketIo(format!(
-                                "connect refused: {}",
-                                snippet(&String::from_utf8_lossy(data))
-                            )))
-                        }
-                        SioFrame::Close => {
-                            return Err(OpenError::SocketIo("closed by the server".into()))
-                        }
-                        SioFrame::Disconnect => {
-                            return Err(OpenError::SocketIo("disconnected by the server".into()))
-                        }
-                        SioFrame::Open | SioFrame::Event(_) | SioFrame::Other => {}
-                    }
-                }
+                sio_handshake(&mut ws, &wire::sio_connect(&token), &mut |_| {}).await?;
+                Ok(ws)
             }
         }
     }
@@ -202,12 +176,50 @@ pub(crate) async fn connect(
         .map_err(OpenError::from)
 }
 
+/// The Socket.IO handshake on a connection upgraded at [`wire::SOCKET_IO_PATH`]: the Engine.IO
+/// open packet, then the namespace connect `connect`, pings answered, up to the `CONNECT`
+/// answer, whose frame it returns. Events that come before the answer (the missed events a
+/// recovered session is sent first) are handed to `on_event`, each as its payload after `42`.
+pub(crate) async fn sio_handshake(
+    ws: &mut Stream,
+    connect: &str,
+    on_event: &mut impl FnMut(&[u8]),
+) -> Result<String, OpenError> {
+    let open = first_text(ws).await?;
+    if parse_sio(open.as_bytes()) != SioFrame::Open {
+        return Err(OpenError::SocketIo(format!(
+            "the first message is not an Engine.IO open packet: {}",
+            snippet(&open)
+        )));
+    }
+    send(ws, connect).await?;
+    loop {
+        let text = first_text(ws).await?;
+        match parse_sio(text.as_bytes()) {
+            SioFrame::Connected => return Ok(text),
+            SioFrame::Ping => send(ws, wire::PONG).await?,
+            SioFrame::ConnectError(data) => {
+                return Err(OpenError::SocketIo(format!(
+                    "connect refused: {}",
+                    snippet(&String::from_utf8_lossy(data))
+                )))
+            }
+            SioFrame::Close => return Err(OpenError::SocketIo("closed by the server".into())),
+            SioFrame::Disconnect => {
+                return Err(OpenError::SocketIo("disconnected by the server".into()))
+            }
+            SioFrame::Event(payload) => on_event(payload),
+            SioFrame::Open | SioFrame::Other => {}
+        }
+    }
+}
+
 /// The next text message; pings before it are answered.
 async fn first_text(ws: &mut Stream) -> Result<String, OpenError> {
     ws.next_text().await.map_err(OpenError::from)
 }
 
-async fn send(ws: &mut Stream, text: &str) -> Result<(), OpenError> {
+pub(crate) async fn send(ws: &mut Stream, text: &str) -> Result<(), OpenError> {
     ws.send_text(text)
         .await
         .map_err(|e| OpenError::Ws(WsError::Io(e)))

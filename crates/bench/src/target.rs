@@ -171,6 +171,10 @@ pub(crate) struct ClusterSpec {
     pub(crate) nodes: usize,
     /// `redis://[host][:port][/db]`.
     pub(crate) redis: String,
+    /// Settings every node gets on top of the target's own, as environment variables
+    /// (Roomcast's `ROOMCAST_<SECTION>__<KEY>`): what a scenario measures beyond the plain
+    /// cluster.
+    pub(crate) settings: Vec<(String, String)>,
 }
 
 /// The Redis a running cluster shares, and the run's own prefix of keys and channels in it.
@@ -242,6 +246,7 @@ impl Bed {
                         Ok(env) => launch.env.extend(env),
                         Err(unavailable) => return Ok(Err(unavailable)),
                     }
+                    launch.env.extend(cluster.settings.iter().cloned());
                     launches.push(launch);
                 }
                 (launches, Some(redis))
@@ -360,6 +365,16 @@ impl Bed {
             clear(redis).await;
         }
         result
+    }
+}
+
+impl SharedRedis {
+    /// How many of the run's keys start with `<prefix>:<under>`.
+    pub(crate) async fn count_keys(&self, under: &str) -> Result<u64> {
+        Redis::connect(&self.url)
+            .await?
+            .count_prefixed(&format!("{}:{under}", self.prefix))
+            .await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use memchr::memmem;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The tenant every benchmark connection belongs to.
 pub(crate) const TENANT: &str = "bench-0";
@@ -157,6 +157,14 @@ pub(crate) fn publish_body(room: &str, data: &str) -> String {
     format!(r#"{{"tenant":"{TENANT}","rooms":["{room}"],"event":"{EVENT}","data":{data}}}"#)
 }
 
+/// The body of a tenant-wide publish: every connection of [`TENANT`] in the main namespace.
+/// `data` is JSON text.
+pub(crate) fn broadcast_body(data: &str) -> String {
+    format!(
+        r#"{{"tenant":"{TENANT}","broadcast":true,"namespace":"/","event":"{EVENT}","data":{data}}}"#
+    )
+}
+
 /// Reads a tick back from a received text message of either protocol: the digits after
 /// `"seq":`, `"l":`, `"t":` and `"p":`. `None` when the message carries no tick (a welcome).
 /// A server that echoes the data as it came is read with one vectorized search for `"seq":`
@@ -277,6 +285,70 @@ pub(crate) fn sio_connect(token: &str) -> String {
     format!("40{}", json!({ "token": token }))
 }
 
+/// The namespace connect of a client asking for its session back, as socket.io-client's
+/// connection state recovery sends it: `40{"token":"...","pid":"...","offset":"..."}`, the
+/// offset left out when the client has received no event yet.
+pub(crate) fn sio_reconnect(token: &str, pid: &str, offset: Option<&str>) -> String {
+    let mut auth = json!({ "token": token, "pid": pid });
+    if let Some(offset) = offset {
+        auth["offset"] = json!(offset);
+    }
+    format!("40{auth}")
+}
+
+/// The main namespace's `CONNECT` answer, `40{"sid":"...","pid":"..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnectAnswer {
+    /// The socket id.
+    pub(crate) sid: String,
+    /// The private session id a server with connection state recovery adds.
+    pub(crate) pid: Option<String>,
+}
+
+/// Reads the `CONNECT` answer of the main namespace from a whole frame; `None` for another
+/// frame, another namespace's answer or one without a socket id.
+pub(crate) fn sio_connect_answer(text: &[u8]) -> Option<ConnectAnswer> {
+    let data: Value = serde_json::from_slice(text.strip_prefix(b"40")?).ok()?;
+    Some(ConnectAnswer {
+        sid: data.get("sid")?.as_str()?.to_owned(),
+        pid: data.get("pid").and_then(Value::as_str).map(str::to_owned),
+    })
+}
+
+/// An event of the main namespace, read from the payload after `42`: `["name", args...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SioEvent {
+    pub(crate) name: String,
+    /// The arguments after the name.
+    pub(crate) args: Vec<Value>,
+}
+
+impl SioEvent {
+    /// Parses an event's payload; `None` when it is not a JSON array led by a string.
+    pub(crate) fn parse(payload: &[u8]) -> Option<SioEvent> {
+        let Value::Array(mut items) = serde_json::from_slice(payload).ok()? else {
+            return None;
+        };
+        if items.is_empty() {
+            return None;
+        }
+        let Value::String(name) = items.remove(0) else {
+            return None;
+        };
+        Some(SioEvent { name, args: items })
+    }
+
+    /// The event's offset in its recovery log: the last argument, when it is a string and
+    /// follows the data (a server with connection state recovery appends it to every
+    /// broadcast that is not volatile).
+    pub(crate) fn offset(&self) -> Option<&str> {
+        match self.args.as_slice() {
+            [_, .., Value::String(offset)] => Some(offset),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +425,77 @@ mod tests {
     #[test]
     fn connect_carries_the_token() {
         assert_eq!(sio_connect("a.b.c"), r#"40{"token":"a.b.c"}"#);
+    }
+
+    #[test]
+    fn reconnects_name_the_session_and_the_offset_if_any() {
+        let with: Value = serde_json::from_str(
+            sio_reconnect("a.b.c", "p1", Some("1700000000000-3"))
+                .strip_prefix("40")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            with,
+            json!({"token": "a.b.c", "pid": "p1", "offset": "1700000000000-3"})
+        );
+        let without = sio_reconnect("a.b.c", "p1", None);
+        let without: Value = serde_json::from_str(without.strip_prefix("40").unwrap()).unwrap();
+        assert_eq!(without, json!({"token": "a.b.c", "pid": "p1"}));
+    }
+
+    #[test]
+    fn connect_answers_give_the_socket_id_and_the_pid() {
+        assert_eq!(
+            sio_connect_answer(br#"40{"sid":"s1","pid":"p1"}"#),
+            Some(ConnectAnswer {
+                sid: "s1".into(),
+                pid: Some("p1".into())
+            })
+        );
+        assert_eq!(
+            sio_connect_answer(br#"40{"sid":"s1"}"#),
+            Some(ConnectAnswer {
+                sid: "s1".into(),
+                pid: None
+            })
+        );
+        // Another namespace, no socket id, not an answer.
+        assert_eq!(sio_connect_answer(br#"40/chat,{"sid":"s1"}"#), None);
+        assert_eq!(sio_connect_answer(br#"40{"pid":"p1"}"#), None);
+        assert_eq!(sio_connect_answer(b"40"), None);
+        assert_eq!(sio_connect_answer(br#"42["tick",{}]"#), None);
+    }
+
+    #[test]
+    fn events_give_their_arguments_and_offset() {
+        let event = SioEvent::parse(br#"["tick",{"n":2},"1700000000000-7"]"#).unwrap();
+        assert_eq!(event.name, "tick");
+        assert_eq!(event.args[0]["n"], 2);
+        assert_eq!(event.offset(), Some("1700000000000-7"));
+        // No offset: the data alone, even when it is a string.
+        let plain = SioEvent::parse(br#"["tick",{"n":2}]"#).unwrap();
+        assert_eq!(plain.offset(), None);
+        assert_eq!(
+            SioEvent::parse(br#"["tick","text"]"#).unwrap().offset(),
+            None
+        );
+        assert_eq!(SioEvent::parse(br#"["tick"]"#).unwrap().offset(), None);
+        assert_eq!(SioEvent::parse(b"[]"), None);
+        assert_eq!(SioEvent::parse(br#"[1,"x"]"#), None);
+        assert_eq!(SioEvent::parse(b"{}"), None);
+        assert_eq!(SioEvent::parse(b"[\"tick\""), None);
+    }
+
+    #[test]
+    fn broadcasts_reach_the_whole_tenant() {
+        let value: Value = serde_json::from_str(&broadcast_body(r#"{"n":1}"#)).unwrap();
+        assert_eq!(value["tenant"], TENANT);
+        assert_eq!(value["broadcast"], true);
+        assert_eq!(value["namespace"], "/");
+        assert_eq!(value["event"], EVENT);
+        assert_eq!(value["data"]["n"], 1);
+        assert!(value.get("rooms").is_none());
     }
 
     #[test]

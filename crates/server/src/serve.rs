@@ -23,6 +23,24 @@ pub struct Server {
     listener: TcpListener,
 }
 
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`): a burst of
+/// reconnecting clients (a node's clients after another node died) must not overflow it, or
+/// their connection attempts wait for the kernel's SYN retries (1 s, then 3 s).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (tokio's `bind` asks for 128).
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server rebinds while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     /// Builds the configuration's plan and binds the configured address.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
@@ -33,9 +51,8 @@ impl Server {
     pub async fn bind_plan(plan: Plan) -> anyhow::Result<Server> {
         let listen = plan.config().listen;
         let app = plan.start().await?;
-        let listener = TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("binding listen address {listen}"))?;
+        let listener =
+            listen_on(listen).with_context(|| format!("binding listen address {listen}"))?;
         Ok(Server { app, listener })
     }
 

@@ -6,6 +6,7 @@
 mod ceiling;
 mod cluster;
 mod compare;
+mod recovery;
 mod sections;
 
 use std::fmt::Write as _;
@@ -262,6 +263,7 @@ pub(crate) fn render(
         "Many small rooms",
     );
     sections::churn(&mut out, &Scenario::of(results, "churn"));
+    recovery::section(&mut out, &Scenario::of(results, recovery::RECOVERY));
     if let Some(analysis) = analysis {
         out.push('\n');
         out.push_str(analysis.trim_end());

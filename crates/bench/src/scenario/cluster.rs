@@ -32,6 +32,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let cluster = ClusterSpec {
         nodes: args.nodes.max(1),
         redis: args.redis,
+        settings: Vec::new(),
     };
     ramp::run_with(Kind::Cluster, args.ramp, Some(cluster)).await
 }

@@ -7,11 +7,12 @@ pub(crate) mod churn;
 pub(crate) mod cluster;
 pub(crate) mod idle;
 pub(crate) mod ramp;
+pub(crate) mod recovery;
 mod step;
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -78,25 +79,30 @@ impl Common {
 
     /// Appends `result` to the results file, if one was given.
     pub(crate) fn save(&self, result: &Value) -> Result<()> {
-        let Some(path) = &self.results else {
-            return Ok(());
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        writeln!(file, "{result}").with_context(|| format!("cannot write {}", path.display()))
+        save(self.results.as_deref(), result)
     }
 }
 
-/// Raises this process's open-file limit; fleet processes inherit it.
-pub(crate) fn prepare() -> Result<()> {
+/// Appends `result` as one JSON line to the results file `path`, if one was given.
+pub(crate) fn save(path: Option<&Path>, result: &Value) -> Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(file, "{result}").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Raises this process's open-file limit (fleet processes inherit it) and gives it.
+pub(crate) fn prepare() -> Result<capacity::FdLimit> {
     let limit = capacity::raise_nofile_limit()?;
     if let Some(old) = limit.raised_from {
         eprintln!("open-file limit raised from {old} to {}", limit.soft);
     }
-    Ok(())
+    Ok(limit)
 }
 
 /// The result line of a target that could not be measured.
