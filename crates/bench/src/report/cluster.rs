@@ -16,8 +16,12 @@ pub(super) const CLUSTER: &str = "cluster";
 pub(super) const GOALS: [(&str, f64); 2] = [("socketioxide", 2.0), ("node-socketio", 10.0)];
 
 /// The targets as clusters, in report order.
-const LABELS: [(&str, &str); 4] = [
+const LABELS: [(&str, &str); 5] = [
     ("roomcast-native", "Roomcast cluster, native protocol"),
+    (
+        "roomcast-native-history",
+        "Roomcast cluster, native protocol, history kept in Redis streams",
+    ),
     ("roomcast-socketio", "Roomcast cluster, Socket.IO"),
     ("socketioxide", "socketioxide + socketioxide-redis"),
     ("node-socketio", "Node socket.io + @socket.io/redis-adapter"),
@@ -82,7 +86,7 @@ pub(super) fn section(out: &mut String, s: &Scenario<'_>, single: &Scenario<'_>)
          passes it on through Redis to the others. {}-byte events on {} keep-alive HTTP/1.1 \
          connections, {} s per step, from {} publishes/s, the rate multiplied by {} each step \
          until p99 passes {max_p99} ms, a message goes missing, a subscriber is dropped or a \
-         publish fails; then the sustained step once more. Server CPU is summed over the \
+         publish fails; then the sustained step once more, on servers started afresh. Server CPU is summed over the \
          {nodes} processes; the Redis server's CPU (from `/proc`) is beside it, not in it.\n",
         redis["version"]
             .as_str()

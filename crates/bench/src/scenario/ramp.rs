@@ -195,8 +195,13 @@ pub(crate) async fn run_with(kind: Kind, args: Args, cluster: Option<ClusterSpec
                 }
             }
             // One of Roomcast's protocols keeps the standard run short; `--targets` adds the
-            // other.
-            Kind::Cluster => targets.retain(|t| *t != Target::RoomcastSocketIo),
+            // other. History kept in Redis, beside the same nodes without it.
+            Kind::Cluster => {
+                targets.retain(|t| *t != Target::RoomcastSocketIo);
+                if let Some(i) = targets.iter().position(|t| *t == Target::RoomcastNative) {
+                    targets.insert(i + 1, Target::RoomcastNativeHistory);
+                }
+            }
             Kind::Rooms => {}
         }
     }
