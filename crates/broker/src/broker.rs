@@ -22,6 +22,10 @@ pub trait Resuming: Send {
 /// A recovery under way ([`Broker::recover`]): what was missed has been read; what is
 /// delivered meanwhile is added when it finishes.
 pub trait Recovering: Send {
+    /// Whether what was read continues the client's offset (within the limit): the session
+    /// can be recovered, unless what arrives before [`finish`](Self::finish) breaks it.
+    fn complete(&self) -> bool;
+
     /// Calls `rejoin` with everything logged after the client's offset, at a moment when
     /// nothing logged later can be delivered on this node: what `rejoin` queues and what is
     /// delivered after it (once it has joined the rooms) meet with no gap and no duplicate.
@@ -225,14 +229,25 @@ pub trait Broker: Send + Sync + Debug {
     }
 
     /// Keeps a recoverable session (opaque text) under `pid` for `ttl`, across the cluster
-    /// for a cluster's broker.
+    /// for a cluster's broker, written by the session's connection `owner` (a [`ConnId`]): a
+    /// cluster's broker leaves alone a session a newer connection of it wrote meanwhile.
+    ///
+    /// [`ConnId`]: crate::ConnId
     fn put_session(
         &self,
         _pid: &str,
         _session: String,
+        _owner: u64,
         _ttl: Duration,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Err(BrokerError::HistoryUnsupported)))
+    }
+
+    /// Ends the session under `pid` for good, as its connection `owner` ended it (same rule
+    /// as [`put_session`](Self::put_session)).
+    fn end_session(&self, pid: &str, _owner: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let taken = self.take_session(pid);
+        Box::pin(async move { taken.await.map(drop) })
     }
 
     /// Takes the session kept under `pid`: `None` when there is none (never kept, expired,

@@ -142,9 +142,15 @@ struct LogRead {
     ns: String,
     after: String,
     limit: usize,
+    /// Whether the log continued the offset when the recovery began.
+    complete: bool,
 }
 
 impl Recovering for LogRead {
+    fn complete(&self) -> bool {
+        self.complete
+    }
+
     fn finish(self: Box<Self>, rejoin: &mut dyn FnMut(crate::recovery::Missed)) {
         // Publishers of the tenant hold this lock from its offset to its last delivery.
         let _order = self.log.order(&self.tenant);
@@ -178,7 +184,7 @@ impl MemoryBroker {
     /// to `max_sessions` recoverable sessions.
     pub fn with_recovery(mut self, limits: LogLimits, max_sessions: usize) -> Self {
         self.recovery = Some((
-            Arc::new(RecoveryLog::new(limits)),
+            Arc::new(RecoveryLog::new(limits, &self.epoch_prefix)),
             Sessions::new(max_sessions),
         ));
         self
@@ -263,7 +269,7 @@ impl MemoryBroker {
         // Offset and deliveries under the tenant's log order; rooms' orders after it.
         let _order = log.order(&tenant);
         let offset = log.next();
-        publication.log_offset = Some(offset.to_string().into());
+        publication.log_offset = Some(log.text(offset));
         let published = self.publish_in_order(&publication);
         publication.positions = Vec::new();
         log.append(&tenant, offset, Arc::new(publication));
@@ -584,6 +590,7 @@ impl Broker for MemoryBroker {
                 ns: ns.to_owned(),
                 after: after.to_owned(),
                 limit,
+                complete: log.continues(tenant, ns, after, limit),
             }) as Box<dyn Recovering>),
             None => Err(BrokerError::HistoryUnsupported),
         };
@@ -594,6 +601,7 @@ impl Broker for MemoryBroker {
         &self,
         pid: &str,
         session: String,
+        _owner: u64,
         ttl: Duration,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         let answer = match &self.recovery {
@@ -858,7 +866,8 @@ mod tests {
                 position(i);
             }
             if let Some(offset) = &p.log_offset {
-                self.0.lock().unwrap().push(offset.parse().unwrap());
+                let n = offset.rsplit(':').next().unwrap().parse().unwrap();
+                self.0.lock().unwrap().push(n);
             }
             1
         }
@@ -925,7 +934,7 @@ mod tests {
                     missed.events.iter().map(|(o, _)| o.to_string()).collect();
                 seen = Some((offsets, missed.complete));
             });
-        assert_eq!(seen, Some((vec!["1".to_owned(), "2".to_owned()], true)));
+        assert_eq!(seen, Some((vec!["p:1".to_owned(), "p:2".to_owned()], true)));
         // A third drops the first (max_events 2): the start no longer continues.
         broker.publish_now(logged(&["a"]));
         broker
@@ -934,7 +943,7 @@ mod tests {
             .unwrap()
             .finish(&mut |missed| assert!(!missed.complete));
         broker
-            .put_session("pid", "s".into(), Duration::from_secs(5))
+            .put_session("pid", "s".into(), 1, Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(

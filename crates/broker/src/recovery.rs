@@ -58,6 +58,10 @@ struct Table {
 #[derive(Debug)]
 pub struct RecoveryLog {
     limits: LogLimits,
+    /// Written before every offset (`<epoch>:<n>`): an offset of another process, or a
+    /// string that is no offset at all (socket.io-client keeps the last string argument of
+    /// any event), continues nothing.
+    epoch: String,
     // Publish order: held from a publication's offset to its last delivery, so that every
     // connection receives a tenant's logged publications in offset order (a client keeps
     // only the last offset). Taken before any lock of the broker's rooms.
@@ -69,10 +73,11 @@ pub struct RecoveryLog {
 }
 
 impl RecoveryLog {
-    /// An empty log within `limits`.
-    pub fn new(limits: LogLimits) -> Self {
+    /// An empty log within `limits`, its offsets marked with `epoch`.
+    pub fn new(limits: LogLimits, epoch: &str) -> Self {
         Self {
             limits,
+            epoch: epoch.to_owned(),
             order: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             table: Mutex::new(Table::default()),
@@ -102,7 +107,12 @@ impl RecoveryLog {
 
     /// The last offset given: a connection's position when it connects.
     pub fn position(&self) -> Arc<str> {
-        (self.next.load(Ordering::Relaxed) - 1).to_string().into()
+        self.text(self.next.load(Ordering::Relaxed) - 1)
+    }
+
+    /// Offset `n` as clients see it.
+    pub fn text(&self, n: u64) -> Arc<str> {
+        format!("{}:{n}", self.epoch).into()
     }
 
     /// Keeps `publication` at `offset` in the log of its tenant namespace.
@@ -134,7 +144,11 @@ impl RecoveryLog {
     /// `limit`. Call it under the tenant's order lock for a result that later deliveries
     /// continue.
     pub fn after(&self, tenant: &str, ns: &str, after: &str, limit: usize) -> Missed {
-        let Ok(after) = after.parse::<u64>() else {
+        let Some(Ok(after)) = after
+            .strip_prefix(self.epoch.as_str())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::parse::<u64>)
+        else {
             return Missed::default();
         };
         if after >= self.next.load(Ordering::Relaxed) {
@@ -157,11 +171,17 @@ impl RecoveryLog {
             .iter()
             .filter(|(_, offset, _)| *offset > after)
             .take(limit.saturating_add(1))
-            .map(|(_, offset, p)| (offset.to_string().into(), p.clone()))
+            .map(|(_, offset, p)| (self.text(*offset), p.clone()))
             .collect();
         let complete = log.floor <= after && events.len() <= limit;
         events.truncate(limit);
         Missed { events, complete }
+    }
+
+    /// Whether the log continues offset `after` of `tenant`'s namespace `ns` with at most
+    /// `limit` publications after it, now.
+    pub fn continues(&self, tenant: &str, ns: &str, after: &str, limit: usize) -> bool {
+        self.after(tenant, ns, after, limit).complete
     }
 
     /// Drops what is past the age bound, and logs left empty.
@@ -322,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_log_continues_an_offset_until_its_count_bound_drops_past_it() {
-        let log = RecoveryLog::new(limits(3, 100));
+        let log = RecoveryLog::new(limits(3, 100), "e");
         let t: Arc<str> = "t".into();
         let start = log.position();
         for _ in 0..3 {
@@ -332,7 +352,7 @@ mod tests {
         let missed = log.after("t", "/", &start, 10);
         assert!(missed.complete);
         assert_eq!(missed.events.len(), 3);
-        assert_eq!(&*missed.events[0].0, "1");
+        assert_eq!(&*missed.events[0].0, "e:1");
         // Another namespace shares the counter, not the log.
         assert_eq!(log.after("t", "/other", &start, 10).events.len(), 0);
         // Past the limit: not complete.
@@ -341,17 +361,19 @@ mod tests {
         let offset = log.next();
         log.append(&t, offset, publication("/"));
         assert!(!log.after("t", "/", &start, 10).complete);
-        let from_one = log.after("t", "/", "1", 10);
+        let from_one = log.after("t", "/", "e:1", 10);
         assert!(from_one.complete);
         assert_eq!(from_one.events.len(), 3);
         // Offsets never given, or not numbers, continue nothing.
-        assert!(!log.after("t", "/", "99", 10).complete);
+        assert!(!log.after("t", "/", "e:99", 10).complete);
         assert!(!log.after("t", "/", "x", 10).complete);
+        // A number alone (the last string argument of some other event) is no offset.
+        assert!(!log.after("t", "/", "1", 10).complete);
     }
 
     #[test]
     fn the_total_bound_holds_across_tenants() {
-        let log = RecoveryLog::new(limits(10, 4));
+        let log = RecoveryLog::new(limits(10, 4), "e");
         for tenant in ["a", "b", "c"] {
             let t: Arc<str> = tenant.into();
             for _ in 0..2 {

@@ -284,7 +284,7 @@ async fn a_recovery_meets_live_deliveries_with_no_gap_and_no_duplicate() {
     assert_eq!(seen, Some(false));
     // Sessions: kept, taken once.
     broker
-        .put_session("p1", "{}".into(), Duration::from_secs(5))
+        .put_session("p1", r#"{"conns":[1]}"#.into(), 1, Duration::from_secs(5))
         .await
         .unwrap();
     broker
@@ -293,7 +293,26 @@ async fn a_recovery_meets_live_deliveries_with_no_gap_and_no_duplicate() {
         .unwrap();
     assert_eq!(
         broker.take_session("p1").await.unwrap().as_deref(),
-        Some("{}")
+        Some(r#"{"conns":[1]}"#)
     );
     assert_eq!(broker.take_session("p1").await.unwrap(), None);
+    // A newer connection of the session wrote it: the older one's late writes leave it.
+    for (record, owner) in [(r#"{"conns":[1,2]}"#, 2), (r#"{"conns":[1]}"#, 1)] {
+        broker
+            .put_session("p2", record.into(), owner, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    broker.end_session("p2", 1).await.unwrap();
+    assert_eq!(
+        broker.take_session("p2").await.unwrap().as_deref(),
+        Some(r#"{"conns":[1,2]}"#)
+    );
+    // Its own connection ends it.
+    broker
+        .put_session("p3", r#"{"conns":[4]}"#.into(), 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    broker.end_session("p3", 4).await.unwrap();
+    assert_eq!(broker.take_session("p3").await.unwrap(), None);
 }

@@ -262,6 +262,9 @@ impl RedisBroker {
         }
         // Under the holders' lock, so that the wants follow the counts in order.
         if let Some(on) = change {
+            if !on {
+                self.restorers.forget(tenant);
+            }
             self.want(self.keys.tenant_channel(tenant), on);
         }
     }
@@ -424,6 +427,21 @@ impl RedisBroker {
         Ok(header_parts(&header).0)
     }
 
+    /// A marker on a tenant's channel: this node's own are waited for.
+    fn marker(&self, payload: &[u8]) {
+        let Some((node, n)) = std::str::from_utf8(&payload[1..])
+            .ok()
+            .and_then(|text| text.rsplit_once(':'))
+        else {
+            return;
+        };
+        if node == self.opts.node_id {
+            if let Ok(n) = n.parse() {
+                self.restorers.marker(n);
+            }
+        }
+    }
+
     /// Delivers one message of a broker channel.
     fn deliver_message(&self, payload: &[u8]) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -463,7 +481,11 @@ async fn receive(broker: std::sync::Weak<RedisBroker>, mut rx: broadcast::Receiv
         let channel: &str = &message.channel;
         let payload = message.value.as_bytes().unwrap_or_default();
         if broker.keys.is_platform_channel(channel) || broker.keys.is_broker_channel(channel) {
-            broker.deliver_message(payload);
+            if payload.first() == Some(&recovery::MARKER) {
+                broker.marker(payload);
+            } else {
+                broker.deliver_message(payload);
+            }
             continue;
         }
         let listener = broker
@@ -681,10 +703,16 @@ impl Broker for RedisBroker {
         &self,
         pid: &str,
         session: String,
+        owner: u64,
         ttl: Duration,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         let pid = pid.to_owned();
-        Box::pin(async move { self.put_session_now(&pid, session, ttl).await })
+        Box::pin(async move { self.write_session(&pid, Some(session), owner, ttl).await })
+    }
+
+    fn end_session(&self, pid: &str, owner: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let pid = pid.to_owned();
+        Box::pin(async move { self.write_session(&pid, None, owner, Duration::ZERO).await })
     }
 
     fn take_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<String>, BrokerError>> {

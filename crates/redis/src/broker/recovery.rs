@@ -12,13 +12,12 @@
 //! with no gap and no duplicate.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::interfaces::HashesInterface;
-use fred::interfaces::{KeysInterface, StreamsInterface};
-use fred::types::Expiration;
+use fred::interfaces::{KeysInterface, LuaInterface, PubsubInterface, StreamsInterface};
 use roomcast_broker::{
     Broker, BrokerError, History, Missed, Position, Publication, Recovering, Resuming, RoomKey,
 };
@@ -44,6 +43,9 @@ pub(super) struct Restorers {
     count: AtomicUsize,
     /// The last log id delivered per tenant namespace: where a new connection starts.
     last: Mutex<HashMap<TenantNs, Arc<str>>>,
+    /// Markers this node published on a tenant's channel, each waited for by a read.
+    markers: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    next_marker: AtomicU64,
 }
 
 /// A tenant and a namespace.
@@ -51,6 +53,10 @@ type TenantNs = (Arc<str>, Arc<str>);
 
 /// Tenant namespaces whose last delivered id is remembered; past it the memory restarts.
 const MAX_LAST: usize = 100_000;
+
+/// The first byte of a marker message on a tenant's channel (a publication's starts with its
+/// positions or a newline): `!<node id>:<n>`.
+pub(super) const MARKER: u8 = b'!';
 
 /// One resume's publications of its room delivered here since it read the stream, each with
 /// its position in the room.
@@ -80,6 +86,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Keeps `seen` as long as it stays within `limit` (`None` past it).
+fn record<T>(seen: &Mutex<Option<Vec<T>>>, limit: usize, item: T) {
+    let mut seen = lock(seen);
+    let full = seen.as_ref().is_some_and(|s| s.len() >= limit);
+    if full {
+        *seen = None;
+    } else if let Some(seen) = seen.as_mut() {
+        seen.push(item);
+    }
+}
+
 impl Restorers {
     /// Taken by the delivering task around each delivery.
     pub(super) fn delivering(&self) -> MutexGuard<'_, ()> {
@@ -89,19 +106,13 @@ impl Restorers {
     /// A publication about to be delivered here, with its rooms' positions (with the
     /// delivery lock held).
     pub(super) fn delivered(&self, p: &Arc<Publication>, positions: &[Option<Position>]) {
-        if self.count.load(Ordering::Acquire) > 0 {
+        let resuming = self.count.load(Ordering::Acquire) > 0;
+        if resuming {
             for r in lock(&self.resuming).iter() {
                 let at =
                     (0..p.target.rooms().len()).find(|&i| p.room_key(i).as_ref() == Some(&r.room));
-                let Some(Some(position)) = at.map(|i| positions.get(i).cloned().flatten()) else {
-                    continue;
-                };
-                let mut seen = lock(&r.seen);
-                let full = seen.as_ref().is_some_and(|s| s.len() >= r.limit);
-                if full {
-                    *seen = None;
-                } else if let Some(seen) = seen.as_mut() {
-                    seen.push((position, p.clone()));
+                if let Some(Some(position)) = at.map(|i| positions.get(i).cloned().flatten()) {
+                    record(&r.seen, r.limit, (position, p.clone()));
                 }
             }
         }
@@ -115,17 +126,10 @@ impl Restorers {
             }
             last.insert((tenant.clone(), p.ns.clone()), id.clone());
         }
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        for r in lock(&self.waiting).iter() {
-            if r.tenant == *tenant && r.ns == p.ns {
-                let mut seen = lock(&r.seen);
-                let full = seen.as_ref().is_some_and(|s| s.len() >= r.limit);
-                if full {
-                    *seen = None;
-                } else if let Some(seen) = seen.as_mut() {
-                    seen.push(p.clone());
+        if resuming {
+            for r in lock(&self.waiting).iter() {
+                if r.tenant == *tenant && r.ns == p.ns {
+                    record(&r.seen, r.limit, p.clone());
                 }
             }
         }
@@ -136,45 +140,89 @@ impl Restorers {
         lock(&self.last).get(&(tenant.into(), ns.into())).cloned()
     }
 
-    fn start(&self, tenant: &str, ns: &str, limit: usize) -> Arc<Restorer> {
+    /// This node no longer hears `tenant`'s channel: what it delivered of it is no longer
+    /// where the tenant's log is.
+    pub(super) fn forget(&self, tenant: &str) {
+        lock(&self.last).retain(|(t, _), _| **t != *tenant);
+    }
+
+    /// A marker of this node's, `n`, arrived: everything published on its channel before it
+    /// has been delivered here.
+    pub(super) fn marker(&self, n: u64) {
+        if let Some(arrived) = lock(&self.markers).remove(&n) {
+            let _ = arrived.send(());
+        }
+    }
+
+    fn start(self: &Arc<Self>, tenant: &str, ns: &str, limit: usize) -> Watch<Restorer> {
+        let _delivering = self.delivering();
         let r = Arc::new(Restorer {
             tenant: tenant.into(),
             ns: ns.into(),
             limit,
             seen: Mutex::new(Some(Vec::new())),
         });
-        let _delivering = self.delivering();
         lock(&self.waiting).push(r.clone());
         self.count.fetch_add(1, Ordering::Release);
-        r
+        Watch {
+            restorers: self.clone(),
+            r,
+        }
     }
 
-    fn start_room(&self, room: &RoomKey, limit: usize) -> Arc<RoomRestorer> {
+    fn start_room(self: &Arc<Self>, room: &RoomKey, limit: usize) -> Watch<RoomRestorer> {
+        let _delivering = self.delivering();
         let r = Arc::new(RoomRestorer {
             room: room.clone(),
             limit,
             seen: Mutex::new(Some(Vec::new())),
         });
-        let _delivering = self.delivering();
         lock(&self.resuming).push(r.clone());
         self.count.fetch_add(1, Ordering::Release);
-        r
-    }
-
-    fn stop_room(&self, r: &Arc<RoomRestorer>) {
-        let mut resuming = lock(&self.resuming);
-        if let Some(i) = resuming.iter().position(|w| Arc::ptr_eq(w, r)) {
-            resuming.swap_remove(i);
-            self.count.fetch_sub(1, Ordering::Release);
+        Watch {
+            restorers: self.clone(),
+            r,
         }
     }
+}
 
-    fn stop(&self, r: &Arc<Restorer>) {
-        let mut waiting = lock(&self.waiting);
-        if let Some(i) = waiting.iter().position(|w| Arc::ptr_eq(w, r)) {
-            waiting.swap_remove(i);
-            self.count.fetch_sub(1, Ordering::Release);
+/// A recovery's or resume's watch over the deliveries of this node, from its start until it
+/// is dropped (finished, failed or abandoned).
+struct Watch<R: Watched> {
+    restorers: Arc<Restorers>,
+    r: Arc<R>,
+}
+
+/// What a [`Watch`] watches: where it is listed.
+trait Watched {
+    fn list(restorers: &Restorers) -> &Mutex<Vec<Arc<Self>>>;
+}
+
+impl Watched for Restorer {
+    fn list(restorers: &Restorers) -> &Mutex<Vec<Arc<Self>>> {
+        &restorers.waiting
+    }
+}
+
+impl Watched for RoomRestorer {
+    fn list(restorers: &Restorers) -> &Mutex<Vec<Arc<Self>>> {
+        &restorers.resuming
+    }
+}
+
+impl<R: Watched> Watch<R> {
+    fn stop(&self) {
+        let mut list = lock(R::list(&self.restorers));
+        if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &self.r)) {
+            list.swap_remove(i);
+            self.restorers.count.fetch_sub(1, Ordering::Release);
         }
+    }
+}
+
+impl<R: Watched> Drop for Watch<R> {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -182,26 +230,23 @@ impl Restorers {
 struct Reading {
     /// Keeps the tenant's channel subscribed until the recovering socket is registered.
     _held: TenantHold,
-    restorers: Arc<Restorers>,
-    restorer: Arc<Restorer>,
+    watch: Watch<Restorer>,
     /// What the log held after the offset, and whether it continues the offset.
     read: Missed,
     after: (u64, u64),
     limit: usize,
 }
 
-impl Drop for Reading {
-    fn drop(&mut self) {
-        self.restorers.stop(&self.restorer);
-    }
-}
-
 impl Recovering for Reading {
+    fn complete(&self) -> bool {
+        self.read.complete
+    }
+
     fn finish(mut self: Box<Self>, rejoin: &mut dyn FnMut(Missed)) {
-        let restorers = self.restorers.clone();
+        let restorers = self.watch.restorers.clone();
         let _delivering = restorers.delivering();
-        self.restorers.stop(&self.restorer);
-        let seen = lock(&self.restorer.seen).take();
+        self.watch.stop();
+        let seen = lock(&self.watch.r.seen).take();
         let mut missed = std::mem::take(&mut self.read);
         let last = missed
             .events
@@ -231,25 +276,18 @@ impl Recovering for Reading {
 
 /// A resume that has read its room's stream.
 struct RoomReading {
-    restorers: Arc<Restorers>,
-    restorer: Arc<RoomRestorer>,
+    watch: Watch<RoomRestorer>,
     history: History,
     since: Position,
     limit: usize,
 }
 
-impl Drop for RoomReading {
-    fn drop(&mut self) {
-        self.restorers.stop_room(&self.restorer);
-    }
-}
-
 impl Resuming for RoomReading {
     fn finish(mut self: Box<Self>, join: &mut dyn FnMut(Result<History, BrokerError>)) {
-        let restorers = self.restorers.clone();
+        let restorers = self.watch.restorers.clone();
         let _delivering = restorers.delivering();
-        self.restorers.stop_room(&self.restorer);
-        let seen = lock(&self.restorer.seen).take();
+        self.watch.stop();
+        let seen = lock(&self.watch.r.seen).take();
         let mut history = std::mem::take(&mut self.history);
         if history.events.len() >= self.limit {
             // Read only in part (the limit): what follows would not continue it.
@@ -318,25 +356,22 @@ impl RedisBroker {
         since: &Position,
         limit: usize,
     ) -> Result<Box<dyn Resuming>, BrokerError> {
-        let restorer = self.restorers.start_room(room, limit);
-        let history = match self.read_history(room, Some(since.clone()), limit).await {
-            Ok(history) => Ok(history),
-            Err(BrokerError::HistoryUnsupported) => self.counter_only(room, since).await,
-            Err(e) => Err(e),
+        let watch = self.restorers.start_room(room, limit);
+        let mut history = match self.read_history(room, Some(since.clone()), limit).await {
+            Ok(history) => history,
+            Err(BrokerError::HistoryUnsupported) => self.counter_only(room, since).await?,
+            Err(e) => return Err(e),
         };
-        match history {
-            Ok(history) => Ok(Box::new(RoomReading {
-                restorers: self.restorers.clone(),
-                restorer,
-                history,
-                since: since.clone(),
-                limit,
-            })),
-            Err(e) => {
-                self.restorers.stop_room(&restorer);
-                Err(e)
-            }
+        // What was read must have been delivered here before the client joins.
+        if !history.events.is_empty() && !self.caught_up(&room.tenant).await {
+            history.complete = false;
         }
+        Ok(Box::new(RoomReading {
+            watch,
+            history,
+            since: since.clone(),
+            limit,
+        }))
     }
 
     /// The position of a room that keeps no history.
@@ -394,31 +429,30 @@ impl RedisBroker {
         if let Some(subscribed) = self.subscribed() {
             subscribed.await;
         }
-        let restorer = self.restorers.start(tenant, ns, limit);
+        let watch = self.restorers.start(tenant, ns, limit);
         let key = self.keys.log_key(tenant, ns);
         let work = async {
             // From the offset itself: its entry still there means nothing after it was
-            // trimmed; and the oldest entry, to tell a trim by age from one by count.
+            // trimmed; the oldest entry, to tell a trim by age from one by count; and how
+            // many entries the log ever had against how many it has, for a client that
+            // started at an empty log.
             let entries: Vec<(String, HashMap<String, String>)> = self
                 .client
                 .xrange_values(&key, after, "+", Some(limit as u64 + 2))
                 .await?;
             let oldest: Vec<(String, HashMap<String, String>)> =
                 self.client.xrange_values(&key, "-", "+", Some(1)).await?;
-            Ok::<_, fred::error::Error>((entries, oldest))
+            let untrimmed = if after_id == (0, 0) {
+                self.never_trimmed(&key).await?
+            } else {
+                false
+            };
+            Ok::<_, fred::error::Error>((entries, oldest, untrimmed))
         };
-        let reading = tokio::time::timeout(self.opts.timeout, work).await;
-        let (entries, oldest) = match reading {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                self.restorers.stop(&restorer);
-                return Err(unavailable(e));
-            }
-            Err(_) => {
-                self.restorers.stop(&restorer);
-                return Err(unavailable("recovery read timed out"));
-            }
-        };
+        let (entries, oldest, untrimmed) = tokio::time::timeout(self.opts.timeout, work)
+            .await
+            .map_err(|_| unavailable("recovery read timed out"))?
+            .map_err(unavailable)?;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -431,31 +465,73 @@ impl RedisBroker {
             .and_then(|(id, _)| stream_id(id))
             .is_none_or(|(ms, _)| ms <= cutoff);
         let mut events = Vec::with_capacity(entries.len());
+        let mut undecodable = false;
         for (id, fields) in entries {
             if stream_id(&id).is_none_or(|n| n <= after_id) {
                 continue;
             }
-            let Some(publication) = fields
+            let Some(mut publication) = fields
                 .get("p")
                 .and_then(|body| serde_json::from_str::<Publication>(body).ok())
             else {
+                undecodable = true;
                 continue;
             };
-            let mut publication = publication;
             let id: Arc<str> = id.into();
             publication.log_offset = Some(id.clone());
             events.push((id, Arc::new(publication)));
         }
-        let complete = (found || only_aged || after_id == (0, 0)) && events.len() <= limit;
+        let complete = (found || only_aged || untrimmed) && !undecodable && events.len() <= limit;
         events.truncate(limit);
+        // What was read must have been delivered here before the socket joins.
+        let mut read = Missed { events, complete };
+        if !read.events.is_empty() && !self.caught_up(tenant).await {
+            read.complete = false;
+        }
         Ok(Box::new(Reading {
             _held: held,
-            restorers: self.restorers.clone(),
-            restorer,
-            read: Missed { events, complete },
+            watch,
+            read,
             after: after_id,
             limit,
         }))
+    }
+
+    /// Waits until everything published on `tenant`'s channel so far has been delivered on
+    /// this node (a read's events may still be on their way to it, and would come again
+    /// after the reader joined): a marker published on the channel now comes back after
+    /// them. `false` when it did not within the broker's timeout.
+    pub(super) async fn caught_up(&self, tenant: &str) -> bool {
+        let n = self.restorers.next_marker.fetch_add(1, Ordering::Relaxed);
+        let (arrived, wait) = tokio::sync::oneshot::channel();
+        lock(&self.restorers.markers).insert(n, arrived);
+        let marker = format!("{}{}:{n}", MARKER as char, self.opts.node_id);
+        let work = async {
+            self.client
+                .spublish::<i64, _, _>(self.keys.tenant_channel(tenant), marker)
+                .await
+                .map_err(unavailable)?;
+            wait.await.map_err(|_| unavailable("marker lost"))
+        };
+        let done = matches!(
+            tokio::time::timeout(self.opts.timeout, work).await,
+            Ok(Ok(()))
+        );
+        lock(&self.restorers.markers).remove(&n);
+        done
+    }
+
+    /// Whether the log at `key` holds every entry it was ever given (none trimmed), or is
+    /// gone (nothing within the age bound).
+    async fn never_trimmed(&self, key: &str) -> Result<bool, fred::error::Error> {
+        let info: Result<HashMap<String, fred::types::Value>, _> =
+            self.client.xinfo_stream(key, false, None).await;
+        let Ok(info) = info else {
+            // No such key.
+            return Ok(true);
+        };
+        let number = |name: &str| info.get(name).and_then(fred::types::Value::as_u64);
+        Ok(matches!((number("entries-added"), number("length")), (Some(a), Some(l)) if a == l))
     }
 
     /// [`Broker::log_position`](roomcast_broker::Broker::log_position) in cluster mode: the
@@ -484,21 +560,32 @@ impl RedisBroker {
             .map_or_else(|| "0-0".into(), |(id, _)| id.as_str().into()))
     }
 
-    pub(super) async fn put_session_now(
+    /// Writes (`Some`) or deletes (`None`) the session under `pid` for its connection
+    /// `owner`, unless a newer connection of the session wrote it since (the stored record
+    /// names `owner` among its connections, but not last): a late close on another node
+    /// must not undo a recovery.
+    pub(super) async fn write_session(
         &self,
         pid: &str,
-        session: String,
+        session: Option<String>,
+        owner: u64,
         ttl: Duration,
     ) -> Result<(), BrokerError> {
         let key = self.keys.session_key(pid);
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let (op, body) = match session {
+            Some(body) => ("put", body),
+            None => ("end", String::new()),
+        };
+        let args = vec![body, ms.to_string(), owner.to_string(), op.to_owned()];
         tokio::time::timeout(
             self.opts.timeout,
             self.client
-                .set::<(), _, _>(key, session, Some(Expiration::PX(ms)), None, false),
+                .eval::<i64, _, _, _>(SESSION_SCRIPT, vec![key], args),
         )
         .await
         .map_err(|_| unavailable("session write timed out"))?
+        .map(drop)
         .map_err(unavailable)
     }
 
@@ -537,10 +624,41 @@ impl RedisBroker {
     }
 }
 
+/// Writes or ends a session unless a newer connection of it wrote it: `KEYS[1]` the session,
+/// `ARGV`: the record, its TTL in ms, the writing connection, `put` or `end`. Connection ids
+/// stay below 2^53, so Lua's numbers hold them exactly.
+const SESSION_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' and type(record.conns) == 'table' then
+    local conns = record.conns
+    local owner = tonumber(ARGV[3])
+    if conns[#conns] ~= owner then
+      for i = 1, #conns do
+        if conns[i] == owner then
+          return 0
+        end
+      end
+    end
+  end
+end
+if ARGV[4] == 'end' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
 /// An offset that is no stream id: nothing continues it.
 struct Unrecoverable;
 
 impl Recovering for Unrecoverable {
+    fn complete(&self) -> bool {
+        false
+    }
+
     fn finish(self: Box<Self>, rejoin: &mut dyn FnMut(Missed)) {
         rejoin(Missed::default());
     }

@@ -66,10 +66,21 @@ pub(super) fn decode(payload: &[u8]) -> Option<(Vec<Option<Position>>, Publicati
 
 /// The positions and the recovery log's id of a header (`<positions>[;<log id>]`).
 pub(super) fn header_parts(header: &str) -> (Vec<Option<Position>>, Option<std::sync::Arc<str>>) {
-    match header.split_once(';') {
-        Some((rooms, id)) => (positions(rooms), Some(id.into())),
-        None => (positions(header), None),
+    // The log id is last, and a stream id (`<ms>-<seq>`): an epoch (which carries a node id)
+    // is never taken for it.
+    match header.rsplit_once(';') {
+        Some((rooms, id)) if is_stream_id(id) => (positions(rooms), Some(id.into())),
+        _ => (positions(header), None),
     }
+}
+
+fn is_stream_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && seq.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// The stream of a room's kept events, beside its offset counter (same hash tag).

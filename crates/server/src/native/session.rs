@@ -5,7 +5,7 @@
 //! The session runs inside its connection's task as a [`Handler`]: no `.await`, brief
 //! access to the shared room index, answers pushed to the connection's own bounded queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -348,6 +348,11 @@ impl NativeSession {
             );
             let late = self.queue.clone();
             let tenant = identity.tenant.to_string();
+            // Shared with the timeout's answer, which must still come first of what is held.
+            let hold = Arc::new(std::sync::Mutex::new(Some(hold)));
+            let late_hold = hold.clone();
+            let (late_app, late_tenant) = (self.app.clone(), tenant.clone());
+            let resumed_rooms: Vec<String> = since.iter().map(|(room, _)| room.clone()).collect();
             let work = async move {
                 let app = lane_app;
                 let broker = app.node.broker();
@@ -380,18 +385,33 @@ impl NativeSession {
                         (Err(e), _) => tracing::debug!(error = ?e, room, "auto-join skipped"),
                     }
                 }
+                let hold = hold.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let Some(hold) = hold else { return };
                 let _ = queue.push_ahead(Outbound::Text(owned.borrowed().encode(&positions)));
                 for event in replay {
                     let _ = queue.push_ahead(Outbound::Text(event));
                 }
                 app.node.release_when_subscribed(hold);
             };
-            // Past the lane's deadline the welcome goes without positions.
+            // Past the lane's deadline the welcome goes without positions, first of what was
+            // held, and the rooms it was resuming are joined without their history.
             let timed_out = move || {
-                let _ = late.push(Outbound::Text(plain));
+                let hold = late_hold
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                for room in &resumed_rooms {
+                    let _ = late_app
+                        .index
+                        .join(conn, &RoomKey::new(&late_tenant, DEFAULT_NS, room));
+                }
+                let _ = late.push_ahead(Outbound::Text(plain));
+                drop(hold);
             };
             let mut core = ClientCore::new(app, identity, slot, now);
             if let Err(refusal) = core.submit(app, work, timed_out) {
+                // Not served: out of the index again.
+                app.index.unregister(self.id);
                 return self.refuse(None, &refusal);
             }
             app.metrics

@@ -268,7 +268,6 @@ impl NamespaceHandler for ConfiguredNamespace {
         // The `CONNECT` answer goes ahead of this hold; what follows it waits until the
         // auto-joined rooms are subscribed.
         let hold = socket.hold_output();
-        socket.set_identity(&identity.tenant, &identity.user);
         let auto_rooms = self.router.auto_join(&self.name, &identity.claims);
         let mut session = None;
         if let Some(restoring) = restoring {
@@ -285,9 +284,12 @@ impl NamespaceHandler for ConfiguredNamespace {
                 &identity.user,
                 &auto_rooms,
                 &mut may_join,
+                recovery::ReplayBudget::of(&app),
             );
             app.metrics.recovery(session.is_some());
         }
+        // Registered by a restore already, or now (a new session).
+        socket.set_identity(&identity.tenant, &identity.user);
         if session.is_none() {
             let position = app
                 .sessions
@@ -346,9 +348,9 @@ impl NamespaceHandler for ConfiguredNamespace {
     fn prepare(
         &self,
         auth: Option<&RawValue>,
-        _req: &http::request::Parts,
+        req: &http::request::Parts,
     ) -> Option<BoxFuture<'static, Prepared>> {
-        recovery::prepare(&self.app.upgrade()?, &self.name, auth)
+        recovery::prepare(&self.app.upgrade()?, &self.name, auth, token(auth, req))
     }
 
     fn on_event(&self, socket: &SocketRef, event: &str, args: Args, ack: Option<AckSender>) {

@@ -108,6 +108,7 @@ pub(crate) fn prepare(
     app: &Arc<App>,
     ns: &str,
     auth: Option<&RawValue>,
+    token: Option<String>,
 ) -> Option<BoxFuture<'static, Prepared>> {
     let recovery = &app.config.socketio.recovery;
     if !recovery.enabled {
@@ -116,7 +117,9 @@ pub(crate) fn prepare(
     let (pid, offset) = named_session(auth)?;
     let app = app.clone();
     let ns = ns.to_owned();
-    let limit = replay_limit(&app);
+    // The whole log's bound: what the socket missed is chosen among it, then bounded again.
+    let limit = recovery.max_events;
+    let ttl = recovery.max_disconnection();
     Some(Box::pin(async move {
         let broker = app.node.broker();
         let record = match broker.take_session(&pid).await {
@@ -131,12 +134,22 @@ pub(crate) fn prepare(
             app.metrics.recovery(false);
             return Prepared::default();
         };
+        // Only the session's own user recovers it; another's attempt leaves it in place.
+        let identity = token.as_deref().and_then(|t| app.verifier.verify(t).ok());
+        if identity.is_none_or(|i| i.tenant != record.tenant || i.user != record.user) {
+            if let Ok(text) = serde_json::to_string(&record) {
+                let owner = record.conns.last().copied().unwrap_or(0);
+                let _ = broker.put_session(&pid, text, owner, ttl).await;
+            }
+            app.metrics.recovery(false);
+            return Prepared::default();
+        }
         let after = offset.unwrap_or_else(|| record.offset.clone());
         match broker
             .recover(&record.tenant, &record.ns, &after, limit)
             .await
         {
-            Ok(recovering) => Prepared {
+            Ok(recovering) if recovering.complete() => Prepared {
                 sid: Some(record.sid.clone()),
                 state: Some(Box::new(Some(Restoring {
                     pid,
@@ -144,6 +157,10 @@ pub(crate) fn prepare(
                     recovering,
                 }) as Pending)),
             },
+            Ok(_) => {
+                app.metrics.recovery(false);
+                Prepared::default()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "recovery: log read failed");
                 app.metrics.recovery(false);
@@ -153,14 +170,21 @@ pub(crate) fn prepare(
     }))
 }
 
-/// The most publications one recovery replays: the recovery bound, and half the socket's
-/// queue, so that live events still fit behind them.
-fn replay_limit(app: &App) -> usize {
-    let recovery = &app.config.socketio.recovery;
-    recovery
-        .max_events
-        .min(app.queue_limits.max_messages / 2)
-        .max(1)
+/// What one recovery may replay: half the socket's queue (in messages and in bytes), so that
+/// live events still fit behind them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayBudget {
+    messages: usize,
+    bytes: usize,
+}
+
+impl ReplayBudget {
+    pub(crate) fn of(app: &App) -> ReplayBudget {
+        ReplayBudget {
+            messages: (app.queue_limits.max_messages / 2).max(1),
+            bytes: app.queue_limits.max_bytes / 2,
+        }
+    }
 }
 
 /// Whether a logged publication reached (or would have reached) a socket of `record`.
@@ -186,10 +210,11 @@ fn reaches(p: &Publication, record: &SessionRecord, rooms: &[&str]) -> bool {
 }
 
 /// Restores a session for a socket whose `on_connect` found one prepared, with the identity
-/// its token gives (`tenant`, `user`): joins its rooms that `may_join` allows and queues
-/// what it missed ahead of the `CONNECT` answer. `None` when the session cannot be
-/// restored (another identity, or the log no longer continues its offset): the socket is a
-/// new session then.
+/// its token gives (`tenant`, `user`): registers the socket and joins its rooms that
+/// `may_join` allows (and the token's `auto_rooms`) between two deliveries of the broker,
+/// then queues what it missed ahead of the `CONNECT` answer. `None` when the session cannot
+/// be restored (another identity, the log no longer continues its offset, or more was
+/// missed than `budget`): the socket is a new session then (registered, in no room yet).
 pub(crate) fn restore(
     socket: &SocketRef,
     restoring: Restoring,
@@ -197,6 +222,7 @@ pub(crate) fn restore(
     user: &str,
     auto_rooms: &[String],
     may_join: &mut dyn FnMut(&str) -> bool,
+    budget: ReplayBudget,
 ) -> Option<LiveSession> {
     let Restoring {
         pid,
@@ -206,39 +232,56 @@ pub(crate) fn restore(
     if record.tenant != tenant || record.user != user {
         return None;
     }
-    let mut restored = None;
+    let mut rooms: Vec<String> = record
+        .rooms
+        .iter()
+        .filter(|room| may_join(room))
+        .cloned()
+        .collect();
+    for room in auto_rooms {
+        if !rooms.contains(room) {
+            rooms.push(room.clone());
+        }
+    }
+    let mut replay = None;
     recovering.finish(&mut |missed: Missed| {
+        // Registered here, under the broker's order: a tenant-wide or user delivery reaches
+        // the socket either in the log or live, not both.
+        socket.set_identity(tenant, user);
         if !missed.complete {
             return;
         }
-        // Its rooms that its token still allows, and the rooms the token joins now, under
-        // the broker's order: what is delivered from here on is not among the missed.
-        let mut rooms: Vec<String> = Vec::new();
-        for room in record.rooms.iter().filter(|room| may_join(room)) {
-            if socket.join(room).is_ok() {
-                rooms.push(room.clone());
-            }
-        }
-        for room in auto_rooms {
-            if matches!(socket.join(room), Ok(true)) {
-                rooms.push(room.clone());
-            }
-        }
         let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        for (offset, p) in &missed.events {
-            if !reaches(p, &record, &names) {
-                continue;
-            }
-            let items =
-                roomcast_socketio::encode_payload(socket.ns(), &p.event, &p.payload, Some(offset));
-            if socket.send_ahead(&items).is_err() {
-                return;
-            }
+        let reached: Vec<(Arc<str>, Arc<Publication>)> = missed
+            .events
+            .into_iter()
+            .filter(|(_, p)| reaches(p, &record, &names))
+            .collect();
+        let bytes: usize = reached
+            .iter()
+            .map(|(offset, p)| p.payload.size() + p.event.len() + offset.len() + 32)
+            .sum();
+        if reached.len() > budget.messages || bytes > budget.bytes {
+            return;
         }
-        record.rooms = rooms;
-        restored = Some(());
+        let joined: Vec<String> = rooms
+            .iter()
+            .filter(|room| socket.join(room).is_ok())
+            .cloned()
+            .collect();
+        replay = Some((reached, joined));
     });
-    restored?;
+    let (reached, joined) = replay?;
+    // Queued outside the broker's order, ahead of what its holds keep back (the live
+    // events since the joins), so that they still come first.
+    for (offset, p) in &reached {
+        let items =
+            roomcast_socketio::encode_payload(socket.ns(), &p.event, &p.payload, Some(offset));
+        if socket.send_ahead(&items).is_err() {
+            return None;
+        }
+    }
+    record.rooms = joined;
     record.conns.push(socket.conn_id().0);
     if record.conns.len() > MAX_CONNS {
         record.conns.remove(0);
@@ -312,10 +355,11 @@ pub(crate) struct SessionWriter {
 
 #[derive(Debug)]
 enum Change {
-    /// Connected, or waiting for its client: kept for `max_disconnection_ms` from now.
-    Keep(String),
-    /// Ended for good.
-    End,
+    /// Connected, or waiting for its client: kept for `max_disconnection_ms` from now, as
+    /// written by connection `.1`.
+    Keep(String, u64),
+    /// Ended for good by connection `.0`.
+    End(u64),
 }
 
 impl SessionWriter {
@@ -334,8 +378,8 @@ impl SessionWriter {
     fn change(&self, pid: &str, change: Change) {
         if let Some(broker) = &self.inline {
             let mut write = match change {
-                Change::Keep(text) => broker.put_session(pid, text, self.ttl),
-                Change::End => Box::pin(async move { broker.take_session(pid).await.map(drop) }),
+                Change::Keep(text, owner) => broker.put_session(pid, text, owner, self.ttl),
+                Change::End(owner) => broker.end_session(pid, owner),
             };
             let done = write
                 .as_mut()
@@ -363,7 +407,8 @@ impl SessionWriter {
 
     fn write(&self, live: &LiveSession) {
         if let Ok(text) = serde_json::to_string(&live.record) {
-            self.change(&live.pid, Change::Keep(text));
+            let owner = live.record.conns.last().copied().unwrap_or(0);
+            self.change(&live.pid, Change::Keep(text, owner));
         }
     }
 
@@ -380,7 +425,8 @@ impl SessionWriter {
         if RECOVERABLE.contains(&reason) {
             self.write(live);
         } else {
-            self.change(&live.pid, Change::End);
+            let owner = live.record.conns.last().copied().unwrap_or(0);
+            self.change(&live.pid, Change::End(owner));
         }
     }
 
@@ -396,8 +442,8 @@ impl SessionWriter {
             let broker = app.node.broker().clone();
             for (pid, change) in changed {
                 let done = match change {
-                    Change::Keep(text) => broker.put_session(&pid, text, ttl).await,
-                    Change::End => broker.take_session(&pid).await.map(drop),
+                    Change::Keep(text, owner) => broker.put_session(&pid, text, owner, ttl).await,
+                    Change::End(owner) => broker.end_session(&pid, owner).await,
                 };
                 if let Err(e) = done {
                     tracing::warn!(error = %e, "recovery: session not written");

@@ -25,7 +25,8 @@ const CLOSE_CONNECT_TIMEOUT: (u16, &str) = (1000, "connect timeout");
 const INVALID_NAMESPACE: &str = "Invalid namespace";
 /// The `CONNECT_ERROR` message for a namespace the client is in under another of its names.
 const OTHER_NAME: &str = "Already connected to this namespace under another name";
-/// The `CONNECT_ERROR` message for a `CONNECT` sent while another one waits.
+/// The `CONNECT_ERROR` message for a `CONNECT` sent while another one to the same namespace
+/// waits.
 const CONNECT_WAITING: &str = "Another connect is under way";
 
 /// The Socket.IO state of one connection.
@@ -48,8 +49,8 @@ pub(crate) struct Client {
 struct Arrivals {
     /// Each socket, and whether its namespace has other names.
     sockets: Vec<(SocketRef, bool)>,
-    /// A prepared `CONNECT` is under way.
-    waiting: bool,
+    /// The namespaces a prepared `CONNECT` is under way for (one each; a client has a few).
+    waiting: Vec<Arc<str>>,
     /// The connection has closed: a socket arriving now is closed at once.
     closed: bool,
 }
@@ -159,7 +160,16 @@ impl EngineHandler for Clients {
     }
 
     fn on_outgoing(&self, client: &Client, items: &mut VecDeque<Outbound>, from: usize) {
-        if !client.renaming {
+        // Sockets connected from a task and not taken up yet count too.
+        let arrived: Vec<SocketRef> = client.arrivals.as_ref().map_or_else(Vec::new, |a| {
+            lock(a)
+                .sockets
+                .iter()
+                .filter(|(_, aliased)| *aliased)
+                .map(|(socket, _)| socket.clone())
+                .collect()
+        });
+        if !client.renaming && arrived.is_empty() {
             return;
         }
         // The name `name` stands for on this connection, when it is another one.
@@ -168,6 +178,7 @@ impl EngineHandler for Clients {
             client
                 .sockets
                 .iter()
+                .chain(arrived.iter())
                 .find(|s| *s.room_ns() == *room_ns && s.ns() != name)
                 .cloned()
         };
@@ -283,9 +294,14 @@ impl Clients {
         let auth = auth.map(RawJson::into_inner);
         if let Some(prepare) = resolved.handler.prepare(auth.as_deref(), &client.req) {
             let arrivals = client.arrivals.get_or_insert_with(Default::default).clone();
-            if std::mem::replace(&mut lock(&arrivals).waiting, true) {
-                push(conn, encode::connect_error(ns, CONNECT_WAITING, None));
-                return;
+            {
+                let mut arrivals = lock(&arrivals);
+                if arrivals.waiting.iter().any(|w| **w == *resolved.name) {
+                    drop(arrivals);
+                    push(conn, encode::connect_error(ns, CONNECT_WAITING, None));
+                    return;
+                }
+                arrivals.waiting.push(resolved.name.clone());
             }
             let (conn, req, ns) = (conn.clone(), client.req.clone(), ns.to_owned());
             let shared = self.shared.clone();
@@ -297,9 +313,10 @@ impl Clients {
                     .await
                     .unwrap_or_default();
                 let aliased = resolved.aliased;
+                let name = resolved.name.clone();
                 let connected = carry_out(&shared, &conn, &req, &ns, resolved, auth, prepared);
                 let mut waiting = lock(&arrivals);
-                waiting.waiting = false;
+                waiting.waiting.retain(|w| *w != name);
                 if let Some(socket) = connected {
                     if waiting.closed {
                         drop(waiting);

@@ -17,8 +17,10 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     /// Asked first for every `CONNECT`: `Some` makes the connect wait for work that has to
     /// (a session to look up elsewhere), within the endpoint's connect timeout;
     /// [`on_connect`](Self::on_connect) then runs from a task of its own, with the socket
-    /// made as [`Prepared`] says. One such connect at a time per client; a `CONNECT` sent
-    /// while one waits is refused. Default: `None`, the connect is carried out at once.
+    /// made as [`Prepared`] says, and may overlap this client's calls for its other
+    /// namespaces. One such connect at a time per namespace of a client; a `CONNECT` to a
+    /// namespace while one to it waits is refused. Default: `None`, the connect is carried
+    /// out at once.
     fn prepare(
         &self,
         auth: Option<&RawValue>,
