@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { closeAll, emitWithAck, startRoomcast, unique } from './harness.mjs';
+import { closeAll, emitWithAck, newManager, Recorder, startRoomcast, unique } from './harness.mjs';
 import { drop, received, recoverable, recoveryConfig } from './recovery.mjs';
 
-async function publishTo(server, room, event, data, expectDelivered) {
-  const res = await server.publish({ tenant: 'acme', rooms: [room], namespace: '/', event, data });
+async function publishTo(server, room, event, data, expectDelivered, namespace = '/') {
+  const res = await server.publish({ tenant: 'acme', rooms: [room], namespace, event, data });
   if (expectDelivered !== undefined) assert.equal(res.delivered, expectDelivered, JSON.stringify(res));
   return res;
 }
@@ -104,6 +104,45 @@ describe('connection state recovery (socket.io-client 4.8)', () => {
       assert.deepEqual(note, { first: true });
     } finally {
       closeAll(socket);
+    }
+  });
+
+  test('two namespaces of one connection recover together', async () => {
+    const user = unique('two');
+    const manager = newManager(server, { reconnection: false, transports: ['websocket'] });
+    const auth = { token: server.token(user, 'acme') };
+    const sockets = ['/', '/custom'].map((ns) => {
+      const socket = manager.socket(ns, { auth });
+      const rec = new Recorder(`${user} ${ns}`, ['connect_error']);
+      socket.onAny((event, ...args) => rec.push(event, args));
+      for (const event of ['connect', 'connect_error', 'disconnect']) {
+        socket.on(event, (...args) => rec.push(event, args));
+      }
+      socket.connect();
+      return { ns, socket, rec };
+    });
+    try {
+      for (const { rec } of sockets) await rec.next('connect');
+      const ids = sockets.map(({ socket }) => socket.id);
+      manager.engine.close();
+      for (const { rec } of sockets) await rec.next('disconnect');
+      for (const ns of ['/', '/custom']) {
+        await publishTo(server, `user:${user}`, 'note', { ns }, undefined, ns);
+      }
+      // Both CONNECTs go out back to back on the new connection, each naming its session.
+      for (const { socket } of sockets) socket.connect();
+      for (const { ns, socket, rec } of sockets) {
+        await rec.next('connect');
+        assert.equal(socket.recovered, true, ns);
+        const [note] = await rec.next('note');
+        assert.deepEqual(note, { ns });
+      }
+      assert.deepEqual(
+        sockets.map(({ socket }) => socket.id),
+        ids,
+      );
+    } finally {
+      for (const { socket } of sockets) closeAll(socket);
     }
   });
 
