@@ -347,14 +347,7 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<(Value
     let mut phase = 0u32;
     while rates_done < plan.steps {
         phase += 1;
-        let schedule = Schedule::new(
-            rate,
-            plan.step,
-            plan.layout.rooms,
-            plan.lanes,
-            u64::from(phase),
-        );
-        let step = run_step(plan, phase, rate, &schedule, &publisher, bed, swarm).await?;
+        let step = step_at(plan, phase, rate, &publisher, bed, swarm).await?;
         let latency = step.report.stats.latency();
         println!(
             "{name} / {}: {:>8.1} publishes/s -> {:>9.0} deliveries/s, {}; missing {}, out of \
@@ -504,14 +497,7 @@ async fn confirm(
             cool_down(bed).await?;
         }
         let phase = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let schedule = Schedule::new(
-            rate,
-            plan.step,
-            plan.layout.rooms,
-            plan.lanes,
-            u64::from(phase),
-        );
-        let mut step = run_step(plan, phase, rate, &schedule, &ready.publisher, bed, swarm).await?;
+        let mut step = step_at(plan, phase, rate, &ready.publisher, bed, swarm).await?;
         step.repeat = true;
         let latency = step.report.stats.latency();
         let holds = step.clean() && latency.p99 <= plan.max_p99;
@@ -559,6 +545,25 @@ fn with_repeats(mut ramp: Value, repeats: Result<Value, String>) -> Value {
         Err(reason) => ramp["repeat_error"] = json!(reason),
     }
     ramp
+}
+
+/// One step of the plan's length at `rate` publishes per second, as phase `phase`.
+async fn step_at(
+    plan: &Plan,
+    phase: u32,
+    rate: f64,
+    publisher: &Publisher,
+    bed: &mut Bed,
+    swarm: &mut Swarm,
+) -> Result<Step> {
+    let schedule = Schedule::new(
+        rate,
+        plan.step,
+        plan.layout.rooms,
+        plan.lanes,
+        u64::from(phase),
+    );
+    run_step(plan, phase, rate, &schedule, publisher, bed, swarm).await
 }
 
 /// The machine's cores, as the scheduler offers them to this process.

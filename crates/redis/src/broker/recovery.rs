@@ -22,13 +22,8 @@ use roomcast_broker::{
     Broker, BrokerError, History, Missed, Position, Publication, Recovering, Resuming, RoomKey,
 };
 
+use super::script::stream_id;
 use super::{unavailable, RedisBroker};
-
-/// A stream id (`<ms>-<seq>`) as numbers, for ordering.
-fn stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
 
 /// Recoveries under way on this node, and the lock deliveries take.
 #[derive(Debug, Default)]

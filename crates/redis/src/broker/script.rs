@@ -69,18 +69,15 @@ pub(super) fn header_parts(header: &str) -> (Vec<Option<Position>>, Option<std::
     // The log id is last, and a stream id (`<ms>-<seq>`): an epoch (which carries a node id)
     // is never taken for it.
     match header.rsplit_once(';') {
-        Some((rooms, id)) if is_stream_id(id) => (positions(rooms), Some(id.into())),
+        Some((rooms, id)) if stream_id(id).is_some() => (positions(rooms), Some(id.into())),
         _ => (positions(header), None),
     }
 }
 
-fn is_stream_id(id: &str) -> bool {
-    id.split_once('-').is_some_and(|(ms, seq)| {
-        !ms.is_empty()
-            && !seq.is_empty()
-            && ms.bytes().all(|b| b.is_ascii_digit())
-            && seq.bytes().all(|b| b.is_ascii_digit())
-    })
+/// A stream id (`<ms>-<seq>`) as numbers, for ordering.
+pub(super) fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// The stream of a room's kept events, beside its offset counter (same hash tag).

@@ -2,6 +2,7 @@
 //! `/ws` upgrade.
 
 mod control;
+mod resume;
 pub mod session;
 mod upgrade;
 

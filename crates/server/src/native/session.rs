@@ -17,191 +17,12 @@ use crate::app::App;
 use crate::client::{self, ClientCore, NativeAnswer, Refusal};
 use crate::metrics::Rejection;
 use crate::native::close_request;
+use crate::native::resume::{
+    join_resumed, join_resumed_later, Budget, Resumed, Welcome, WelcomeRooms,
+};
 use crate::node::native_event;
-use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, RoomPosition, Since};
-use roomcast_broker::{Payload, Position, Publication, Target};
-
-/// What resumes may still queue on one connection.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    messages: usize,
-    bytes: usize,
-}
-
-impl Budget {
-    fn spend(&mut self, events: &[Bytes]) {
-        self.messages = self.messages.saturating_sub(events.len());
-        self.bytes = self
-            .bytes
-            .saturating_sub(events.iter().map(Bytes::len).sum());
-    }
-}
-
-/// What resuming one room found ([`NativeSession::resume`]).
-#[derive(Debug, Default)]
-struct Resumed {
-    /// Every event after the client's position follows.
-    recovered: bool,
-    /// The room's position, when it has a stream.
-    current: Option<Position>,
-    /// The missed events, as `event` messages (none unless recovered).
-    events: Vec<Bytes>,
-}
-
-/// What a welcome says besides the rooms' positions.
-struct Welcome<'a> {
-    session_id: &'a str,
-    user: &'a str,
-    tenant: &'a str,
-    rooms: &'a [String],
-    heartbeat_ms: u64,
-    expires_at: Option<u64>,
-}
-
-/// A [`Welcome`] to make later, on the async lane.
-struct OwnedWelcome {
-    session_id: String,
-    user: String,
-    tenant: String,
-    rooms: Vec<String>,
-    heartbeat_ms: u64,
-    expires_at: Option<u64>,
-}
-
-impl Welcome<'_> {
-    /// The welcome message with `positions` (room, position, and whether it resumed).
-    fn encode(&self, positions: &[(&str, Position, Option<bool>)]) -> Bytes {
-        let positions: Vec<RoomPosition<'_>> = positions
-            .iter()
-            .map(|(room, p, recovered)| RoomPosition {
-                room,
-                offset: p.offset,
-                epoch: &p.epoch,
-                recovered: *recovered,
-            })
-            .collect();
-        proto::encode_welcome_with(
-            self.session_id,
-            self.user,
-            self.tenant,
-            self.rooms,
-            self.heartbeat_ms,
-            self.expires_at,
-            &positions,
-        )
-    }
-
-    fn owned(&self) -> OwnedWelcome {
-        OwnedWelcome {
-            session_id: self.session_id.to_owned(),
-            user: self.user.to_owned(),
-            tenant: self.tenant.to_owned(),
-            rooms: self.rooms.to_vec(),
-            heartbeat_ms: self.heartbeat_ms,
-            expires_at: self.expires_at,
-        }
-    }
-}
-
-impl OwnedWelcome {
-    fn borrowed(&self) -> Welcome<'_> {
-        Welcome {
-            session_id: &self.session_id,
-            user: &self.user,
-            tenant: &self.tenant,
-            rooms: &self.rooms,
-            heartbeat_ms: self.heartbeat_ms,
-            expires_at: self.expires_at,
-        }
-    }
-}
-
-/// Joins connection `conn` to `key` with the room's `history` after `since` in hand (the
-/// broker holds the room's deliveries back meanwhile): whether it joined, and what resuming
-/// found (see [`NativeSession::resume`]).
-fn join_resumed(
-    app: &App,
-    conn: ConnId,
-    key: &RoomKey,
-    since: &Since,
-    budget: Budget,
-    history: Result<roomcast_broker::History, roomcast_broker::BrokerError>,
-) -> (Result<bool, JoinError>, Resumed) {
-    let joined = app.index.join(conn, key);
-    let mut resumed = Resumed::default();
-    let broker = app.node.broker();
-    // The room's position once the connection is in it (the join may start its stream).
-    let now = || broker.position(key);
-    if matches!(joined, Ok(false)) {
-        // Already in the room: everything since reached it live, or is queued.
-        resumed.recovered = true;
-        resumed.current = now();
-        return (joined, resumed);
-    }
-    let Ok(h) = history else {
-        resumed.current = now();
-        return (joined, resumed);
-    };
-    let last = h.events.last().map_or(since.offset, |(p, _)| p.offset);
-    // Events that left out the rooms the connection is in (an emitter's `except`) are left
-    // out of its replay too.
-    let excepting = h.events.iter().any(|(_, p)| !p.except.is_empty());
-    let rooms: Vec<RoomKey> = if excepting {
-        app.index.rooms_of(conn)
-    } else {
-        Vec::new()
-    };
-    let left_out = |p: &Publication| {
-        p.except.iter().any(|room| {
-            rooms
-                .iter()
-                .any(|k| k.tenant == key.tenant && k.ns == key.ns && k.room == *room)
-        })
-    };
-    let events: Vec<Bytes> = h
-        .events
-        .iter()
-        .filter(|(_, p)| !left_out(p))
-        .map(|(pos, p)| native_event(p, Some(&*key.room), Some(pos)))
-        .collect();
-    let bytes: usize = events.iter().map(Bytes::len).sum();
-    resumed.recovered = events.len() <= budget.messages
-        && bytes <= budget.bytes
-        && h.complete
-        && h.current.as_ref().is_some_and(|c| c.offset == last);
-    if resumed.recovered {
-        resumed.events = events;
-    }
-    resumed.current = h.current.or_else(now);
-    (joined, resumed)
-}
-
-/// [`join_resumed`] for a broker whose history is not at hand: read first, then joined as
-/// the broker finishes the resume.
-async fn join_resumed_later(
-    app: &App,
-    conn: ConnId,
-    key: &RoomKey,
-    since: &Since,
-    budget: Budget,
-) -> (Result<bool, JoinError>, Resumed) {
-    let read = match app
-        .node
-        .broker()
-        .resume(key, &since.position(), budget.messages)
-    {
-        Some(reading) => reading.await,
-        None => Err(roomcast_broker::BrokerError::HistoryUnsupported),
-    };
-    let mut outcome = (Err(JoinError::NotRegistered), Resumed::default());
-    match read {
-        Ok(resuming) => resuming.finish(&mut |history| {
-            outcome = join_resumed(app, conn, key, since, budget, history);
-        }),
-        Err(e) => outcome = join_resumed(app, conn, key, since, budget, Err(e)),
-    }
-    outcome
-}
+use crate::proto::{self, ClientMessage, CloseCode, ErrorCode, Since};
+use roomcast_broker::{Payload, Publication, Target};
 
 /// The namespace native clients use when a message names none.
 const DEFAULT_NS: &str = "/";
@@ -359,38 +180,25 @@ impl NativeSession {
                 if let Some(subscribed) = broker.subscribed() {
                     subscribed.await;
                 }
-                let mut budget = budget;
-                let mut positions = Vec::new();
-                let mut replay = Vec::new();
+                let mut gathered = WelcomeRooms::new(budget);
                 for room in &owned.rooms {
                     let key = RoomKey::new(&tenant, DEFAULT_NS, room);
                     let resumed = since
                         .binary_search_by(|(r, _)| r.as_str().cmp(room))
                         .ok()
                         .map(|i| &since[i].1);
-                    let Some(since) = resumed else {
-                        if let Some(current) = broker.current(&key).await {
-                            positions.push((room.as_str(), current, None));
+                    match resumed {
+                        None => gathered.joined(room, broker.current(&key).await),
+                        Some(since) => {
+                            let budget = gathered.budget();
+                            let outcome = join_resumed_later(&app, conn, &key, since, budget).await;
+                            gathered.resumed(room, outcome);
                         }
-                        continue;
-                    };
-                    match join_resumed_later(&app, conn, &key, since, budget).await {
-                        (Ok(_), resumed) => {
-                            budget.spend(&resumed.events);
-                            if let Some(current) = resumed.current {
-                                positions.push((room.as_str(), current, Some(resumed.recovered)));
-                            }
-                            replay.extend(resumed.events);
-                        }
-                        (Err(e), _) => tracing::debug!(error = ?e, room, "auto-join skipped"),
                     }
                 }
                 let hold = hold.lock().unwrap_or_else(PoisonError::into_inner).take();
                 let Some(hold) = hold else { return };
-                let _ = queue.push_ahead(Outbound::Text(owned.borrowed().encode(&positions)));
-                for event in replay {
-                    let _ = queue.push_ahead(Outbound::Text(event));
-                }
+                gathered.queue(&queue, &owned.borrowed());
                 app.node.release_when_subscribed(hold);
             };
             // Past the lane's deadline the welcome goes without positions, first of what was
@@ -422,34 +230,15 @@ impl NativeSession {
         }
         // Each room's position, read once the connection is in it: an event published since
         // it joined reaches it, whatever its offset.
-        let mut positions: Vec<(&str, Position, Option<bool>)> = Vec::new();
-        let mut replay = Vec::new();
-        let mut budget = self.replay_budget();
+        let mut gathered = WelcomeRooms::new(self.replay_budget());
         for room in &rooms {
             let key = RoomKey::new(&identity.tenant, DEFAULT_NS, room);
-            let Some(since) = resumes(room) else {
-                if let Some(current) = app.node.broker().position(&key) {
-                    positions.push((room, current, None));
-                }
-                continue;
-            };
-            match self.resume(&key, since, budget) {
-                Ok(resumed) => {
-                    budget.spend(&resumed.events);
-                    if let Some(current) = resumed.current {
-                        positions.push((room, current, Some(resumed.recovered)));
-                    }
-                    replay.extend(resumed.events);
-                }
-                Err(e) => tracing::debug!(error = ?e, room, "auto-join skipped"),
+            match resumes(room) {
+                None => gathered.joined(room, app.node.broker().position(&key)),
+                Some(since) => gathered.resumed(room, self.resume(&key, since, gathered.budget())),
             }
         }
-        let _ = self
-            .queue
-            .push_ahead(Outbound::Text(welcome.encode(&positions)));
-        for event in replay {
-            let _ = self.queue.push_ahead(Outbound::Text(event));
-        }
+        gathered.queue(&self.queue, &welcome);
         app.node.release_when_subscribed(hold);
         app.metrics
             .connections_opened
@@ -473,16 +262,15 @@ impl NativeSession {
     /// `recovered: false` and nothing (another epoch, events no longer kept, too many). The
     /// caller queues them ahead of its held output, so they come before the live ones.
     fn resume(&self, key: &RoomKey, since: &Since, budget: Budget) -> Result<Resumed, JoinError> {
-        let mut joined = Err(JoinError::NotRegistered);
-        let mut resumed = Resumed::default();
+        let mut resumed = Err(JoinError::NotRegistered);
         let position = since.position();
         self.app
             .node
             .broker()
             .join_since(key, &position, budget.messages, &mut |history| {
-                (joined, resumed) = join_resumed(&self.app, self.id, key, since, budget, history);
+                resumed = join_resumed(&self.app, self.id, key, since, budget, history);
             });
-        joined.map(|_| resumed)
+        resumed
     }
 
     /// [`resume`](Self::resume) for a broker whose history is not at hand (a cluster's):
@@ -510,7 +298,7 @@ impl NativeSession {
                 subscribed.await;
             }
             match join_resumed_later(&app, conn, &key, &since, budget).await {
-                (Ok(_), r) => {
+                Ok(r) => {
                     let current = r.current.as_ref().map(|c| (c.offset, &*c.epoch));
                     let reply = proto::encode_reply_recovered(id, r.recovered, current);
                     let _ = queue.push_ahead(Outbound::Text(reply));
@@ -518,7 +306,7 @@ impl NativeSession {
                         let _ = queue.push_ahead(Outbound::Text(event));
                     }
                 }
-                (Err(e), _) => {
+                Err(e) => {
                     let refusal = match e {
                         JoinError::TooManyRooms => Refusal::TooManyRooms,
                         _ => Refusal::ShuttingDown,

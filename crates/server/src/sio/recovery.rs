@@ -342,7 +342,6 @@ pub(crate) fn fill_position(
 pub(crate) struct SessionWriter {
     /// Each changed session's latest record, or its end.
     changed: Mutex<HashMap<String, Change>>,
-    notify: tokio::sync::Notify,
     /// A broker that stores at once (a single node's): written to on the spot instead.
     inline: Option<Arc<dyn Broker>>,
     /// How long a session waits for its client (`max_disconnection_ms`).
@@ -368,7 +367,6 @@ impl SessionWriter {
     pub(crate) fn new(inline: Option<Arc<dyn Broker>>, ttl: Duration) -> Arc<Self> {
         Arc::new(Self {
             changed: Mutex::new(HashMap::new()),
-            notify: tokio::sync::Notify::new(),
             inline,
             ttl,
             owners: Mutex::new(HashMap::new()),
@@ -390,7 +388,6 @@ impl SessionWriter {
             return;
         }
         self.changed().insert(pid.to_owned(), change);
-        self.notify.notify_one();
     }
 
     fn changed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Change>> {
@@ -435,7 +432,7 @@ impl SessionWriter {
     pub(crate) async fn run(self: Arc<Self>, app: Weak<App>) {
         let mut last_touch = tokio::time::Instant::now();
         loop {
-            let _ = tokio::time::timeout(WRITE_EVERY, self.notify.notified()).await;
+            tokio::time::sleep(WRITE_EVERY).await;
             let Some(app) = app.upgrade() else { return };
             let ttl = self.ttl;
             let changed: Vec<(String, Change)> = self.changed().drain().collect();
@@ -458,7 +455,6 @@ impl SessionWriter {
                     }
                 }
             }
-            tokio::time::sleep(WRITE_EVERY).await;
         }
     }
 }

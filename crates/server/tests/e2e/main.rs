@@ -17,5 +17,6 @@ mod lifecycle;
 mod limits;
 mod parity;
 mod publish;
+mod resume;
 mod rooms;
 mod socketio;
