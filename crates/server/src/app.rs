@@ -20,6 +20,7 @@ use crate::auth::Verifier;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
+use crate::ingest::Ingest;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::node::{Hub, Node, PublishLimits};
@@ -70,6 +71,8 @@ pub struct App {
     pub history_rules: Option<Arc<HistoryRules>>,
     /// Writes recoverable Socket.IO sessions, when `[socketio.recovery]` is on.
     pub(crate) sessions: OnceLock<Arc<SessionWriter>>,
+    /// The message broker sources (`[ingest]`), consumed while the server runs.
+    pub ingest: Ingest,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -121,6 +124,8 @@ pub struct AppParts {
     pub queue_limits: QueueLimits,
     /// The rooms that keep history, `None` when none does.
     pub history: Option<Arc<HistoryRules>>,
+    /// The message broker sources (`[ingest]`), not started.
+    pub ingest: Ingest,
 }
 
 impl App {
@@ -177,6 +182,7 @@ impl App {
             driver,
             queue_limits,
             history,
+            ingest,
         } = parts;
         let Core {
             index,
@@ -225,6 +231,7 @@ impl App {
             history_store: OnceLock::new(),
             history_rules: history,
             sessions,
+            ingest,
             config,
         })
     }

@@ -17,6 +17,22 @@ const MAX_TENANT_LABELS: usize = 10_000;
 /// The label shared by tenants past [`MAX_TENANT_LABELS`].
 const OTHER_TENANTS: &str = "_other";
 
+/// Counts by reason, for a counter with a `reason` label.
+#[derive(Debug, Default)]
+pub struct ByReason(Mutex<BTreeMap<&'static str, u64>>);
+
+impl ByReason {
+    /// Counts one for `reason`.
+    pub fn add(&self, reason: &'static str) {
+        *lock(&self.0).entry(reason).or_default() += 1;
+    }
+
+    /// The counts, by reason, sorted.
+    pub fn list(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.0).iter().map(|(r, n)| (*r, *n)).collect()
+    }
+}
+
 /// Why a connection attempt was refused or a session ended badly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]

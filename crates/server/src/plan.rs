@@ -17,6 +17,7 @@ use crate::app::{App, AppParts};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryRules;
+use crate::ingest::Ingest;
 use crate::limits::ConnLimits;
 use crate::proto::CloseCode;
 use crate::sio::routing::Router;
@@ -81,6 +82,7 @@ impl Plan {
             check_cluster(cluster, config)?;
         }
         let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
+        let ingest = Ingest::compile(config)?;
         let l = &config.limits;
         let limits = ConnLimits::new(
             l.max_connections,
@@ -111,6 +113,7 @@ impl Plan {
                 driver,
                 queue_limits,
                 history,
+                ingest,
             },
             socketio,
         })

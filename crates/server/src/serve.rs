@@ -77,6 +77,7 @@ impl Server {
         if let Some(writer) = app.sessions.get() {
             tokio::spawn(writer.clone().run(Arc::downgrade(&app)));
         }
+        app.ingest.start(&app);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -120,6 +121,8 @@ impl Server {
             grace_ms = grace.as_millis() as u64,
             "shutting down: asking clients to reconnect elsewhere"
         );
+        // Nothing more is taken from the brokers; what is not acknowledged returns to them.
+        app.ingest.stop();
         app.begin_shutdown();
         if let Some(sio) = app.socketio() {
             // Socket.IO clients must reconnect elsewhere: close the transports, no DISCONNECT;

@@ -1,5 +1,5 @@
-//! What the machine offers: the shared Redis, the Redis binaries, and unique key prefixes for
-//! tests that share one Redis.
+//! What the machine offers: the shared Redis and RabbitMQ, the Redis binaries, and unique key
+//! prefixes for tests that share one service.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -40,6 +40,27 @@ pub fn shared_redis() -> Option<String> {
     } else {
         absent(&format!(
             "the shared Redis at {addr} is absent (no PONG within {SHARED_TIMEOUT:?})"
+        ));
+        None
+    }
+}
+
+/// The port of the machine's RabbitMQ.
+const RABBITMQ_PORT: u16 = 5672;
+
+/// The URL of the machine's RabbitMQ (guest/guest, vhost `/`), if its port accepts a
+/// connection within 2 s.
+///
+/// When it does not, prints a line saying so and returns `None`; under `CI=true` it panics
+/// instead. Tests against it must name their exchanges and queues with a [`unique_prefix`]
+/// and delete them after.
+pub fn shared_rabbitmq() -> Option<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, RABBITMQ_PORT));
+    if std::net::TcpStream::connect_timeout(&addr, SHARED_TIMEOUT).is_ok() {
+        Some(format!("amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2f"))
+    } else {
+        absent(&format!(
+            "the shared RabbitMQ at {addr} is absent (no connection within {SHARED_TIMEOUT:?})"
         ));
         None
     }

@@ -4,7 +4,7 @@
 //! - [`RedisServer`]: one server on a free port of 127.0.0.1, killed on drop, restartable on
 //!   the same port to test reconnection.
 //! - [`RedisCluster`]: a Redis Cluster of masters without replicas, stopped on drop.
-//! - [`shared_redis`], [`require_redis_binaries`]: what a test may use, with a clear line when
+//! - [`shared_redis`], [`shared_rabbitmq`], [`require_redis_binaries`]: what a test may use, with a clear line when
 //!   it is absent, and a failure under `CI=true`, where an absent service is a broken setup.
 //! - [`unique_prefix`]: key prefixes that never collide, so that tests can share one Redis
 //!   without flushing it.
@@ -20,5 +20,5 @@ mod server;
 mod tempdir;
 
 pub use cluster::RedisCluster;
-pub use env::{require_redis_binaries, shared_redis, unique_prefix};
+pub use env::{require_redis_binaries, shared_rabbitmq, shared_redis, unique_prefix};
 pub use server::RedisServer;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use roomcast_broker::{ConnId, RoomKey};
 use roomcast_engine::rooms::Closing;
@@ -20,6 +20,7 @@ use roomcast_redis::{ChannelListener, RedisBroker};
 
 use crate::app::App;
 use crate::config::{Config, EmitterBinding, EmitterKind};
+use crate::metrics::ByReason;
 
 /// What the emitter bindings did, for metrics.
 #[derive(Debug, Default)]
@@ -27,30 +28,17 @@ pub struct EmitterCounters {
     /// Messages acted on (events delivered, joins, leaves, disconnects).
     pub handled: AtomicU64,
     /// Messages dropped, by reason.
-    dropped: Mutex<HashMap<&'static str, u64>>,
+    dropped: ByReason,
 }
 
 impl EmitterCounters {
     fn drop_for(&self, reason: &'static str) {
-        *self
-            .dropped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(reason)
-            .or_default() += 1;
+        self.dropped.add(reason);
     }
 
     /// Dropped messages by reason, sorted.
     pub fn dropped(&self) -> Vec<(&'static str, u64)> {
-        let mut list: Vec<_> = self
-            .dropped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(r, n)| (*r, *n))
-            .collect();
-        list.sort_unstable();
-        list
+        self.dropped.list()
     }
 }
 
@@ -83,13 +71,8 @@ pub fn rule(binding: &EmitterBinding) -> Result<TenantRule, EmitterError> {
     }
 }
 
-/// Subscribes to every binding's channels; their messages act on `app`'s connections.
-pub(super) async fn bind(
-    broker: &RedisBroker,
-    config: &Config,
-    app: &Arc<App>,
-    counters: &Arc<EmitterCounters>,
-) -> anyhow::Result<()> {
+/// The namespaces clients may connect to, aliases included, sorted; and alias -> namespace.
+fn namespaces(config: &Config) -> (Vec<String>, HashMap<String, String>) {
     let mut aliases = HashMap::new();
     let mut namespaces = vec!["/".to_owned()];
     for ns in &config.socketio.namespaces {
@@ -101,33 +84,54 @@ pub(super) async fn bind(
     }
     namespaces.sort();
     namespaces.dedup();
+    (namespaces, aliases)
+}
+
+/// The reader of one binding's messages, acting on `app`'s connections; its messages are
+/// given to [`ChannelListener::message`], from Redis or from another transport (AMQP).
+pub(crate) fn listener(
+    binding: &EmitterBinding,
+    config: &Config,
+    app: &Arc<App>,
+    counters: &Arc<EmitterCounters>,
+) -> Result<Arc<dyn ChannelListener>, EmitterError> {
+    Ok(Arc::new(Listener {
+        kind: binding.kind,
+        key: binding.channel().to_owned(),
+        rule: rule(binding)?,
+        aliases: namespaces(config).1,
+        app: Arc::downgrade(app),
+        counters: counters.clone(),
+    }))
+}
+
+/// Subscribes to every binding's channels; their messages act on `app`'s connections.
+pub(super) async fn bind(
+    broker: &RedisBroker,
+    config: &Config,
+    app: &Arc<App>,
+    counters: &Arc<EmitterCounters>,
+) -> anyhow::Result<()> {
+    let namespaces = namespaces(config).0;
     for binding in config.cluster.iter().flat_map(|c| &c.emitters) {
-        let listener = Arc::new(Listener {
-            kind: binding.kind,
-            key: binding.channel().to_owned(),
-            rule: rule(binding)?,
-            aliases: aliases.clone(),
-            app: Arc::downgrade(app),
-            counters: counters.clone(),
-        });
+        let listener = listener(binding, config, app, counters)?;
+        let key = binding.channel();
         match binding.kind {
             EmitterKind::SocketIo => {
-                let [broadcasts, _] = emitter::node_patterns(&listener.key, None);
-                let prefix = format!("{}#", listener.key);
+                let [broadcasts, _] = emitter::node_patterns(key, None);
+                let prefix = format!("{key}#");
                 broker
                     .listen_pattern(prefix, broadcasts, listener.clone())
                     .await?;
                 // Requests are subscribed by name, one per namespace, so that the emitter's
                 // `serverCount` (PUBSUB NUMSUB) counts this node.
                 for ns in &namespaces {
-                    let channel = format!("{}-request#{ns}#", listener.key);
+                    let channel = format!("{key}-request#{ns}#");
                     broker.listen(channel, listener.clone()).await?;
                 }
             }
             EmitterKind::PythonSocketio => {
-                broker
-                    .listen(listener.key.clone(), listener.clone())
-                    .await?;
+                broker.listen(key.to_owned(), listener.clone()).await?;
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::config::{redacted_url, ChannelsConfig, ClusterConfig, Config};
 use crate::node::Hub;
 use crate::presence::{self, Ask};
+pub(crate) use emitters::listener as emitter_listener;
 pub use emitters::{rule as emitter_rule, EmitterCounters};
 
 /// This node's membership in a cluster.

@@ -5,7 +5,7 @@
 //!
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
-//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`; this file holds the whole [`Config`];
+//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `history`, `ingest`; this file holds the whole [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values.
@@ -16,6 +16,7 @@ mod cluster;
 mod env;
 mod error;
 mod history;
+mod ingest;
 mod limits;
 mod load;
 mod process;
@@ -36,6 +37,9 @@ pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;
 pub use history::{HistoryConfig, HistoryRule};
+pub use ingest::{
+    AmqpPreset, AmqpSourceConfig, ExchangeConfig, IngestConfig, IngestEmit, IngestRule, QueueConfig,
+};
 pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, ShutdownConfig};
 pub use recovery::RecoveryConfig;
@@ -74,6 +78,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// Rooms that keep their last events (`[history]`); none by default.
     pub history: HistoryConfig,
+    /// Events taken from message brokers (`[ingest]`); none by default.
+    pub ingest: IngestConfig,
 }
 
 impl Default for Config {
@@ -90,6 +96,7 @@ impl Default for Config {
             socketio: SocketIoConfig::default(),
             cluster: None,
             history: HistoryConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }

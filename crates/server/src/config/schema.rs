@@ -13,6 +13,7 @@ use super::{
     AclRule, ApiConfig, AuthConfig, Config, ConfigError, HeartbeatConfig, LimitsConfig, LogConfig,
     RoomsConfig, ShutdownConfig, TenantKey,
 };
+use super::{AmqpSourceConfig, IngestConfig, IngestEmit, IngestRule};
 use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
 use super::{HistoryConfig, HistoryRule};
 
@@ -54,6 +55,25 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
             "history" => {
                 check_array::<HistoryRule>(value, "rooms", &path, origins)?;
                 check_table::<HistoryConfig>(value, &path, origins)?;
+            }
+            "ingest" => {
+                // Three levels of arrays of tables: the sources, their rules, their emits.
+                let sources = value.as_table_mut().and_then(|t| t.get_mut("amqp"));
+                if let Some(Value::Array(items)) = sources {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let item_path = format!("{path}.amqp[{i}]");
+                        let rules = item.as_table_mut().and_then(|t| t.get_mut("rules"));
+                        if let Some(Value::Array(rules)) = rules {
+                            for (j, rule) in rules.iter_mut().enumerate() {
+                                let rule_path = format!("{item_path}.rules[{j}]");
+                                check_array::<IngestEmit>(rule, "emit", &rule_path, origins)?;
+                                check_table::<IngestRule>(rule, &rule_path, origins)?;
+                            }
+                        }
+                        check_table::<AmqpSourceConfig>(item, &item_path, origins)?;
+                    }
+                }
+                check_table::<IngestConfig>(value, &path, origins)?;
             }
             _ => return Err(unknown(path, origins)),
         }

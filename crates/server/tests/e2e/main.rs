@@ -12,6 +12,7 @@ mod auth;
 mod cluster;
 mod harness;
 mod history;
+mod ingest;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -15,12 +15,14 @@ use crate::http::error::ApiError;
 use crate::web::{json_response, Resp};
 
 /// `GET /health`: `{"status":"ok","broker":{...}}`; `"degraded"` (still 200: the node serves
-/// its own clients) while the broker cannot reach the other nodes; 503 `"draining"` once
+/// its own clients) while the broker cannot reach the other nodes or an `[ingest]` source its
+/// message broker (listed under `"ingest"`); 503 `"draining"` once
 /// shutdown began.
 pub(crate) fn health(app: &App) -> Resp {
     let broker = app.node.broker().status();
+    let (ingest_up, ingest) = app.ingest.health();
     let body = |status: &str| {
-        json!({
+        let mut body = json!({
             "status": status,
             "broker": {
                 "kind": broker.kind,
@@ -28,11 +30,15 @@ pub(crate) fn health(app: &App) -> Resp {
                 "reason": broker.degraded,
                 "local_only_publishes": broker.local_only,
             },
-        })
+        });
+        if !ingest.is_empty() {
+            body["ingest"] = ingest.clone().into();
+        }
+        body
     };
     if app.shutting_down() {
         json_response(StatusCode::SERVICE_UNAVAILABLE, &body("draining"))
-    } else if broker.degraded.is_some() {
+    } else if broker.degraded.is_some() || !ingest_up {
         json_response(StatusCode::OK, &body("degraded"))
     } else {
         json_response(StatusCode::OK, &body("ok"))
@@ -61,6 +67,7 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
             &cluster.emitters.dropped(),
         );
     }
+    app.ingest.render_metrics(&mut text);
     if let Some(store) = app.history_store.get() {
         let (rooms, not_kept) = store.history_counts();
         crate::metrics::render_history(&mut text, rooms as u64, not_kept);

@@ -25,7 +25,7 @@
 mod build;
 #[cfg(test)]
 mod seeds;
-mod template;
+pub(crate) mod template;
 
 use std::collections::HashMap;
 use std::time::SystemTime;

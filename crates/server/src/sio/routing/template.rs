@@ -354,7 +354,8 @@ fn resolve<'a>(placeholder: &Placeholder, ctx: &Context<'a>) -> Option<Cow<'a, V
     }
 }
 
-fn walk<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
+/// The value at `path` (object keys, array indexes in decimal) inside `value`.
+pub(crate) fn walk<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
     for step in path {
         value = match value {
             Value::Object(map) => map.get(step)?,

@@ -88,6 +88,14 @@ level = "warn"
         self
     }
 
+    /// Adds the top-level keys of a TOML document (`[[ingest.amqp]]` sources, say), replacing
+    /// those set already.
+    pub(crate) fn with(mut self, text: &str) -> Config {
+        let parsed: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        self.table.extend(parsed);
+        self
+    }
+
     fn render(&self) -> String {
         toml::to_string(&self.table).expect("a TOML table renders")
     }
