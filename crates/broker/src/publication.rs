@@ -178,6 +178,12 @@ pub struct Publication {
     /// event's last argument.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_offset: Option<Arc<str>>,
+    /// Refused ([`BrokerError::Unavailable`](crate::BrokerError::Unavailable)) rather than
+    /// delivered to this node's members alone when the other nodes are out of reach: its
+    /// producer keeps it and tries again (a message taken from a queue, acknowledged only
+    /// once the whole cluster has it).
+    #[serde(skip)]
+    pub whole_cluster: bool,
 }
 
 impl Publication {
@@ -195,6 +201,7 @@ impl Publication {
             positions: Vec::new(),
             logged: false,
             log_offset: None,
+            whole_cluster: false,
         }
     }
 

@@ -596,6 +596,12 @@ impl Broker for RedisBroker {
                     }
                 }
             }
+            if publication.whole_cluster {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(BrokerError::Unavailable(
+                    "Redis is out of reach: kept for the whole cluster".into(),
+                ));
+            }
             // Redis is out of reach: this node's members still get it, without positions.
             self.counters.local_only.fetch_add(1, Ordering::Relaxed);
             let delivered = self.sink.deliver(&publication, &mut |_| None);

@@ -195,12 +195,10 @@ impl Emit {
             None => serde_json::from_slice::<&RawValue>(body).map(ToOwned::to_owned),
         }
         .map_err(|e| Malformed::NotJson(e.to_string()))?;
-        Ok(Publication::new(
-            &self.ns,
-            target,
-            &self.event,
-            Payload::Json(data),
-        ))
+        let mut publication = Publication::new(&self.ns, target, &self.event, Payload::Json(data));
+        // Acknowledged once every node has it: never to this node's members alone.
+        publication.whole_cluster = true;
+        Ok(publication)
     }
 }
 

@@ -568,7 +568,7 @@ async fn a_killed_node_leaves_within_the_ttl_and_a_stopped_one_at_once() {
 }
 
 /// `/health` of `server` once its broker's state is `state`, within 20 s.
-async fn health_when(server: &Server, state: &str) -> Value {
+pub(crate) async fn health_when(server: &Server, state: &str) -> Value {
     for _ in 0..200 {
         let (_, body) = server.api("GET", "/health", None, None).await;
         if body["broker"]["state"] == state {

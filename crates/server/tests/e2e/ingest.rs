@@ -444,3 +444,48 @@ async fn two_nodes_compete_for_one_queue_and_publish_each_message_once() {
         "both nodes consumed: {by_a} and {by_b}"
     );
 }
+
+#[tokio::test]
+async fn a_message_waits_in_its_queue_while_redis_is_away() {
+    if !roomcast_testkit::require_redis_binaries() {
+        return;
+    }
+    let Some(broker) = Broker::connect("redis-away").await else {
+        return;
+    };
+    let mut redis = roomcast_testkit::RedisServer::start().unwrap();
+    let prefix = Prefix::new("ingest-redis-away");
+    let extra = "reconnect_min_ms = 50\n";
+    let node = Server::start(
+        node_config(&redis.url(), &prefix, "a")
+            .with(&broker.source(extra))
+            .set("rooms.acl", r#"[{ pattern = "company:*" }]"#),
+    )
+    .await;
+    consuming(&node).await;
+    let mut client = subscribed(&node, &["company:acme"]).await;
+    crate::cluster::settle(&node, "acme", "company:acme", &mut [&mut client]).await;
+
+    redis.stop().unwrap();
+    crate::cluster::health_when(&node, "degraded").await;
+    broker.publish("order.created", &order(1), None).await;
+    // Not delivered to this node's members alone, not acknowledged: kept, and tried again.
+    client.expect_no_message(Duration::from_millis(500)).await;
+    let source = format!("{{source=\"{}\"}}", broker.name);
+    let messages = format!("roomcast_ingest_messages_total{source}");
+    assert_eq!(node.metric(&messages).await, 0);
+    assert!(
+        node.metric(&format!("roomcast_ingest_retries_total{source}"))
+            .await
+            >= 1
+    );
+
+    redis.restart().unwrap();
+    let event = client.recv_event().await;
+    assert_eq!(
+        (&event["event"], &event["data"]["orderId"]),
+        (&json!("order:new_order"), &json!("o1"))
+    );
+    client.expect_no_message(Duration::from_millis(300)).await;
+    assert_eq!(node.metric(&messages).await, 1);
+}
