@@ -287,3 +287,20 @@ fn bad_sources_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn the_examples_ingest_sources_compile_once_uncommented() {
+    let example = include_str!("../../../../roomcast.example.toml");
+    let start = example.find("# [[ingest.amqp]]").unwrap();
+    let text: String = example[start..]
+        .lines()
+        .filter(|line| line.starts_with("# ") && !line.starts_with("# #"))
+        .map(|line| format!("{}\n", &line[2..]))
+        .filter(|line| {
+            let first = line.trim_start();
+            first.starts_with('[') || first.contains(" = ")
+        })
+        .collect();
+    let ingest = Ingest::compile(&config(&text)).unwrap();
+    assert_eq!(ingest.sources.len(), 2);
+}
