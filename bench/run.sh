@@ -8,10 +8,11 @@
 # It builds the release binaries (roomcast, roomcast-bench, the socketioxide peer, the ceiling),
 # installs the Node peer's locked dependencies with `npm ci`, runs every scenario against every
 # server one after the other on loopback, and writes the report from the JSON results. Needs
-# cargo, node and npm, and for the cluster and recovery scenarios a Redis at 127.0.0.1:6379
+# cargo, node and npm, for the cluster and recovery scenarios a Redis at 127.0.0.1:6379
 # (shared, never flushed: each run works under a key prefix of its own; without it those
-# scenarios report their servers as not available). Run it on a quiet machine: every server and
-# the load generator share its cores.
+# scenarios report their servers as not available), and for the ingest scenario a RabbitMQ at
+# 127.0.0.1:5672 (guest/guest; the run's exchange and queues are its own, deleted after). Run it
+# on a quiet machine: every server and the load generator share its cores.
 #
 # The standard set keeps its results in bench/last-run/ (commit them with BENCHMARKS.md): the
 # next run reads them back and reports, figure by figure, what changed beyond noise.
@@ -82,6 +83,7 @@ if $quick; then
   run "$bench" rooms "${common[@]}" --connections 1000 --rooms 100 --steps 2 --step-secs 1
   run "$bench" churn "${common[@]}" --secs 2
   run "$bench" recovery "${common[@]}" --clients 500
+  run "$bench" ingest --results "$results" --clients 20 --rate 200 --secs 1 --burst 2000
 else
   common=(--results "$results")
   run "$bench" idle "${common[@]}"
@@ -90,6 +92,7 @@ else
   run "$bench" rooms "${common[@]}"
   run "$bench" churn "${common[@]}"
   run "$bench" recovery "${common[@]}"
+  run "$bench" ingest "${common[@]}"
 fi
 duration=$(( $(date +%s) - t0 ))
 

@@ -62,6 +62,8 @@ enum Scenario {
     /// 10,000 Socket.IO clients reconnecting at once after their node is killed: time until
     /// all have recovered, and Redis CPU.
     Recovery(scenario::recovery::Args),
+    /// RabbitMQ ingestion: end-to-end latency at a steady rate, and messages per second.
+    Ingest(scenario::ingest::Args),
     /// Writes BENCHMARKS.md from the results of the scenarios.
     Report(report::Args),
     /// A share of the subscribers in a child process (started by the scenarios).
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Scenario::Cluster(args) => scenario::cluster::run(args).await,
             Scenario::Churn(args) => scenario::churn::run(args).await,
             Scenario::Recovery(args) => scenario::recovery::run(args).await,
+            Scenario::Ingest(args) => scenario::ingest::run(args).await,
             Scenario::Report(args) => report::run(args),
             Scenario::Fleet(args) => worker::run(args).await,
         }

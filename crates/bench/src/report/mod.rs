@@ -6,6 +6,7 @@
 mod ceiling;
 mod cluster;
 mod compare;
+mod ingest;
 mod recovery;
 mod sections;
 
@@ -186,7 +187,7 @@ fn fmt_int(x: f64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -264,6 +265,7 @@ pub(crate) fn render(
     );
     sections::churn(&mut out, &Scenario::of(results, "churn"));
     recovery::section(&mut out, &Scenario::of(results, recovery::RECOVERY));
+    ingest::section(&mut out, &Scenario::of(results, ingest::INGEST));
     if let Some(analysis) = analysis {
         out.push('\n');
         out.push_str(analysis.trim_end());

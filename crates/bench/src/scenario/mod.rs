@@ -6,6 +6,7 @@
 pub(crate) mod churn;
 pub(crate) mod cluster;
 pub(crate) mod idle;
+pub(crate) mod ingest;
 pub(crate) mod ramp;
 pub(crate) mod recovery;
 mod step;
