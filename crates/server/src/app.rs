@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::acl::RoomPolicy;
 use crate::api_keys::ApiKeys;
 use crate::auth::Verifier;
+use crate::backend::Backends;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
@@ -70,6 +71,8 @@ pub struct App {
     pub history_rules: Option<Arc<HistoryRules>>,
     /// Writes recoverable Socket.IO sessions, when `[socketio.recovery]` is on.
     pub(crate) sessions: OnceLock<Arc<SessionWriter>>,
+    /// The RPC backends and the connect proxy (`[rpc]`, `[auth.connect_proxy]`).
+    pub backends: Arc<Backends>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -225,6 +228,7 @@ impl App {
             history_store: OnceLock::new(),
             history_rules: history,
             sessions,
+            backends: Arc::new(Backends::new(&config)),
             config,
         })
     }

@@ -12,6 +12,7 @@
 
 mod api;
 mod auth;
+mod backends;
 mod cluster;
 mod env;
 mod error;
@@ -31,6 +32,8 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
+pub(crate) use backends::path as check_path;
+pub use backends::{BackendConfig, ConnectProxyConfig, MethodConfig, ProxyMode, RpcConfig};
 pub use cluster::{redacted_url, ChannelsConfig, ClusterConfig, EmitterBinding, EmitterKind};
 pub use env::process_env;
 pub use error::ConfigError;
@@ -74,6 +77,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// Rooms that keep their last events (`[history]`); none by default.
     pub history: HistoryConfig,
+    /// HTTP backends that answer client events and `rpc` commands (`[rpc]`); none by default.
+    pub rpc: RpcConfig,
 }
 
 impl Default for Config {
@@ -90,6 +95,7 @@ impl Default for Config {
             socketio: SocketIoConfig::default(),
             cluster: None,
             history: HistoryConfig::default(),
+            rpc: RpcConfig::default(),
         }
     }
 }
@@ -104,6 +110,15 @@ fn redacted(secret: &str) -> &'static str {
 }
 
 impl Config {
+    /// Whether the connect proxy authenticates every client (`auth.connect_proxy.mode =
+    /// "only"`): then no JWT key is needed.
+    pub fn proxy_only(&self) -> bool {
+        self.auth
+            .connect_proxy
+            .as_ref()
+            .is_some_and(|p| p.mode == ProxyMode::Only)
+    }
+
     /// Configuration for `roomcast --dev`: the embedded defaults with a random HS256 secret and
     /// a random platform API key (`api.keys[0]`). Returns the config and the secret.
     pub fn dev() -> (Config, String) {
