@@ -166,7 +166,8 @@ impl ConnectProxy {
         verifier: &Verifier,
     ) -> Result<Identity, Refusal> {
         let answer = answer.map_err(|e| {
-            tracing::warn!(error = %e, "connect proxy call failed");
+            // Per handshake, and counted in the metrics: no log flood while it is down.
+            tracing::debug!(error = %e, "connect proxy call failed");
             Refusal::ProxyUnavailable
         })?;
         let body: Option<Value> = serde_json::from_slice(&answer.body).ok();
@@ -179,7 +180,7 @@ impl ConnectProxy {
             });
         }
         let Some(Value::Object(granted)) = body.filter(|_| status.is_success()) else {
-            tracing::warn!(%status, "connect proxy answered no identity");
+            tracing::debug!(%status, "connect proxy answered no identity");
             return Err(Refusal::ProxyUnavailable);
         };
         self.identity(granted, verifier)

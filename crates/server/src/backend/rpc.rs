@@ -159,7 +159,8 @@ fn read_answer(
         Ok(answer) => answer,
         Err(PostError::Timeout) => return Err(RpcError::Timeout),
         Err(e) => {
-            tracing::warn!(backend, error = %e, "backend call failed");
+            // Per call, and counted in the metrics: a dead backend must not flood the log.
+            tracing::debug!(backend, error = %e, "backend call failed");
             return Err(RpcError::Unavailable);
         }
     };
@@ -176,7 +177,7 @@ fn read_answer(
             }
             Some(value) => Ok(value),
             None => {
-                tracing::warn!(backend, "backend answered a body that is not JSON");
+                tracing::debug!(backend, "backend answered a body that is not JSON");
                 Err(RpcError::Unavailable)
             }
         };
@@ -184,7 +185,7 @@ fn read_answer(
     if answer.status.is_client_error() {
         return Err(refusal(json().unwrap_or(Value::Null)));
     }
-    tracing::warn!(backend, status = %answer.status, "backend failed");
+    tracing::debug!(backend, status = %answer.status, "backend failed");
     Err(RpcError::Unavailable)
 }
 

@@ -348,6 +348,22 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_deciding_every_client_needs_no_jwt_key() {
+        let only = "[auth.connect_proxy]\nurl = \"http://127.0.0.1:1/c\"\n\
+                    secret = \"0123456789abcdef\"\nmode = \"only\"\n";
+        let config = Config::from_toml_str(only).unwrap_or_default();
+        assert!(config.proxy_only());
+        config.validate().unwrap();
+        crate::Plan::build(&config).unwrap();
+        let fallback = only.replace("\"only\"", "\"fallback\"");
+        let config = Config::from_toml_str(&fallback).unwrap_or_default();
+        assert!(matches!(
+            config.validate(),
+            Err(crate::config::ConfigError::NoKey)
+        ));
+    }
+
+    #[test]
     fn secrets_do_not_reach_debug_output() {
         let c = Config::from_toml_str(BACKEND).unwrap_or_default();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));

@@ -5,7 +5,8 @@
 //!
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
-//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`; this file holds the whole [`Config`];
+//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `backends` (`[rpc]` and
+//!   `[auth.connect_proxy]`); this file holds the whole [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values.
