@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::acl::RoomPolicy;
 use crate::api_keys::ApiKeys;
 use crate::auth::Verifier;
+use crate::backend::Backends;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
@@ -73,6 +74,8 @@ pub struct App {
     pub(crate) sessions: OnceLock<Arc<SessionWriter>>,
     /// The message broker sources (`[ingest]`), consumed while the server runs.
     pub ingest: Ingest,
+    /// The RPC backends and the connect proxy (`[rpc]`, `[auth.connect_proxy]`).
+    pub backends: Arc<Backends>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -232,6 +235,7 @@ impl App {
             history_rules: history,
             sessions,
             ingest,
+            backends: Arc::new(Backends::new(&config)),
             config,
         })
     }

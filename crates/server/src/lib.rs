@@ -8,6 +8,7 @@ pub mod acl;
 pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod cluster;
 pub mod config;

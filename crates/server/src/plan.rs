@@ -77,7 +77,7 @@ impl Plan {
         // Compiled even when Socket.IO is disabled: a route that does not compile is an error
         // either way.
         let router = Router::from_config(&config.socketio, &config.rooms.auto_join)?;
-        let verifier = Verifier::new(&config.auth)?;
+        let verifier = Verifier::new(&jwt_settings(config))?;
         if let Some(cluster) = &config.cluster {
             check_cluster(cluster, config)?;
         }
@@ -127,6 +127,21 @@ impl Plan {
 
 /// What `[cluster]` holds that only the cluster's parts can check: the Redis URL and the
 /// emitters' tenant patterns.
+/// The `[auth]` the JWT verifier is built from. When the connect proxy authenticates every
+/// client and no JWT key is configured, a random secret stands in: no token is looked at then,
+/// and the verifier only reads the proxy's identities through the claim names.
+fn jwt_settings(config: &Config) -> std::borrow::Cow<'_, crate::config::AuthConfig> {
+    let auth = &config.auth;
+    let keyless = auth.secret.is_empty() && auth.public_key_file.is_empty();
+    if !(config.proxy_only() && keyless) {
+        return std::borrow::Cow::Borrowed(auth);
+    }
+    let mut stand_in = auth.clone();
+    stand_in.algorithm = crate::config::JwtAlgorithm::HS256;
+    stand_in.secret = crate::config::random_token();
+    std::borrow::Cow::Owned(stand_in)
+}
+
 fn check_cluster(
     cluster: &crate::config::ClusterConfig,
     config: &Config,

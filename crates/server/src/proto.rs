@@ -10,7 +10,7 @@ pub use codes::{CloseCode, ErrorCode};
 pub use encode::{
     encode_client, encode_disconnect, encode_event, encode_pong, encode_reply_error,
     encode_reply_history, encode_reply_ok, encode_reply_ok_expires, encode_reply_recovered,
-    encode_welcome, encode_welcome_with, RoomPosition,
+    encode_reply_refused, encode_reply_result, encode_welcome, encode_welcome_with, RoomPosition,
 };
 pub use parse::{
     depth, parse, room_positions, ClientMessage, ParseError, Since, MAX_DATA_DEPTH,
@@ -39,6 +39,13 @@ mod vectors {
         match entry[key].as_str() {
             Some(s) => s,
             None => panic!("{key} is not a string in {entry}"),
+        }
+    }
+
+    fn value(data: &RawValue) -> Value {
+        match serde_json::from_str(data.get()) {
+            Ok(v) => v,
+            Err(e) => panic!("data {data} is not JSON: {e}"),
         }
     }
 
@@ -84,16 +91,20 @@ mod vectors {
                 data,
                 ns,
             } => {
-                let data: Value = match serde_json::from_str(data.get()) {
-                    Ok(v) => v,
-                    Err(e) => panic!("data {data} is not JSON: {e}"),
-                };
-                json!({ "type": "publish", "id": id, "room": room, "event": event, "data": data, "ns": ns })
+                json!({ "type": "publish", "id": id, "room": room, "event": event, "data": value(data), "ns": ns })
             }
             ClientMessage::Refresh { id, token } => {
                 json!({ "type": "refresh", "id": id, "token": token })
             }
             ClientMessage::Ping { id } => json!({ "type": "ping", "id": id }),
+            ClientMessage::Rpc {
+                id,
+                method,
+                data,
+                ns,
+            } => {
+                json!({ "type": "rpc", "id": id, "method": method, "data": value(data), "ns": ns })
+            }
             ClientMessage::History {
                 id,
                 room,
@@ -211,6 +222,14 @@ mod vectors {
                         position,
                     )
                 }
+                (Some(true), None) if message.get("result").is_some() => {
+                    encode_reply_result(u64_of("id"), &message["result"])
+                }
+                (Some(false), None) if message.get("reason").is_some() => encode_reply_refused(
+                    u64_of("id"),
+                    text(message, "reason"),
+                    text(message, "message"),
+                ),
                 (Some(true), None) if message.get("recovered").is_some() => {
                     let position = message["offset"]
                         .as_u64()

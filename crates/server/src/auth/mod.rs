@@ -108,6 +108,12 @@ impl Verifier {
         self.names.identity(data.claims)
     }
 
+    /// The identity that `claims`, vouched for by other means than a token (the connect
+    /// proxy's answer), grant: read with the same claim names as a token's.
+    pub fn identity_of(&self, claims: Map<String, Value>) -> Result<Identity, AuthError> {
+        self.names.identity(claims)
+    }
+
     /// Whether a connection whose token expires at `expires_at` (its [`Identity::expires_at`])
     /// has outlived it at `now_unix` (seconds), with the same leeway as [`Verifier::verify`]. A
     /// token without `exp` never expires.

@@ -49,6 +49,11 @@ pub fn admit(app: &App, token: Option<&str>) -> Result<Admission, Refusal> {
         tracing::debug!(error = %e, "authentication failed");
         Refusal::from_auth(e)
     })?;
+    admit_identity(app, identity)
+}
+
+/// Takes a place under the connection limits for an identity the connect proxy granted.
+pub fn admit_identity(app: &App, identity: Identity) -> Result<Admission, Refusal> {
     let slot = app
         .limits
         .acquire(&identity.tenant, &identity.user)

@@ -58,6 +58,29 @@ pub enum Refusal {
     PublishRefused(String),
     /// The broker failed; the publish may have reached this node only.
     Unavailable,
+    /// An RPC backend refused the call (4xx): its code and message.
+    BackendRefused {
+        /// The backend's code (`refused` when it gave none).
+        code: String,
+        /// The backend's message.
+        message: String,
+    },
+    /// An RPC backend is down, failed (5xx) or answered no JSON.
+    BackendUnavailable,
+    /// An RPC backend did not answer within its `timeout_ms`.
+    BackendTimeout,
+    /// A native `rpc` names a method that `[rpc.methods]` does not.
+    UnknownMethod,
+    /// The connect proxy refused the handshake: `unauthenticated` for a 401 (no credentials
+    /// it knows), with the backend's message if it gave one.
+    ProxyRefused {
+        /// The answer was 401.
+        unauthenticated: bool,
+        /// The backend's message.
+        message: Option<String>,
+    },
+    /// The connect proxy is down, failed, or did not answer in time.
+    ProxyUnavailable,
 }
 
 /// What a native client is told.
@@ -133,6 +156,27 @@ impl Refusal {
             Refusal::Timeout => Reply(ErrorCode::Timeout, TIMEOUT.into()),
             Refusal::PublishRefused(m) => Reply(ErrorCode::BadRequest, m.clone().into()),
             Refusal::Unavailable => Reply(ErrorCode::Internal, UNAVAILABLE.into()),
+            Refusal::BackendRefused { message, .. } => {
+                Reply(ErrorCode::Refused, message.clone().into())
+            }
+            Refusal::BackendUnavailable => {
+                Reply(ErrorCode::BackendUnavailable, BACKEND_UNAVAILABLE.into())
+            }
+            Refusal::BackendTimeout => Reply(ErrorCode::BackendTimeout, BACKEND_TIMEOUT.into()),
+            Refusal::UnknownMethod => Reply(ErrorCode::UnknownMethod, "no such method".into()),
+            Refusal::ProxyRefused {
+                unauthenticated,
+                message,
+            } => {
+                let code = if *unauthenticated {
+                    CloseCode::AuthRequired
+                } else {
+                    CloseCode::AuthFailed
+                };
+                let reason = message.clone().unwrap_or_else(|| PROXY_REFUSED.into());
+                Close(code, reason.into())
+            }
+            Refusal::ProxyUnavailable => Close(CloseCode::InternalError, PROXY_UNAVAILABLE.into()),
         }
     }
 
@@ -175,6 +219,25 @@ impl Refusal {
             Refusal::Timeout => Error(TIMEOUT.into()),
             Refusal::PublishRefused(m) => Error(m.clone().into()),
             Refusal::Unavailable => Error(UNAVAILABLE.into()),
+            Refusal::BackendRefused { message, .. } => Error(message.clone().into()),
+            Refusal::BackendUnavailable => Error(BACKEND_UNAVAILABLE.into()),
+            Refusal::BackendTimeout => Error(BACKEND_TIMEOUT.into()),
+            Refusal::UnknownMethod => Error("no such method".into()),
+            Refusal::ProxyRefused {
+                unauthenticated: true,
+                ..
+            } => ConnectError(messages.token_missing.clone()),
+            Refusal::ProxyRefused {
+                unauthenticated: false,
+                message,
+            } => ConnectError(
+                messages
+                    .token_invalid
+                    .clone()
+                    .or_else(|| message.clone())
+                    .unwrap_or_else(|| PROXY_REFUSED.into()),
+            ),
+            Refusal::ProxyUnavailable => ConnectError(PROXY_UNAVAILABLE.into()),
         }
     }
 }
@@ -182,6 +245,10 @@ impl Refusal {
 const BUSY: &str = "too many requests waiting";
 const TIMEOUT: &str = "request timed out";
 const UNAVAILABLE: &str = "broker unavailable";
+const BACKEND_UNAVAILABLE: &str = "backend unavailable";
+const BACKEND_TIMEOUT: &str = "backend timed out";
+const PROXY_REFUSED: &str = "authentication refused";
+const PROXY_UNAVAILABLE: &str = "authentication backend unavailable";
 
 impl From<crate::node::PublishError> for Refusal {
     fn from(e: crate::node::PublishError) -> Self {
@@ -236,6 +303,22 @@ mod tests {
             Refusal::Timeout,
             Refusal::PublishRefused("data nests deeper than 64 levels".into()),
             Refusal::Unavailable,
+            Refusal::BackendRefused {
+                code: "not_found".into(),
+                message: "no such report".into(),
+            },
+            Refusal::BackendUnavailable,
+            Refusal::BackendTimeout,
+            Refusal::UnknownMethod,
+            Refusal::ProxyRefused {
+                unauthenticated: true,
+                message: None,
+            },
+            Refusal::ProxyRefused {
+                unauthenticated: false,
+                message: Some("session expired".into()),
+            },
+            Refusal::ProxyUnavailable,
         ]
     }
 

@@ -89,6 +89,9 @@ pub struct AuthConfig {
     /// How long a connection may take to send its first `auth` frame, in milliseconds.
     /// Default `10000`.
     pub auth_timeout_ms: u64,
+    /// `[auth.connect_proxy]`: a backend that authenticates handshakes without a token (or
+    /// every one). Default: none.
+    pub connect_proxy: Option<super::ConnectProxyConfig>,
 }
 
 impl Default for AuthConfig {
@@ -107,6 +110,7 @@ impl Default for AuthConfig {
             roles_claim: "roles".into(),
             admin_role: String::new(),
             auth_timeout_ms: 10_000,
+            connect_proxy: None,
         }
     }
 }
@@ -140,6 +144,7 @@ impl fmt::Debug for AuthConfig {
             .field("roles_claim", &self.roles_claim)
             .field("admin_role", &self.admin_role)
             .field("auth_timeout_ms", &self.auth_timeout_ms)
+            .field("connect_proxy", &self.connect_proxy)
             .finish()
     }
 }

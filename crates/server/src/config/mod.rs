@@ -5,13 +5,15 @@
 //!
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
-//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `history`, `ingest`; this file holds the whole [`Config`];
+//!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `history`, `ingest`, `backends`
+//!   (`[rpc]` and `[auth.connect_proxy]`); this file holds the whole [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values.
 
 mod api;
 mod auth;
+mod backends;
 mod cluster;
 mod env;
 mod error;
@@ -32,6 +34,8 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
+pub(crate) use backends::path as check_path;
+pub use backends::{BackendConfig, ConnectProxyConfig, MethodConfig, ProxyMode, RpcConfig};
 pub use cluster::{redacted_url, ChannelsConfig, ClusterConfig, EmitterBinding, EmitterKind};
 pub use env::process_env;
 pub use error::ConfigError;
@@ -80,6 +84,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Events taken from message brokers (`[ingest]`); none by default.
     pub ingest: IngestConfig,
+    /// HTTP backends that answer client events and `rpc` commands (`[rpc]`); none by default.
+    pub rpc: RpcConfig,
 }
 
 impl Default for Config {
@@ -97,6 +103,7 @@ impl Default for Config {
             cluster: None,
             history: HistoryConfig::default(),
             ingest: IngestConfig::default(),
+            rpc: RpcConfig::default(),
         }
     }
 }
@@ -111,6 +118,15 @@ fn redacted(secret: &str) -> &'static str {
 }
 
 impl Config {
+    /// Whether the connect proxy authenticates every client (`auth.connect_proxy.mode =
+    /// "only"`): then no JWT key is needed.
+    pub fn proxy_only(&self) -> bool {
+        self.auth
+            .connect_proxy
+            .as_ref()
+            .is_some_and(|p| p.mode == ProxyMode::Only)
+    }
+
     /// Configuration for `roomcast --dev`: the embedded defaults with a random HS256 secret and
     /// a random platform API key (`api.keys[0]`). Returns the config and the secret.
     pub fn dev() -> (Config, String) {

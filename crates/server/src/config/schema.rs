@@ -14,8 +14,11 @@ use super::{
     RoomsConfig, ShutdownConfig, TenantKey,
 };
 use super::{AmqpSourceConfig, IngestConfig, IngestEmit, IngestRule};
+use super::{BackendConfig, ConnectProxyConfig, MethodConfig, RpcConfig};
 use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
 use super::{HistoryConfig, HistoryRule};
+
+type CheckFn = fn(&mut Value, &str, &Origins) -> Result<(), ConfigError>;
 
 /// Checks `table` against the schema, then deserializes it into a configuration.
 pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, ConfigError> {
@@ -23,7 +26,35 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
         let path = key.clone();
         match key.as_str() {
             "listen" => check_value::<Config>(key, value, "", origins)?,
-            "auth" => check_table::<AuthConfig>(value, &path, origins)?,
+            "auth" => {
+                if let Some(proxy) = value
+                    .as_table_mut()
+                    .and_then(|t| t.get_mut("connect_proxy"))
+                {
+                    check_table::<ConnectProxyConfig>(proxy, "auth.connect_proxy", origins)?;
+                }
+                check_table::<AuthConfig>(value, &path, origins)?;
+            }
+            "rpc" => {
+                // Tables keyed by name: each entry is checked as its own table.
+                for (field, check) in [
+                    ("backends", check_table::<BackendConfig> as CheckFn),
+                    ("methods", check_table::<MethodConfig> as CheckFn),
+                ] {
+                    let entries = value.as_table_mut().and_then(|t| t.get_mut(field));
+                    if let Some(Value::Table(entries)) = entries {
+                        for (name, entry) in entries.iter_mut() {
+                            let key = if field == "methods" {
+                                format!("{path}.{field}.\"{name}\"")
+                            } else {
+                                format!("{path}.{field}.{name}")
+                            };
+                            check(entry, &key, origins)?;
+                        }
+                    }
+                }
+                check_table::<RpcConfig>(value, &path, origins)?;
+            }
             "api" => {
                 check_array::<TenantKey>(value, "tenant_keys", &path, origins)?;
                 check_table::<ApiConfig>(value, &path, origins)?;

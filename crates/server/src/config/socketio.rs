@@ -281,7 +281,7 @@ pub struct NamespaceConfig {
 pub struct EventRoute {
     /// The event name, e.g. `"subscribe_tenant_updates"`. Required.
     pub event: String,
-    /// `join`, `leave`, `relay` or `reply`. Required.
+    /// `join`, `leave`, `relay`, `reply` or `rpc`. Required.
     pub action: Option<RouteAction>,
     /// Template of the room, for `join`, `leave` and `relay`, e.g. `"tenant:{args.0.tenant_id}"`.
     /// Every placeholder must give a non-empty string or a number, else the event is refused.
@@ -305,8 +305,12 @@ pub struct EventRoute {
     /// (typing indicators). Default `false`.
     pub volatile: bool,
     /// How a refusal of this event is told; see [`NamespaceConfig::error`]. Default: the
-    /// namespace's.
+    /// namespace's. For `rpc`, a backend's refusal and its failures are told so too.
     pub error: Option<EmitTemplate>,
+    /// `rpc` only: the backend of `[rpc.backends]` the event is posted to. Required for `rpc`.
+    pub backend: String,
+    /// `rpc` only: appended to the backend's `url`, e.g. `"/data-refresh"`. Default `""`.
+    pub path: String,
 }
 
 /// What a route does.
@@ -322,6 +326,9 @@ pub enum RouteAction {
     Relay,
     /// Only answer (`reply`), e.g. `ping` -> `pong`.
     Reply,
+    /// Post the event to a backend (`backend`, `path`) and answer with its result: `reply`
+    /// renders `{result}`, and sends the result itself when it has no `data`.
+    Rpc,
 }
 
 impl RouteAction {
@@ -332,6 +339,7 @@ impl RouteAction {
             RouteAction::Leave => "leave",
             RouteAction::Relay => "relay",
             RouteAction::Reply => "reply",
+            RouteAction::Rpc => "rpc",
         }
     }
 }

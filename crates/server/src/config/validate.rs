@@ -76,7 +76,26 @@ impl Config {
             1,
             24 * HOUR_MS,
         )?;
-        self.socketio.validate()
+        self.socketio.validate()?;
+        self.validate_backends()
+    }
+
+    /// `[rpc]`, `[auth.connect_proxy]`, and the backends that `rpc` routes name.
+    fn validate_backends(&self) -> Result<(), ConfigError> {
+        self.rpc.validate(self.limits.command_timeout_ms)?;
+        if let Some(proxy) = &self.auth.connect_proxy {
+            proxy.validate(self.socketio.connect_timeout_ms)?;
+        }
+        for (i, ns) in self.socketio.namespaces.iter().enumerate() {
+            for (j, route) in ns.events.iter().enumerate() {
+                let key = format!("socketio.namespaces[{i}].events[{j}]");
+                if route.action == Some(super::RouteAction::Rpc) {
+                    self.rpc
+                        .backend_named(&format!("{key}.backend"), &route.backend)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -94,7 +113,7 @@ impl Config {
                     ),
                 ));
             }
-            if auth.secret.is_empty() {
+            if auth.secret.is_empty() && !self.proxy_only() {
                 return Err(ConfigError::NoKey);
             }
         } else {
@@ -107,7 +126,7 @@ impl Config {
                     ),
                 ));
             }
-            if auth.public_key_file.is_empty() {
+            if auth.public_key_file.is_empty() && !self.proxy_only() {
                 return Err(ConfigError::NoKey);
             }
         }

@@ -135,6 +135,7 @@ impl Rules {
             socket_id: "",
             now,
             error: None,
+            result: None,
         };
         rule.emits
             .iter()

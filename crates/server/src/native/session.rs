@@ -112,14 +112,47 @@ impl NativeSession {
     /// sends `welcome`. Auto rooms named in `since` are resumed after the position given
     /// there: their missed events follow the welcome.
     pub fn authenticate(&mut self, token: &str, since: Option<Vec<(String, Since)>>, now: Instant) {
-        let client::Admission { identity, slot } = match client::admit(&self.app, Some(token)) {
-            Ok(admitted) => admitted,
-            Err(refusal) => return self.refuse(None, &refusal),
-        };
+        match client::admit(&self.app, Some(token)) {
+            Ok(admitted) => self.start(admitted, since, now),
+            Err(refusal) => self.refuse(None, &refusal),
+        }
+    }
+
+    /// Starts the session with the connect proxy's verdict on the upgrade. A 401 (no
+    /// credentials the proxy knows) leaves the session waiting for an `auth` message, unless
+    /// the proxy decides every client (`mode = "only"`).
+    pub fn authenticate_proxied(
+        &mut self,
+        verdict: Result<crate::auth::Identity, Refusal>,
+        since: Option<Vec<(String, Since)>>,
+        now: Instant,
+    ) {
+        let only = self.app.backends.connect_proxy().is_some_and(|p| p.only());
+        match verdict.and_then(|identity| client::admit_identity(&self.app, identity)) {
+            Ok(admitted) => self.start(admitted, since, now),
+            Err(Refusal::ProxyRefused {
+                unauthenticated: true,
+                ..
+            }) if !only => {}
+            Err(refusal) => {
+                self.app.metrics.reject(Rejection::AuthFailed);
+                self.refuse(None, &refusal);
+            }
+        }
+    }
+
+    /// Joins the auto rooms of an admitted identity and sends `welcome`.
+    fn start(
+        &mut self,
+        admitted: client::Admission,
+        since: Option<Vec<(String, Since)>>,
+        now: Instant,
+    ) {
+        let client::Admission { identity, slot } = admitted;
         let app = &self.app;
         let mut identity = identity;
         let mut rooms = app.policy.auto_rooms(&identity.claims);
-        app.policy.retain_used_claims(&mut identity.claims);
+        retain_claims(app, &mut identity.claims);
         let identity = identity.into_session();
         rooms.truncate(app.config.rooms.max_per_connection);
         // Nothing reaches the client before the welcome (protocol/README.md section 2), and
@@ -453,7 +486,7 @@ impl NativeSession {
             }
             ClientMessage::Refresh { id, token } => {
                 let keep = |fresh: &mut crate::auth::Identity| {
-                    app.policy.retain_used_claims(&mut fresh.claims);
+                    retain_claims(app, &mut fresh.claims);
                 };
                 match core.refresh(app, &token, keep) {
                     Ok(refreshed) => {
@@ -474,6 +507,42 @@ impl NativeSession {
                 }
             }
             ClientMessage::Ping { id } => self.send(proto::encode_pong(id)),
+            ClientMessage::Rpc {
+                id,
+                method,
+                data,
+                ns,
+            } => {
+                let args = match serde_json::from_str::<serde_json::Value>(data.get()) {
+                    Ok(serde_json::Value::Null) | Err(_) => Vec::new(),
+                    Ok(value) => vec![value],
+                };
+                let call = crate::backend::RpcCall {
+                    kind: "method",
+                    name: method,
+                    namespace: ns.unwrap_or_else(|| DEFAULT_NS.to_owned()),
+                    session: Self::session_id(self.id),
+                    args,
+                };
+                let called = match app.backends.start_method(&identity, call) {
+                    Ok(called) => called,
+                    Err(refusal) => return self.refuse(Some(id), &refusal),
+                };
+                let (queue, late) = (self.queue.clone(), self.queue.clone());
+                let work = async move {
+                    let reply = match called.await {
+                        Ok(result) => proto::encode_reply_result(id, &result),
+                        Err(refusal) => encode_refusal(id, &refusal),
+                    };
+                    let _ = queue.push(Outbound::Text(reply));
+                };
+                let timed_out = move || {
+                    let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
+                };
+                if let Err(refusal) = core.submit(app, work, timed_out) {
+                    self.refuse(Some(id), &refusal);
+                }
+            }
             ClientMessage::History {
                 id,
                 room,
@@ -642,8 +711,22 @@ fn subscribable(
         .map(|tenant| RoomKey::new(tenant, ns, room))
 }
 
+/// Trims a session's claims to those the room policy reads and those an RPC backend forwards:
+/// memory per connection is a budget.
+fn retain_claims(app: &App, claims: &mut serde_json::Map<String, serde_json::Value>) {
+    let forwarded: Vec<(String, serde_json::Value)> =
+        crate::backend::Backends::forwarded_claims(&app.config)
+            .filter_map(|name| Some((name.to_owned(), claims.get(name)?.clone())))
+            .collect();
+    app.policy.retain_used_claims(claims);
+    claims.extend(forwarded);
+}
+
 /// The reply refusing request `id`, for answers queued from the async lane.
 fn encode_refusal(id: u64, refusal: &Refusal) -> bytes::Bytes {
+    if let Refusal::BackendRefused { code, message } = refusal {
+        return proto::encode_reply_refused(id, code, message);
+    }
     match refusal.native() {
         NativeAnswer::Reply(code, message) => proto::encode_reply_error(Some(id), code, &message),
         // Lane refusals are replies; a close is not the lane's to make.

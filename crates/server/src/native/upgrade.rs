@@ -13,6 +13,7 @@ use roomcast_engine::OutQueue;
 
 use crate::api_keys::bearer;
 use crate::app::App;
+use crate::backend::Handshake;
 use crate::native::control::NativeControl;
 use crate::native::session::NativeSession;
 use crate::web::{error_response, query_param};
@@ -50,6 +51,24 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
             }
         }
     };
+    // The connect proxy's question, asked once the connection is upgraded: a handshake
+    // without a token (or every one, in `only` mode).
+    let proxied = app
+        .backends
+        .connect_proxy()
+        .filter(|proxy| proxy.applies(token.is_some()))
+        .map(|proxy| {
+            let (head, _) = Request::new(()).into_parts();
+            let mut head = head;
+            head.headers = req.headers().clone();
+            head.uri = req.uri().clone();
+            proxy.body(&Handshake {
+                transport: "websocket",
+                namespace: None,
+                head: &head,
+                auth: None,
+            })
+        });
     // Counted from the 101 on, so that a shutdown starting now still waits for this one and
     // asks it to close.
     let queue = Arc::new(OutQueue::new(app.queue_limits));
@@ -59,7 +78,12 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Response<Full<Bytes
     let run = move |stream, prefix| async move {
         let now = Instant::now();
         let mut session = NativeSession::new(app.clone(), id, queue.clone(), tracked, now);
-        if let Some(token) = token {
+        if let Some(body) = proxied {
+            // Before the driver runs: what the client sends meanwhile waits in the socket, and
+            // the proxy's own timeout bounds the wait.
+            let verdict = app.backends.check_connect(&app.verifier, body).await;
+            session.authenticate_proxied(verdict, since, Instant::now());
+        } else if let Some(token) = token {
             session.authenticate(&token, since, now);
         }
         let session = Session {

@@ -40,6 +40,15 @@ pub enum ErrorCode {
     Timeout,
     /// The server failed; the request may be retried.
     Internal,
+    /// An `rpc` refused by its backend; `reason` carries the backend's own code.
+    Refused,
+    /// An `rpc` whose backend is down, failed, or answered no JSON; it may be retried.
+    BackendUnavailable,
+    /// An `rpc` whose backend did not answer within its timeout; what it started may still
+    /// complete.
+    BackendTimeout,
+    /// An `rpc` naming a method the server does not offer.
+    UnknownMethod,
 }
 
 impl ErrorCode {
@@ -59,6 +68,10 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::Refused,
+        ErrorCode::BackendUnavailable,
+        ErrorCode::BackendTimeout,
+        ErrorCode::UnknownMethod,
     ];
 
     /// The wire spelling, e.g. `"bad_request"`.
@@ -78,6 +91,10 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::Refused => "refused",
+            ErrorCode::BackendUnavailable => "backend_unavailable",
+            ErrorCode::BackendTimeout => "backend_timeout",
+            ErrorCode::UnknownMethod => "unknown_method",
         }
     }
 

@@ -257,6 +257,27 @@ pub fn encode_reply_error(id: Option<u64>, code: ErrorCode, message: &str) -> By
     out.raw("}}").finish()
 }
 
+/// `{"type":"reply","id":...,"ok":true,"result":...}`: the answer to an `rpc`; `result` is the
+/// backend's JSON, written as it was read.
+pub fn encode_reply_result(id: u64, result: &serde_json::Value) -> Bytes {
+    let result = result.to_string();
+    let mut out = Json::with_capacity(48 + result.len());
+    out.raw(r#"{"type":"reply","id":"#).u64(id);
+    out.raw(r#","ok":true,"result":"#).raw(&result);
+    out.raw("}").finish()
+}
+
+/// `{"type":"reply","id":...,"ok":false,"error":{"code":"refused","message":...,"reason":...}}`:
+/// an `rpc` its backend refused, with the backend's message and own code.
+pub fn encode_reply_refused(id: u64, reason: &str, message: &str) -> Bytes {
+    let mut out = Json::with_capacity(96 + estimate(message) + estimate(reason));
+    out.raw(r#"{"type":"reply","id":"#).u64(id);
+    out.raw(r#","ok":false,"error":{"code":"refused","message":"#)
+        .str(message);
+    out.raw(r#","reason":"#).str(reason);
+    out.raw("}}").finish()
+}
+
 /// `{"type":"pong","id":...}`, or `{"type":"pong"}` when the ping had no id.
 pub fn encode_pong(id: Option<u64>) -> Bytes {
     let mut out = Json::with_capacity(40);
@@ -277,6 +298,14 @@ pub fn encode_disconnect(code: CloseCode, reason: &str) -> Bytes {
     out.raw(r#","reconnect":"#)
         .raw(if code.reconnect() { "true" } else { "false" });
     out.raw("}").finish()
+}
+
+/// The `data` and `ns` that end a `publish` and an `rpc`.
+fn data_and_ns(out: &mut Json, data: &serde_json::value::RawValue, ns: &Option<String>) {
+    out.raw(r#","data":"#).raw(data.get());
+    if let Some(ns) = ns {
+        out.raw(r#","ns":"#).str(ns);
+    }
 }
 
 /// A client message in its canonical form: fields in the order of the spec's tables, absent
@@ -357,10 +386,17 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             out.raw(r#","id":"#).u64(*id);
             out.raw(r#","room":"#).str(room);
             out.raw(r#","event":"#).str(event);
-            out.raw(r#","data":"#).raw(data.get());
-            if let Some(ns) = ns {
-                out.raw(r#","ns":"#).str(ns);
-            }
+            data_and_ns(&mut out, data, ns);
+        }
+        ClientMessage::Rpc {
+            id,
+            method,
+            data,
+            ns,
+        } => {
+            out.raw(r#","id":"#).u64(*id);
+            out.raw(r#","method":"#).str(method);
+            data_and_ns(&mut out, data, ns);
         }
         ClientMessage::Refresh { id, token } => {
             out.raw(r#","id":"#).u64(*id);

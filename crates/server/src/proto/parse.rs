@@ -98,6 +98,17 @@ pub enum ClientMessage {
         /// The newest first (the last `limit` events); `false` means the oldest first.
         reverse: bool,
     },
+    /// `{"type":"rpc","id":...,"method":...,"data":...}`: a call to a backend method.
+    Rpc {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// The method, 1 to 256 bytes, a key of `[rpc.methods]`.
+        method: String,
+        /// The JSON text of `data`, verbatim; `null` when absent.
+        data: Box<RawValue>,
+        /// Namespace passed to the backend; `None` means `"/"`.
+        ns: Option<String>,
+    },
     /// `{"type":"ping"}` or `{"type":"ping","id":...}`: answered by a `pong` with the same id.
     Ping {
         /// Optional request id.
@@ -115,6 +126,7 @@ impl ClientMessage {
             ClientMessage::Publish { .. } => "publish",
             ClientMessage::Refresh { .. } => "refresh",
             ClientMessage::History { .. } => "history",
+            ClientMessage::Rpc { .. } => "rpc",
             ClientMessage::Ping { .. } => "ping",
         }
     }
@@ -127,7 +139,8 @@ impl ClientMessage {
             | ClientMessage::Unsubscribe { id, .. }
             | ClientMessage::Publish { id, .. }
             | ClientMessage::Refresh { id, .. }
-            | ClientMessage::History { id, .. } => Some(*id),
+            | ClientMessage::History { id, .. }
+            | ClientMessage::Rpc { id, .. } => Some(*id),
             ClientMessage::Ping { id } => *id,
         }
     }
@@ -234,6 +247,20 @@ impl PartialEq for ClientMessage {
                     reverse: v2,
                 },
             ) => (id, room, ns, tenant, since, limit, reverse) == (i2, r2, n2, t2, s2, l2, v2),
+            (
+                M::Rpc {
+                    id,
+                    method,
+                    data,
+                    ns,
+                },
+                M::Rpc {
+                    id: i2,
+                    method: m2,
+                    data: d2,
+                    ns: n2,
+                },
+            ) => (id, method, data.get(), ns) == (i2, m2, d2.get(), n2),
             (M::Ping { id }, M::Ping { id: i2 }) => id == i2,
             _ => false,
         }
@@ -292,6 +319,8 @@ struct Envelope<'a> {
     limit: Option<&'a RawValue>,
     #[serde(borrow)]
     reverse: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
 }
 
 /// Parses one text frame (its payload, already reassembled from fragments).
@@ -357,18 +386,12 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
             let room = name(env.room, "room", id)?;
             let event = name(env.event, "event", id)?;
             let ns = namespace(env.ns, id)?;
-            let data = env.data.unwrap_or(RawValue::NULL);
-            if depth(data.get()) > MAX_DATA_DEPTH {
-                return Err(ParseError::bad(
-                    Some(id),
-                    format!("`data` nests deeper than {MAX_DATA_DEPTH} levels"),
-                ));
-            }
+            let data = data(env.data, id)?;
             Ok(ClientMessage::Publish {
                 id,
                 room,
                 event,
-                data: data.to_owned(),
+                data,
                 ns,
             })
         }
@@ -410,6 +433,18 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
             Ok(ClientMessage::Refresh {
                 id,
                 token: string(env.token, "token", Some(id))?,
+            })
+        }
+        "rpc" => {
+            let id = required_id(env.id)?;
+            let method = name(env.method, "method", id)?;
+            let ns = namespace(env.ns, id)?;
+            let data = data(env.data, id)?;
+            Ok(ClientMessage::Rpc {
+                id,
+                method,
+                data,
+                ns,
             })
         }
         "ping" => {
@@ -532,6 +567,18 @@ fn since(raw: Option<&RawValue>, id: u64) -> Result<Option<Since>, ParseError> {
         .ok_or_else(bad)?;
     let epoch = name(fields.epoch, "since.epoch", id)?;
     Ok(Some(Since { offset, epoch }))
+}
+
+/// `data`, forwarded verbatim: `null` when absent, at most [`MAX_DATA_DEPTH`] levels deep.
+fn data(raw: Option<&RawValue>, id: u64) -> Result<Box<RawValue>, ParseError> {
+    let data = raw.unwrap_or(RawValue::NULL);
+    if depth(data.get()) > MAX_DATA_DEPTH {
+        return Err(ParseError::bad(
+            Some(id),
+            format!("`data` nests deeper than {MAX_DATA_DEPTH} levels"),
+        ));
+    }
+    Ok(data.to_owned())
 }
 
 fn namespace(raw: Option<&RawValue>, id: u64) -> Result<Option<String>, ParseError> {

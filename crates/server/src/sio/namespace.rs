@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::api_keys::bearer;
 use crate::app::App;
 use crate::auth::SessionIdentity;
+use crate::backend::{Handshake, RpcCall};
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
 use crate::node::{Attempt, Publication};
@@ -31,6 +32,9 @@ struct SocketState {
     /// Its recoverable session, when recovery is on.
     session: Option<Box<LiveSession>>,
 }
+
+/// The socket's state while it connects through the connect proxy: the proxy's verdict.
+struct Proxied(Option<Result<crate::auth::Identity, Refusal>>);
 
 /// The socket's session after a join or leave of `room`, written.
 fn session_moved(app: &App, socket: &SocketRef, room: &str, joined: bool) {
@@ -66,6 +70,24 @@ pub(crate) struct ConfiguredNamespace {
 impl ConfiguredNamespace {
     pub(crate) fn new(app: Weak<App>, router: Arc<Router>, name: String) -> Self {
         Self { app, router, name }
+    }
+
+    /// What answers `event` of `socket` once the work it started has completed.
+    fn late_answer(
+        &self,
+        app: &Arc<App>,
+        socket: &SocketRef,
+        event: &str,
+        identity: &Arc<SessionIdentity>,
+    ) -> LateAnswer {
+        LateAnswer {
+            app: app.clone(),
+            router: self.router.clone(),
+            ns: self.name.clone(),
+            event: event.to_owned(),
+            identity: identity.clone(),
+            socket: socket.clone(),
+        }
     }
 
     /// Tells the client about a refusal of `event` (empty: of no event, such as a token's
@@ -168,6 +190,29 @@ struct LateAnswer {
 }
 
 impl LateAnswer {
+    /// Answers an `rpc` route: the reply rendered with the backend's result, or the refusal.
+    fn rpc(&self, result: Result<Value, Refusal>, args: &[Value], mut ack: Option<AckSender>) {
+        match result {
+            Ok(value) => {
+                let caller = Caller {
+                    claims: &self.identity.claims,
+                    socket_id: self.socket.id(),
+                    now: SystemTime::now(),
+                };
+                let reply = self.router.rpc_answer(
+                    &self.ns,
+                    &self.event,
+                    args,
+                    ack.is_some(),
+                    &value,
+                    &caller,
+                );
+                answer(&self.socket, reply, &mut ack);
+            }
+            Err(refusal) => self.finish(Err(refusal), Reply::None, ack),
+        }
+    }
+
     fn finish(&self, result: Result<(), Refusal>, then: Reply, mut ack: Option<AckSender>) {
         match result {
             Ok(()) => answer(&self.socket, then, &mut ack),
@@ -190,6 +235,24 @@ impl LateAnswer {
             }
         }
     }
+}
+
+/// Runs `work` on the socket's async lane ([`ClientCore::submit`]).
+fn submit<F, T>(app: &App, socket: &SocketRef, work: F, timed_out: T) -> Result<(), Refusal>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+    T: FnOnce() + Send + 'static,
+{
+    socket
+        .with_state(|state: &mut SocketState| state.core.submit(app, work, timed_out))
+        .unwrap_or(Err(Refusal::ShuttingDown))
+}
+
+/// The ack kept for a late answer, taken by the first answer that comes.
+fn take(slot: &std::sync::Mutex<Option<AckSender>>) -> Option<AckSender> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// The refusal of a join the room index did not take.
@@ -258,8 +321,24 @@ impl NamespaceHandler for ConfiguredNamespace {
         if app.shutting_down() {
             return Err(connect_error(&Refusal::ShuttingDown, messages));
         }
-        let admitted = client::admit(&app, token(auth, req).as_deref())
-            .map_err(|refusal| connect_error(&refusal, messages))?;
+        let token = token(auth, req);
+        let proxied = app
+            .backends
+            .connect_proxy()
+            .is_some_and(|proxy| proxy.applies(token.is_some()));
+        let admitted = if proxied {
+            // `prepare` asked the proxy; no verdict means it ran out of the connect time.
+            let verdict = socket
+                .with_state(|p: &mut Proxied| p.0.take())
+                .flatten()
+                .unwrap_or(Err(Refusal::ProxyUnavailable));
+            verdict
+                .and_then(|identity| client::admit_identity(&app, identity))
+                .inspect_err(|_| app.metrics.reject(crate::metrics::Rejection::AuthFailed))
+        } else {
+            client::admit(&app, token.as_deref())
+        };
+        let admitted = admitted.map_err(|refusal| connect_error(&refusal, messages))?;
         let identity = admitted.identity;
         // A session `prepare` found, to restore.
         let restoring: Pending = socket
@@ -350,7 +429,30 @@ impl NamespaceHandler for ConfiguredNamespace {
         auth: Option<&RawValue>,
         req: &http::request::Parts,
     ) -> Option<BoxFuture<'static, Prepared>> {
-        recovery::prepare(&self.app.upgrade()?, &self.name, auth, token(auth, req))
+        let app = self.app.upgrade()?;
+        let token = token(auth, req);
+        let Some(proxy) = app
+            .backends
+            .connect_proxy()
+            .filter(|proxy| proxy.applies(token.is_some()))
+        else {
+            return recovery::prepare(&app, &self.name, auth, token);
+        };
+        // A proxied client has no token to prove a recoverable session is its own: it gets a
+        // new session.
+        let body = proxy.body(&Handshake {
+            transport: "socketio",
+            namespace: Some(&self.name),
+            head: req,
+            auth,
+        });
+        Some(Box::pin(async move {
+            let verdict = app.backends.check_connect(&app.verifier, body).await;
+            Prepared {
+                sid: None,
+                state: Some(Box::new(Proxied(Some(verdict)))),
+            }
+        }))
     }
 
     fn on_event(&self, socket: &SocketRef, event: &str, args: Args, ack: Option<AckSender>) {
@@ -460,14 +562,7 @@ impl NamespaceHandler for ConfiguredNamespace {
                         Attempt::Done(Ok(_)) => answer(socket, then, &mut ack),
                         Attempt::Done(Err(e)) => return refuse(&Refusal::from(e), &mut ack),
                         Attempt::Waiting(publish) => {
-                            let answer_later = LateAnswer {
-                                app: app.clone(),
-                                router: self.router.clone(),
-                                ns: self.name.clone(),
-                                event: event.to_owned(),
-                                identity: identity.clone(),
-                                socket: socket.clone(),
-                            };
+                            let answer_later = self.late_answer(&app, socket, &event, &identity);
                             let late = answer_later.clone();
                             let ack_now = ack.take();
                             let work = async move {
@@ -476,15 +571,38 @@ impl NamespaceHandler for ConfiguredNamespace {
                             };
                             let timed_out =
                                 move || late.finish(Err(Refusal::Timeout), Reply::None, None);
-                            let submitted = socket
-                                .with_state(|state: &mut SocketState| {
-                                    state.core.submit(&app, work, timed_out)
-                                })
-                                .unwrap_or(Err(Refusal::ShuttingDown));
-                            if let Err(refusal) = submitted {
+                            if let Err(refusal) = submit(&app, socket, work, timed_out) {
                                 return refuse(&refusal, &mut ack);
                             }
                         }
+                    }
+                }
+                Action::Rpc { backend, path } => {
+                    let call = RpcCall {
+                        kind: "event",
+                        name: event.to_owned(),
+                        namespace: self.name.clone(),
+                        session: socket.id().to_owned(),
+                        args: values.clone(),
+                    };
+                    let called = match app.backends.start_call(&backend, &path, &identity, call) {
+                        Ok(called) => called,
+                        Err(refusal) => return refuse(&refusal, &mut ack),
+                    };
+                    let answer_later = self.late_answer(&app, socket, event, &identity);
+                    let late = answer_later.clone();
+                    // Shared with the timeout's answer: the ack is answered once, either way.
+                    let ack_slot = Arc::new(std::sync::Mutex::new(ack.take()));
+                    let late_ack = ack_slot.clone();
+                    let args = values.clone();
+                    let work = async move {
+                        let result = called.await;
+                        answer_later.rpc(result, &args, take(&ack_slot));
+                    };
+                    let timed_out =
+                        move || late.finish(Err(Refusal::Timeout), Reply::None, take(&late_ack));
+                    if let Err(refusal) = submit(&app, socket, work, timed_out) {
+                        return refuse(&refusal, &mut ack);
                     }
                 }
                 Action::Reply(reply) => answer(socket, reply, &mut ack),

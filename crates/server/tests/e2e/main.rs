@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod backends;
 mod cluster;
 mod harness;
 mod history;

@@ -115,7 +115,7 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
     let Some(action) = route.action else {
         return Err(ConfigError::invalid(
             field("action"),
-            "missing: one of \"join\", \"leave\", \"relay\", \"reply\"",
+            "missing: one of \"join\", \"leave\", \"relay\", \"reply\", \"rpc\"",
         ));
     };
     let only_relay = |name: &str, set: bool| {
@@ -129,6 +129,27 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         }
     };
     only_relay("relay", route.relay.is_some())?;
+    let is_rpc = action == RouteAction::Rpc;
+    for (name, set) in [
+        ("backend", !route.backend.is_empty()),
+        ("path", !route.path.is_empty()),
+    ] {
+        if set && !is_rpc {
+            return Err(ConfigError::invalid(
+                field(name),
+                format!("only for action = \"rpc\", not \"{}\"", action.as_str()),
+            ));
+        }
+    }
+    if is_rpc {
+        if route.backend.is_empty() {
+            return Err(ConfigError::invalid(
+                field("backend"),
+                "required for action = \"rpc\"",
+            ));
+        }
+        crate::config::check_path(&field("path"), &route.path)?;
+    }
     let tenant = if route.tenant.is_empty() {
         None
     } else if matches!(action, RouteAction::Join | RouteAction::Leave) {
@@ -146,7 +167,7 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         ));
     };
     only_relay("volatile", route.volatile)?;
-    let room = if action == RouteAction::Reply {
+    let room = if matches!(action, RouteAction::Reply | RouteAction::Rpc) {
         if !route.room.is_empty() {
             return Err(ConfigError::invalid(
                 field("room"),
@@ -172,10 +193,15 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
             "required for action = \"reply\"",
         ));
     }
+    let reply_scope = if is_rpc {
+        Scope::RPC_REPLY
+    } else {
+        Scope::EVENT
+    };
     let reply = route
         .reply
         .as_ref()
-        .map(|r| emit(r, &field("reply"), Scope::EVENT, false))
+        .map(|r| emit(r, &field("reply"), reply_scope, false))
         .transpose()?;
     let error = route
         .error
@@ -202,6 +228,10 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
                 volatile: route.volatile,
             }
         }
+        (RouteAction::Rpc, _) => Kind::Rpc {
+            backend: route.backend.clone(),
+            path: route.path.clone(),
+        },
         _ => Kind::Reply,
     };
     Ok(Route { kind, reply, error })

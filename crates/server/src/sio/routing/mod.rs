@@ -1,6 +1,6 @@
 //! What an event emitted by a Socket.IO client does, per namespace, as `[socketio]` configures
 //! it: the [`Router`] turns (namespace, event, arguments) into [`Action`]s for the runtime to
-//! carry out: join or leave a room, relay to a room, reply. Sans-IO: no sockets, no clock (the
+//! carry out: join or leave a room, relay to a room, reply, call a backend (`rpc`). Sans-IO: no sockets, no clock (the
 //! caller passes the time), no room index and no ACL: the runtime applies those and asks the
 //! router how to tell a refusal ([`Router::refusal`]).
 //!
@@ -23,6 +23,8 @@
 //! answers no ack, as a Socket.IO server without a listener for it does.
 
 mod build;
+#[cfg(test)]
+mod rpc_tests;
 #[cfg(test)]
 mod seeds;
 pub(crate) mod template;
@@ -107,6 +109,14 @@ pub enum Action {
         /// Sent to the sender once the event is handed over.
         then: Reply,
     },
+    /// Post the event to `backend` at `path` with `args`; once it answers, send
+    /// [`Router::rpc_answer`] (or, when it refuses or fails, [`Router::refusal`]).
+    Rpc {
+        /// The backend's name in `[rpc.backends]`.
+        backend: String,
+        /// Appended to the backend's URL.
+        path: String,
+    },
     /// Only answer the sender.
     Reply(Reply),
     /// No route for this event (or no such namespace): ignore it, answer no ack.
@@ -169,6 +179,10 @@ enum Kind {
         volatile: bool,
     },
     Reply,
+    Rpc {
+        backend: String,
+        path: String,
+    },
 }
 
 /// An event name and its data template. `event` is empty for a reply that only answers acks.
@@ -248,6 +262,10 @@ impl Router {
             |message: String| Action::Reply(refuse(namespace, route, wants_ack, &message, caller));
         let action = match &route.kind {
             Kind::Reply => Action::Reply(then()),
+            Kind::Rpc { backend, path } => Action::Rpc {
+                backend: backend.clone(),
+                path: path.clone(),
+            },
             Kind::Join(room, tenant) => match room_name(room, &ctx) {
                 Ok(room) => match tenant.as_ref().and_then(|t| t.render_optional(&ctx)) {
                     Some(tenant) => Action::JoinIn {
@@ -292,6 +310,39 @@ impl Router {
         vec![action]
     }
 
+    /// The answer to `event` with `args` on `ns` once its `rpc` backend answered `result`: the
+    /// route's reply rendered with `{result}` (its data defaults to the result itself), as the
+    /// ack when the client asked for one, else as the reply event; the bare result answers an
+    /// ack of a route without a reply.
+    pub fn rpc_answer(
+        &self,
+        ns: &str,
+        event: &str,
+        args: &[Value],
+        wants_ack: bool,
+        result: &Value,
+        caller: &Caller<'_>,
+    ) -> Reply {
+        let reply = self
+            .namespace(ns)
+            .and_then(|ns| ns.routes.get(event))
+            .and_then(|route| route.reply.as_ref());
+        let mut ctx = context(caller, args, None);
+        ctx.result = Some(result);
+        let data = match reply.and_then(|r| r.data.as_ref()) {
+            Some(data) => data.render(&ctx),
+            None => result.clone(),
+        };
+        match reply {
+            _ if wants_ack => Reply::Ack(vec![data]),
+            Some(reply) if !reply.event.is_empty() => Reply::Event {
+                event: reply.event.clone(),
+                args: vec![data],
+            },
+            _ => Reply::None,
+        }
+    }
+
     /// How to tell `caller` that `event` on `ns` was refused (room not allowed, too many rooms):
     /// the route's error template, else the namespace's, with `{error}` = `message`; as the ack
     /// when the client asked for one, else as an event.
@@ -328,6 +379,7 @@ fn context<'a>(caller: &Caller<'a>, args: &'a [Value], error: Option<&'a str>) -
         socket_id: caller.socket_id,
         now: caller.now,
         error,
+        result: None,
     }
 }
 

@@ -122,6 +122,14 @@ fn seed_000_tenant_subscriptions() {
     assert!(!s.policy.may_subscribe("/", "tenant:3", &c));
     assert_eq!(
         s.router
+            .route("/", "request_data_refresh", &args, false, &who),
+        [Action::Rpc {
+            backend: "odoo".into(),
+            path: "/data-refresh".into(),
+        }]
+    );
+    assert_eq!(
+        s.router
             .route("/", "unsubscribe_tenant_updates", &args, false, &who),
         [Action::Leave {
             room: "tenant:1".into(),
@@ -145,7 +153,6 @@ fn seed_000_tenant_subscriptions() {
         )
     );
     for unserved in [
-        "request_data_refresh",
         "get_notification_counts",
         "mark_notification_read",
         "dismiss_notification",

@@ -9,6 +9,7 @@
 //! - `{socket.id}` the Socket.IO socket id;
 //! - `{now}` the current time, RFC 3339 UTC with milliseconds (`2024-01-20T14:30:00.000Z`);
 //! - `{error}` the refusal message, in error templates only;
+//! - `{result}` the backend's answer, `{result.data}` a field of it, in `rpc` replies only;
 //! - anything else is a claim of the token: `{sub}`, `{tenant_id}`, or a path into an object
 //!   claim (`{org.id}`; a claim whose own name contains the dots wins).
 
@@ -26,20 +27,30 @@ pub(crate) struct Scope {
     pub(crate) args: bool,
     /// The refusal message (`{error}`): error templates only.
     pub(crate) error: bool,
+    /// A backend's answer (`{result}`): the replies of `rpc` routes only.
+    pub(crate) result: bool,
 }
 
 impl Scope {
     pub(crate) const EVENT: Scope = Scope {
         args: true,
         error: false,
+        result: false,
     };
     pub(crate) const CONNECT: Scope = Scope {
         args: false,
         error: false,
+        result: false,
     };
     pub(crate) const ERROR: Scope = Scope {
         args: false,
         error: true,
+        result: false,
+    };
+    pub(crate) const RPC_REPLY: Scope = Scope {
+        args: true,
+        error: false,
+        result: true,
     };
 }
 
@@ -51,6 +62,8 @@ pub(crate) struct Context<'a> {
     pub(crate) socket_id: &'a str,
     pub(crate) now: SystemTime,
     pub(crate) error: Option<&'a str>,
+    /// The backend's answer, for the reply of an `rpc` route.
+    pub(crate) result: Option<&'a Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +72,7 @@ pub(crate) enum Source {
     SocketId,
     Now,
     Error,
+    Result,
     /// The whole placeholder text, tried as one claim name before it is read as a path.
     Claim(String),
 }
@@ -303,6 +317,11 @@ fn placeholder(name: &str, scope: Scope) -> Result<Placeholder, String> {
             )),
         },
         "now" => only(Source::Now, "the current time"),
+        "result" if scope.result => Ok(Placeholder {
+            source: Source::Result,
+            path,
+        }),
+        "result" => Err("only the replies of `rpc` routes may use `{result}`".into()),
         "error" if scope.error => only(Source::Error, "the refusal message"),
         "error" => Err("only error templates may use `{error}`".into()),
         _ => Ok(Placeholder {
@@ -318,6 +337,7 @@ fn placeholder_text(placeholder: &Placeholder) -> String {
         Source::SocketId => "socket.id",
         Source::Now => "now",
         Source::Error => "error",
+        Source::Result => "result",
         Source::Claim(name) => return format!("{{{name}}}"),
     };
     let mut text = format!("{{{root}");
@@ -341,6 +361,7 @@ fn resolve<'a>(placeholder: &Placeholder, ctx: &Context<'a>) -> Option<Cow<'a, V
         Source::SocketId => Some(Cow::Owned(Value::String(ctx.socket_id.to_string()))),
         Source::Now => Some(Cow::Owned(Value::String(rfc3339_millis(ctx.now)))),
         Source::Error => ctx.error.map(|e| Cow::Owned(Value::String(e.to_string()))),
+        Source::Result => walk(ctx.result?, &placeholder.path).map(Cow::Borrowed),
         Source::Claim(name) => {
             if let Some(value) = ctx.claims.claim(name) {
                 return Some(Cow::Borrowed(value));
@@ -424,6 +445,7 @@ mod tests {
                 socket_id: "sid-1",
                 now: UNIX_EPOCH + Duration::from_millis(1_705_761_000_123),
                 error: Some("room not allowed"),
+                result: None,
             }
         }
     }
@@ -443,6 +465,7 @@ mod tests {
     const ALL: Scope = Scope {
         args: true,
         error: true,
+        result: true,
     };
 
     fn data(value: Value) -> Value {

@@ -6,6 +6,7 @@
 //! Every wait has a timeout, and a timeout is a failure: a test either sees the behaviour it
 //! asserts or fails saying what it waited for.
 
+mod backend;
 mod client;
 mod server;
 mod sio;
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+pub(crate) use backend::{down_url, Backend, BACKEND_SECRET};
 pub(crate) use client::{error_code, Client, Incoming};
 pub(crate) use server::Server;
 pub(crate) use sio::SioIncoming;

@@ -50,8 +50,17 @@ impl std::fmt::Debug for SioClient {
 impl Server {
     /// Opens an Engine.IO WebSocket at the default path and reads its open packet.
     pub(crate) async fn sio_open(&self) -> SioClient {
+        self.sio_open_with_cookie(None).await
+    }
+
+    /// [`Server::sio_open`] with a `Cookie` header on the handshake, as a browser sends it.
+    pub(crate) async fn sio_open_with_cookie(&self, cookie: Option<&str>) -> SioClient {
         let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", self.addr);
-        let req = url.into_client_request().expect("a valid URL");
+        let mut req = url.into_client_request().expect("a valid URL");
+        if let Some(cookie) = cookie {
+            let value = cookie.parse().expect("a valid header value");
+            req.headers_mut().insert(http::header::COOKIE, value);
+        }
         let (mut ws, _) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(req))
             .await
             .expect("Engine.IO connect timed out")
@@ -143,6 +152,16 @@ impl SioClient {
         }
     }
 
+    /// Sends `CONNECT` to `ns` with this auth payload (or none) and waits for the answer.
+    pub(crate) async fn connect_with(&mut self, ns: &str, auth: Option<Value>) {
+        let auth = auth.map(|a| a.to_string()).unwrap_or_default();
+        self.send(format!("40{}{auth}", prefix(ns))).await;
+        match self.next_packet().await {
+            SioIncoming::Connected(got) => assert_eq!(got, ns),
+            other => panic!("expected CONNECT to {ns}, got {other:?}"),
+        }
+    }
+
     /// Sends `CONNECT` to `ns` with this auth payload and returns the `CONNECT_ERROR` message.
     pub(crate) async fn connect_refused(&mut self, ns: &str, auth: Option<Value>) -> String {
         let auth = auth.map(|a| a.to_string()).unwrap_or_default();
@@ -159,6 +178,16 @@ impl SioClient {
     /// Emits `event` with `args` (a JSON array of arguments) on `ns`.
     pub(crate) async fn emit(&mut self, ns: &str, event: &str, args: Value) {
         self.send(event_packet(ns, event, args)).await;
+    }
+
+    /// Emits `event` with `args` on `ns`, asking for ack `id`.
+    pub(crate) async fn emit_with_ack(&mut self, ns: &str, event: &str, id: u64, args: Value) {
+        let Value::Array(mut items) = args else {
+            panic!("event arguments are an array");
+        };
+        items.insert(0, Value::String(event.to_owned()));
+        self.send(format!("42{}{id}{}", prefix(ns), Value::Array(items)))
+            .await;
     }
 
     /// Queues an emit without flushing; [`SioClient::flush`] sends what was queued. `false`
