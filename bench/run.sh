@@ -84,6 +84,7 @@ if $quick; then
   run "$bench" churn "${common[@]}" --secs 2
   run "$bench" recovery "${common[@]}" --clients 500
   run "$bench" ingest --results "$results" --clients 20 --rate 200 --secs 1 --burst 2000
+  run "$bench" rpc --results "$results" --calls 200 --clients 5 --secs 1
 else
   common=(--results "$results")
   run "$bench" idle "${common[@]}"
@@ -93,6 +94,7 @@ else
   run "$bench" churn "${common[@]}"
   run "$bench" recovery "${common[@]}"
   run "$bench" ingest "${common[@]}"
+  run "$bench" rpc "${common[@]}"
 fi
 duration=$(( $(date +%s) - t0 ))
 

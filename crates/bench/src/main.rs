@@ -64,6 +64,8 @@ enum Scenario {
     Recovery(scenario::recovery::Args),
     /// RabbitMQ ingestion: end-to-end latency at a steady rate, and messages per second.
     Ingest(scenario::ingest::Args),
+    /// The latency the RPC proxy adds to a backend call, and calls per second.
+    Rpc(scenario::rpc::Args),
     /// Writes BENCHMARKS.md from the results of the scenarios.
     Report(report::Args),
     /// A share of the subscribers in a child process (started by the scenarios).
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             Scenario::Churn(args) => scenario::churn::run(args).await,
             Scenario::Recovery(args) => scenario::recovery::run(args).await,
             Scenario::Ingest(args) => scenario::ingest::run(args).await,
+            Scenario::Rpc(args) => scenario::rpc::run(args).await,
             Scenario::Report(args) => report::run(args),
             Scenario::Fleet(args) => worker::run(args).await,
         }

@@ -3,10 +3,10 @@
 //! analysis of what limits the figures. Pure text in, text out: the per-scenario sections are
 //! in [`sections`].
 
+mod backends;
 mod ceiling;
 mod cluster;
 mod compare;
-mod ingest;
 mod recovery;
 mod sections;
 
@@ -265,7 +265,8 @@ pub(crate) fn render(
     );
     sections::churn(&mut out, &Scenario::of(results, "churn"));
     recovery::section(&mut out, &Scenario::of(results, recovery::RECOVERY));
-    ingest::section(&mut out, &Scenario::of(results, ingest::INGEST));
+    backends::ingest(&mut out, &Scenario::of(results, backends::INGEST));
+    backends::rpc(&mut out, &Scenario::of(results, backends::RPC));
     if let Some(analysis) = analysis {
         out.push('\n');
         out.push_str(analysis.trim_end());

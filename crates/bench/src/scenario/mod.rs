@@ -9,6 +9,7 @@ pub(crate) mod idle;
 pub(crate) mod ingest;
 pub(crate) mod ramp;
 pub(crate) mod recovery;
+pub(crate) mod rpc;
 mod step;
 
 use std::io::Write;
