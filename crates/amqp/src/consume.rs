@@ -18,17 +18,34 @@ use crate::source::{redact, Source, SourceError};
 use crate::status::{Count, SourceStatus};
 
 /// One message, as the handler sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Message<'a> {
     /// The routing key it was published with.
     pub routing_key: &'a str,
     /// Its body.
     pub body: &'a [u8],
-    /// Whether the broker delivered it before (to this consumer or another one) without an
-    /// acknowledgement.
-    pub redelivered: bool,
     /// The publisher's `message_id` property, when it set one.
     pub message_id: Option<&'a str>,
+    channel: &'a Channel,
+}
+
+impl Message<'_> {
+    /// Whether this consumer still holds the message: its channel is open, so that an
+    /// acknowledgement can still reach the broker. Once not, the broker gives the message to
+    /// a consumer again, and a handler waiting on something should give up on it.
+    pub fn still_held(&self) -> bool {
+        self.channel.status().connected()
+    }
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("routing_key", &self.routing_key)
+            .field("bytes", &self.body.len())
+            .field("message_id", &self.message_id)
+            .finish()
+    }
 }
 
 /// What becomes of a handled message.
@@ -192,12 +209,12 @@ async fn consume_on(
         let message = Message {
             routing_key: delivery.routing_key.as_str(),
             body: &delivery.data,
-            redelivered: delivery.redelivered,
             message_id: delivery
                 .properties
                 .message_id()
                 .as_ref()
                 .map(|id| id.as_str()),
+            channel: &channel,
         };
         let mut wait = source.backoff.0;
         let verdict = loop {
@@ -209,7 +226,7 @@ async fn consume_on(
             if stopped(stop, wait).await {
                 return Ok(());
             }
-            if !connection.status().connected() {
+            if !message.still_held() || !connection.status().connected() {
                 // It returns to the queue with the connection.
                 return Err((true, SourceError::Ended));
             }
@@ -290,9 +307,6 @@ async fn declare(source: &Source, channel: &Channel) -> Result<String, SourceErr
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(LongString::from(dead.as_str())),
         );
-    }
-    if let Some(ms) = source.queue_expires_ms {
-        arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
     }
     within(
         source,

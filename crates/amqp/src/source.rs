@@ -55,9 +55,6 @@ pub struct Source {
     pub queue: Option<String>,
     /// Whether the named queue survives a broker restart.
     pub queue_durable: bool,
-    /// Extra `x-` arguments of the queue declaration, as the publishers' own declaration has
-    /// them (`x-expires` for python-socketio's queues), in milliseconds.
-    pub queue_expires_ms: Option<u32>,
     /// Messages the broker sends ahead of their acknowledgement.
     pub prefetch: u16,
     /// Binding keys (routing key patterns on a topic exchange); none: one binding with `#`.

@@ -125,8 +125,6 @@ impl Plan {
     }
 }
 
-/// What `[cluster]` holds that only the cluster's parts can check: the Redis URL and the
-/// emitters' tenant patterns.
 /// The `[auth]` the JWT verifier is built from. When the connect proxy authenticates every
 /// client and no JWT key is configured, a random secret stands in: no token is looked at then,
 /// and the verifier only reads the proxy's identities through the claim names.
@@ -142,6 +140,8 @@ fn jwt_settings(config: &Config) -> std::borrow::Cow<'_, crate::config::AuthConf
     std::borrow::Cow::Owned(stand_in)
 }
 
+/// What `[cluster]` holds that only the cluster's parts can check: the Redis URL and the
+/// emitters' tenant patterns.
 fn check_cluster(
     cluster: &crate::config::ClusterConfig,
     config: &Config,

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::sign::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::sign::{sign, Secret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Idle connections kept per backend host, for calls to reuse.
 const IDLE_PER_HOST: usize = 32;
@@ -57,7 +57,7 @@ pub(crate) enum PostError {
 #[derive(Debug)]
 pub(crate) struct Target<'a> {
     pub(crate) uri: Uri,
-    pub(crate) secret: &'a [u8],
+    pub(crate) secret: &'a Secret,
     pub(crate) timeout: Duration,
     pub(crate) max_answer_bytes: usize,
 }
@@ -71,7 +71,7 @@ pub(crate) async fn post(
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let signature = sign(target.secret, timestamp, &body);
+    let signature = sign(target.secret.bytes(), timestamp, &body);
     let request = Request::post(target.uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(TIMESTAMP_HEADER, timestamp)

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::client::{self, HttpClient, PostError, Target};
 use super::metrics::{BackendMetrics, Outcome};
+use super::sign::Secret;
 use crate::auth::{AuthError, Identity, Verifier};
 use crate::client::Refusal;
 use crate::config::{AuthConfig, ConnectProxyConfig, ProxyMode};
@@ -28,7 +29,9 @@ use crate::config::{AuthConfig, ConnectProxyConfig, ProxyMode};
 #[derive(Debug)]
 pub struct ConnectProxy {
     uri: http::Uri,
-    secret: Box<[u8]>,
+    secret: Secret,
+    /// Origins allowed besides the server's own host; `*` any.
+    origins: Vec<String>,
     mode: ProxyMode,
     timeout: Duration,
     max_answer_bytes: usize,
@@ -56,10 +59,18 @@ pub struct Handshake<'a> {
 
 impl ConnectProxy {
     /// The proxy of `config`, `None` when the URL does not parse (checked at start already).
-    pub(crate) fn new(config: &ConnectProxyConfig, auth: &AuthConfig) -> Option<ConnectProxy> {
+    pub(crate) fn new(
+        config: &ConnectProxyConfig,
+        auth: &AuthConfig,
+        cors_origins: &[String],
+    ) -> Option<ConnectProxy> {
         Some(ConnectProxy {
             uri: config.url.parse().ok()?,
-            secret: config.secret.as_bytes().into(),
+            secret: Secret::new(&config.secret),
+            origins: config
+                .origins
+                .clone()
+                .unwrap_or_else(|| cors_origins.to_vec()),
             mode: config.mode,
             timeout: Duration::from_millis(config.timeout_ms),
             max_answer_bytes: config.max_response_bytes,
@@ -88,9 +99,42 @@ impl ConnectProxy {
         self.mode == ProxyMode::Only
     }
 
-    /// The body posted for `handshake`: what the configuration forwards of it.
-    pub fn body(&self, handshake: &Handshake<'_>) -> Vec<u8> {
+    /// Whether a handshake with these headers may be authenticated by the proxy: it has no
+    /// `Origin` (not a browser), or its origin is listed, or it is the server's own (the
+    /// `Host` the request was sent to).
+    fn origin_allowed(&self, headers: &http::HeaderMap) -> bool {
+        let Some(origin) = headers.get(http::header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        if self.origins.iter().any(|o| o == "*" || o == origin) {
+            return true;
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        host.is_some() && origin_host == host
+    }
+
+    /// The body posted for `handshake`: what the configuration forwards of it, and its
+    /// `Origin`. Refused when its origin may not connect through the proxy.
+    pub fn body(&self, handshake: &Handshake<'_>) -> Result<Vec<u8>, Refusal> {
         let head = handshake.head;
+        if !self.origin_allowed(&head.headers) {
+            return Err(Refusal::ProxyRefused {
+                unauthenticated: false,
+                message: Some("origin not allowed".into()),
+            });
+        }
+        let origin = head
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
         let mut cookies = Map::new();
         let all = self.cookies.iter().any(|c| c == "*");
         for header in head.headers.get_all(http::header::COOKIE) {
@@ -120,16 +164,17 @@ impl ConnectProxy {
         let auth = handshake
             .auth
             .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
-        json!({
+        Ok(json!({
             "transport": handshake.transport,
             "namespace": handshake.namespace,
+            "origin": origin,
             "cookies": cookies,
             "headers": headers,
             "query": query,
             "auth": auth,
         })
         .to_string()
-        .into_bytes()
+        .into_bytes())
     }
 
     /// Posts `body` and reads the identity the answer grants, or the refusal to tell.

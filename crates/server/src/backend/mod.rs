@@ -59,7 +59,7 @@ impl Backends {
             .auth
             .connect_proxy
             .as_ref()
-            .and_then(|p| ConnectProxy::new(p, &config.auth));
+            .and_then(|p| ConnectProxy::new(p, &config.auth, &config.socketio.cors_origins));
         Backends {
             http: client::http_client(),
             rpc,
@@ -87,8 +87,9 @@ impl Backends {
     pub async fn check_connect(
         &self,
         verifier: &Verifier,
-        body: Vec<u8>,
+        body: Result<Vec<u8>, Refusal>,
     ) -> Result<Identity, Refusal> {
+        let body = body.inspect_err(|_| self.metrics.connect(metrics::Outcome::Refused))?;
         match &self.connect {
             Some(proxy) => proxy.check(&self.http, &self.metrics, verifier, body).await,
             None => Err(Refusal::ProxyUnavailable),

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::client::{self, HttpClient, PostError, Target};
 use super::metrics::{BackendMetrics, Outcome};
+use super::sign::Secret;
 use crate::auth::SessionIdentity;
 use crate::config::BackendConfig;
 
@@ -43,7 +44,7 @@ pub enum RpcError {
 pub struct RpcBackend {
     name: String,
     url: String,
-    secret: Box<[u8]>,
+    secret: Secret,
     timeout: Duration,
     max_answer_bytes: usize,
     claims: Vec<String>,
@@ -70,7 +71,7 @@ impl RpcBackend {
         RpcBackend {
             name: name.to_owned(),
             url: config.url.clone(),
-            secret: config.secret.as_bytes().into(),
+            secret: Secret::new(&config.secret),
             timeout: Duration::from_millis(config.timeout_ms),
             max_answer_bytes: config.max_response_bytes,
             claims: config.claims.clone(),

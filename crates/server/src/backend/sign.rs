@@ -12,6 +12,28 @@ pub const SIGNATURE_HEADER: &str = "x-roomcast-signature";
 /// The header carrying the signing time, in Unix seconds.
 pub const TIMESTAMP_HEADER: &str = "x-roomcast-timestamp";
 
+/// A backend's shared secret: `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    /// The secret of the configured text.
+    pub fn new(text: &str) -> Secret {
+        Secret(text.as_bytes().into())
+    }
+
+    /// Its bytes, the HMAC key.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// `sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` keyed with `secret`.
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     // HMAC takes a key of any length: this never fails. Were it to, the empty signature

@@ -112,9 +112,16 @@ pub struct ConnectProxyConfig {
     pub max_in_flight: usize,
     /// The largest answer body read, in bytes. Default `65536`.
     pub max_response_bytes: usize,
-    /// Cookies forwarded by name, e.g. `["session_id"]`; `["*"]` forwards every one.
-    /// Default `["*"]`.
+    /// Cookies forwarded by name, e.g. `["session_id"]`; `["*"]` forwards every one (other
+    /// applications' cookies of the domain included). Default `[]`: none.
     pub cookies: Vec<String>,
+    /// Origins whose pages may connect through the proxy, e.g. `["https://app.example.com"]`;
+    /// `["*"]` any. A handshake whose `Origin` header is neither listed nor the server's own
+    /// host (same origin) is refused before the backend is asked: a browser sends the user's
+    /// cookies with a WebSocket from any page, so that another site's page cannot connect as
+    /// its visitor. Handshakes without `Origin` (not from a browser) are not concerned.
+    /// Default: `socketio.cors_origins`.
+    pub origins: Option<Vec<String>>,
     /// Request headers forwarded by name (lowercase). Socket.IO connections keep only
     /// `authorization`, `origin` and `x-forwarded-for` of their handshake. Default `[]`.
     pub headers: Vec<String>,
@@ -131,7 +138,8 @@ impl Default for ConnectProxyConfig {
             timeout_ms: 3_000,
             max_in_flight: 1_024,
             max_response_bytes: 65_536,
-            cookies: vec!["*".into()],
+            cookies: Vec::new(),
+            origins: None,
             headers: Vec::new(),
             query: Vec::new(),
         }
@@ -148,6 +156,7 @@ impl fmt::Debug for ConnectProxyConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("cookies", &self.cookies)
+            .field("origins", &self.origins)
             .field("headers", &self.headers)
             .field("query", &self.query)
             .finish()
@@ -365,7 +374,19 @@ mod tests {
 
     #[test]
     fn secrets_do_not_reach_debug_output() {
-        let c = Config::from_toml_str(BACKEND).unwrap_or_default();
+        let c = Config::from_toml_str(&format!(
+            "{BACKEND}\n[auth.connect_proxy]\nurl = \"http://127.0.0.1:1/c\"\n\
+             secret = \"fedcba9876543210\""
+        ))
+        .unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let backends = format!("{:?}", crate::backend::Backends::new(&c));
+        assert!(backends.contains("Secret(***)"), "{backends}");
+        for secret in ["0123456789abcdef", "fedcba9876543210"] {
+            assert!(!backends.contains(secret), "{backends}");
+            // Nor as the bytes a derived `Debug` of a byte slice would print.
+            let bytes = format!("{:?}", secret.as_bytes());
+            assert!(!backends.contains(&bytes[1..bytes.len() - 1]), "{backends}");
+        }
     }
 }

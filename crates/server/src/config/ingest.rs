@@ -57,7 +57,7 @@ pub struct AmqpSourceConfig {
     /// The namespace of every emit that names none. Default `"/"`.
     pub namespace: String,
     /// A message with a `message_id` property is published once within this window, in
-    /// milliseconds, even when the broker delivers it again. `0`: no check. Default `300000`.
+    /// milliseconds, even when the broker delivers it again. `0`: no check. Default `60000`.
     pub dedupe_window_ms: u64,
     /// Deadline of the connection and of each declaration, in milliseconds. Default `10000`.
     pub timeout_ms: u64,
@@ -83,7 +83,7 @@ impl Default for AmqpSourceConfig {
             tenant: String::new(),
             tenant_from_room: String::new(),
             namespace: "/".into(),
-            dedupe_window_ms: 300_000,
+            dedupe_window_ms: 60_000,
             timeout_ms: 10_000,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,

@@ -20,6 +20,10 @@ use crate::node::PublishError;
 /// How long a publish the broker could not take is waited for before it is tried again.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
+/// How long a message id stays claimed while its message is published: should the node die
+/// meanwhile, its redelivery waits this long at most (the id is kept for the whole window
+/// once published).
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 /// Publishes each message's events by the source's rules.
 pub(super) struct RulesHandler {
@@ -61,8 +65,9 @@ impl RulesHandler {
         // is published once, when its publisher gave it an id.
         let claimed = match (message.message_id, self.dedupe) {
             (Some(id), Some(window)) if !id.is_empty() => {
+                // Keys of the HTTP API start with `http`: theirs and these never meet.
                 let key = format!("amqp\u{1f}{}\u{1f}{id}", self.name);
-                match broker.claim(&key, window).await {
+                match broker.claim(&key, window.min(CLAIM_LEASE)).await {
                     Ok(Claim::First) => Some((key, window)),
                     Ok(Claim::Done(_)) => {
                         self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -83,7 +88,9 @@ impl RulesHandler {
                     // What was published already stays published: the rest is waited for
                     // here rather than the whole message tried again.
                     Err(PublishError::Broker(e)) => {
-                        if app.shutting_down() {
+                        // Given back to the queue (the channel closed), another consumer
+                        // may have it now: this one stops.
+                        if app.shutting_down() || !message.still_held() {
                             self.let_go(&broker, claimed.as_ref()).await;
                             return Verdict::Retry;
                         }

@@ -127,13 +127,18 @@ impl Ingest {
                 }),
                 Kind::Preset(binding) => {
                     // The binding's rule compiled when the plan was built.
-                    let Ok(listener) = crate::cluster::emitter_listener(
+                    let listener = match crate::cluster::emitter_listener(
                         binding,
                         &app.config,
                         app,
                         &s.counters.emitter,
-                    ) else {
-                        continue;
+                    ) {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            // Compiled when the plan was built: not expected.
+                            tracing::error!(source = %s.source.name, error = %e, "ingest source not started");
+                            continue;
+                        }
                     };
                     Arc::new(PresetHandler {
                         exchange: s.source.exchange.clone(),
@@ -308,7 +313,6 @@ fn compile_source(config: &AmqpSourceConfig, key: &str) -> Result<IngestSource, 
         exchange_durable: config.exchange.durable.unwrap_or(durable),
         queue: None,
         queue_durable: config.queue.durable,
-        queue_expires_ms: None,
         prefetch: config.queue.prefetch,
         bindings: config.bindings.clone(),
         dead_letter: None,

@@ -3,8 +3,6 @@
 //! `data_refreshed`) and the native `rpc` command, through success, refusal, timeout and a
 //! backend that is down; a browser-like client connecting with its session cookie alone.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::harness::{
@@ -192,13 +190,18 @@ fn proxied(backend: &Backend, mode: &str) -> Config {
 async fn a_session_cookie_connects_native_clients_through_the_connect_proxy() {
     let backend = Backend::start().await;
     let server = Server::start(proxied(&backend, "fallback")).await;
-    let open = |cookie: &str| {
+    let open_from = |cookie: &str, origin: Option<String>| {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = server.ws_url("").into_client_request().unwrap();
         req.headers_mut()
             .insert(http::header::COOKIE, cookie.parse().unwrap());
+        if let Some(origin) = origin {
+            req.headers_mut()
+                .insert(http::header::ORIGIN, origin.parse().unwrap());
+        }
         crate::harness::Client::open(req)
     };
+    let open = |cookie: &str| open_from(cookie, None);
     let mut client = open("theme=dark; session_id=good").await;
     let welcome = client.recv_json().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
@@ -210,6 +213,15 @@ async fn a_session_cookie_connects_native_clients_through_the_connect_proxy() {
     let mut refused = open("session_id=stale").await;
     let disconnect = refused.expect_disconnect(4002).await;
     assert_eq!(disconnect["reason"], "session expired");
+    // Another site's page, its visitor's cookie sent along by the browser: refused before the
+    // backend is asked. A page of the server's own origin connects.
+    let evil = Some("https://evil.example".to_owned());
+    let mut cross_site = open_from("session_id=good", evil).await;
+    let disconnect = cross_site.expect_disconnect(4002).await;
+    assert_eq!(disconnect["reason"], "origin not allowed");
+    let own = Some(format!("http://{}", server.addr));
+    let mut same_site = open_from("session_id=good", own).await;
+    assert_eq!(same_site.recv_json().await["user"], "7");
     // Fallback mode: without a cookie the proxy answers 401 and a token still works.
     let mut anonymous = server.connect_anonymous().await;
     anonymous
@@ -238,5 +250,4 @@ async fn a_session_cookie_connects_socketio_clients_through_the_connect_proxy() 
         metrics.contains("roomcast_connect_proxy_calls_total{outcome=\"ok\"} 1"),
         "{metrics}"
     );
-    let _ = Duration::ZERO;
 }

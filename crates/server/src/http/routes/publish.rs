@@ -150,8 +150,9 @@ pub(crate) async fn publish(
             answer(&body.rooms, &published.positions, published.delivered),
         ));
     };
-    // Keys are the tenant's own (a platform-wide broadcast's, the platform's).
-    let scoped = format!("{}\u{1f}{key}", tenant.unwrap_or_default());
+    // Keys are the tenant's own (a platform-wide broadcast's, the platform's), and the API's:
+    // other producers' keys (`amqp...`) never start with `http`.
+    let scoped = format!("http\u{1f}{}\u{1f}{key}", tenant.unwrap_or_default());
     publication.idempotency_key = Some(key.to_owned());
     let broker = node.broker();
     let waited = Instant::now();
