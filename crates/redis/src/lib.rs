@@ -19,6 +19,7 @@ pub mod emitter;
 mod error;
 mod keys;
 mod options;
+mod presence;
 mod registry;
 mod resubscribe;
 
@@ -26,4 +27,5 @@ pub use broker::{ChannelListener, RedisBroker};
 pub use error::RedisError;
 pub use keys::Keys;
 pub use options::{ChannelMode, ClusterOptions, OptionsError};
+pub use presence::PresenceSets;
 pub use registry::{NodeAnswer, NodeInfo, Registry, RequestHandler, TIMED_OUT};

@@ -22,6 +22,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
 use crate::ingest::Ingest;
+use crate::lifecycle::Lifecycle;
 use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::node::{Hub, Node, PublishLimits};
@@ -74,6 +75,8 @@ pub struct App {
     pub(crate) sessions: OnceLock<Arc<SessionWriter>>,
     /// The message broker sources (`[ingest]`), consumed while the server runs.
     pub ingest: Ingest,
+    /// Lifecycle events (`[lifecycle]`): sessions' starts and ends, presence.
+    pub lifecycle: Arc<Lifecycle>,
     /// The RPC backends and the connect proxy (`[rpc]`, `[auth.connect_proxy]`).
     pub backends: Arc<Backends>,
 }
@@ -129,6 +132,8 @@ pub struct AppParts {
     pub history: Option<Arc<HistoryRules>>,
     /// The message broker sources (`[ingest]`), not started.
     pub ingest: Ingest,
+    /// Lifecycle events (`[lifecycle]`), not started.
+    pub lifecycle: Lifecycle,
 }
 
 impl App {
@@ -186,6 +191,7 @@ impl App {
             queue_limits,
             history,
             ingest,
+            lifecycle,
         } = parts;
         let Core {
             index,
@@ -212,6 +218,10 @@ impl App {
                 logged: sessions.get().is_some(),
             },
         );
+        let lifecycle = Arc::new(lifecycle);
+        if let Some(rooms) = lifecycle.rooms() {
+            node.also_observe(rooms);
+        }
         Arc::new(App {
             index,
             node,
@@ -235,6 +245,7 @@ impl App {
             history_rules: history,
             sessions,
             ingest,
+            lifecycle,
             backends: Arc::new(Backends::new(&config)),
             config,
         })
@@ -246,6 +257,11 @@ impl App {
         self.history_rules
             .as_ref()
             .is_some_and(|rules| rules.limits(room).is_some())
+    }
+
+    /// This node's id: the cluster's name for it, or `standalone` for a single node.
+    pub fn node_id(&self) -> &str {
+        self.cluster.as_ref().map_or("standalone", |c| c.node_id())
     }
 
     /// The cluster this node belongs to, `None` for a single node.

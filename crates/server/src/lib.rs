@@ -15,6 +15,7 @@ pub mod config;
 pub mod history;
 pub mod http;
 pub mod ingest;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod native;

@@ -18,6 +18,7 @@ use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryRules;
 use crate::ingest::Ingest;
+use crate::lifecycle::Lifecycle;
 use crate::limits::ConnLimits;
 use crate::proto::CloseCode;
 use crate::sio::routing::Router;
@@ -83,6 +84,7 @@ impl Plan {
         }
         let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
         let ingest = Ingest::compile(config)?;
+        let lifecycle = Lifecycle::compile(config)?;
         let l = &config.limits;
         let limits = ConnLimits::new(
             l.max_connections,
@@ -114,6 +116,7 @@ impl Plan {
                 queue_limits,
                 history,
                 ingest,
+                lifecycle,
             },
             socketio,
         })

@@ -78,6 +78,7 @@ impl Server {
             tokio::spawn(writer.clone().run(Arc::downgrade(&app)));
         }
         app.ingest.start(&app);
+        app.lifecycle.start(&app);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

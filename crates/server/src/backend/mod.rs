@@ -8,7 +8,7 @@
 //! The calls run on the connections' async lane (RPC) or before a session starts (connect), so
 //! a slow or dead backend never stalls a connection's driver or any other client.
 
-mod client;
+pub(crate) mod client;
 pub mod connect;
 mod metrics;
 pub mod rpc;

@@ -20,6 +20,7 @@ use roomcast_engine::Lane;
 
 use crate::app::App;
 use crate::auth::{Identity, SessionIdentity};
+use crate::lifecycle::{SessionGuard, SessionInfo, Transport};
 use crate::limits::Slot;
 use crate::metrics::Rejection;
 use rate::TokenBucket;
@@ -79,6 +80,8 @@ pub struct ClientCore {
     lane: Lane,
     // Held for the client's lifetime: dropping it frees the limit slot.
     _slot: Slot,
+    /// Its lifecycle events, when wanted: dropping it is the session's end.
+    lifecycle: Option<SessionGuard>,
 }
 
 /// What a successful [`ClientCore::refresh`] changed.
@@ -103,6 +106,26 @@ impl ClientCore {
             rate_strikes: 0,
             lane: Lane::new(),
             _slot: slot,
+            lifecycle: None,
+        }
+    }
+
+    /// Starts the session's lifecycle events: `connect` (and its user's `user_online`, when it
+    /// is the user's first session) now, `disconnect` when the core is dropped.
+    pub fn track(&mut self, app: &App, transport: Transport, session: &str, ns: Option<&str>) {
+        self.lifecycle = app.lifecycle.session(SessionInfo {
+            tenant: (*self.identity.tenant).into(),
+            user: (*self.identity.user).into(),
+            session: session.into(),
+            transport,
+            namespace: ns.map(Into::into),
+        });
+    }
+
+    /// Why the session ends, for its `disconnect` event (the first reason given stays).
+    pub fn end_reason(&mut self, reason: &str) {
+        if let Some(lifecycle) = &mut self.lifecycle {
+            lifecycle.set_reason(reason);
         }
     }
 

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use roomcast_broker::{BoxFuture, Broker, ConnId};
 use roomcast_engine::rooms::RoomIndex;
 use roomcast_redis::{
-    ChannelMode, ClusterOptions, NodeInfo, RedisBroker, Registry, RequestHandler,
+    ChannelMode, ClusterOptions, NodeInfo, PresenceSets, RedisBroker, Registry, RequestHandler,
 };
 use serde_json::{json, Value};
 
@@ -29,6 +29,8 @@ pub struct Cluster {
     opts: ClusterOptions,
     broker: Arc<RedisBroker>,
     registry: OnceLock<Arc<Registry>>,
+    /// Which nodes hold which users and rooms, for presence events.
+    presence: PresenceSets,
 }
 
 /// Answers the other nodes' questions about this node's connections.
@@ -91,12 +93,19 @@ impl Cluster {
                     redacted_url(&settings.redis)
                 )
             })?;
+        let presence = PresenceSets::new(
+            broker.client().clone(),
+            &opts.prefix,
+            &node_id,
+            opts.timeout,
+        );
         Ok(Arc::new(Cluster {
             node_id,
             emitters: Arc::default(),
             opts,
             broker,
             registry: OnceLock::new(),
+            presence,
         }))
     }
 
@@ -164,6 +173,23 @@ impl Cluster {
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The presence sets: whether a user's or a room's first or last here is the cluster's.
+    pub fn presence(&self) -> &PresenceSets {
+        &self.presence
+    }
+
+    /// The ids of the live nodes, this one included; `None` when the registry could not say.
+    pub async fn live_nodes(&self) -> Option<Vec<String>> {
+        let registry = self.registry.get()?;
+        let nodes = registry.nodes().await.ok()?;
+        Some(nodes.into_iter().map(|n| n.id).collect())
+    }
+
+    /// How often nodes beat: the pace of reaping dead nodes' presence.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        self.opts.heartbeat
     }
 
     /// Leaves the cluster (graceful shutdown): the registry entry goes at once, then the

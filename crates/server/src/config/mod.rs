@@ -19,6 +19,7 @@ mod env;
 mod error;
 mod history;
 mod ingest;
+mod lifecycle;
 mod limits;
 mod load;
 mod process;
@@ -44,6 +45,7 @@ pub use history::{HistoryConfig, HistoryRule};
 pub use ingest::{
     AmqpPreset, AmqpSourceConfig, ExchangeConfig, IngestConfig, IngestEmit, IngestRule, QueueConfig,
 };
+pub use lifecycle::{LifecycleConfig, LifecycleKind, LifecyclePublish, WebhookConfig};
 pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, ShutdownConfig};
 pub use recovery::RecoveryConfig;
@@ -84,6 +86,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Events taken from message brokers (`[ingest]`); none by default.
     pub ingest: IngestConfig,
+    /// Lifecycle events to a webhook and to rooms (`[lifecycle]`); none by default.
+    pub lifecycle: LifecycleConfig,
     /// HTTP backends that answer client events and `rpc` commands (`[rpc]`); none by default.
     pub rpc: RpcConfig,
 }
@@ -103,6 +107,7 @@ impl Default for Config {
             cluster: None,
             history: HistoryConfig::default(),
             ingest: IngestConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             rpc: RpcConfig::default(),
         }
     }

@@ -17,6 +17,7 @@ use super::{AmqpSourceConfig, IngestConfig, IngestEmit, IngestRule};
 use super::{BackendConfig, ConnectProxyConfig, MethodConfig, RpcConfig};
 use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
 use super::{HistoryConfig, HistoryRule};
+use super::{LifecycleConfig, LifecyclePublish};
 
 type CheckFn = fn(&mut Value, &str, &Origins) -> Result<(), ConfigError>;
 
@@ -86,6 +87,10 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
             "history" => {
                 check_array::<HistoryRule>(value, "rooms", &path, origins)?;
                 check_table::<HistoryConfig>(value, &path, origins)?;
+            }
+            "lifecycle" => {
+                check_array::<LifecyclePublish>(value, "publish", &path, origins)?;
+                check_table::<LifecycleConfig>(value, &path, origins)?;
             }
             "ingest" => {
                 // Three levels of arrays of tables: the sources, their rules, their emits.

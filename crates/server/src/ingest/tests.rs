@@ -298,7 +298,10 @@ fn bad_sources_are_named() {
 fn the_examples_ingest_sources_compile_once_uncommented() {
     let example = include_str!("../../../../roomcast.example.toml");
     let start = example.find("# [[ingest.amqp]]").unwrap();
-    let text: String = example[start..]
+    let end = example[start..]
+        .find("# [lifecycle")
+        .map_or(example.len(), |e| start + e);
+    let text: String = example[start..end]
         .lines()
         .filter(|line| line.starts_with("# ") && !line.starts_with("# #"))
         .map(|line| format!("{}\n", &line[2..]))

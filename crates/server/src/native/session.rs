@@ -15,6 +15,7 @@ use roomcast_engine::{OutQueue, Outbound};
 
 use crate::app::App;
 use crate::client::{self, ClientCore, NativeAnswer, Refusal};
+use crate::lifecycle::Transport;
 use crate::metrics::Rejection;
 use crate::native::close_request;
 use crate::native::resume::{
@@ -250,6 +251,7 @@ impl NativeSession {
                 drop(hold);
             };
             let mut core = ClientCore::new(app, identity, slot, now);
+            core.track(app, Transport::Native, &Self::session_id(self.id), None);
             if let Err(refusal) = core.submit(app, work, timed_out) {
                 // Not served: out of the index again.
                 app.index.unregister(self.id);
@@ -276,7 +278,9 @@ impl NativeSession {
         app.metrics
             .connections_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.state = State::Active(Box::new(ClientCore::new(app, identity, slot, now)));
+        let mut core = ClientCore::new(app, identity, slot, now);
+        core.track(app, Transport::Native, &Self::session_id(self.id), None);
+        self.state = State::Active(Box::new(core));
     }
 
     /// What resumes may queue at once: half the outbound queue (in messages and in bytes),
@@ -686,6 +690,15 @@ impl Handler for NativeSession {
     }
 
     fn on_close(&mut self, end: &End) {
+        if let State::Active(core) = &mut self.state {
+            let code = end.code.and_then(CloseCode::from_code);
+            let reason = match (end.slow_consumer, code) {
+                (true, _) => "slow consumer",
+                (false, Some(code)) => code.reason(),
+                (false, None) => "connection lost",
+            };
+            core.end_reason(reason);
+        }
         if end.slow_consumer {
             self.app
                 .metrics

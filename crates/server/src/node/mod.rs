@@ -10,7 +10,7 @@
 mod hub;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use std::task::{Context, Poll, Waker};
 
@@ -80,20 +80,34 @@ pub struct Node {
     metrics: Arc<Metrics>,
     limits: PublishLimits,
     // Kept alive here: the room index only holds it weakly.
-    _subscriptions: Arc<Subscriptions>,
+    subscriptions: Arc<Subscriptions>,
 }
 
-/// Tells the broker which rooms this node serves, from the index's transitions.
-#[derive(Debug)]
-struct Subscriptions(Arc<dyn Broker>);
+/// Tells the broker which rooms this node serves, from the index's transitions, and another
+/// observer of rooms' first and last members, once one is set (lifecycle events).
+struct Subscriptions(Arc<dyn Broker>, OnceLock<Arc<dyn Transitions>>);
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Subscriptions")
+            .field(&self.0)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Transitions for Subscriptions {
     fn first_in(&self, room: &RoomKey) {
         self.0.subscribe(room);
+        if let Some(also) = self.1.get() {
+            also.first_in(room);
+        }
     }
 
     fn last_out(&self, room: &RoomKey) {
         self.0.unsubscribe(room);
+        if let Some(also) = self.1.get() {
+            also.last_out(room);
+        }
     }
 
     fn tenant_first(&self, tenant: &str) {
@@ -127,7 +141,7 @@ impl Node {
         metrics: Arc<Metrics>,
         limits: PublishLimits,
     ) -> Arc<Node> {
-        let subscriptions = Arc::new(Subscriptions(broker.clone()));
+        let subscriptions = Arc::new(Subscriptions(broker.clone(), OnceLock::new()));
         let weak: Weak<dyn Transitions> = Arc::downgrade(&subscriptions) as Weak<dyn Transitions>;
         hub.index().observe(weak);
         Arc::new(Node {
@@ -135,8 +149,13 @@ impl Node {
             broker,
             metrics,
             limits,
-            _subscriptions: subscriptions,
+            subscriptions,
         })
+    }
+
+    /// Tells `observer` too of rooms' first and last members on this node (once).
+    pub fn also_observe(&self, observer: Arc<dyn Transitions>) {
+        let _ = self.subscriptions.1.set(observer);
     }
 
     /// Local delivery.

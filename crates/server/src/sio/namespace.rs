@@ -18,6 +18,7 @@ use crate::auth::SessionIdentity;
 use crate::backend::{Handshake, RpcCall};
 use crate::client::{self, ClientCore, Refusal, SocketIoAnswer};
 use crate::config::ConnectErrorMessages;
+use crate::lifecycle::Transport;
 use crate::node::{Attempt, Publication};
 use crate::sio::recovery::{self, LiveSession, Pending};
 use crate::sio::routing::{Action, Caller, Reply, Router};
@@ -401,7 +402,9 @@ impl NamespaceHandler for ConfiguredNamespace {
             let _ = socket.emit_args(&event, &Args::from_values(args));
         }
         let tenant = identity.tenant.clone();
-        let core = ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
+        let mut core =
+            ClientCore::new(&app, identity.into_session(), admitted.slot, Instant::now());
+        core.track(&app, Transport::SocketIo, socket.id(), Some(&self.name));
         socket.set_expiry(core.expiry_deadline());
         let unplaced = session.as_ref().is_some_and(|s| s.record.offset.is_empty());
         socket.set_state(SocketState {
@@ -634,6 +637,7 @@ impl NamespaceHandler for ConfiguredNamespace {
     }
 
     fn on_disconnect(&self, socket: &SocketRef, reason: &str) {
+        socket.with_state(|state: &mut SocketState| state.core.end_reason(reason));
         // The socket drops its state (and with it the limit slot) itself; a recoverable
         // session waits for its client, or ends.
         let Some(writer) = self

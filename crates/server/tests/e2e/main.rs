@@ -16,6 +16,7 @@ mod history;
 mod ingest;
 mod isolation;
 mod lifecycle;
+mod lifecycle_events;
 mod limits;
 mod parity;
 mod publish;

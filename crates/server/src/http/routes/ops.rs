@@ -68,6 +68,7 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
         );
     }
     app.ingest.render_metrics(&mut text);
+    app.lifecycle.render_metrics(&mut text);
     app.backends.metrics.render(&mut text);
     if let Some(store) = app.history_store.get() {
         let (rooms, not_kept) = store.history_counts();

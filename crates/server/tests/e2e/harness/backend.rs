@@ -7,10 +7,13 @@
 //! - `/slow`: answers after ten seconds (past every test's backend timeout);
 //! - `/fail`: 500;
 //! - `/connect`: the connect proxy: cookie `session_id=good` is user 7 of `acme` with claim
-//!   `company_id = 3`; no `session_id` is 401; another is 403 "session expired".
+//!   `company_id = 3`; no `session_id` is 401; another is 403 "session expired";
+//! - `/hooks`: a lifecycle webhook's receiver: keeps the events of each signed post;
+//!   `/hooks-flaky` answers its first two posts 503, then as `/hooks`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +35,14 @@ pub(crate) const BACKEND_SECRET: &str = "backend-secret-0123456789";
 pub(crate) struct Backend {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
+    hooks: Arc<Hooks>,
+}
+
+/// What `/hooks` was posted.
+#[derive(Debug, Default)]
+struct Hooks {
+    events: Mutex<Vec<Value>>,
+    flaky_posts: Mutex<u32>,
 }
 
 impl Backend {
@@ -41,17 +52,37 @@ impl Backend {
             .await
             .expect("bind the backend");
         let addr = listener.local_addr().expect("the backend's address");
+        let hooks = Arc::new(Hooks::default());
+        let kept = hooks.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let hooks = kept.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(answer);
+                    let service = hyper::service::service_fn(move |req| answer(req, hooks.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Backend { addr }
+        Backend { addr, hooks }
+    }
+
+    /// The lifecycle events `/hooks` has kept so far, in the order they came.
+    pub(crate) fn hook_events(&self) -> Vec<Value> {
+        self.hooks.events.lock().expect("hooks").clone()
+    }
+
+    /// Waits until `/hooks` has kept events matching `done`, within 15 s.
+    pub(crate) async fn hooks_until(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        for _ in 0..300 {
+            let events = self.hook_events();
+            if done(&events) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the webhook's events never came: {:?}", self.hook_events());
     }
 
     /// Its base URL.
@@ -94,7 +125,10 @@ fn verified(timestamp: &str, signature: &str, body: &[u8]) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    hooks: Arc<Hooks>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -127,6 +161,20 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             (200, json!({"result": "late"}))
         }
         "/connect" => connect(&posted),
+        "/hooks-flaky"
+            if {
+                let mut posts = hooks.flaky_posts.lock().expect("hooks");
+                *posts += 1;
+                *posts <= 2
+            } =>
+        {
+            (503, json!({"error": "not yet"}))
+        }
+        "/hooks" | "/hooks-flaky" => {
+            let events = posted["events"].as_array().cloned().unwrap_or_default();
+            hooks.events.lock().expect("hooks").extend(events);
+            (200, json!({}))
+        }
         _ => (500, json!({"error": "boom"})),
     };
     let mut response = Response::new(Full::new(Bytes::from(answer.to_string())));
