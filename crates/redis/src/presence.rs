@@ -8,7 +8,10 @@
 //!   script that answers the set's size after it, so that "first" and "last" are decided by
 //!   Redis, one change at a time;
 //! - `<prefix>:presence-node:<id>`: what node `id` holds, `<tenant>\x1f<name>`, for its reaping;
-//! - `<prefix>:presence-nodes`: the nodes that have ever held something.
+//! - `<prefix>:presence-nodes`: the nodes that hold something.
+//!
+//! A node is named here by its process, `<id>#<start in ms>`: a node restarted under the same
+//! id is another holder, and its former process's entries are reaped like a dead node's.
 //!
 //! A node that dies holds its entries until a live node reaps it ([`PresenceSets::reap`]): any node
 //! that finds a node of `presence-nodes` missing from the registry takes a lock on it and
@@ -16,7 +19,6 @@
 //! offline with it, the rooms it vacated). Each change is one key's: the sets work on a Redis
 //! Cluster (a tenant's sets share its slot).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::clients::Client;
@@ -48,8 +50,6 @@ pub struct PresenceSets {
     prefix: String,
     node: String,
     timeout: Duration,
-    /// Whether this node is in `presence-nodes` already.
-    listed: AtomicBool,
 }
 
 impl PresenceSets {
@@ -60,7 +60,6 @@ impl PresenceSets {
             prefix: prefix.to_owned(),
             node: node.to_owned(),
             timeout,
-            listed: AtomicBool::new(false),
         }
     }
 
@@ -80,13 +79,12 @@ impl PresenceSets {
     /// first).
     pub async fn enter(&self, tenant: &str, name: &str) -> Result<bool, RedisError> {
         tokio::time::timeout(self.timeout, async {
-            if !self.listed.load(Ordering::Relaxed) {
-                let _: i64 = self
-                    .client
-                    .sadd(self.nodes_key(), self.node.as_str())
-                    .await?;
-                self.listed.store(true, Ordering::Relaxed);
-            }
+            // Listed every time: a node reaped by mistake (its registry entry expired while it
+            // lived) is listed again, and reaped once it really dies.
+            let _: i64 = self
+                .client
+                .sadd(self.nodes_key(), self.node.as_str())
+                .await?;
             let _: i64 = self
                 .client
                 .sadd(self.node_key(&self.node), format!("{tenant}\u{1f}{name}"))
@@ -100,15 +98,21 @@ impl PresenceSets {
     /// This node no longer holds `name` of `tenant`: whether no node holds it now (the
     /// cluster's last).
     pub async fn leave(&self, tenant: &str, name: &str) -> Result<bool, RedisError> {
-        tokio::time::timeout(self.timeout, async {
-            let [removed, size] = self.change(LEAVE, tenant, name, &self.node).await?;
-            let _: i64 = self
-                .client
-                .srem(self.node_key(&self.node), format!("{tenant}\u{1f}{name}"))
-                .await?;
-            Ok(removed == 1 && size == 0)
-        })
-        .await?
+        let [removed, size] =
+            tokio::time::timeout(self.timeout, self.change(LEAVE, tenant, name, &self.node))
+                .await??;
+        // The set decided; a stale line in the node's own list is harmless (its reaping
+        // finds the node gone from the set).
+        let unlisted = tokio::time::timeout(
+            self.timeout,
+            self.client
+                .srem::<i64, _, _>(self.node_key(&self.node), format!("{tenant}\u{1f}{name}")),
+        )
+        .await;
+        if !matches!(unlisted, Ok(Ok(_))) {
+            tracing::debug!(tenant, "presence entry not unlisted");
+        }
+        Ok(removed == 1 && size == 0)
     }
 
     async fn change(
@@ -130,53 +134,73 @@ impl PresenceSets {
         }
     }
 
-    /// Removes the nodes that hold something but are not in `live` (the registry's live
-    /// nodes) from every set they held; answers the `(tenant, name)` sets left empty. A node
-    /// being reaped by another is left to it. Each dead node's work has its own deadline.
-    pub async fn reap(&self, live: &[String]) -> Result<Vec<(String, String)>, RedisError> {
-        let listed: Vec<String> =
-            tokio::time::timeout(self.timeout, self.client.smembers(self.nodes_key())).await??;
-        let mut emptied = Vec::new();
+    /// Removes the node processes that hold something but are not in `live` (the registry's
+    /// live nodes, by presence name) from every set they held, and hands `emptied` each
+    /// `(tenant, name)` set left empty as it is. A node being reaped by another is left to
+    /// it; one whose reaping fails is left for the next call, and the others go on.
+    pub async fn reap(&self, live: &[String], emptied: &mut Vec<(String, String)>) {
+        let listed: Vec<String> = match tokio::time::timeout(
+            self.timeout,
+            self.client.smembers(self.nodes_key()),
+        )
+        .await
+        {
+            Ok(Ok(listed)) => listed,
+            _ => return,
+        };
         for dead in listed
             .iter()
             .filter(|n| **n != self.node && !live.contains(n))
         {
             let lock = format!("{}:presence-reap:{dead}", self.prefix);
-            let taken: Option<String> = tokio::time::timeout(
+            let taken: Result<Option<String>, RedisError> = tokio::time::timeout(
                 self.timeout,
                 self.client.set(
-                    lock,
+                    lock.as_str(),
                     self.node.as_str(),
                     Some(Expiration::PX(REAP_LOCK.as_millis() as i64)),
                     Some(SetOptions::NX),
                     false,
                 ),
             )
-            .await??;
-            if taken.is_none() {
+            .await
+            .map_err(RedisError::from)
+            .and_then(|r| r.map_err(RedisError::from));
+            if !matches!(taken, Ok(Some(_))) {
                 continue;
             }
-            let held: Vec<String> =
-                tokio::time::timeout(self.timeout, self.client.smembers(self.node_key(dead)))
-                    .await??;
-            for entry in held {
-                let Some((tenant, name)) = entry.split_once('\u{1f}') else {
-                    continue;
-                };
-                let [removed, size] =
-                    tokio::time::timeout(self.timeout, self.change(LEAVE, tenant, name, dead))
-                        .await??;
-                if removed == 1 && size == 0 {
-                    emptied.push((tenant.to_owned(), name.to_owned()));
-                }
+            if let Err(e) = self.reap_one(dead, emptied).await {
+                tracing::warn!(node = %dead, error = %e, "presence of a dead node not reaped; next time");
             }
-            tokio::time::timeout(self.timeout, async {
-                let _: i64 = self.client.del(self.node_key(dead)).await?;
-                let _: i64 = self.client.srem(self.nodes_key(), dead.as_str()).await?;
-                Ok::<_, RedisError>(())
-            })
-            .await??;
+            // Done or not, the next reaping need not wait for the lock to expire.
+            let _ =
+                tokio::time::timeout(self.timeout, self.client.del::<i64, _>(lock.as_str())).await;
         }
-        Ok(emptied)
+    }
+
+    async fn reap_one(
+        &self,
+        dead: &str,
+        emptied: &mut Vec<(String, String)>,
+    ) -> Result<(), RedisError> {
+        let held: Vec<String> =
+            tokio::time::timeout(self.timeout, self.client.smembers(self.node_key(dead))).await??;
+        for entry in held {
+            let Some((tenant, name)) = entry.split_once('\u{1f}') else {
+                continue;
+            };
+            let [removed, size] =
+                tokio::time::timeout(self.timeout, self.change(LEAVE, tenant, name, dead))
+                    .await??;
+            if removed == 1 && size == 0 {
+                emptied.push((tenant.to_owned(), name.to_owned()));
+            }
+        }
+        tokio::time::timeout(self.timeout, async {
+            let _: i64 = self.client.del(self.node_key(dead)).await?;
+            let _: i64 = self.client.srem(self.nodes_key(), dead).await?;
+            Ok::<_, RedisError>(())
+        })
+        .await?
     }
 }

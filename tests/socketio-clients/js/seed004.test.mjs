@@ -111,6 +111,28 @@ describe('seed 004 configuration', () => {
   });
 });
 
+describe('seed 004 presence', () => {
+  test('a colleague going online and offline is shown to the company', async () => {
+    const staff = connectSio(server, '/', mint(server.secret, { sub: 11, company_id: 70 }));
+    await staff.rec.next('connected');
+    const [own] = await staff.rec.next('user:online');
+    assert.equal(own.userId, '11');
+    const colleague = connectSio(server, '/', mint(server.secret, { sub: 12, company_id: 70 }));
+    await colleague.rec.next('connected');
+    const [online] = await staff.rec.next('user:online');
+    assert.equal(online.userId, '12');
+    assert.equal(online.online, true);
+    // A second tab of the same colleague: already online.
+    const tab = connectSio(server, '/', mint(server.secret, { sub: 12, company_id: 70 }));
+    await tab.rec.next('connected');
+    closeAll(colleague.socket);
+    closeAll(tab.socket);
+    const [offline] = await staff.rec.next('user:offline');
+    assert.deepEqual([offline.userId, offline.online], ['12', false]);
+    assert.equal(staff.rec.all('user:online').length, 2);
+  });
+});
+
 describe('seed 004 events from RabbitMQ', () => {
   /** Waits until the server consumes its queue (GET /health lists the source as up). */
   async function consuming() {

@@ -31,6 +31,13 @@ pub struct Cluster {
     registry: OnceLock<Arc<Registry>>,
     /// Which nodes hold which users and rooms, for presence events.
     presence: PresenceSets,
+    /// This node's registry entry.
+    info: NodeInfo,
+}
+
+/// A node process's name in the presence sets: its id and its start.
+fn presence_id(info: &NodeInfo) -> String {
+    format!("{}#{}", info.id, info.started_at_ms)
 }
 
 /// Answers the other nodes' questions about this node's connections.
@@ -93,13 +100,21 @@ impl Cluster {
                     redacted_url(&settings.redis)
                 )
             })?;
+        let info = NodeInfo::new(
+            node_id.clone(),
+            config.listen.to_string(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        // This process's presence: a node restarted under the same id is another holder, and
+        // the old one's entries are reaped like a dead node's.
         let presence = PresenceSets::new(
             broker.client().clone(),
             &opts.prefix,
-            &node_id,
+            &presence_id(&info),
             opts.timeout,
         );
         Ok(Arc::new(Cluster {
+            info,
             node_id,
             emitters: Arc::default(),
             opts,
@@ -112,11 +127,7 @@ impl Cluster {
     /// Starts what needs the whole server: the node's registry entry (its heartbeat, and the
     /// answers to the other nodes' questions).
     pub async fn serve(self: &Arc<Self>, app: &Arc<App>) -> anyhow::Result<()> {
-        let info = NodeInfo::new(
-            self.node_id.clone(),
-            app.config.listen.to_string(),
-            env!("CARGO_PKG_VERSION"),
-        );
+        let info = self.info.clone();
         let registry = Registry::start(&self.opts, info, Arc::new(Presence(app.index.clone())))
             .await
             .context("joining the node registry")?;
@@ -180,11 +191,12 @@ impl Cluster {
         &self.presence
     }
 
-    /// The ids of the live nodes, this one included; `None` when the registry could not say.
+    /// The presence names of the live node processes, this one included; `None` when the
+    /// registry could not say.
     pub async fn live_nodes(&self) -> Option<Vec<String>> {
         let registry = self.registry.get()?;
         let nodes = registry.nodes().await.ok()?;
-        Some(nodes.into_iter().map(|n| n.id).collect())
+        Some(nodes.iter().map(presence_id).collect())
     }
 
     /// How often nodes beat: the pace of reaping dead nodes' presence.

@@ -224,13 +224,11 @@ impl Lifecycle {
         }
         if self.wants(LifecycleKind::UserOnline) || self.wants(LifecycleKind::UserOffline) {
             let key = (info.tenant.clone(), info.user.clone());
-            let first = {
-                let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-                let count = users.entry(key).or_insert(0);
-                *count += 1;
-                *count == 1
-            };
-            if first {
+            // Queued under the lock: a user's firsts and lasts keep the order of its counts.
+            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = users.entry(key).or_insert(0);
+            *count += 1;
+            if *count == 1 {
                 self.send(Moment::UserFirst(info.tenant.clone(), info.user.clone()));
             }
         }
@@ -252,22 +250,15 @@ impl Lifecycle {
         }
         if self.wants(LifecycleKind::UserOnline) || self.wants(LifecycleKind::UserOffline) {
             let key = (info.tenant.clone(), info.user.clone());
-            let last = {
-                let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-                match users.get_mut(&key) {
-                    Some(count) if *count > 1 => {
-                        *count -= 1;
-                        false
-                    }
-                    Some(_) => {
-                        users.remove(&key);
-                        true
-                    }
-                    None => false,
+            // Queued under the lock, as in `session`.
+            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            match users.get_mut(&key) {
+                Some(count) if *count > 1 => *count -= 1,
+                Some(_) => {
+                    users.remove(&key);
+                    self.send(Moment::UserLast(info.tenant.clone(), info.user.clone()));
                 }
-            };
-            if last {
-                self.send(Moment::UserLast(info.tenant.clone(), info.user.clone()));
+                None => {}
             }
         }
     }
@@ -539,15 +530,12 @@ async fn reap(lifecycle: Arc<Lifecycle>, app: Weak<App>, every: std::time::Durat
         let Some(live) = cluster.live_nodes().await else {
             continue;
         };
-        match cluster.presence().reap(&live).await {
-            Ok(emptied) => {
-                for (tenant, name) in emptied {
-                    if let Some(event) = lifecycle.reaped(tenant, &name) {
-                        dispatch(&lifecycle, &app, event).await;
-                    }
-                }
+        let mut emptied = Vec::new();
+        cluster.presence().reap(&live, &mut emptied).await;
+        for (tenant, name) in emptied {
+            if let Some(event) = lifecycle.reaped(tenant, &name) {
+                dispatch(&lifecycle, &app, event).await;
             }
-            Err(e) => tracing::warn!(error = %e, "dead nodes' presence not reaped"),
         }
     }
 }

@@ -90,6 +90,9 @@ impl NativeSession {
 
     /// Sends a `disconnect` message, then closes with the same code.
     fn disconnect(&mut self, code: CloseCode, reason: &str) {
+        if let State::Active(core) = &mut self.state {
+            core.end_reason(reason);
+        }
         self.queue.request_close(close_request(code, reason));
         self.leave_index();
         self.state = State::Done;
@@ -251,12 +254,12 @@ impl NativeSession {
                 drop(hold);
             };
             let mut core = ClientCore::new(app, identity, slot, now);
-            core.track(app, Transport::Native, &Self::session_id(self.id), None);
             if let Err(refusal) = core.submit(app, work, timed_out) {
                 // Not served: out of the index again.
                 app.index.unregister(self.id);
                 return self.refuse(None, &refusal);
             }
+            core.track(app, Transport::Native, &Self::session_id(self.id), None);
             app.metrics
                 .connections_opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
