@@ -10,13 +10,12 @@
 //! the last message. The server's CPU time per message is taken over the burst. The exchange
 //! and queues are the run's own, deleted at the end.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use hdrhistogram::Histogram;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
@@ -26,11 +25,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{r3, save};
+use super::{r3, save, welcomed_native};
 use crate::procfs;
 use crate::server::{Launch, ServerProcess};
 use crate::stats::Latency;
-use crate::sub;
 use crate::target::{random_text, Programs};
 use crate::wire::{self, find_tick, tick_data, Tick, TENANT};
 
@@ -184,18 +182,7 @@ async fn phases(
     ]);
     let mut readers = Vec::new();
     for id in 0..args.clients {
-        let token = token(secret, id)?;
-        let mut ws = sub::connect(
-            server.addr(),
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            &format!("/ws?token={token}"),
-        )
-        .await
-        .map_err(|e| anyhow!("subscriber {id}: {e}"))?;
-        let welcome = ws.next_text().await?;
-        if !welcome.contains("\"welcome\"") {
-            bail!("subscriber {id}: {welcome}");
-        }
+        let mut ws = welcomed_native(server.addr(), secret, id, ROOM).await?;
         let received = received.clone();
         readers.push(tokio::spawn(async move {
             let mut local = [
@@ -363,19 +350,4 @@ async fn consuming(server: &ServerProcess) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("the server's ingest source never connected")
-}
-
-fn token(secret: &str, id: usize) -> Result<String> {
-    let claims = json!({
-        "sub": id.to_string(),
-        "tenant_id": TENANT,
-        "room": ROOM,
-        "exp": wire::unix_now().as_secs() + 3600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .context("sign a token")
 }

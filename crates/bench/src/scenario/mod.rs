@@ -198,3 +198,30 @@ pub(crate) fn mib(bytes: u64) -> String {
 pub(crate) fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// A native client of user `id` of the benchmark's tenant, auto-joined to `room` (the
+/// server's `auto_join` is `["{room}"]`), connected from 127.0.0.1 to `server` and welcomed.
+pub(crate) async fn welcomed_native(
+    server: std::net::SocketAddr,
+    secret: &str,
+    id: usize,
+    room: &str,
+) -> Result<crate::wsconn::WsConn> {
+    let claims = json!({"sub": id.to_string(), "tenant_id": crate::wire::TENANT, "room": room,
+        "exp": crate::wire::unix_now().as_secs() + 3600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .context("sign a token")?;
+    let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let mut ws = crate::sub::connect(server, localhost, &format!("/ws?token={token}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("client {id}: {e}"))?;
+    let welcome = ws.next_text().await?;
+    if !welcome.contains("\"welcome\"") {
+        anyhow::bail!("client {id}: {welcome}");
+    }
+    Ok(ws)
+}

@@ -8,12 +8,12 @@
 //! carries and their p99.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -25,12 +25,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{r3, save};
+use super::{r3, save, welcomed_native};
 use crate::server::{Launch, ServerProcess};
 use crate::stats::Latency;
-use crate::sub;
 use crate::target::{random_text, Programs};
-use crate::wire::{self, TENANT};
+use crate::wire::TENANT;
 use crate::wsconn::WsConn;
 
 const SCENARIO: &str = "rpc";
@@ -167,7 +166,7 @@ async fn phases(
     }
 
     // Through Roomcast, one client.
-    let mut client = open(server, secret, 0).await?;
+    let mut client = welcomed_native(server.addr(), secret, 0, "feed").await?;
     let mut proxied = Latency::histogram();
     for id in 0..args.calls {
         let started = Instant::now();
@@ -179,7 +178,7 @@ async fn phases(
     // Concurrent clients, for the rate one node carries.
     let mut clients = Vec::with_capacity(args.clients);
     for n in 0..args.clients {
-        clients.push(open(server, secret, n + 1).await?);
+        clients.push(welcomed_native(server.addr(), secret, n + 1, "feed").await?);
     }
     let all = Arc::new(Mutex::new(Latency::histogram()));
     let until = Instant::now() + Duration::from_secs(args.secs);
@@ -230,30 +229,6 @@ async fn phases(
 
 fn record(hist: &mut Histogram<u64>, started: Instant) {
     let _ = hist.record((started.elapsed().as_micros() as u64).max(1));
-}
-
-/// A native client of user `n`, welcomed.
-async fn open(server: &ServerProcess, secret: &str, n: usize) -> Result<WsConn> {
-    let claims = json!({"sub": n.to_string(), "tenant_id": TENANT, "room": "feed",
-        "exp": wire::unix_now().as_secs() + 3600});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .context("sign a token")?;
-    let mut ws = sub::connect(
-        server.addr(),
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        &format!("/ws?token={token}"),
-    )
-    .await
-    .map_err(|e| anyhow!("client {n}: {e}"))?;
-    let welcome = ws.next_text().await?;
-    if !welcome.contains("\"welcome\"") {
-        bail!("client {n}: {welcome}");
-    }
-    Ok(ws)
 }
 
 /// One `rpc` call, answered with the backend's result.

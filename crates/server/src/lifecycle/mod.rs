@@ -122,10 +122,10 @@ pub struct SessionInfo {
 #[derive(Debug)]
 enum Moment {
     Session(Event),
-    UserFirst(Arc<str>, Arc<str>),
-    UserLast(Arc<str>, Arc<str>),
-    RoomFirst(RoomKey),
-    RoomLast(RoomKey),
+    /// A user's first session here (`UserOnline`) or its last (`UserOffline`).
+    User(LifecycleKind, Arc<str>, Arc<str>),
+    /// A room's first member here (`RoomOccupied`) or its last (`RoomVacated`).
+    Room(LifecycleKind, RoomKey),
 }
 
 /// Counts for `GET /metrics`.
@@ -229,7 +229,11 @@ impl Lifecycle {
             let count = users.entry(key).or_insert(0);
             *count += 1;
             if *count == 1 {
-                self.send(Moment::UserFirst(info.tenant.clone(), info.user.clone()));
+                self.send(Moment::User(
+                    LifecycleKind::UserOnline,
+                    info.tenant.clone(),
+                    info.user.clone(),
+                ));
             }
         }
         Some(SessionGuard {
@@ -256,7 +260,11 @@ impl Lifecycle {
                 Some(count) if *count > 1 => *count -= 1,
                 Some(_) => {
                     users.remove(&key);
-                    self.send(Moment::UserLast(info.tenant.clone(), info.user.clone()));
+                    self.send(Moment::User(
+                        LifecycleKind::UserOffline,
+                        info.tenant.clone(),
+                        info.user.clone(),
+                    ));
                 }
                 None => {}
             }
@@ -446,13 +454,13 @@ impl std::fmt::Debug for RoomMoments {
 impl Transitions for RoomMoments {
     fn first_in(&self, room: &RoomKey) {
         if let Some(lifecycle) = self.0.upgrade() {
-            lifecycle.send(Moment::RoomFirst(room.clone()));
+            lifecycle.send(Moment::Room(LifecycleKind::RoomOccupied, room.clone()));
         }
     }
 
     fn last_out(&self, room: &RoomKey) {
         if let Some(lifecycle) = self.0.upgrade() {
-            lifecycle.send(Moment::RoomLast(room.clone()));
+            lifecycle.send(Moment::Room(LifecycleKind::RoomVacated, room.clone()));
         }
     }
 }
@@ -465,51 +473,11 @@ async fn run(lifecycle: Arc<Lifecycle>, mut rx: mpsc::Receiver<Moment>, app: Wea
         let Some(app) = app.upgrade() else { return };
         let event = match moment {
             Moment::Session(event) => Some(event),
-            Moment::UserFirst(tenant, user) => {
-                presence(
-                    &lifecycle,
-                    &app,
-                    LifecycleKind::UserOnline,
-                    tenant,
-                    None,
-                    Some(user),
-                )
-                .await
+            Moment::User(kind, tenant, user) => {
+                presence(&lifecycle, &app, kind, tenant, None, Some(user)).await
             }
-            Moment::UserLast(tenant, user) => {
-                presence(
-                    &lifecycle,
-                    &app,
-                    LifecycleKind::UserOffline,
-                    tenant,
-                    None,
-                    Some(user),
-                )
-                .await
-            }
-            Moment::RoomFirst(room) => {
-                let RoomKey { tenant, ns, room } = room;
-                presence(
-                    &lifecycle,
-                    &app,
-                    LifecycleKind::RoomOccupied,
-                    tenant,
-                    Some((ns, room)),
-                    None,
-                )
-                .await
-            }
-            Moment::RoomLast(room) => {
-                let RoomKey { tenant, ns, room } = room;
-                presence(
-                    &lifecycle,
-                    &app,
-                    LifecycleKind::RoomVacated,
-                    tenant,
-                    Some((ns, room)),
-                    None,
-                )
-                .await
+            Moment::Room(kind, RoomKey { tenant, ns, room }) => {
+                presence(&lifecycle, &app, kind, tenant, Some((ns, room)), None).await
             }
         };
         if let Some(event) = event {
@@ -595,10 +563,15 @@ async fn presence(
 /// Hands `event` to the webhook and publishes it where configured.
 pub(crate) async fn dispatch(lifecycle: &Lifecycle, app: &App, event: Event) {
     lifecycle.counters.events.fetch_add(1, Ordering::Relaxed);
+    // Encoded once, for the webhook and the publish templates alike.
+    let json = event.to_json(app.node_id());
     if let Some(webhook) = &lifecycle.webhook {
-        webhook.push(&event);
+        webhook.push(event.kind, &json);
     }
-    for publication in lifecycle.publishes.publications(&event, app.node_id()) {
+    let Value::Object(fields) = json else {
+        return;
+    };
+    for publication in lifecycle.publishes.publications(&event, &fields) {
         if let Err(e) = app.node.publish(publication).await {
             lifecycle
                 .counters

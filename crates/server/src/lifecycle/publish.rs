@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use roomcast_broker::{Payload, Publication, Target};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::Event;
 use crate::config::{ConfigError, LifecycleKind, LifecyclePublish};
@@ -91,17 +91,17 @@ impl Publishes {
         Ok(Publishes { rules })
     }
 
-    /// The publications of `event`: one per rule of its kind whose rooms render.
-    pub(super) fn publications(&self, event: &Event, node: &str) -> Vec<Publication> {
+    /// The publications of `event`, whose fields (as [`Event::to_json`] gives them) are
+    /// `fields`: one per rule of its kind whose rooms render.
+    pub(super) fn publications(
+        &self,
+        event: &Event,
+        fields: &Map<String, Value>,
+    ) -> Vec<Publication> {
         let mut out = Vec::new();
-        let mut fields = None;
         for rule in self.rules.iter().filter(|r| r.kind == event.kind) {
-            let fields = fields.get_or_insert_with(|| match event.to_json(node) {
-                Value::Object(map) => map,
-                _ => serde_json::Map::new(),
-            });
             let ctx = Context {
-                claims: &*fields,
+                claims: fields,
                 args: &[],
                 socket_id: "",
                 now: SystemTime::now(),

@@ -28,6 +28,14 @@ fn online(user: &str) -> Event {
     }
 }
 
+/// The event's fields, as the lifecycle task hands them to the templates.
+fn fields(event: &Event) -> serde_json::Map<String, serde_json::Value> {
+    match event.to_json("n1") {
+        serde_json::Value::Object(map) => map,
+        other => panic!("{other}"),
+    }
+}
+
 #[test]
 fn events_carry_what_they_are_about_and_nothing_else() {
     let mut event = online("7");
@@ -63,7 +71,7 @@ fn publish_rules_render_rooms_and_data_from_the_event() {
         "#,
     );
     let rules = Publishes::compile(&c.lifecycle.publish).unwrap();
-    let published = rules.publications(&online("7"), "n1");
+    let published = rules.publications(&online("7"), &fields(&online("7")));
     assert_eq!(published.len(), 1);
     let p = &published[0];
     assert_eq!(&*p.event, "user:online");
@@ -81,7 +89,7 @@ fn publish_rules_render_rooms_and_data_from_the_event() {
     assert_eq!(data.get(), r#"{"online":true,"userId":"7"}"#);
     let mut offline = online("7");
     offline.kind = LifecycleKind::UserOffline;
-    let published = rules.publications(&offline, "n1");
+    let published = rules.publications(&offline, &fields(&offline));
     assert_eq!(
         published[0].target,
         Target::TenantWide {

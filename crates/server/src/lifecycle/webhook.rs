@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Event;
 use crate::backend::client::{self, HttpClient, Target};
 use crate::backend::sign::Secret;
 use crate::config::{ConfigError, LifecycleKind, WebhookConfig};
@@ -118,13 +117,13 @@ impl Webhook {
         })
     }
 
-    /// Queues `event` when its kind is posted; drops and counts it when the queue is full.
-    pub(super) fn push(&self, event: &Event) {
-        if !self.kinds.contains(&event.kind) {
+    /// Queues an event of `kind`, `json` as [`Event::to_json`](super::Event::to_json) gives it, when its kind is
+    /// posted; drops and counts it when the queue is full.
+    pub(super) fn push(&self, kind: LifecycleKind, json: &Value) {
+        if !self.kinds.contains(&kind) {
             return;
         }
-        let node = self.node.get().map_or("", String::as_str);
-        if self.tx.try_send(event.to_json(node)).is_err() {
+        if self.tx.try_send(json.clone()).is_err() {
             self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
         }
     }
