@@ -21,6 +21,7 @@ use crate::backend::Backends;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
+use crate::inbox::Inbox;
 use crate::ingest::Ingest;
 use crate::lifecycle::Lifecycle;
 use crate::limits::ConnLimits;
@@ -79,6 +80,7 @@ pub struct App {
     pub lifecycle: Arc<Lifecycle>,
     /// The RPC backends and the connect proxy (`[rpc]`, `[auth.connect_proxy]`).
     pub backends: Arc<Backends>,
+    inbox: OnceLock<Arc<Inbox>>,
 }
 
 /// The parts every node starts from, whichever its broker.
@@ -247,6 +249,7 @@ impl App {
             ingest,
             lifecycle,
             backends: Arc::new(Backends::new(&config)),
+            inbox: OnceLock::new(),
             config,
         })
     }
@@ -273,6 +276,16 @@ impl App {
     pub fn attach_socketio(&self, sio: Arc<SocketIo>) {
         self.node.hub().set_socketio(sio.clone());
         let _ = self.sio.set(sio);
+    }
+
+    /// Attaches the inbox (once), opened after the rest of the state.
+    pub fn attach_inbox(&self, inbox: Arc<Inbox>) {
+        let _ = self.inbox.set(inbox);
+    }
+
+    /// The notification inbox, when `[inbox]` is on.
+    pub fn inbox(&self) -> Option<&Arc<Inbox>> {
+        self.inbox.get()
     }
 
     /// The Socket.IO endpoint, when `socketio.enabled`.

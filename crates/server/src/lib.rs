@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod inbox;
 pub mod ingest;
 pub mod lifecycle;
 pub mod limits;

@@ -91,12 +91,14 @@ async fn serve(plan: Plan, dev: Option<DevSecrets>) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that bind port 0.
     println!("roomcast listening on {addr}");
     if let Some(dev) = dev {
-        print_dev_help(&addr.to_string(), &dev);
+        let inbox = server.app().config.inbox.as_ref();
+        let inbox = inbox.map(|i| roomcast_server::config::redacted_url(&i.database));
+        print_dev_help(&addr.to_string(), &dev, inbox.as_deref());
     }
     server.run(shutdown_signal()).await
 }
 
-fn print_dev_help(addr: &str, dev: &DevSecrets) {
+fn print_dev_help(addr: &str, dev: &DevSecrets, inbox: Option<&str>) {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -120,6 +122,15 @@ fn print_dev_help(addr: &str, dev: &DevSecrets) {
             "secrets are random and last until exit"
         }
     );
+    if let Some(database) = inbox {
+        println!(
+            "  notify user 7 (the inbox, kept in {database}):\n    \
+             curl -s -X POST http://{addr}/api/inbox/notifications \\\n      \
+             -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n      \
+             -d '{{\"tenant\":\"acme\",\"user\":\"7\",\"title\":\"Hello\",\"priority\":\"high\"}}'\n",
+            key = dev.api_key,
+        );
+    }
 }
 
 async fn shutdown_signal() {

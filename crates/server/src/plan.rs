@@ -17,6 +17,7 @@ use crate::app::{App, AppParts};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryRules;
+use crate::inbox::Inbox;
 use crate::ingest::Ingest;
 use crate::lifecycle::Lifecycle;
 use crate::limits::ConnLimits;
@@ -61,6 +62,9 @@ impl Plan {
     /// [`into_app`](Self::into_app), joining the cluster first when `[cluster]` is set.
     pub async fn start(self) -> anyhow::Result<Arc<App>> {
         let app = App::start(self.parts).await?;
+        if let Some(config) = &app.config.inbox {
+            app.attach_inbox(Inbox::open(config, app.node.clone()).await?);
+        }
         if let Some(endpoint) = self.socketio {
             app.attach_socketio(endpoint.start(&app));
         }
@@ -85,6 +89,9 @@ impl Plan {
         let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
         let ingest = Ingest::compile(config)?;
         let lifecycle = Lifecycle::compile(config)?;
+        if let Some(inbox) = &config.inbox {
+            Inbox::check(inbox)?;
+        }
         let l = &config.limits;
         let limits = ConnLimits::new(
             l.max_connections,

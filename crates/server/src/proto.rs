@@ -120,6 +120,15 @@ mod vectors {
                 json!({ "type": "history", "id": id, "room": room, "ns": ns, "tenant": tenant,
                         "since": since, "limit": limit, "reverse": reverse })
             }
+            ClientMessage::Inbox {
+                id,
+                op,
+                notification,
+                options,
+            } => {
+                json!({ "type": "inbox", "id": id, "op": op.as_str(),
+                        "notification": notification, "options": options })
+            }
         }
     }
 

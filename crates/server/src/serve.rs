@@ -79,6 +79,9 @@ impl Server {
         }
         app.ingest.start(&app);
         app.lifecycle.start(&app);
+        if let Some(inbox) = app.inbox() {
+            tokio::spawn(crate::inbox::prune_loop(Arc::downgrade(inbox)));
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

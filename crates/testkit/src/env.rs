@@ -1,5 +1,5 @@
 //! What the machine offers: the shared Redis and RabbitMQ, the Redis binaries, and unique key
-//! prefixes for tests that share one service.
+//! prefixes for tests that share one service. The shared PostgreSQL is in `postgres`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -21,7 +21,7 @@ fn in_ci() -> bool {
 }
 
 /// Reports an absent service: a line on stderr, or a panic under `CI=true`.
-fn absent(message: &str) {
+pub(crate) fn absent(message: &str) {
     if in_ci() {
         panic!("{message} (CI=true: an absent service is a failure)");
     }

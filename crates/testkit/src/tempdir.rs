@@ -1,4 +1,5 @@
-//! [`TempDir`]: a directory for one server's logs and cluster state, removed on drop.
+//! [`TempDir`]: a directory for one test's files (a server's logs and cluster state, a
+//! database file), removed on drop.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,14 +9,14 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh directory under the system's temporary directory.
 #[derive(Debug)]
-pub(crate) struct TempDir {
+pub struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
     /// Creates `roomcast-<what>-<pid>-<n>`, never reusing one that exists (a process killed
     /// before its drops ran may have left one with the same pid).
-    pub(crate) fn new(what: &str) -> io::Result<Self> {
+    pub fn new(what: &str) -> io::Result<Self> {
         let mut last = io::Error::other("no attempt");
         for _ in 0..100 {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -31,7 +32,7 @@ impl TempDir {
     }
 
     /// The directory.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

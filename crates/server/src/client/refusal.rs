@@ -81,6 +81,15 @@ pub enum Refusal {
     },
     /// The connect proxy is down, failed, or did not answer in time.
     ProxyUnavailable,
+    /// A request whose arguments are wrong (an inbox list's options); the message says why.
+    InvalidRequest(String),
+    /// An inbox request on a server without an inbox.
+    NoInbox,
+    /// No such notification in the caller's inbox (unknown, another user's or another
+    /// tenant's: one answer for all).
+    NotFound,
+    /// The inbox's database is down, locked past its timeout, or failed.
+    InboxUnavailable,
 }
 
 /// What a native client is told.
@@ -164,6 +173,12 @@ impl Refusal {
             }
             Refusal::BackendTimeout => Reply(ErrorCode::BackendTimeout, BACKEND_TIMEOUT.into()),
             Refusal::UnknownMethod => Reply(ErrorCode::UnknownMethod, "no such method".into()),
+            Refusal::InvalidRequest(m) => Reply(ErrorCode::BadRequest, m.clone().into()),
+            Refusal::NoInbox => Reply(ErrorCode::NotKept, NO_INBOX.into()),
+            Refusal::NotFound => Reply(ErrorCode::NotFound, NOT_FOUND.into()),
+            Refusal::InboxUnavailable => {
+                Reply(ErrorCode::InboxUnavailable, INBOX_UNAVAILABLE.into())
+            }
             Refusal::ProxyRefused {
                 unauthenticated,
                 message,
@@ -223,6 +238,10 @@ impl Refusal {
             Refusal::BackendUnavailable => Error(BACKEND_UNAVAILABLE.into()),
             Refusal::BackendTimeout => Error(BACKEND_TIMEOUT.into()),
             Refusal::UnknownMethod => Error("no such method".into()),
+            Refusal::InvalidRequest(m) => Error(m.clone().into()),
+            Refusal::NoInbox => Error(NO_INBOX.into()),
+            Refusal::NotFound => Error(NOT_FOUND.into()),
+            Refusal::InboxUnavailable => Error(INBOX_UNAVAILABLE.into()),
             Refusal::ProxyRefused {
                 unauthenticated: true,
                 ..
@@ -249,6 +268,9 @@ const BACKEND_UNAVAILABLE: &str = "backend unavailable";
 const BACKEND_TIMEOUT: &str = "backend timed out";
 const PROXY_REFUSED: &str = "authentication refused";
 const PROXY_UNAVAILABLE: &str = "authentication backend unavailable";
+const NO_INBOX: &str = "this server keeps no inbox";
+const NOT_FOUND: &str = "no such notification";
+const INBOX_UNAVAILABLE: &str = "inbox unavailable";
 
 impl From<crate::node::PublishError> for Refusal {
     fn from(e: crate::node::PublishError) -> Self {
@@ -319,6 +341,10 @@ mod tests {
                 message: Some("session expired".into()),
             },
             Refusal::ProxyUnavailable,
+            Refusal::InvalidRequest("`limit` must be an integer from 1 to 200".into()),
+            Refusal::NoInbox,
+            Refusal::NotFound,
+            Refusal::InboxUnavailable,
         ]
     }
 

@@ -6,7 +6,8 @@
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
 //!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `history`, `ingest`, `backends`
-//!   (`[rpc]` and `[auth.connect_proxy]`); this file holds the whole [`Config`];
+//!   (`[rpc]` and `[auth.connect_proxy]`), `lifecycle`, `inbox`; this file holds the whole
+//!   [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values.
@@ -18,6 +19,7 @@ mod cluster;
 mod env;
 mod error;
 mod history;
+mod inbox;
 mod ingest;
 mod lifecycle;
 mod limits;
@@ -42,6 +44,7 @@ pub use env::process_env;
 pub use error::ConfigError;
 pub(crate) use error::NO_KEY_MESSAGE;
 pub use history::{HistoryConfig, HistoryRule};
+pub use inbox::{InboxConfig, InboxLive, InboxOp};
 pub use ingest::{
     AmqpPreset, AmqpSourceConfig, ExchangeConfig, IngestConfig, IngestEmit, IngestRule, QueueConfig,
 };
@@ -90,6 +93,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// HTTP backends that answer client events and `rpc` commands (`[rpc]`); none by default.
     pub rpc: RpcConfig,
+    /// The notification inbox (`[inbox]`); off when absent (`--dev` turns it on).
+    pub inbox: Option<InboxConfig>,
 }
 
 impl Default for Config {
@@ -109,6 +114,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             lifecycle: LifecycleConfig::default(),
             rpc: RpcConfig::default(),
+            inbox: None,
         }
     }
 }
@@ -141,7 +147,8 @@ impl Config {
     /// Turns this configuration into a development one: HS256 with a fresh random secret (any
     /// public key file is dropped) unless an HS256 secret is configured already (so that the
     /// nodes of a development cluster accept one another's tokens), and a random platform API
-    /// key appended to `api.keys` when it has none. Returns the config and the secret.
+    /// key appended to `api.keys` when it has none, and the inbox on (its defaults, a SQLite
+    /// file in the working directory) unless configured. Returns the config and the secret.
     pub fn into_dev(mut self) -> (Config, String) {
         let configured = self.auth.algorithm == JwtAlgorithm::HS256 && !self.auth.secret.is_empty();
         let secret = if configured {
@@ -155,6 +162,7 @@ impl Config {
         if self.api.keys.is_empty() {
             self.api.keys.push(format!("dev-{}", random_token()));
         }
+        self.inbox.get_or_insert_with(InboxConfig::default);
         (self, secret)
     }
 }

@@ -17,6 +17,7 @@ use super::{AmqpSourceConfig, IngestConfig, IngestEmit, IngestRule};
 use super::{BackendConfig, ConnectProxyConfig, MethodConfig, RpcConfig};
 use super::{ClusterConfig, EmitterBinding, EventRoute, NamespaceConfig, SocketIoConfig};
 use super::{HistoryConfig, HistoryRule};
+use super::{InboxConfig, InboxLive};
 use super::{LifecycleConfig, LifecyclePublish};
 
 type CheckFn = fn(&mut Value, &str, &Origins) -> Result<(), ConfigError>;
@@ -87,6 +88,10 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
             "history" => {
                 check_array::<HistoryRule>(value, "rooms", &path, origins)?;
                 check_table::<HistoryConfig>(value, &path, origins)?;
+            }
+            "inbox" => {
+                check_array::<InboxLive>(value, "live", &path, origins)?;
+                check_table::<InboxConfig>(value, &path, origins)?;
             }
             "lifecycle" => {
                 check_array::<LifecyclePublish>(value, "publish", &path, origins)?;

@@ -311,6 +311,12 @@ pub struct EventRoute {
     pub backend: String,
     /// `rpc` only: appended to the backend's `url`, e.g. `"/data-refresh"`. Default `""`.
     pub path: String,
+    /// `inbox` only: what is done with the sender's inbox: `counts`, `list`, `read`, `dismiss`
+    /// or `read_all`. Required for `inbox`.
+    pub op: Option<super::InboxOp>,
+    /// `inbox` only, `read` and `dismiss`: template of the notification's id. Default
+    /// `"{args.0.notification_id}"`.
+    pub notification: String,
 }
 
 /// What a route does.
@@ -329,6 +335,9 @@ pub enum RouteAction {
     /// Post the event to a backend (`backend`, `path`) and answer with its result: `reply`
     /// renders `{result}`, and sends the result itself when it has no `data`.
     Rpc,
+    /// Act on the sender's notification inbox (`op`) and answer with the result as `rpc`
+    /// does: `reply` renders `{result}`.
+    Inbox,
 }
 
 impl RouteAction {
@@ -340,6 +349,7 @@ impl RouteAction {
             RouteAction::Relay => "relay",
             RouteAction::Reply => "reply",
             RouteAction::Rpc => "rpc",
+            RouteAction::Inbox => "inbox",
         }
     }
 }

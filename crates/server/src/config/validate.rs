@@ -77,7 +77,74 @@ impl Config {
             24 * HOUR_MS,
         )?;
         self.socketio.validate()?;
-        self.validate_backends()
+        self.validate_backends()?;
+        self.validate_inbox()
+    }
+
+    /// `[inbox]`, and the inbox routes that need it.
+    fn validate_inbox(&self) -> Result<(), ConfigError> {
+        for (i, ns) in self.socketio.namespaces.iter().enumerate() {
+            for (j, route) in ns.events.iter().enumerate() {
+                if route.action == Some(super::RouteAction::Inbox) && self.inbox.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("socketio.namespaces[{i}].events[{j}].action"),
+                        "\"inbox\" needs the inbox: add an [inbox] section",
+                    ));
+                }
+            }
+        }
+        let Some(inbox) = &self.inbox else {
+            return Ok(());
+        };
+        let scheme = inbox.database.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("sqlite" | "postgres" | "postgresql")) {
+            return Err(ConfigError::invalid(
+                "inbox.database",
+                "must be a sqlite://path or a postgres://user@host/database URL",
+            ));
+        }
+        within(
+            "inbox.max_connections",
+            inbox.max_connections.into(),
+            1,
+            1_000,
+        )?;
+        within("inbox.timeout_ms", inbox.timeout_ms, 1, HOUR_MS)?;
+        within(
+            "inbox.max_per_user",
+            inbox.max_per_user.into(),
+            1,
+            10_000_000,
+        )?;
+        within("inbox.max_age_days", inbox.max_age_days.into(), 1, 36_500)?;
+        within("inbox.max_page_size", inbox.max_page_size.into(), 1, 10_000)?;
+        within(
+            "inbox.page_size",
+            inbox.page_size.into(),
+            1,
+            inbox.max_page_size.into(),
+        )?;
+        within(
+            "inbox.max_recipients",
+            inbox.max_recipients as u64,
+            1,
+            1_000_000,
+        )?;
+        within(
+            "inbox.max_in_flight",
+            inbox.max_in_flight as u64,
+            1,
+            100_000,
+        )?;
+        for (i, live) in inbox.live.iter().enumerate() {
+            if !live.namespace.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    format!("inbox.live[{i}].namespace"),
+                    "must start with `/`",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `[rpc]`, `[auth.connect_proxy]`, and the backends that `rpc` routes name.

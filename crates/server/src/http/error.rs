@@ -44,6 +44,9 @@ pub(crate) enum ApiError {
     /// What was asked for is not kept (history, where no room keeps any).
     #[error("{0}")]
     NotKept(String),
+    /// What the request names does not exist (a notification not in that user's inbox).
+    #[error("{0}")]
+    Missing(String),
     /// Another request holds what this one needs (a publish with the same idempotency key,
     /// still under way).
     #[error("{0}")]
@@ -57,7 +60,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NoApiKey | ApiError::NoMetricsKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::NotKept(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotKept(_) | ApiError::Missing(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -72,7 +77,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NoApiKey | ApiError::NoMetricsKey => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Timeout => "request_timeout",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -120,6 +125,26 @@ impl From<PublishError> for ApiError {
                 ApiError::BadRequest(err.to_string())
             }
             PublishError::Broker(e) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::client::Refusal> for ApiError {
+    /// The inbox's refusals, as the API tells them.
+    fn from(refusal: crate::client::Refusal) -> Self {
+        use crate::client::Refusal;
+        match refusal {
+            Refusal::NotFound => ApiError::Missing("no such notification".into()),
+            Refusal::NoInbox => ApiError::NotKept("this server keeps no inbox".into()),
+            Refusal::InvalidRequest(m) => ApiError::BadRequest(m),
+            Refusal::Busy => ApiError::Unavailable("too many inbox operations running".into()),
+            Refusal::PublishRefused(m) => ApiError::BadRequest(m),
+            // The inbox gives no other refusal but InboxUnavailable and Timeout; whatever it
+            // is, its message is the native one.
+            other => ApiError::Unavailable(match other.native() {
+                crate::client::NativeAnswer::Reply(_, m)
+                | crate::client::NativeAnswer::Close(_, m) => m.into_owned(),
+            }),
         }
     }
 }
@@ -173,6 +198,7 @@ mod tests {
             (ApiError::Unavailable("z".into()), 503, "unavailable", "z"),
             (ApiError::NotKept("k".into()), 404, "not_kept", "k"),
             (ApiError::Conflict("c".into()), 409, "conflict", "c"),
+            (ApiError::Missing("m".into()), 404, "not_found", "m"),
         ];
         for (err, status, code, message) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::web::Resp;
 use call::Call;
 use error::ApiError;
-use routes::{connections, history, ops, publish};
+use routes::{connections, history, inbox, ops, publish};
 
 /// Routes one request.
 pub async fn handle(
@@ -68,6 +68,11 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
             connections::user_status(&app, Call::read(&app, req).await?).await
         }
         (_, p) if connections::user_status_id(p).is_some() => Err(ApiError::MethodNotAllowed),
+        (method, p) if p.starts_with("/api/inbox/") => match inbox::Route::of(&method, p) {
+            Some(Ok(route)) => inbox::handle(&app, route, Call::read(&app, req).await?).await,
+            Some(Err(e)) => Err(e),
+            None => Err(ApiError::NotFound),
+        },
         (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
         | (_, "/api/disconnect" | "/api/info" | "/api/history") => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),

@@ -531,22 +531,32 @@ impl NativeSession {
                     session: Self::session_id(self.id),
                     args,
                 };
-                let called = match app.backends.start_method(&identity, call) {
-                    Ok(called) => called,
-                    Err(refusal) => return self.refuse(Some(id), &refusal),
+                let started = app.backends.start_method(&identity, call);
+                let done =
+                    started.and_then(|called| reply_later(&self.queue, core, app, id, called));
+                if let Err(refusal) = done {
+                    self.refuse(Some(id), &refusal);
+                }
+            }
+            ClientMessage::Inbox {
+                id,
+                op,
+                notification,
+                options,
+            } => {
+                let Some(inbox) = app.inbox() else {
+                    return self.refuse(Some(id), &Refusal::NoInbox);
                 };
-                let (queue, late) = (self.queue.clone(), self.queue.clone());
-                let work = async move {
-                    let reply = match called.await {
-                        Ok(result) => proto::encode_reply_result(id, &result),
-                        Err(refusal) => encode_refusal(id, &refusal),
-                    };
-                    let _ = queue.push(Outbound::Text(reply));
+                let actor = crate::inbox::Actor {
+                    owner: crate::inbox::Owner {
+                        tenant: identity.tenant.to_string(),
+                        user: identity.user.to_string(),
+                    },
+                    conn: Some(self.id),
                 };
-                let timed_out = move || {
-                    let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
-                };
-                if let Err(refusal) = core.submit(app, work, timed_out) {
+                let started = inbox.start(op, actor, notification, &options);
+                let done = started.and_then(|work| reply_later(&self.queue, core, app, id, work));
+                if let Err(refusal) = done {
                     self.refuse(Some(id), &refusal);
                 }
             }
@@ -736,6 +746,29 @@ fn retain_claims(app: &App, claims: &mut serde_json::Map<String, serde_json::Val
             .collect();
     app.policy.retain_used_claims(claims);
     claims.extend(forwarded);
+}
+
+/// Runs `work` on the async lane and queues the reply to request `id`: its result or its
+/// refusal (past the lane's deadline, `timeout`). `Err` when the lane refuses the work.
+fn reply_later(
+    queue: &Arc<OutQueue>,
+    core: &mut ClientCore,
+    app: &App,
+    id: u64,
+    work: impl std::future::Future<Output = Result<serde_json::Value, Refusal>> + Send + 'static,
+) -> Result<(), Refusal> {
+    let (queue, late) = (queue.clone(), queue.clone());
+    let run = async move {
+        let reply = match work.await {
+            Ok(result) => proto::encode_reply_result(id, &result),
+            Err(refusal) => encode_refusal(id, &refusal),
+        };
+        let _ = queue.push(Outbound::Text(reply));
+    };
+    let timed_out = move || {
+        let _ = late.push(Outbound::Text(encode_refusal(id, &Refusal::Timeout)));
+    };
+    core.submit(app, run, timed_out)
 }
 
 /// The reply refusing request `id`, for answers queued from the async lane.

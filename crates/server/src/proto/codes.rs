@@ -49,6 +49,10 @@ pub enum ErrorCode {
     BackendTimeout,
     /// An `rpc` naming a method the server does not offer.
     UnknownMethod,
+    /// An `inbox` request naming a notification the caller's inbox does not hold.
+    NotFound,
+    /// An `inbox` request the inbox's database could not serve; it may be retried.
+    InboxUnavailable,
 }
 
 impl ErrorCode {
@@ -72,6 +76,8 @@ impl ErrorCode {
         ErrorCode::BackendUnavailable,
         ErrorCode::BackendTimeout,
         ErrorCode::UnknownMethod,
+        ErrorCode::NotFound,
+        ErrorCode::InboxUnavailable,
     ];
 
     /// The wire spelling, e.g. `"bad_request"`.
@@ -95,6 +101,8 @@ impl ErrorCode {
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::BackendTimeout => "backend_timeout",
             ErrorCode::UnknownMethod => "unknown_method",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InboxUnavailable => "inbox_unavailable",
         }
     }
 

@@ -402,6 +402,21 @@ pub fn encode_client(message: &ClientMessage) -> Bytes {
             out.raw(r#","id":"#).u64(*id);
             out.raw(r#","token":"#).str(token);
         }
+        ClientMessage::Inbox {
+            id,
+            op,
+            notification,
+            options,
+        } => {
+            out.raw(r#","id":"#).u64(*id);
+            out.raw(r#","op":"#).str(op.as_str());
+            if let Some(n) = notification {
+                out.raw(r#","notification":"#).raw(&n.to_string());
+            }
+            if !options.is_null() {
+                out.raw(r#","options":"#).raw(&options.to_string());
+            }
+        }
         ClientMessage::Ping { id } => {
             if let Some(id) = id {
                 out.raw(r#","id":"#).u64(*id);

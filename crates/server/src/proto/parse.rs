@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::codes::ErrorCode;
+use crate::config::InboxOp;
 
 /// The largest request id: ids are unsigned integers below 2^53 so that JavaScript clients
 /// hold them exactly.
@@ -109,6 +110,18 @@ pub enum ClientMessage {
         /// Namespace passed to the backend; `None` means `"/"`.
         ns: Option<String>,
     },
+    /// `{"type":"inbox","id":...,"op":...}`: an operation on the caller's notification inbox.
+    Inbox {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// What is done.
+        op: InboxOp,
+        /// `read` and `dismiss`: the notification's id.
+        notification: Option<i64>,
+        /// `list`: `read`, `dismissed`, `type`, `priority`, `cursor`, `limit` (an object, or
+        /// null).
+        options: serde_json::Value,
+    },
     /// `{"type":"ping"}` or `{"type":"ping","id":...}`: answered by a `pong` with the same id.
     Ping {
         /// Optional request id.
@@ -127,6 +140,7 @@ impl ClientMessage {
             ClientMessage::Refresh { .. } => "refresh",
             ClientMessage::History { .. } => "history",
             ClientMessage::Rpc { .. } => "rpc",
+            ClientMessage::Inbox { .. } => "inbox",
             ClientMessage::Ping { .. } => "ping",
         }
     }
@@ -140,7 +154,8 @@ impl ClientMessage {
             | ClientMessage::Publish { id, .. }
             | ClientMessage::Refresh { id, .. }
             | ClientMessage::History { id, .. }
-            | ClientMessage::Rpc { id, .. } => Some(*id),
+            | ClientMessage::Rpc { id, .. }
+            | ClientMessage::Inbox { id, .. } => Some(*id),
             ClientMessage::Ping { id } => *id,
         }
     }
@@ -261,6 +276,20 @@ impl PartialEq for ClientMessage {
                     ns: n2,
                 },
             ) => (id, method, data.get(), ns) == (i2, m2, d2.get(), n2),
+            (
+                M::Inbox {
+                    id,
+                    op,
+                    notification,
+                    options,
+                },
+                M::Inbox {
+                    id: i2,
+                    op: o2,
+                    notification: n2,
+                    options: p2,
+                },
+            ) => (id, op, notification, options) == (i2, o2, n2, p2),
             (M::Ping { id }, M::Ping { id: i2 }) => id == i2,
             _ => false,
         }
@@ -321,6 +350,12 @@ struct Envelope<'a> {
     reverse: Option<&'a RawValue>,
     #[serde(borrow)]
     method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(borrow)]
+    notification: Option<&'a RawValue>,
+    #[serde(borrow)]
+    options: Option<&'a RawValue>,
 }
 
 /// Parses one text frame (its payload, already reassembled from fragments).
@@ -447,6 +482,39 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
                 ns,
             })
         }
+        "inbox" => {
+            let id = required_id(env.id)?;
+            let op = env
+                .op
+                .and_then(|raw| serde_json::from_str::<&str>(raw.get()).ok())
+                .and_then(InboxOp::parse)
+                .ok_or_else(|| {
+                    ParseError::bad(
+                        Some(id),
+                        "`op` must be one of counts, list, read, dismiss, read_all",
+                    )
+                })?;
+            let notification = match env.notification.filter(|r| r.get() != "null") {
+                None if matches!(op, InboxOp::Read | InboxOp::Dismiss) => {
+                    return Err(ParseError::bad(Some(id), "`notification` is required"))
+                }
+                None => None,
+                Some(raw) => Some(notification_id(raw).ok_or_else(|| {
+                    ParseError::bad(Some(id), "`notification` must be an integer id")
+                })?),
+            };
+            let options = match env.options.map(|raw| serde_json::from_str(raw.get())) {
+                None => serde_json::Value::Null,
+                Some(Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Null))) => v,
+                Some(_) => return Err(ParseError::bad(Some(id), "`options` must be an object")),
+            };
+            Ok(ClientMessage::Inbox {
+                id,
+                op,
+                notification,
+                options,
+            })
+        }
         "ping" => {
             let id = match env.id {
                 None => None,
@@ -459,6 +527,15 @@ pub fn parse(frame: &[u8]) -> Result<ClientMessage, ParseError> {
             id: loose_id,
             message: format!("unknown message type `{}`", truncate(other, ECHO_BYTES)),
         }),
+    }
+}
+
+/// A notification id: an integer, or a string holding one.
+fn notification_id(raw: &RawValue) -> Option<i64> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()).ok()? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 

@@ -91,6 +91,36 @@ impl ConfiguredNamespace {
         }
     }
 
+    /// Runs `work` (a backend call, an inbox operation) on the socket's async lane, then
+    /// answers `event` with its result as an `rpc` route does (the reply rendered with
+    /// `{result}`), or with its refusal; past the lane's deadline, with `Timeout`. The ack, if
+    /// any, is answered exactly once either way. `Err` when the lane refuses the work.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_later(
+        &self,
+        app: &Arc<App>,
+        socket: &SocketRef,
+        event: &str,
+        identity: &Arc<SessionIdentity>,
+        args: &[Value],
+        ack: &mut Option<AckSender>,
+        work: impl std::future::Future<Output = Result<Value, Refusal>> + Send + 'static,
+    ) -> Result<(), Refusal> {
+        let answer_later = self.late_answer(app, socket, event, identity);
+        let late = answer_later.clone();
+        // Shared with the timeout's answer: the ack is answered once, either way.
+        let ack_slot = Arc::new(std::sync::Mutex::new(ack.take()));
+        let (late_ack, kept) = (ack_slot.clone(), ack_slot.clone());
+        let args = args.to_vec();
+        let run = async move {
+            let result = work.await;
+            answer_later.rpc(result, &args, take(&ack_slot));
+        };
+        let timed_out = move || late.finish(Err(Refusal::Timeout), Reply::None, take(&late_ack));
+        // Refused by the lane: the ack is back for the refusal to answer.
+        submit(app, socket, run, timed_out).inspect_err(|_| *ack = take(&kept))
+    }
+
     /// Tells the client about a refusal of `event` (empty: of no event, such as a token's
     /// expiry): the route's or namespace's error event (or the ack), then for refusals that end
     /// the session a `DISCONNECT`, and for some the close of the whole connection.
@@ -592,21 +622,30 @@ impl NamespaceHandler for ConfiguredNamespace {
                         Ok(called) => called,
                         Err(refusal) => return refuse(&refusal, &mut ack),
                     };
-                    let answer_later = self.late_answer(&app, socket, event, &identity);
-                    let late = answer_later.clone();
-                    // Shared with the timeout's answer: the ack is answered once, either way.
-                    let ack_slot = Arc::new(std::sync::Mutex::new(ack.take()));
-                    let late_ack = ack_slot.clone();
-                    let args = values.clone();
-                    let work = async move {
-                        let result = called.await;
-                        answer_later.rpc(result, &args, take(&ack_slot));
+                    self.answer_later(&app, socket, event, &identity, &values, &mut ack, called)
+                        .unwrap_or_else(|refusal| refuse(&refusal, &mut ack));
+                }
+                Action::Inbox {
+                    op,
+                    notification,
+                    options,
+                } => {
+                    let Some(inbox) = app.inbox() else {
+                        return refuse(&Refusal::NoInbox, &mut ack);
                     };
-                    let timed_out =
-                        move || late.finish(Err(Refusal::Timeout), Reply::None, take(&late_ack));
-                    if let Err(refusal) = submit(&app, socket, work, timed_out) {
-                        return refuse(&refusal, &mut ack);
-                    }
+                    let actor = crate::inbox::Actor {
+                        owner: crate::inbox::Owner {
+                            tenant: identity.tenant.to_string(),
+                            user: identity.user.to_string(),
+                        },
+                        conn: Some(socket.conn_id()),
+                    };
+                    let done = match inbox.start(op, actor, notification, &options) {
+                        Ok(done) => done,
+                        Err(refusal) => return refuse(&refusal, &mut ack),
+                    };
+                    self.answer_later(&app, socket, event, &identity, &values, &mut ack, done)
+                        .unwrap_or_else(|refusal| refuse(&refusal, &mut ack));
                 }
                 Action::Reply(reply) => answer(socket, reply, &mut ack),
                 Action::Unhandled => {}

@@ -13,6 +13,7 @@ mod backends;
 mod cluster;
 mod harness;
 mod history;
+mod inbox;
 mod ingest;
 mod isolation;
 mod lifecycle;

@@ -7,5 +7,6 @@
 
 pub(crate) mod connections;
 pub(crate) mod history;
+pub(crate) mod inbox;
 pub(crate) mod ops;
 pub(crate) mod publish;

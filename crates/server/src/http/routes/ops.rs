@@ -15,9 +15,9 @@ use crate::http::error::ApiError;
 use crate::web::{json_response, Resp};
 
 /// `GET /health`: `{"status":"ok","broker":{...}}`; `"degraded"` (still 200: the node serves
-/// its own clients) while the broker cannot reach the other nodes or an `[ingest]` source its
-/// message broker (listed under `"ingest"`); 503 `"draining"` once
-/// shutdown began.
+/// its own clients) while the broker cannot reach the other nodes, an `[ingest]` source its
+/// message broker (listed under `"ingest"`), or the inbox's last operation failed (`"inbox"`);
+/// 503 `"draining"` once shutdown began.
 pub(crate) fn health(app: &App) -> Resp {
     let broker = app.node.broker().status();
     let (ingest_up, ingest) = app.ingest.health();
@@ -34,11 +34,21 @@ pub(crate) fn health(app: &App) -> Resp {
         if !ingest.is_empty() {
             body["ingest"] = ingest.clone().into();
         }
+        if let Some(inbox) = app.inbox() {
+            body["inbox"] = json!({
+                "database": inbox.database(),
+                "state": if inbox.metrics.failing() { "degraded" } else { "up" },
+                "failed_operations": inbox.metrics.failed(),
+            });
+        }
         body
     };
     if app.shutting_down() {
         json_response(StatusCode::SERVICE_UNAVAILABLE, &body("draining"))
-    } else if broker.degraded.is_some() || !ingest_up {
+    } else if broker.degraded.is_some()
+        || !ingest_up
+        || app.inbox().is_some_and(|i| i.metrics.failing())
+    {
         json_response(StatusCode::OK, &body("degraded"))
     } else {
         json_response(StatusCode::OK, &body("ok"))
@@ -70,6 +80,9 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
     app.ingest.render_metrics(&mut text);
     app.lifecycle.render_metrics(&mut text);
     app.backends.metrics.render(&mut text);
+    if let Some(inbox) = app.inbox() {
+        inbox.metrics.render(&mut text);
+    }
     if let Some(store) = app.history_store.get() {
         let (rooms, not_kept) = store.history_counts();
         crate::metrics::render_history(&mut text, rooms as u64, not_kept);

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use crate::acl::{Acl, RoomPolicy, Template};
-use crate::config::RouteAction;
 use crate::config::{ConfigError, EmitTemplate, EventRoute, NamespaceConfig, SocketIoConfig};
+use crate::config::{InboxOp, RouteAction};
 use crate::proto::MAX_NAME_BYTES;
 
 use super::template::{Data, Scope, Text};
@@ -115,7 +115,7 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
     let Some(action) = route.action else {
         return Err(ConfigError::invalid(
             field("action"),
-            "missing: one of \"join\", \"leave\", \"relay\", \"reply\", \"rpc\"",
+            "missing: one of \"join\", \"leave\", \"relay\", \"reply\", \"rpc\", \"inbox\"",
         ));
     };
     let only_relay = |name: &str, set: bool| {
@@ -150,6 +150,7 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         }
         crate::config::check_path(&field("path"), &route.path)?;
     }
+    let inbox = inbox_route(route, action, key)?;
     let tenant = if route.tenant.is_empty() {
         None
     } else if matches!(action, RouteAction::Join | RouteAction::Leave) {
@@ -167,7 +168,10 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
         ));
     };
     only_relay("volatile", route.volatile)?;
-    let room = if matches!(action, RouteAction::Reply | RouteAction::Rpc) {
+    let room = if matches!(
+        action,
+        RouteAction::Reply | RouteAction::Rpc | RouteAction::Inbox
+    ) {
         if !route.room.is_empty() {
             return Err(ConfigError::invalid(
                 field("room"),
@@ -193,7 +197,7 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
             "required for action = \"reply\"",
         ));
     }
-    let reply_scope = if is_rpc {
+    let reply_scope = if is_rpc || inbox.is_some() {
         Scope::RPC_REPLY
     } else {
         Scope::EVENT
@@ -232,9 +236,64 @@ fn compile_route(route: &EventRoute, key: &str) -> Result<Route, ConfigError> {
             backend: route.backend.clone(),
             path: route.path.clone(),
         },
+        (RouteAction::Inbox, _) => match inbox {
+            Some((op, notification)) => Kind::Inbox { op, notification },
+            None => Kind::Reply,
+        },
         _ => Kind::Reply,
     };
     Ok(Route { kind, reply, error })
+}
+
+/// An `inbox` route's op and, for `read` and `dismiss`, its notification id template; checks
+/// that other routes use neither key.
+fn inbox_route(
+    route: &EventRoute,
+    action: RouteAction,
+    key: &str,
+) -> Result<Option<(InboxOp, Option<Text>)>, ConfigError> {
+    let field = |name: &str| format!("{key}.{name}");
+    if action != RouteAction::Inbox {
+        for (name, set) in [
+            ("op", route.op.is_some()),
+            ("notification", !route.notification.is_empty()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    field(name),
+                    format!("only for action = \"inbox\", not \"{}\"", action.as_str()),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let Some(op) = route.op else {
+        return Err(ConfigError::invalid(
+            field("op"),
+            "required for action = \"inbox\": counts, list, read, dismiss or read_all",
+        ));
+    };
+    let notification = match op {
+        InboxOp::Read | InboxOp::Dismiss => {
+            let source = if route.notification.is_empty() {
+                "{args.0.notification_id}"
+            } else {
+                &route.notification
+            };
+            Some(
+                Text::parse(source, Scope::EVENT)
+                    .map_err(|e| ConfigError::invalid(field("notification"), e))?,
+            )
+        }
+        _ if !route.notification.is_empty() => {
+            return Err(ConfigError::invalid(
+                field("notification"),
+                "only for op = \"read\" or \"dismiss\"",
+            ))
+        }
+        _ => None,
+    };
+    Ok(Some((op, notification)))
 }
 
 fn emit(

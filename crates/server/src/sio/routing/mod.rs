@@ -1,8 +1,9 @@
 //! What an event emitted by a Socket.IO client does, per namespace, as `[socketio]` configures
 //! it: the [`Router`] turns (namespace, event, arguments) into [`Action`]s for the runtime to
-//! carry out: join or leave a room, relay to a room, reply, call a backend (`rpc`). Sans-IO: no sockets, no clock (the
-//! caller passes the time), no room index and no ACL: the runtime applies those and asks the
-//! router how to tell a refusal ([`Router::refusal`]).
+//! carry out: join or leave a room, relay to a room, reply, call a backend (`rpc`), act on the
+//! sender's inbox (`inbox`). Sans-IO: no sockets, no clock (the caller passes the time), no
+//! room index and no ACL: the runtime applies those and asks the router how to tell a refusal
+//! ([`Router::refusal`]).
 //!
 //! Templates in routes, greetings and errors (rendered by the router):
 //! - `{sub}`, `{tenant_id}`, any claim of the token; `{org.id}` a field of an object claim;
@@ -36,7 +37,7 @@ use serde_json::Value;
 
 use crate::acl::RoomPolicy;
 use crate::auth::ClaimSource;
-use crate::config::{ConfigError, SocketIoConfig};
+use crate::config::{ConfigError, InboxOp, SocketIoConfig};
 use crate::proto::MAX_NAME_BYTES;
 use template::{Context, Data, Text};
 
@@ -117,6 +118,17 @@ pub enum Action {
         /// Appended to the backend's URL.
         path: String,
     },
+    /// Act on the sender's inbox; once done, send [`Router::rpc_answer`] with the result (or,
+    /// when refused, [`Router::refusal`]).
+    Inbox {
+        /// What is done.
+        op: InboxOp,
+        /// The notification, for `read` and `dismiss`.
+        notification: Option<i64>,
+        /// The options of `list` (the first argument, when it is an object): `read`,
+        /// `dismissed`, `type`, `priority`, `cursor`, `limit`.
+        options: Value,
+    },
     /// Only answer the sender.
     Reply(Reply),
     /// No route for this event (or no such namespace): ignore it, answer no ack.
@@ -182,6 +194,11 @@ enum Kind {
     Rpc {
         backend: String,
         path: String,
+    },
+    Inbox {
+        op: InboxOp,
+        /// `read` and `dismiss`: the notification id's template.
+        notification: Option<Text>,
     },
 }
 
@@ -266,6 +283,20 @@ impl Router {
                 backend: backend.clone(),
                 path: path.clone(),
             },
+            Kind::Inbox { op, notification } => {
+                let id = notification.as_ref().map(|t| notification_id(t, &ctx));
+                match id.transpose() {
+                    Ok(notification) => Action::Inbox {
+                        op: *op,
+                        notification,
+                        options: match args.first() {
+                            Some(options @ Value::Object(_)) => options.clone(),
+                            _ => Value::Null,
+                        },
+                    },
+                    Err(message) => refused(message),
+                }
+            }
             Kind::Join(room, tenant) => match room_name(room, &ctx) {
                 Ok(room) => match tenant.as_ref().and_then(|t| t.render_optional(&ctx)) {
                     Some(tenant) => Action::JoinIn {
@@ -428,6 +459,16 @@ fn default_refusal(wants_ack: bool, message: &str) -> Reply {
             args: vec![data],
         }
     }
+}
+
+/// A notification id rendered from the event: an integer, or a string of one.
+fn notification_id(template: &Text, ctx: &Context<'_>) -> Result<i64, String> {
+    let id = template
+        .render_name(ctx)
+        .map_err(|e| format!("cannot read the notification id: {e}"))?;
+    id.trim()
+        .parse::<i64>()
+        .map_err(|_| "the notification id must be an integer".to_owned())
 }
 
 fn room_name(template: &Text, ctx: &Context<'_>) -> Result<String, String> {

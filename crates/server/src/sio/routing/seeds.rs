@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Action, Caller, Reply, Router};
 use crate::acl::RoomPolicy;
-use crate::config::Config;
+use crate::config::{Config, InboxOp};
 
 const SEEDS: [(&str, &str); 4] = [
     (
@@ -152,16 +152,52 @@ fn seed_000_tenant_subscriptions() {
             json!({"message": "Request refused", "error": "room not allowed"})
         )
     );
-    for unserved in [
-        "get_notification_counts",
-        "mark_notification_read",
-        "dismiss_notification",
+    // The inbox answers the notification calls.
+    assert_eq!(
+        s.router
+            .route("/", "get_notification_counts", &[], false, &who),
+        [Action::Inbox {
+            op: InboxOp::Counts,
+            notification: None,
+            options: Value::Null,
+        }]
+    );
+    let args = [json!({"notification_id": 123})];
+    for (event, op) in [
+        ("mark_notification_read", InboxOp::Read),
+        ("dismiss_notification", InboxOp::Dismiss),
     ] {
         assert_eq!(
-            s.router.route("/", unserved, &[], false, &who),
-            [Action::Unhandled]
+            s.router.route("/", event, &args, false, &who),
+            [Action::Inbox {
+                op,
+                notification: Some(123),
+                options: args[0].clone(),
+            }]
         );
     }
+    let result = json!({"notification_id": 123, "success": true, "changed": true});
+    assert_eq!(
+        s.router
+            .rpc_answer("/", "mark_notification_read", &args, false, &result, &who),
+        event(
+            "notification_action_completed",
+            json!({"action": "read", "notification_id": 123, "success": true})
+        )
+    );
+    // A bad id is refused with the route's error event.
+    let bad = [json!({"notification_id": "abc"})];
+    let refused = s
+        .router
+        .route("/", "dismiss_notification", &bad, false, &who);
+    assert_eq!(
+        refused,
+        [Action::Reply(event(
+            "notification_action_completed",
+            json!({"action": "dismiss", "success": false,
+                   "error": "the notification id must be an integer"})
+        ))]
+    );
 }
 
 #[test]
@@ -197,11 +233,30 @@ fn seed_002_namespaces_under_their_ws_aliases() {
             args: vec![],
         })]
     );
-    let args = [json!({"notification_id": "uuid"})];
+    let args = [json!({"notification_id": "42"})];
     assert_eq!(
         s.router
             .route("/ws/notifications", "notification_read", &args, false, &who),
-        [Action::Unhandled]
+        [Action::Inbox {
+            op: InboxOp::Read,
+            notification: Some(42),
+            options: args[0].clone(),
+        }]
+    );
+    let result = json!({"notification_id": 42, "success": true, "changed": true});
+    assert_eq!(
+        s.router.rpc_answer(
+            "/notifications",
+            "notification_read",
+            &args,
+            false,
+            &result,
+            &who
+        ),
+        event(
+            "notification_read_confirmed",
+            json!({"notification_id": 42})
+        )
     );
 }
 

@@ -319,7 +319,7 @@ fn configuration_errors_name_their_key() {
         ),
         (
             route("event = \"e\""),
-            "socketio.namespaces[0].events[0].action: missing: one of \"join\", \"leave\", \"relay\", \"reply\", \"rpc\"",
+            "socketio.namespaces[0].events[0].action: missing: one of \"join\", \"leave\", \"relay\", \"reply\", \"rpc\", \"inbox\"",
         ),
         (
             route("event = \"e\"\naction = \"join\""),
