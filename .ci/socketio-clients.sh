@@ -6,7 +6,8 @@
 #
 # Needs Rust, Node 20+ with npm, and Python 3.11+ with venv and pip; installs the rest: the
 # npm packages from package-lock.json, the Python packages into a virtualenv under target/.
-# The emitter tests need the Redis at 127.0.0.1:6379 (skipped without it, failed under CI=true).
+# The emitter tests need the Redis at 127.0.0.1:6379, the inbox tests the PostgreSQL at
+# 127.0.0.1:5432 (trust auth) besides SQLite (each skipped without it, failed under CI=true).
 #
 # Environment: ROOMCAST_BIN (default target/debug/roomcast, built here unless set),
 # SIO_FIXTURE_BIN (default target/debug/sio-fixture), PYTHON (default python3),

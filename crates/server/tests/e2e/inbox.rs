@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::{node_config, Prefix};
 use crate::harness::{
-    error_code, token, Client, Config, Server, ACME_KEY, GLOBEX_KEY, RECV_TIMEOUT,
+    error_code, token, Client, Config, Server, TcpProxy, ACME_KEY, GLOBEX_KEY, RECV_TIMEOUT,
 };
 
 /// The database of one test.
@@ -80,8 +80,13 @@ on_both_databases!(
 
 /// The harness defaults with the inbox on `db` and seed 000's notification routes on `/`.
 fn inbox_config(config: Config, db: &Db) -> Config {
+    inbox_at(config, &db.url())
+}
+
+/// [`inbox_config`] with the database at `url`.
+fn inbox_at(config: Config, url: &str) -> Config {
     config
-        .set("inbox.database", &format!("{:?}", db.url()))
+        .set("inbox.database", &format!("{url:?}"))
         .set("inbox.urgent", r#"["high", "urgent"]"#)
         .with(
             r#"
@@ -497,6 +502,53 @@ async fn a_locked_database_answers_unavailable_and_stalls_no_one() {
     let (_, health) = server.api("GET", "/health", None, None).await;
     assert_eq!(health["inbox"]["state"], "up", "{health}");
     assert!(health["inbox"]["failed_operations"].as_u64().unwrap() >= 1);
+}
+
+/// The database host gone (PostgreSQL behind a relay the test cuts): requests answer
+/// `inbox_unavailable` within `inbox.timeout_ms` and the API 503, the rest of the connection
+/// goes on, `/health` says degraded; once the host is back, the inbox serves again.
+#[tokio::test]
+async fn a_database_that_goes_away_answers_unavailable_then_recovers() {
+    let Some(pg) = roomcast_testkit::shared_postgres() else {
+        return;
+    };
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = pg
+        .url()
+        .replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let config = inbox_at(Config::new(), &url).set("inbox.timeout_ms", "500");
+    let server = Server::start(config).await;
+    let id = create(&server, json!({"user": "7", "title": "before"})).await[0];
+    let mut client = server.connect_user("7", "acme").await;
+
+    proxy.set_down(true);
+    let reply = inbox(&mut client, "read", json!({"notification": id})).await;
+    assert_eq!(error_code(&reply), "inbox_unavailable", "{reply}");
+    let body = json!({"user": "7", "title": "while down"}).to_string();
+    let (status, answer) = server
+        .api("POST", "/api/inbox/notifications", Some(ACME_KEY), Some(&body))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    server
+        .publish(json!({"tenant": "acme", "users": ["7"], "event": "still-here", "data": 1}))
+        .await;
+    assert_eq!(event_named(&mut client, "still-here").await["data"], 1);
+    let (_, health) = server.api("GET", "/health", None, None).await;
+    assert_eq!(health["inbox"]["state"], "degraded", "{health}");
+
+    proxy.set_down(false);
+    let mut recovered = false;
+    for _ in 0..40 {
+        let reply = inbox(&mut client, "read", json!({"notification": id})).await;
+        if reply["ok"] == true {
+            assert_eq!(reply["result"]["changed"], true, "{reply}");
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "the inbox never served again");
+    assert_eq!(counts(&mut client).await["unread"], 0);
 }
 
 /// Without `[inbox]`: the native command and the API say so.

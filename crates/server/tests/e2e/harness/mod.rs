@@ -10,6 +10,7 @@ mod backend;
 mod client;
 mod server;
 mod sio;
+mod tcp_proxy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,7 @@ pub(crate) use backend::{down_url, Backend, BACKEND_SECRET};
 pub(crate) use client::{error_code, Client, Incoming};
 pub(crate) use server::Server;
 pub(crate) use sio::SioIncoming;
+pub(crate) use tcp_proxy::TcpProxy;
 
 /// The HS256 secret every test server verifies tokens with.
 pub(crate) const SECRET: &str = "e2e-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
