@@ -4,6 +4,7 @@
 
 mod codes;
 mod encode;
+mod message;
 mod parse;
 
 pub use codes::{CloseCode, ErrorCode};

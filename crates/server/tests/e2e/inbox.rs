@@ -526,7 +526,12 @@ async fn a_database_that_goes_away_answers_unavailable_then_recovers() {
     assert_eq!(error_code(&reply), "inbox_unavailable", "{reply}");
     let body = json!({"user": "7", "title": "while down"}).to_string();
     let (status, answer) = server
-        .api("POST", "/api/inbox/notifications", Some(ACME_KEY), Some(&body))
+        .api(
+            "POST",
+            "/api/inbox/notifications",
+            Some(ACME_KEY),
+            Some(&body),
+        )
         .await;
     assert_eq!(status, 503, "{answer}");
     server
