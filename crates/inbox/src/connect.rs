@@ -269,7 +269,13 @@ async fn configure(
             conn.execute("PRAGMA foreign_keys = ON").await?;
         }
         Backend::Postgres => {
+            // Every wait on the server's side bounded: a lock, a statement, a transaction
+            // left open by a caller that gave up.
             conn.execute(format!("SET lock_timeout = {busy_ms}").as_str())
+                .await?;
+            conn.execute(format!("SET statement_timeout = {busy_ms}").as_str())
+                .await?;
+            conn.execute(format!("SET idle_in_transaction_session_timeout = {busy_ms}").as_str())
                 .await?;
         }
     }

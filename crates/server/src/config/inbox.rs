@@ -32,7 +32,7 @@ pub struct InboxConfig {
     pub page_size: u32,
     /// The most notifications in one list page. Default `200`.
     pub max_page_size: u32,
-    /// The most users one create names. Default `10000`.
+    /// The most users one create names. Default `1000`.
     pub max_recipients: usize,
     /// Inbox operations running at once on this node; past it a client's is refused as busy
     /// and an API call answered 503. Default `64`.
@@ -53,7 +53,7 @@ impl Default for InboxConfig {
             urgent: vec!["high".into(), "urgent".into()],
             page_size: 50,
             max_page_size: 200,
-            max_recipients: 10_000,
+            max_recipients: 1_000,
             max_in_flight: 64,
             live: vec![InboxLive::default()],
         }

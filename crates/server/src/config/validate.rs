@@ -109,7 +109,13 @@ impl Config {
             1,
             1_000,
         )?;
-        within("inbox.timeout_ms", inbox.timeout_ms, 1, HOUR_MS)?;
+        // A client's inbox operation waits on its connection's lane: it must be over first.
+        within(
+            "inbox.timeout_ms",
+            inbox.timeout_ms,
+            1,
+            self.limits.command_timeout_ms,
+        )?;
         within(
             "inbox.max_per_user",
             inbox.max_per_user.into(),
@@ -137,10 +143,17 @@ impl Config {
             100_000,
         )?;
         for (i, live) in inbox.live.iter().enumerate() {
+            let key = format!("inbox.live[{i}].namespace");
             if !live.namespace.starts_with('/') {
+                return Err(ConfigError::invalid(key, "must start with `/`"));
+            }
+            if let Some(j) = inbox.live[..i]
+                .iter()
+                .position(|other| other.namespace == live.namespace)
+            {
                 return Err(ConfigError::invalid(
-                    format!("inbox.live[{i}].namespace"),
-                    "must start with `/`",
+                    key,
+                    format!("`{}` has inbox.live[{j}] already", live.namespace),
                 ));
             }
         }

@@ -130,21 +130,45 @@ impl From<PublishError> for ApiError {
 }
 
 impl From<crate::client::Refusal> for ApiError {
-    /// The inbox's refusals, as the API tells them.
+    /// The inbox's refusals, as the API tells them; the others are no API call's (the
+    /// connections' own), told as the server failing.
     fn from(refusal: crate::client::Refusal) -> Self {
-        use crate::client::Refusal;
+        use crate::client::Refusal as R;
+        let failed = |r: &R| match r.native() {
+            crate::client::NativeAnswer::Reply(_, m) | crate::client::NativeAnswer::Close(_, m) => {
+                ApiError::Unavailable(m.into_owned())
+            }
+        };
         match refusal {
-            Refusal::NotFound => ApiError::Missing("no such notification".into()),
-            Refusal::NoInbox => ApiError::NotKept("this server keeps no inbox".into()),
-            Refusal::InvalidRequest(m) => ApiError::BadRequest(m),
-            Refusal::Busy => ApiError::Unavailable("too many inbox operations running".into()),
-            Refusal::PublishRefused(m) => ApiError::BadRequest(m),
-            // The inbox gives no other refusal but InboxUnavailable and Timeout; whatever it
-            // is, its message is the native one.
-            other => ApiError::Unavailable(match other.native() {
-                crate::client::NativeAnswer::Reply(_, m)
-                | crate::client::NativeAnswer::Close(_, m) => m.into_owned(),
-            }),
+            R::NotFound => ApiError::Missing("no such notification".into()),
+            R::NoInbox => ApiError::NotKept("this server keeps no inbox".into()),
+            R::InvalidRequest(m) | R::PublishRefused(m) => ApiError::BadRequest(m),
+            R::Busy => ApiError::Unavailable("too many inbox operations running".into()),
+            R::InboxUnavailable => ApiError::Unavailable("inbox unavailable".into()),
+            r @ (R::Timeout
+            | R::Unavailable
+            | R::TokenMissing
+            | R::AuthTimeout
+            | R::TokenInvalid(_)
+            | R::TokenExpired
+            | R::ConnectionLimit(_)
+            | R::ShuttingDown
+            | R::SubscribeForbidden
+            | R::TenantForbidden
+            | R::PublishForbidden
+            | R::TooManyRooms
+            | R::PayloadTooLarge
+            | R::RateLimited
+            | R::RateLimitExceeded
+            | R::RefreshInvalid(_)
+            | R::RefreshOtherIdentity
+            | R::SessionExpired
+            | R::BackendRefused { .. }
+            | R::BackendUnavailable
+            | R::BackendTimeout
+            | R::UnknownMethod
+            | R::ProxyRefused { .. }
+            | R::ProxyUnavailable) => failed(&r),
         }
     }
 }

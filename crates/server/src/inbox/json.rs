@@ -15,6 +15,9 @@ const MAX_TITLE_BYTES: usize = 1024;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// The longest type, priority, action URL or label, in bytes.
 const MAX_FIELD_BYTES: usize = 2048;
+/// The most bytes of `metadata` and `data` together, as JSON: a notification is stored once
+/// per user it names, and sent to each.
+pub(crate) const MAX_EXTRA_BYTES: usize = 16 * 1024;
 
 /// A notification as clients and the API see it: `id`, `title`, `message`, `type`,
 /// `priority`, `is_read`, `is_dismissed`, `created_at` (RFC 3339, UTC, milliseconds),
@@ -73,7 +76,9 @@ impl ListOptions {
         let text = |name: &str| match options.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.len() <= MAX_FIELD_BYTES => Ok(Some(s.clone())),
-            Some(_) => Err(bad(format!("`{name}` must be a string"))),
+            Some(_) => Err(bad(format!(
+                "`{name}` must be a string of at most {MAX_FIELD_BYTES} bytes"
+            ))),
         };
         let integer = |name: &str| match options.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -198,6 +203,23 @@ pub fn parse_new(body: &[u8]) -> Result<Create, String> {
     ) {
         return Err("`metadata` must be an object".into());
     }
+    let mut extra = 0;
+    for value in [&b.metadata, &b.data].into_iter().flatten() {
+        let text = value.to_string();
+        // Each is sent inside the notification, one level down.
+        if crate::proto::depth(&text) + 1 > crate::proto::MAX_DATA_DEPTH {
+            return Err(format!(
+                "`metadata` and `data` nest at most {} levels",
+                crate::proto::MAX_DATA_DEPTH - 1
+            ));
+        }
+        extra += text.len();
+    }
+    if extra > MAX_EXTRA_BYTES {
+        return Err(format!(
+            "`metadata` and `data` take at most {MAX_EXTRA_BYTES} bytes together, as JSON"
+        ));
+    }
     Ok(Create {
         tenant: b.tenant,
         to,
@@ -265,6 +287,17 @@ mod tests {
             br#"{"user":"","title":"x"}"#,
             br#"{"user":"7","title":"x","metadata":[1]}"#,
             br#"{"user":"7","title":"x","nope":1}"#,
+            format!(
+                r#"{{"user":"7","title":"x","data":"{}"}}"#,
+                "a".repeat(MAX_EXTRA_BYTES)
+            )
+            .as_bytes(),
+            format!(
+                r#"{{"user":"7","title":"x","data":{}1{}}}"#,
+                "[".repeat(64),
+                "]".repeat(64)
+            )
+            .as_bytes(),
             b"not json",
         ] {
             assert!(

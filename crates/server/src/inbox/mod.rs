@@ -72,8 +72,10 @@ impl Inbox {
         let options = StoreOptions {
             url: config.database.clone(),
             max_connections: config.max_connections,
-            acquire_timeout: config.timeout(),
-            busy_timeout: config.timeout(),
+            // Below the operation's deadline, so that a statement that waited for its lock
+            // has given up by the time the caller is told the inbox is unavailable.
+            acquire_timeout: config.timeout() * 4 / 5,
+            busy_timeout: config.timeout() * 4 / 5,
             max_per_user: config.max_per_user,
             max_age: config.max_age(),
         };
@@ -107,35 +109,31 @@ impl Inbox {
         notification: Option<i64>,
         options: &Value,
     ) -> Result<impl Future<Output = Result<Value, Refusal>> + Send + 'static, Refusal> {
-        let list = match op {
-            InboxOp::List => Some(ListOptions::parse(
+        let id = || {
+            notification.ok_or_else(|| {
+                Refusal::InvalidRequest("`notification` (the notification's id) is required".into())
+            })
+        };
+        let request = match op {
+            InboxOp::Counts => Request::Counts,
+            InboxOp::List => Request::List(ListOptions::parse(
                 options,
                 self.page_size,
                 self.max_page_size,
             )?),
-            _ => None,
-        };
-        let needs_id = matches!(op, InboxOp::Read | InboxOp::Dismiss);
-        let id = match notification {
-            None if needs_id => {
-                return Err(Refusal::InvalidRequest(
-                    "`notification` (the notification's id) is required".into(),
-                ))
-            }
-            id => id,
+            InboxOp::Read => Request::Mark(id()?, Mark::Read),
+            InboxOp::Dismiss => Request::Mark(id()?, Mark::Dismiss),
+            InboxOp::ReadAll => Request::ReadAll,
         };
         let permit = self.permit()?;
         let inbox = self.clone();
         Ok(async move {
             let _permit = permit;
-            match (op, list, id) {
-                (InboxOp::Counts, _, _) => inbox.counts(&actor.owner).await,
-                (InboxOp::List, Some(list), _) => inbox.list(&actor.owner, &list).await,
-                (InboxOp::Read, _, Some(id)) => inbox.mark(&actor, id, Mark::Read).await,
-                (InboxOp::Dismiss, _, Some(id)) => inbox.mark(&actor, id, Mark::Dismiss).await,
-                (InboxOp::ReadAll, _, _) => inbox.read_all(&actor).await,
-                // Checked above: a list has its options, a read or dismiss its id.
-                _ => Err(Refusal::InvalidRequest("incomplete inbox request".into())),
+            match request {
+                Request::Counts => inbox.counts_of(&actor.owner).await,
+                Request::List(list) => inbox.list_of(&actor.owner, &list).await,
+                Request::Mark(id, mark) => inbox.mark(&actor, id, mark).await,
+                Request::ReadAll => inbox.read_all(&actor).await,
             }
         })
     }
@@ -153,8 +151,13 @@ impl Inbox {
         })
     }
 
-    /// `{total, unread, urgent}` of `owner`'s inbox.
+    /// `{total, unread, urgent}` of `owner`'s inbox, for the API.
     pub async fn counts(&self, owner: &Owner) -> Result<Value, Refusal> {
+        let _permit = self.permit()?;
+        self.counts_of(owner).await
+    }
+
+    async fn counts_of(&self, owner: &Owner) -> Result<Value, Refusal> {
         let counts = self
             .run("counts", self.store.counts(owner, &self.urgent))
             .await?;
@@ -165,8 +168,14 @@ impl Inbox {
         }))
     }
 
-    /// A page of `owner`'s notifications, newest first: `{notifications, next_cursor}`.
+    /// A page of `owner`'s notifications, newest first: `{notifications, next_cursor}`, for
+    /// the API.
     pub async fn list(&self, owner: &Owner, options: &ListOptions) -> Result<Value, Refusal> {
+        let _permit = self.permit()?;
+        self.list_of(owner, options).await
+    }
+
+    async fn list_of(&self, owner: &Owner, options: &ListOptions) -> Result<Value, Refusal> {
         let page = self
             .run(
                 "list",
@@ -245,30 +254,69 @@ impl Inbox {
         self.read_all(&Actor { owner, conn: None }).await
     }
 
-    /// Stores `new` for `to` in `tenant`, then sends it to its users' connections: the
-    /// stored notifications' ids, in the order of the users.
+    /// Stores `new` for `to` in `tenant`: the stored notifications' ids, one per user named (in
+    /// the order they were first named), or the one tenant-wide id. Then sends them to their
+    /// users' connections, from a task of its own bounded by `inbox.timeout_ms` (the answer
+    /// does not wait for the deliveries; a delivery it could not make is counted).
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         to: Recipients,
         new: NewNotification,
     ) -> Result<Vec<i64>, Refusal> {
-        if let Recipients::Users(users) = &to {
-            if users.is_empty() || users.len() > self.max_recipients {
-                return Err(Refusal::InvalidRequest(format!(
-                    "`users` must name 1 to {} users",
-                    self.max_recipients
-                )));
+        let (to, named) = match to {
+            Recipients::Users(users) => {
+                if users.is_empty() || users.len() > self.max_recipients {
+                    return Err(Refusal::InvalidRequest(format!(
+                        "`users` must name 1 to {} users",
+                        self.max_recipients
+                    )));
+                }
+                // One order for every create, so that two creates naming the same users
+                // take their rows' locks in the same order.
+                let mut sorted = users.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                (Recipients::Users(sorted), Some(users))
             }
-        }
+            Recipients::Tenant => (Recipients::Tenant, None),
+        };
         let _permit = self.permit()?;
         let stored = self
             .run("create", self.store.create(tenant, &to, &new, now_ms()))
             .await?;
         self.metrics.created(stored.len() as u64);
+        let ids = match named {
+            None => stored.iter().map(|n| n.id).collect(),
+            Some(users) => {
+                let by_user: std::collections::HashMap<&str, i64> = stored
+                    .iter()
+                    .filter_map(|n| Some((n.user.as_deref()?, n.id)))
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                users
+                    .iter()
+                    .filter(|u| seen.insert(u.as_str()))
+                    .filter_map(|u| by_user.get(u.as_str()).copied())
+                    .collect()
+            }
+        };
         let publications = self.live.created(tenant, &to, &stored);
-        self.send(publications).await;
-        Ok(stored.iter().map(|n| n.id).collect())
+        let inbox = self.clone();
+        tokio::spawn(async move {
+            let deadline = inbox.timeout;
+            if tokio::time::timeout(deadline, inbox.send(publications))
+                .await
+                .is_err()
+            {
+                inbox.metrics.live_failed();
+                tracing::warn!(
+                    ?deadline,
+                    "inbox live events of a create not all published in time"
+                );
+            }
+        });
+        Ok(ids)
     }
 
     /// Deletes notification `id` of `tenant` (whichever user's): whether there was one.
@@ -277,9 +325,21 @@ impl Inbox {
         self.run("delete", self.store.delete(tenant, id)).await
     }
 
-    /// Deletes what is older than `inbox.max_age_days`: how many.
-    pub async fn prune(&self) -> Result<u64, Refusal> {
-        self.run("prune", self.store.prune(now_ms())).await
+    /// Deletes what is older than `inbox.max_age_days`, for at most a minute (what is left
+    /// waits for the next round): how many. Not an operation of `/health`'s: a slow prune does
+    /// not make the inbox degraded.
+    pub async fn prune(&self) -> u64 {
+        match tokio::time::timeout(PRUNE_BUDGET, self.store.prune(now_ms())).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "inbox prune failed");
+                0
+            }
+            Err(_) => {
+                tracing::info!(budget = ?PRUNE_BUDGET, "inbox prune stopped at its budget; it goes on next round");
+                0
+            }
+        }
     }
 
     /// Runs one store call within the timeout, counting how it went.
@@ -322,6 +382,18 @@ enum Mark {
     Dismiss,
 }
 
+/// A client's request, checked before it takes a permit.
+#[derive(Debug)]
+enum Request {
+    Counts,
+    List(ListOptions),
+    Mark(i64, Mark),
+    ReadAll,
+}
+
+/// How long one round of pruning may take.
+const PRUNE_BUDGET: Duration = Duration::from_secs(60);
+
 /// Prunes the inbox at start and then every ten minutes, until the server is gone.
 pub(crate) async fn prune_loop(inbox: std::sync::Weak<Inbox>) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
@@ -331,8 +403,8 @@ pub(crate) async fn prune_loop(inbox: std::sync::Weak<Inbox>) {
             return;
         };
         match inbox.prune().await {
-            Ok(0) | Err(_) => {}
-            Ok(n) => tracing::info!(deleted = n, "inbox pruned past inbox.max_age_days"),
+            0 => {}
+            n => tracing::info!(deleted = n, "inbox pruned past inbox.max_age_days"),
         }
     }
 }

@@ -47,13 +47,13 @@ impl Route {
         let route = match parts.as_slice() {
             ["notifications"] => (Method::POST, Route::Create),
             ["notifications", id] => (Method::DELETE, Route::Delete(id.parse().ok()?)),
-            ["users", user, "notifications"] => (Method::GET, Route::List(decode(user)?)),
-            ["users", user, "counts"] => (Method::GET, Route::Counts(decode(user)?)),
-            ["users", user, "read-all"] => (Method::POST, Route::ReadAll(decode(user)?)),
+            ["users", user, "notifications"] => (Method::GET, Route::List(decode(user))),
+            ["users", user, "counts"] => (Method::GET, Route::Counts(decode(user))),
+            ["users", user, "read-all"] => (Method::POST, Route::ReadAll(decode(user))),
             ["users", user, "notifications", id, action @ ("read" | "dismiss")] => (
                 Method::POST,
                 Route::Mark {
-                    user: decode(user)?,
+                    user: decode(user),
                     id: id.parse().ok()?,
                     dismiss: *action == "dismiss",
                 },
@@ -68,11 +68,20 @@ impl Route {
     }
 }
 
-fn decode(segment: &str) -> Option<String> {
-    let user = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .ok()?;
-    (!user.is_empty() && user.len() <= crate::config::MAX_ID_BYTES).then(|| user.into_owned())
+/// The user id of a path segment, percent-decoded (checked by [`user`]).
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A user id from the path: 1 to `MAX_ID_BYTES` bytes.
+fn user(user: String) -> Result<String, ApiError> {
+    let max = crate::config::MAX_ID_BYTES;
+    if user.is_empty() || user.len() > max {
+        return Err(ApiError::bad(format!("user ids are 1 to {max} bytes")));
+    }
+    Ok(user)
 }
 
 /// Answers an inbox route.
@@ -88,7 +97,8 @@ pub(crate) async fn handle(app: &App, route: Route, call: Call) -> Result<Resp, 
         )),
         Err(e) => Err(e),
     };
-    let owner = |user: String| {
+    let owner = |id: String| {
+        let user = user(id)?;
         tenant().map(|tenant| Owner {
             tenant: tenant.to_owned(),
             user,
@@ -109,15 +119,9 @@ pub(crate) async fn handle(app: &App, route: Route, call: Call) -> Result<Resp, 
                 config.map_or(50, |c| c.page_size),
                 config.map_or(200, |c| c.max_page_size),
             )?;
-            let owner = owner(user)?;
-            let _permit = inbox.permit()?;
-            inbox.list(&owner, &options).await?
+            inbox.list(&owner(user)?, &options).await?
         }
-        Route::Counts(user) => {
-            let owner = owner(user)?;
-            let _permit = inbox.permit()?;
-            inbox.counts(&owner).await?
-        }
+        Route::Counts(user) => inbox.counts(&owner(user)?).await?,
         Route::Mark { user, id, dismiss } => inbox.mark_by_api(owner(user)?, id, dismiss).await?,
         Route::ReadAll(user) => inbox.read_all_by_api(owner(user)?).await?,
     };
@@ -176,7 +180,10 @@ mod tests {
                 dismiss: true
             }))
         );
-        assert_eq!(of(Method::GET, "/api/inbox/users//counts"), None);
+        assert_eq!(
+            of(Method::GET, "/api/inbox/users//counts"),
+            Some(Ok(Route::Counts(String::new())))
+        );
         assert_eq!(
             of(Method::POST, "/api/inbox/users/7/read-all"),
             Some(Ok(Route::ReadAll("7".into())))
