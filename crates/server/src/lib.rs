@@ -2,7 +2,8 @@
 //! protocol session and the Socket.IO namespaces ([`client`]), the HTTP API and metrics, the
 //! publish path ([`node`]). A [`Config`] is compiled into a [`Plan`] ([`plan`]), from which
 //! [`app`] assembles the shared state and [`serve`] runs the server that the `roomcast` binary
-//! starts.
+//! starts, saying what it serves ([`startup`]); [`token`] mints the test tokens of
+//! `roomcast token`.
 
 pub mod acl;
 pub mod api_keys;
@@ -26,6 +27,8 @@ pub mod presence;
 pub mod proto;
 pub mod serve;
 pub mod sio;
+pub mod startup;
+pub mod token;
 mod web;
 
 pub use app::{App, AppParts};

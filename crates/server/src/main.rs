@@ -1,11 +1,15 @@
 //! The `roomcast` binary: parse the command line, load the configuration and build its plan
-//! (which validates it), serve until SIGTERM or SIGINT, then drain.
+//! (which validates it), serve until SIGTERM or SIGINT, then drain. Two subcommands help
+//! operators: `token` mints a test token with the configured secret, `check-config` validates
+//! the configuration and prints it with its secrets hidden.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
-use roomcast_server::{auth, config, Config, Plan, PlanError, Server};
+use clap::{CommandFactory, Parser, Subcommand};
+use roomcast_server::token::{self, TokenRequest};
+use roomcast_server::{auth, config, startup, Config, Plan, PlanError, Server};
 
 /// The secrets `--dev` made up, printed with a ready token.
 struct DevSecrets {
@@ -16,24 +20,79 @@ struct DevSecrets {
 }
 
 /// A real-time gateway: authenticated WebSocket and Socket.IO fan-out for multi-tenant apps.
+///
+/// Without a subcommand, runs the server.
 #[derive(Debug, Parser)]
 #[command(name = "roomcast", version)]
 struct Cli {
     /// TOML configuration file; `ROOMCAST_*` environment variables override it.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Development mode: a random JWT secret and API key (unless configured), and a ready token
     /// printed at start.
     #[arg(long)]
     dev: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints a token signed with the configured secret (HS256, HS384 or HS512), for tests.
+    Token {
+        /// The user id (the `auth.user_claim` claim).
+        #[arg(long)]
+        sub: String,
+        /// The tenant (the `auth.tenant_claim` claim); required unless `auth.default_tenant`
+        /// is set.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A further claim, `name=value`; a value that parses as JSON is that JSON
+        /// (`roles='["admin"]'`), else a string. Repeatable; replaces a claim of the same name.
+        #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = token::parse_claim)]
+        claims: Vec<(String, serde_json::Value)>,
+        /// How long the token is valid: seconds, or a number with a unit (90m, 24h, 7d).
+        #[arg(long, default_value = "1h", value_parser = token::parse_ttl)]
+        ttl: Duration,
+    },
+    /// Validates the configuration (as the server does, without binding or connecting) and
+    /// prints it as TOML, defaults included, with every secret hidden.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = Config::load(cli.config.as_deref(), config::process_env())
+    match cli.command {
+        None => run_server(cli.config.as_deref(), cli.dev),
+        Some(_) if cli.dev => Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--dev runs the server: it takes no subcommand",
+            )
+            .exit(),
+        Some(Command::Token {
+            sub,
+            tenant,
+            claims,
+            ttl,
+        }) => print_token(
+            cli.config.as_deref(),
+            &TokenRequest {
+                user: sub,
+                tenant,
+                ttl,
+                claims,
+            },
+        ),
+        Some(Command::CheckConfig) => check_config(cli.config.as_deref()),
+    }
+}
+
+fn run_server(path: Option<&Path>, dev: bool) -> ExitCode {
+    let loaded = Config::load(path, config::process_env())
         .map_err(PlanError::from)
         .and_then(|config| {
-            let (config, dev) = if cli.dev {
+            let (config, dev) = if dev {
                 let configured = !config.auth.secret.is_empty();
                 let (config, secret) = config.into_dev();
                 let configured = configured && config.auth.secret == secret;
@@ -59,12 +118,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROOMCAST_LOG_FILTER")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&plan.config().log.level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    startup::init_logging(&plan.config().log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,10 +138,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// `roomcast token`: the token alone on stdout, or the reason on stderr and exit 2.
+fn print_token(path: Option<&Path>, request: &TokenRequest) -> ExitCode {
+    let minted = Config::load(path, config::process_env())
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            token::mint(&config.auth, request, auth::now_unix()).map_err(|e| e.to_string())
+        });
+    match minted {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roomcast token: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `roomcast check-config`: the effective configuration on stdout, or the first problem on
+/// stderr and exit 2.
+fn check_config(path: Option<&Path>) -> ExitCode {
+    let checked = Config::load(path, config::process_env())
+        .map_err(PlanError::from)
+        .and_then(|config| {
+            // Warnings of the checks (a short secret) reach stderr as the server would log them.
+            startup::init_logging(&config.log);
+            Plan::build(&config).map(|_| config)
+        })
+        .and_then(|config| config.to_masked_toml().map_err(PlanError::from));
+    match checked {
+        Ok(text) => {
+            let file = path.map_or(String::new(), |p| format!("{}, then ", p.display()));
+            println!(
+                "# roomcast {}: the configuration is valid. The defaults, then {file}the\n\
+                 # ROOMCAST_* environment; secrets read \"{}\" and URLs show no credentials.\n",
+                env!("CARGO_PKG_VERSION"),
+                config::HIDDEN
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roomcast check-config: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn serve(plan: Plan, dev: Option<DevSecrets>) -> anyhow::Result<()> {
     let server = Server::bind_plan(plan).await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, "listening");
+    server.log_startup()?;
     // A machine-readable line for scripts and tests that bind port 0.
     println!("roomcast listening on {addr}");
     if let Some(dev) = dev {

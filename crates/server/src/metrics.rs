@@ -1,7 +1,8 @@
 //! Counters for `GET /metrics`, rendered in the Prometheus text format.
 //!
 //! Hot-path counters are relaxed atomics; gauges that the room index already knows
-//! (connections per tenant) are read at scrape time instead of being maintained.
+//! (connections per tenant) are read at scrape time instead of being maintained. The
+//! process's own metrics (memory, CPU, file descriptors) are in `process`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,6 +12,10 @@ use std::sync::Mutex;
 use roomcast_broker::BrokerStatus;
 use roomcast_engine::driver::IoStats;
 use roomcast_engine::rooms::TenantCount;
+
+mod process;
+
+pub use process::render as render_process;
 
 /// Most tenants with a label of their own in `roomcast_tenant_publishes_total`.
 const MAX_TENANT_LABELS: usize = 10_000;

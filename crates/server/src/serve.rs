@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::plan::Plan;
+use crate::startup::Summary;
 
 /// A bound server, ready to run.
 #[derive(Debug)]
@@ -59,6 +60,15 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Logs the address the server listens on and what is on, in one `info` line, and a
+    /// warning when the HTTP API has no key.
+    pub fn log_startup(&self) -> std::io::Result<()> {
+        let app = &self.app;
+        let inbox = app.inbox().map(|inbox| inbox.database());
+        Summary::new(&app.config, self.local_addr()?, app.node_id(), inbox).log();
+        Ok(())
     }
 
     /// The shared state.

@@ -219,6 +219,21 @@ pub fn mint_hs256(secret: &[u8], claims: &Value) -> String {
     .expect("HS256 signing of a JSON value cannot fail")
 }
 
+/// Signs `claims` with `secret` and an HMAC `algorithm` (HS256, HS384 or HS512), for
+/// `roomcast token`; `None` for the public-key algorithms, whose private key the gateway never
+/// holds.
+pub fn mint_hmac(algorithm: JwtAlgorithm, secret: &[u8], claims: &Value) -> Option<String> {
+    if !algorithm.is_hmac() {
+        return None;
+    }
+    jsonwebtoken::encode(
+        &Header::new(jwt_algorithm(algorithm)),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .ok()
+}
+
 /// The current time in Unix seconds, for [`Verifier::expired`]; 0 if the clock is before 1970.
 pub fn now_unix() -> u64 {
     SystemTime::now()

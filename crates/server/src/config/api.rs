@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::redacted;
 
 /// `[api]`: the HTTP API's keys and limits.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Platform API keys (`Authorization: Bearer <key>`), allowed for every tenant and for
@@ -50,7 +50,7 @@ impl fmt::Debug for ApiConfig {
 }
 
 /// One entry of `api.tenant_keys`: an API key that may only touch one tenant.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantKey {
     /// The tenant this key is limited to. Required (default `""` is rejected).

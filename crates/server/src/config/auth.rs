@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::redacted;
 
 /// The JWT signature algorithm. It is fixed by configuration: a token whose header names any
 /// other algorithm (including `none`) is rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
 #[non_exhaustive]
 pub enum JwtAlgorithm {
     /// HMAC-SHA256 with `auth.secret`. The default.
@@ -56,7 +56,7 @@ impl fmt::Display for JwtAlgorithm {
 }
 
 /// `[auth]`: how client tokens are verified and turned into an identity.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Signature algorithm, one of `HS256`, `HS384`, `HS512`, `RS256`, `ES256`, `EdDSA`.

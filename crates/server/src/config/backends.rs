@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{redacted, ConfigError};
 
 /// `[rpc]`: backends and the methods of the native `rpc` command.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RpcConfig {
     /// The backends, by name (lowercase letters, digits, `_` and `-`, as environment
@@ -25,7 +25,7 @@ pub struct RpcConfig {
 }
 
 /// One entry of `[rpc.backends]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Where calls are posted, `http://host:port/path` (a route's or method's `path` is
@@ -74,7 +74,7 @@ impl fmt::Debug for BackendConfig {
 }
 
 /// One entry of `[rpc.methods]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodConfig {
     /// The backend's name in `[rpc.backends]`. Required.
@@ -84,7 +84,7 @@ pub struct MethodConfig {
 }
 
 /// When the connect proxy is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ProxyMode {
@@ -96,7 +96,7 @@ pub enum ProxyMode {
 }
 
 /// `[auth.connect_proxy]`: a backend that authenticates handshakes.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectProxyConfig {
     /// Where handshakes are posted, `http://host:port/path`. Required.

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[cluster]`: the Redis a node joins its cluster through, and the Socket.IO emitters whose
 /// messages it takes. Present (even empty) means cluster mode.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// The Redis URL: `redis://[[user:]password@]host[:port][/db]`, `rediss://` for TLS,
@@ -38,7 +38,7 @@ pub struct ClusterConfig {
 }
 
 /// `cluster.channels`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChannelsConfig {
     /// One channel per tenant.
@@ -81,14 +81,27 @@ impl std::fmt::Debug for ClusterConfig {
     }
 }
 
-/// A Redis URL without its credentials (`redis://***@host:port/db`), for logs and messages.
+/// A URL (Redis, database, AMQP, HTTP) without its credentials (`redis://***@host:port/db`),
+/// and with the value of a `password` query parameter (which PostgreSQL URLs may carry)
+/// hidden, for logs and messages.
 pub fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
-    }
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 impl ClusterConfig {
@@ -114,7 +127,7 @@ impl ClusterConfig {
 }
 
 /// Which emitter library publishes on a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmitterKind {
     /// Node's `@socket.io/redis-emitter` (and `@socket.io/redis-adapter` servers).
@@ -125,7 +138,7 @@ pub enum EmitterKind {
 }
 
 /// `[[cluster.emitters]]`: one emitter's channels and the tenant its messages belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmitterBinding {
     /// `"socket-io"` (Node's emitter) or `"python-socketio"`. Default `"socket-io"`.
@@ -177,5 +190,9 @@ mod tests {
         assert!(!text.contains("pa55word"), "{text}");
         assert!(text.contains("rediss://***@redis.example:6380/1"), "{text}");
         assert_eq!(redacted_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            redacted_url("postgres://h/db?sslmode=require&Password=pw&x=1"),
+            "postgres://h/db?sslmode=require&Password=***&x=1"
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! `[history]`: the rooms that keep their last events, for clients that resume and for
 //! `GET /api/history`. Off unless `rooms` names some.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[history]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
     /// Which rooms keep history, and how much; the first rule matching a room applies.
@@ -26,7 +26,7 @@ impl Default for HistoryConfig {
 }
 
 /// One entry of `history.rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryRule {
     /// Room pattern: literal text and `*` matching any run of characters. Required.

@@ -6,12 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::EmitTemplate;
 
 /// `[inbox]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InboxConfig {
     /// `sqlite://path/to/file.db` (created on first start) or `postgres://user:pass@host/db`.
@@ -91,7 +91,7 @@ impl fmt::Debug for InboxConfig {
 /// `data` is a template over the moment's fields: a created notification's own (`{id}`,
 /// `{title}`, `{message}`, `{type}`, `{priority}`, `{created_at}`, ...), `{id}` for read and
 /// dismissed, `{count}` for all read; `{user}` and `{tenant}` in each.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InboxLive {
     /// The namespace. Default `"/"` (native connections receive every namespace's).
@@ -121,7 +121,7 @@ impl Default for InboxLive {
 }
 
 /// What an `inbox` route (or a native `inbox` command) does with the caller's own inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum InboxOp {

@@ -2,11 +2,11 @@
 //! and turns each message, by its rules, into publishes (the ingestion module,
 //! `crate::ingest`, compiles the rules and their templates).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `[ingest]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// The RabbitMQ queues consumed. Default `[]`.
@@ -14,7 +14,7 @@ pub struct IngestConfig {
 }
 
 /// What an AMQP source's messages are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum AmqpPreset {
@@ -28,7 +28,7 @@ pub enum AmqpPreset {
 }
 
 /// One entry of `ingest.amqp`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpSourceConfig {
     /// A name for logs and metrics (the `source` label), unique. Required.
@@ -119,7 +119,7 @@ impl AmqpSourceConfig {
 }
 
 /// `exchange` of an AMQP source.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExchangeConfig {
     /// Its name. Required (`python-socketio`: default `"socketio"`).
@@ -134,7 +134,7 @@ pub struct ExchangeConfig {
 }
 
 /// `queue` of an AMQP source.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Its name; the nodes of a cluster consuming one queue compete, each message going to
@@ -159,7 +159,7 @@ impl Default for QueueConfig {
 }
 
 /// One entry of `ingest.amqp[].rules`: which messages, and what they become.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestRule {
     /// Routing key pattern, as AMQP topic bindings: words split by `.`, `*` one word, `#` zero
@@ -187,7 +187,7 @@ impl Default for IngestRule {
 
 /// One entry of `ingest.amqp[].rules[].emit`: one publish. Templates read the payload's fields
 /// (`{customerId}`, `{order.id}`), `{routing_key}` and `{now}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestEmit {
     /// The event name, e.g. `"order:status_updated"`. Required.

@@ -5,11 +5,11 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A moment of a connection's life, or of presence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LifecycleKind {
@@ -52,7 +52,7 @@ impl LifecycleKind {
 }
 
 /// `[lifecycle]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleConfig {
     /// The webhook the events are posted to. Default: none.
@@ -72,7 +72,7 @@ impl LifecycleConfig {
 }
 
 /// `[lifecycle.webhook]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// Where batches are posted, `http://host:port/path`. Required.
@@ -138,7 +138,7 @@ impl fmt::Debug for WebhookConfig {
 /// One entry of `lifecycle.publish`: the events of a kind published to rooms of their tenant.
 /// Templates read `{user}`, `{tenant}`, `{session}`, `{transport}`, `{namespace}`, `{room}`,
 /// `{reason}`, `{node}` and `{now}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecyclePublish {
     /// The kind published. Required.

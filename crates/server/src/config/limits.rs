@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[limits]`: bounds on connections, inbound rates, sizes and outbound queues.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Most concurrent connections on this node. Default `100000`.
@@ -91,7 +91,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[heartbeat]`: server pings and the silence after which a connection is dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
     /// Interval between server pings, in milliseconds. Default `25000`.

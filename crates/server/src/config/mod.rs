@@ -10,7 +10,8 @@
 //!   [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
-//! - `validate`: the checks on values.
+//! - `validate`: the checks on values;
+//! - `show`: the configuration as TOML with its secrets hidden (`roomcast check-config`).
 
 mod api;
 mod auth;
@@ -28,12 +29,13 @@ mod process;
 mod recovery;
 mod rooms;
 mod schema;
+mod show;
 mod socketio;
 mod validate;
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, TenantKey};
 pub use auth::{AuthConfig, JwtAlgorithm};
@@ -50,9 +52,10 @@ pub use ingest::{
 };
 pub use lifecycle::{LifecycleConfig, LifecycleKind, LifecyclePublish, WebhookConfig};
 pub use limits::{HeartbeatConfig, LimitsConfig};
-pub use process::{LogConfig, ShutdownConfig};
+pub use process::{LogConfig, LogFormat, ShutdownConfig};
 pub use recovery::RecoveryConfig;
 pub use rooms::{AclRule, RoomsConfig};
+pub use show::HIDDEN;
 pub use socketio::{
     ConnectErrorMessages, EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig,
 };
@@ -62,7 +65,7 @@ pub const MAX_ID_BYTES: usize = 128;
 
 /// The whole configuration. Every key is optional: a missing one takes the default stated on it
 /// ([`Config::default`] is exactly these defaults, without any JWT key).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address and port to listen on. Default `"127.0.0.1:8080"`. Env: `ROOMCAST_LISTEN`.
@@ -220,6 +223,7 @@ mod tests {
         assert_eq!(c.heartbeat.timeout(), Duration::from_secs(60));
         assert_eq!(c.shutdown.grace(), Duration::from_secs(10));
         assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.format, LogFormat::Text);
     }
 
     #[test]

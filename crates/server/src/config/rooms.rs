@@ -1,9 +1,9 @@
 //! `[rooms]`: the rooms joined on connect and the ACL rules for client subscribe and publish.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[rooms]`: rooms joined on connect and the ACL for client subscribe and publish.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
     /// Claim templates rendered on connect; each rendered room is joined (an array claim gives
@@ -26,7 +26,7 @@ impl Default for RoomsConfig {
 }
 
 /// One entry of `rooms.acl`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AclRule {
     /// Room pattern: literal text, `{claim}` placeholders matched literally against the

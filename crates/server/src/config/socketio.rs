@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ConfigError, RecoveryConfig};
@@ -14,7 +14,7 @@ use super::{ConfigError, RecoveryConfig};
 const TAKEN_PATHS: [&str; 4] = ["/ws", "/health", "/metrics", "/api"];
 
 /// `[socketio]`: the Socket.IO endpoint and its namespaces.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketIoConfig {
     /// Whether Socket.IO clients are served. Default `true`.
@@ -60,7 +60,7 @@ pub struct SocketIoConfig {
 /// what `socket.io-client` gives its `connect_error` handler as `err.message` (seed 004's
 /// client compares it with `"Authentication required"` and `"Invalid or expired token"`).
 /// The refusals and their answers are listed in `protocol/socketio.md`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectErrorMessages {
     /// No token (in the `auth` payload, `Authorization: Bearer`, or `?token=`). Default
@@ -250,7 +250,7 @@ impl SocketIoConfig {
 }
 
 /// One entry of `socketio.namespaces`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamespaceConfig {
     /// The namespace, e.g. `"/"` or `"/provisioning"`. Required. It is a dimension of the room
@@ -276,7 +276,7 @@ pub struct NamespaceConfig {
 }
 
 /// One entry of `socketio.namespaces[].events`: what an event emitted by a client does.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventRoute {
     /// The event name, e.g. `"subscribe_tenant_updates"`. Required.
@@ -320,7 +320,7 @@ pub struct EventRoute {
 }
 
 /// What a route does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum RouteAction {
@@ -358,7 +358,7 @@ impl RouteAction {
 /// placeholder keeps the JSON type of its value (`"{args.0.tenant_id}"` stays a number);
 /// placeholders inside longer strings render as text; a missing value is `null`, or nothing
 /// inside text. The Socket.IO routing module (`crate::sio::routing`) lists the placeholders.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmitTemplate {
     /// The event name. Required for `greeting` and `error`; optional for `reply` (ack only) and

@@ -19,6 +19,7 @@ mod isolation;
 mod lifecycle;
 mod lifecycle_events;
 mod limits;
+mod operation;
 mod parity;
 mod publish;
 mod resume;

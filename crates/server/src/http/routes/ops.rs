@@ -55,7 +55,7 @@ pub(crate) fn health(app: &App) -> Resp {
     }
 }
 
-/// `GET /metrics`: the counters in the Prometheus text format.
+/// `GET /metrics`: the counters in the Prometheus text format, then the process's own.
 pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     let auth = req
         .headers()
@@ -87,6 +87,7 @@ pub(crate) fn metrics(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiErr
         let (rooms, not_kept) = store.history_counts();
         crate::metrics::render_history(&mut text, rooms as u64, not_kept);
     }
+    crate::metrics::render_process(&mut text);
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
