@@ -13,7 +13,8 @@ use roomcast_server::{auth, config, startup, Config, Plan, PlanError, Server};
 
 /// The secrets `--dev` made up, printed with a ready token.
 struct DevSecrets {
-    secret: String,
+    /// A token for user 7 of tenant acme, valid 24 h.
+    token: String,
     api_key: String,
     /// The secret came from the configuration, not from `--dev`.
     configured: bool,
@@ -93,14 +94,33 @@ fn run_server(path: Option<&Path>, dev: bool) -> ExitCode {
         .map_err(PlanError::from)
         .and_then(|config| {
             let (config, dev) = if dev {
-                let configured = !config.auth.secret.is_empty();
+                let auth = &config.auth;
+                let had_key = !auth.secret.is_empty() || !auth.public_key_file.is_empty();
                 let (config, secret) = config.into_dev();
-                let configured = configured && config.auth.secret == secret;
+                let configured = had_key && config.auth.secret == secret;
+                if had_key && !configured {
+                    eprintln!(
+                        "roomcast: --dev verifies tokens with a random HS256 secret instead of \
+                         the configured key (auth.algorithm, auth.secret, auth.public_key_file): \
+                         tokens made for this configuration are refused until you run without \
+                         --dev"
+                    );
+                }
                 let api_key = config.api.keys.first().cloned().unwrap_or_default();
+                // With the configured claim names, issuer and audience, so that it is accepted.
+                let request = roomcast_server::token::TokenRequest {
+                    user: "7".into(),
+                    tenant: Some("acme".into()),
+                    ttl: std::time::Duration::from_secs(24 * 3600),
+                    claims: Vec::new(),
+                };
+                let now = auth::now_unix();
+                let token = roomcast_server::token::mint(&config.auth, &request, now)
+                    .unwrap_or_default();
                 (
                     config,
                     Some(DevSecrets {
-                        secret,
+                        token,
                         api_key,
                         configured,
                     }),
@@ -202,14 +222,7 @@ async fn serve(plan: Plan, dev: Option<DevSecrets>) -> anyhow::Result<()> {
 }
 
 fn print_dev_help(addr: &str, dev: &DevSecrets, inbox: Option<&str>) {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 24 * 3600;
-    let token = auth::mint_hs256(
-        dev.secret.as_bytes(),
-        &serde_json::json!({"sub": "7", "tenant_id": "acme", "exp": exp}),
-    );
+    let token = &dev.token;
     println!(
         "\ndevelopment mode: {origin}\n\
          \n  token (user 7, tenant acme, 24 h):\n    {token}\n\
