@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Roomcast's standard benchmark set, with its peers, in one command:
 #
-#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 19 minutes)
+#   bash bench/run.sh            # the standard set; writes BENCHMARKS.md (about 22 minutes)
 #   bash bench/run.sh --quick    # small counts, a few seconds per target; writes
 #                                # target/bench/BENCHMARKS-quick.md (a smoke run, not figures)
 #
@@ -10,9 +10,12 @@
 # server one after the other on loopback, and writes the report from the JSON results. Needs
 # cargo, node and npm, for the cluster and recovery scenarios a Redis at 127.0.0.1:6379
 # (shared, never flushed: each run works under a key prefix of its own; without it those
-# scenarios report their servers as not available), and for the ingest scenario a RabbitMQ at
-# 127.0.0.1:5672 (guest/guest; the run's exchange and queues are its own, deleted after). Run it
-# on a quiet machine: every server and the load generator share its cores.
+# scenarios report their servers as not available), for the ingest scenario a RabbitMQ at
+# 127.0.0.1:5672 (guest/guest; the run's exchange and queues are its own, deleted after), and
+# for the inbox scenario a PostgreSQL at 127.0.0.1:5432 (user postgres, trust authentication;
+# the run creates a database of its own, roomcast_bench_inbox_<pid>, and drops it after;
+# without one the inbox's PostgreSQL figures are reported as not available). Run it on a quiet
+# machine: every server and the load generator share its cores.
 #
 # The standard set keeps its results in bench/last-run/ (commit them with BENCHMARKS.md): the
 # next run reads them back and reports, figure by figure, what changed beyond noise.
@@ -85,6 +88,8 @@ if $quick; then
   run "$bench" recovery "${common[@]}" --clients 500
   run "$bench" ingest --results "$results" --clients 20 --rate 200 --secs 1 --burst 2000
   run "$bench" rpc --results "$results" --calls 200 --clients 5 --secs 1
+  run "$bench" inbox --results "$results" --clients 10 --secs 1 --rows 20000 --heavy 2000 \
+    --reads 50
 else
   common=(--results "$results")
   run "$bench" idle "${common[@]}"
@@ -95,6 +100,7 @@ else
   run "$bench" recovery "${common[@]}"
   run "$bench" ingest "${common[@]}"
   run "$bench" rpc "${common[@]}"
+  run "$bench" inbox "${common[@]}"
 fi
 duration=$(( $(date +%s) - t0 ))
 

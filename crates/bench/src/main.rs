@@ -66,6 +66,9 @@ enum Scenario {
     Ingest(scenario::ingest::Args),
     /// The latency the RPC proxy adds to a backend call, and calls per second.
     Rpc(scenario::rpc::Args),
+    /// The notification inbox on SQLite and PostgreSQL: notifications created and delivered
+    /// per second, and reads of a user with 100,000 notifications among 1,000,000.
+    Inbox(scenario::inbox::Args),
     /// Writes BENCHMARKS.md from the results of the scenarios.
     Report(report::Args),
     /// A share of the subscribers in a child process (started by the scenarios).
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Scenario::Recovery(args) => scenario::recovery::run(args).await,
             Scenario::Ingest(args) => scenario::ingest::run(args).await,
             Scenario::Rpc(args) => scenario::rpc::run(args).await,
+            Scenario::Inbox(args) => scenario::inbox::run(args).await,
             Scenario::Report(args) => report::run(args),
             Scenario::Fleet(args) => worker::run(args).await,
         }

@@ -4,7 +4,8 @@
 //! - [`Store`]: what the server asks, object-safe (`Arc<dyn Store>`), with [`StoreError`].
 //! - [`SqlStore`]: the store in SQLite (a file, WAL, every acknowledged write synced) or in
 //!   PostgreSQL, chosen by the URL's scheme, with one set of SQL for both and the schema's
-//!   migrations embedded and run by [`SqlStore::connect`].
+//!   migrations embedded and run by [`SqlStore::connect`]; [`SqlStore::import`] bulk-loads an
+//!   existing system's notifications.
 //! - A notification is for one user, or for the whole tenant: a tenant-wide notification is
 //!   stored once and each user keeps their own read and dismissed state for it.
 //!
@@ -12,6 +13,7 @@
 
 mod connect;
 mod error;
+mod import;
 mod model;
 mod redact;
 mod sql;

@@ -24,6 +24,30 @@ pub(crate) const INSERT: &str = "INSERT INTO notifications \
      (tenant, user_id, title, message, kind, priority, created_at, action_url, action_label, metadata, data) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
 
+/// Rows in one statement of an import: 10 parameters each besides the tenant and the user,
+/// well within SQLite's 32,766 bound parameters (and PostgreSQL's 65,535).
+pub(crate) const IMPORT_ROWS: usize = 400;
+
+/// Stores `rows` notifications at once: $1 tenant, $2 user (NULL for the whole tenant), then
+/// for each row its title, message, kind, priority, created_at, read_at, action_url,
+/// action_label, metadata and data, in that order.
+pub(crate) fn import(rows: usize) -> String {
+    let mut text = String::from(
+        "INSERT INTO notifications \
+         (tenant, user_id, title, message, kind, priority, created_at, read_at, action_url, \
+         action_label, metadata, data) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        let first = 3 + row * 10;
+        let own: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
+        text.push_str(&format!("($1, $2, {})", own.join(", ")));
+    }
+    text
+}
+
 /// Drops user $2 of tenant $1's own notifications older than their $3-th newest ($3 is the
 /// bound less one). The subquery walks the `(tenant, user_id, id)` index from the newest; with
 /// fewer rows than the bound it is NULL, and nothing is deleted.
@@ -247,6 +271,18 @@ mod tests {
         assert!(s.text.contains("n.read_at IS NULL AND n.priority = $5"));
         assert!(s.text.contains("r.read_at IS NULL AND n.priority = $5"));
         assert!(!s.text.contains("$6"));
+    }
+
+    #[test]
+    fn an_import_numbers_each_rows_parameters() {
+        let text = import(2);
+        assert!(text.ends_with(
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), \
+             ($1, $2, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ));
+        let most = 2 + IMPORT_ROWS * 10;
+        assert!(import(IMPORT_ROWS).contains(&format!("${most})")));
+        assert!(most <= 32_766);
     }
 
     #[test]

@@ -115,8 +115,8 @@ fn run_server(path: Option<&Path>, dev: bool) -> ExitCode {
                     claims: Vec::new(),
                 };
                 let now = auth::now_unix();
-                let token = roomcast_server::token::mint(&config.auth, &request, now)
-                    .unwrap_or_default();
+                let token =
+                    roomcast_server::token::mint(&config.auth, &request, now).unwrap_or_default();
                 (
                     config,
                     Some(DevSecrets {

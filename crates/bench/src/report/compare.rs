@@ -9,13 +9,15 @@
 //! - a sustained rate found by a ramp moves by whole steps: one step (the ramp's factor,
 //!   1.25) either way is noise, since two runs of one commit have differed by one;
 //! - CPU read against a peer: 15 %, the most that two runs of one commit differed by;
-//! - idle memory per connection: 3 %.
+//! - idle memory per connection: 3 %;
+//! - the inbox's rates and latencies, which have no peer to be read against: 25 %, a first
+//!   bound, wider than the others, until runs of one commit show what they differ by.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{ceiling, fmt_int, num, Scenario};
+use super::{ceiling, fmt_int, inbox, num, Scenario};
 
 /// Which way a figure improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,7 @@ enum Noise {
 const CPU_NOISE: Noise = Noise::Relative(0.15);
 const MEMORY_NOISE: Noise = Noise::Relative(0.03);
 const CHURN_NOISE: Noise = Noise::Relative(0.15);
+const INBOX_NOISE: Noise = Noise::Relative(0.25);
 
 struct Figure {
     name: String,
@@ -144,6 +147,58 @@ fn figures(results: &[Value]) -> Vec<Figure> {
             step_noise(r),
         );
     }
+    for (database, name) in inbox::DATABASES {
+        let Some(r) = inbox::measured(results, database) else {
+            continue;
+        };
+        let inbox_figures = [
+            (
+                "created/s, one user per create",
+                &r["delivery"]["created_per_sec"],
+                "",
+                Better::Higher,
+            ),
+            (
+                "created/s, every client's user per create",
+                &r["batch"]["created_per_sec"],
+                "",
+                Better::Higher,
+            ),
+            (
+                "create to event p50",
+                &r["delivery"]["latency"]["p50_ms"],
+                "ms",
+                Better::Lower,
+            ),
+            (
+                "bulk load rows/s",
+                &r["load"]["rows_per_sec"],
+                "",
+                Better::Higher,
+            ),
+            (
+                "heavy user's counts p50",
+                &r["reads"]["heavy_counts"]["p50_ms"],
+                "ms",
+                Better::Lower,
+            ),
+            (
+                "heavy user's deep page p50",
+                &r["reads"]["deep_page"]["p50_ms"],
+                "ms",
+                Better::Lower,
+            ),
+        ];
+        for (what, figure, unit, better) in inbox_figures {
+            push(
+                format!("Inbox, {what}, {name}"),
+                num(figure),
+                unit,
+                better,
+                INBOX_NOISE,
+            );
+        }
+    }
     out
 }
 
@@ -208,7 +263,8 @@ pub(super) fn section(out: &mut String, results: &[Value], previous: Option<(&[V
         "The previous run (commit {}, {}) and this one, figure by figure. A figure moves \
          beyond noise when it changed by more than two runs of one commit have differed by: \
          one step of a ramp for a sustained rate, 15 % for CPU read against a peer of the same \
-         run, 3 % for memory.\n",
+         run, 3 % for memory; 25 % for the inbox's rates and latencies, a first bound until \
+         runs of one commit show what they differ by.\n",
         before_env["versions"]["roomcast"]
             .as_str()
             .unwrap_or("unknown"),
@@ -312,6 +368,38 @@ mod tests {
         let mut out = String::new();
         section(&mut out, &[], None);
         assert!(out.contains("nothing is compared"), "{out}");
+    }
+
+    #[test]
+    fn inbox_figures_are_new_at_first_then_judged() {
+        let run = |created: f64| {
+            vec![serde_json::json!({
+                "scenario": "inbox", "target": "roomcast-native", "database": "sqlite",
+                "available": true, "delivery": {"created_per_sec": created},
+                "reads": {"heavy_counts": {"p50_ms": 2.0}},
+            })]
+        };
+        let env = serde_json::json!({"versions": {"roomcast": "abc1234"}, "started": "then"});
+        let mut out = String::new();
+        section(&mut out, &run(1000.0), Some((&[], &env)));
+        assert!(
+            out.contains("| Inbox, created/s, one user per create, SQLite | n/a | 1,000 | | new |"),
+            "{out}"
+        );
+        assert!(out.contains("No figure got worse beyond noise."), "{out}");
+        let mut out = String::new();
+        let before = run(1000.0);
+        section(&mut out, &run(700.0), Some((&before, &env)));
+        assert!(
+            out.contains("| 1,000 | 700 | ±25 % | **worse beyond noise** |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| Inbox, heavy user's counts p50, SQLite | 2.00 ms | 2.00 ms | ±25 % | within noise |"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod backends;
 mod ceiling;
 mod cluster;
 mod compare;
+mod inbox;
 mod recovery;
 mod sections;
 
@@ -267,6 +268,7 @@ pub(crate) fn render(
     recovery::section(&mut out, &Scenario::of(results, recovery::RECOVERY));
     backends::ingest(&mut out, &Scenario::of(results, backends::INGEST));
     backends::rpc(&mut out, &Scenario::of(results, backends::RPC));
+    inbox::section(&mut out, results);
     if let Some(analysis) = analysis {
         out.push('\n');
         out.push_str(analysis.trim_end());

@@ -6,6 +6,7 @@
 pub(crate) mod churn;
 pub(crate) mod cluster;
 pub(crate) mod idle;
+pub(crate) mod inbox;
 pub(crate) mod ingest;
 pub(crate) mod ramp;
 pub(crate) mod recovery;
@@ -207,8 +208,19 @@ pub(crate) async fn welcomed_native(
     id: usize,
     room: &str,
 ) -> Result<crate::wsconn::WsConn> {
-    let claims = json!({"sub": id.to_string(), "tenant_id": crate::wire::TENANT, "room": room,
-        "exp": crate::wire::unix_now().as_secs() + 3600});
+    let claims = json!({"sub": id.to_string(), "tenant_id": crate::wire::TENANT, "room": room});
+    welcomed(server, secret, claims).await
+}
+
+/// A native client presenting a token of `claims` (and an hour's `exp`), signed with `secret`,
+/// connected from 127.0.0.1 to `server` and welcomed.
+pub(crate) async fn welcomed(
+    server: std::net::SocketAddr,
+    secret: &str,
+    mut claims: Value,
+) -> Result<crate::wsconn::WsConn> {
+    claims["exp"] = json!(crate::wire::unix_now().as_secs() + 3600);
+    let who = claims["sub"].as_str().unwrap_or("?").to_owned();
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -218,10 +230,10 @@ pub(crate) async fn welcomed_native(
     let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     let mut ws = crate::sub::connect(server, localhost, &format!("/ws?token={token}"))
         .await
-        .map_err(|e| anyhow::anyhow!("client {id}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("client {who}: {e}"))?;
     let welcome = ws.next_text().await?;
     if !welcome.contains("\"welcome\"") {
-        anyhow::bail!("client {id}: {welcome}");
+        anyhow::bail!("client {who}: {welcome}");
     }
     Ok(ws)
 }

@@ -26,6 +26,7 @@ macro_rules! on_both {
 
 mod connect;
 mod create_list;
+mod import;
 mod race;
 mod retention;
 mod state;
