@@ -105,6 +105,11 @@ impl Backend {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// SQLite's one writer at a time, taken in turn (see [`SqlStore::write_turn`]); `None` for
+    /// PostgreSQL, which writes concurrently.
+    writer: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// How long a writer waits for its turn.
+    busy: Duration,
     pub(crate) max_per_user: u32,
     pub(crate) max_age_ms: i64,
     url: String,
@@ -184,10 +189,34 @@ impl SqlStore {
         Ok(Self {
             pool,
             backend,
+            writer: (backend == Backend::Sqlite)
+                .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1))),
+            busy: options.busy_timeout,
             max_per_user: options.max_per_user,
             max_age_ms: i64::try_from(options.max_age.as_millis()).unwrap_or(i64::MAX),
             url: redact(&options.url),
         })
+    }
+
+    /// The turn to write. SQLite takes one writer at a time, and its busy handler retries a
+    /// blocked writer by sleeping, so under many writers some wait past any deadline while
+    /// others go through; this process's writers queue here instead, first come first served,
+    /// each waiting at most `busy_timeout` (writers of other processes sharing the file still
+    /// meet SQLite's handler). `None` for PostgreSQL.
+    pub(crate) async fn write_turn(
+        &self,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.busy, writer.acquire()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) => Err(StoreError::Unavailable("the inbox store is closed".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the inbox database is busy: no turn to write within {:?}",
+                self.busy
+            ))),
+        }
     }
 
     /// The database: `"sqlite"` or `"postgres"`.

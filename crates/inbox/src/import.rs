@@ -35,6 +35,7 @@ impl SqlStore {
         if notifications.is_empty() {
             return Ok(0);
         }
+        let _turn = self.write_turn().await?;
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
         let mut stored = 0;
         for chunk in notifications.chunks(sql::IMPORT_ROWS) {

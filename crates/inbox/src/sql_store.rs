@@ -1,6 +1,8 @@
 //! [`Store`] for [`SqlStore`]: each call is one statement, or one short transaction that starts
 //! by writing, on a pooled connection; rows are read back into [`Notification`]s here.
 //!
+//! Writes take their turn first ([`SqlStore::write_turn`]: SQLite's writers queue in order).
+//!
 //! A state is set by a single `UPDATE ... WHERE ... IS NULL` (or an upsert of a receipt with the
 //! same condition), never by reading then writing: the database decides which of two racing
 //! calls sets it, and SQLite never has to upgrade a reader's lock to a writer's, which fails at
@@ -105,6 +107,7 @@ impl Store for SqlStore {
     fn mark_all_read(&self, owner: &Owner, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
         let owner = owner.clone();
         Box::pin(async move {
+            let _turn = self.write_turn().await?;
             let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
             let mut marked = 0;
             for statement in [sql::READ_ALL_OWN, sql::READ_ALL_TENANT_WIDE] {
@@ -125,6 +128,7 @@ impl Store for SqlStore {
     fn delete(&self, tenant: &str, id: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
         let tenant = tenant.to_owned();
         Box::pin(async move {
+            let _turn = self.write_turn().await?;
             let deleted = sqlx::query(sql::DELETE)
                 .bind(tenant.as_str())
                 .bind(id)
@@ -140,6 +144,7 @@ impl Store for SqlStore {
             let cutoff = now_ms.saturating_sub(self.max_age_ms);
             let mut pruned = 0;
             loop {
+                let turn = self.write_turn().await?;
                 let deleted = sqlx::query(sql::PRUNE)
                     .bind(cutoff)
                     .bind(sql::PRUNE_BATCH)
@@ -147,6 +152,8 @@ impl Store for SqlStore {
                     .await
                     .map_err(StoreError::from_sqlx)?
                     .rows_affected();
+                // Other writers go between two batches.
+                drop(turn);
                 pruned += deleted;
                 if deleted < sql::PRUNE_BATCH.unsigned_abs() {
                     break;
@@ -185,6 +192,7 @@ impl SqlStore {
         let metadata = new.metadata.as_ref().map(|v| v.to_string());
         let data = new.data.as_ref().map(|v| v.to_string());
 
+        let _turn = self.write_turn().await?;
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
         let mut created = Vec::with_capacity(users.len());
         for &user in &users {
@@ -282,6 +290,7 @@ impl SqlStore {
         now_ms: i64,
         mark: Mark,
     ) -> Result<Option<Change>, StoreError> {
+        let _turn = self.write_turn().await?;
         for statement in [mark.own(), mark.tenant_wide()] {
             let changed = sqlx::query(statement)
                 .bind(owner.tenant.as_str())
