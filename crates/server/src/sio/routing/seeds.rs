@@ -9,10 +9,14 @@ use super::{Action, Caller, Reply, Router};
 use crate::acl::RoomPolicy;
 use crate::config::{Config, InboxOp};
 
-const SEEDS: [(&str, &str); 4] = [
+const SEEDS: [(&str, &str); 5] = [
     (
         "seed-000.toml",
         include_str!("../../../../../examples/seeds/seed-000.toml"),
+    ),
+    (
+        "seed-001.toml",
+        include_str!("../../../../../examples/seeds/seed-001.toml"),
     ),
     (
         "seed-002.toml",
@@ -198,6 +202,22 @@ fn seed_000_tenant_subscriptions() {
                    "error": "the notification id must be an integer"})
         ))]
     );
+}
+
+#[test]
+fn seed_001_dashboard_users_and_current_state() {
+    let s = seed("seed-001.toml");
+    let c = claims(json!({"userId": 42}));
+    let who = caller(&c);
+    assert_eq!(s.router.resolve("/dashboard"), Some("/dashboard"));
+    assert_eq!(s.router.resolve("/"), None);
+    assert_eq!(s.router.auto_join("/dashboard", &c), ["user:42"]);
+    assert_eq!(
+        s.router
+            .route("/dashboard", "request:current-state", &[], false, &who),
+        [Action::Reply(event("reconnected", json!({"timestamp": NOW})))]
+    );
+    assert_eq!(s.config.auth.default_tenant, "tenantlist");
 }
 
 #[test]
