@@ -215,7 +215,10 @@ fn seed_001_dashboard_users_and_current_state() {
     assert_eq!(
         s.router
             .route("/dashboard", "request:current-state", &[], false, &who),
-        [Action::Reply(event("reconnected", json!({"timestamp": NOW})))]
+        [Action::Reply(event(
+            "reconnected",
+            json!({"timestamp": NOW})
+        ))]
     );
     assert_eq!(s.config.auth.default_tenant, "tenantlist");
 }
