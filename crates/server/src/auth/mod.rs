@@ -207,18 +207,6 @@ fn load_public_key(algorithm: JwtAlgorithm, path: &PathBuf) -> Result<DecodingKe
     Ok(key)
 }
 
-/// Signs `claims` with HS256 and `secret`, for `--dev` tokens and tests.
-#[allow(clippy::expect_used)]
-pub fn mint_hs256(secret: &[u8], claims: &Value) -> String {
-    // Infallible: a JSON value always serializes, and HMAC accepts keys of any length.
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("HS256 signing of a JSON value cannot fail")
-}
-
 /// Signs `claims` with `secret` and an HMAC `algorithm` (HS256, HS384 or HS512), for
 /// `roomcast token`; `None` for the public-key algorithms, whose private key the gateway never
 /// holds.
@@ -604,7 +592,7 @@ mod tests {
     fn minted_dev_tokens_verify() {
         let (config, secret) = crate::config::Config::dev();
         let v = Verifier::new(&config.auth).unwrap();
-        let token = mint_hs256(secret.as_bytes(), &claims(json!({})));
+        let token = mint_hmac(JwtAlgorithm::HS256, secret.as_bytes(), &claims(json!({}))).unwrap();
         assert_eq!(v.verify(&token).unwrap().user, "7");
     }
 }

@@ -17,13 +17,14 @@ use crate::config::{ConfigError, EmitTemplate, InboxLive};
 use crate::proto::MAX_NAME_BYTES;
 use crate::sio::routing::template::{Context, Data, Scope};
 
-/// What happened.
+/// What happened; its discriminant is its place in [`Moment::ALL`] and in a namespace's
+/// events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Moment {
-    Created,
-    Read,
-    Dismissed,
-    AllRead,
+    Created = 0,
+    Read = 1,
+    Dismissed = 2,
+    AllRead = 3,
 }
 
 impl Moment {
@@ -182,7 +183,7 @@ impl Live {
 
     /// One publication to `target` per namespace with an event for `moment`.
     fn each(&self, moment: Moment, fields: &Fields, target: &Target) -> Vec<Publication> {
-        let index = Moment::ALL.iter().position(|m| *m == moment).unwrap_or(0);
+        let index = moment as usize;
         let mut out = Vec::new();
         for ns in &self.namespaces {
             let Some(event) = &ns.events[index] else {

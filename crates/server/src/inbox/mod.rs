@@ -43,6 +43,19 @@ pub struct Actor {
     pub conn: Option<ConnId>,
 }
 
+impl Actor {
+    /// The session of `identity` on connection `conn`.
+    pub fn of(identity: &crate::auth::SessionIdentity, conn: ConnId) -> Actor {
+        Actor {
+            owner: Owner {
+                tenant: identity.tenant.to_string(),
+                user: identity.user.to_string(),
+            },
+            conn: Some(conn),
+        }
+    }
+}
+
 /// The inbox of one server.
 #[derive(Debug)]
 pub struct Inbox {

@@ -547,13 +547,7 @@ impl NativeSession {
                 let Some(inbox) = app.inbox() else {
                     return self.refuse(Some(id), &Refusal::NoInbox);
                 };
-                let actor = crate::inbox::Actor {
-                    owner: crate::inbox::Owner {
-                        tenant: identity.tenant.to_string(),
-                        user: identity.user.to_string(),
-                    },
-                    conn: Some(self.id),
-                };
+                let actor = crate::inbox::Actor::of(&identity, self.id);
                 let started = inbox.start(op, actor, notification, &options);
                 let done = started.and_then(|work| reply_later(&self.queue, core, app, id, work));
                 if let Err(refusal) = done {

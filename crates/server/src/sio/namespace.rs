@@ -633,13 +633,7 @@ impl NamespaceHandler for ConfiguredNamespace {
                     let Some(inbox) = app.inbox() else {
                         return refuse(&Refusal::NoInbox, &mut ack);
                     };
-                    let actor = crate::inbox::Actor {
-                        owner: crate::inbox::Owner {
-                            tenant: identity.tenant.to_string(),
-                            user: identity.user.to_string(),
-                        },
-                        conn: Some(socket.conn_id()),
-                    };
+                    let actor = crate::inbox::Actor::of(&identity, socket.conn_id());
                     let done = match inbox.start(op, actor, notification, &options) {
                         Ok(done) => done,
                         Err(refusal) => return refuse(&refusal, &mut ack),
