@@ -21,6 +21,7 @@ use crate::backend::Backends;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::HistoryRules;
+use crate::http::ApiRoutes;
 use crate::inbox::Inbox;
 use crate::ingest::Ingest;
 use crate::lifecycle::Lifecycle;
@@ -80,6 +81,8 @@ pub struct App {
     pub lifecycle: Arc<Lifecycle>,
     /// The RPC backends and the connect proxy (`[rpc]`, `[auth.connect_proxy]`).
     pub backends: Arc<Backends>,
+    /// The configured extra HTTP routes (`[[api.routes]]`).
+    pub routes: ApiRoutes,
     inbox: OnceLock<Arc<Inbox>>,
 }
 
@@ -136,6 +139,8 @@ pub struct AppParts {
     pub ingest: Ingest,
     /// Lifecycle events (`[lifecycle]`), not started.
     pub lifecycle: Lifecycle,
+    /// The extra HTTP routes (`[[api.routes]]`).
+    pub routes: ApiRoutes,
 }
 
 impl App {
@@ -194,6 +199,7 @@ impl App {
             history,
             ingest,
             lifecycle,
+            routes,
         } = parts;
         let Core {
             index,
@@ -249,6 +255,7 @@ impl App {
             ingest,
             lifecycle,
             backends: Arc::new(Backends::new(&config)),
+            routes,
             inbox: OnceLock::new(),
             config,
         })

@@ -17,6 +17,7 @@ use crate::app::{App, AppParts};
 use crate::auth::{AuthSetupError, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryRules;
+use crate::http::ApiRoutes;
 use crate::inbox::Inbox;
 use crate::ingest::Ingest;
 use crate::lifecycle::Lifecycle;
@@ -89,6 +90,7 @@ impl Plan {
         let history = HistoryRules::from_config(&config.history)?.map(Arc::new);
         let ingest = Ingest::compile(config)?;
         let lifecycle = Lifecycle::compile(config)?;
+        let routes = ApiRoutes::compile(config)?;
         if let Some(inbox) = &config.inbox {
             Inbox::check(inbox)?;
         }
@@ -124,6 +126,7 @@ impl Plan {
                 history,
                 ingest,
                 lifecycle,
+                routes,
             },
             socketio,
         })

@@ -2,7 +2,7 @@
 //! `GET /api/connections`, `GET /api/users/{id}/status` and `POST /api/disconnect`, which a
 //! cluster asks every node for and adds up.
 
-use roomcast_engine::rooms::{Closing, ConnId, RoomIndex};
+use roomcast_engine::rooms::{Closing, ConnId, RoomIndex, RoomKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -17,6 +17,12 @@ pub enum Ask {
     Connections {
         /// The tenant, `None` for all.
         tenant: Option<String>,
+        /// Rooms of each tenant listed, in `namespace`, whose members are counted too.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rooms: Vec<String>,
+        /// The namespace of `rooms`, `/` when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
     },
     /// The sessions of one user.
     UserStatus {
@@ -54,18 +60,34 @@ pub enum Ending {
 /// This node's answer to `ask`.
 pub fn answer(index: &RoomIndex, ask: &Ask) -> Value {
     match ask {
-        Ask::Connections { tenant } => {
+        Ask::Connections {
+            tenant,
+            rooms,
+            namespace,
+        } => {
+            let ns = namespace.as_deref().unwrap_or("/");
             let tenants: Vec<Value> = index
                 .tenant_counts()
                 .into_iter()
                 .filter(|c| tenant.as_ref().is_none_or(|t| *t == c.tenant))
                 .map(|c| {
-                    json!({
+                    let mut entry = json!({
                         "tenant": c.tenant,
                         "connections": c.connections,
                         "users": c.users,
                         "user_ids": index.users(&c.tenant, MAX_LISTED_USERS),
-                    })
+                    });
+                    if !rooms.is_empty() {
+                        let sizes: serde_json::Map<String, Value> = rooms
+                            .iter()
+                            .map(|room| {
+                                let key = RoomKey::new(&c.tenant, ns, room);
+                                (room.clone(), index.room_size(&key).into())
+                            })
+                            .collect();
+                        entry["rooms"] = sizes.into();
+                    }
+                    entry
                 })
                 .collect();
             json!({"tenants": tenants})
@@ -113,12 +135,21 @@ pub fn answer(index: &RoomIndex, ask: &Ask) -> Value {
     }
 }
 
+/// One tenant's counts while answers are added up: connections, users, user ids, whether a
+/// node's list was cut, and the members of each room asked about.
+type Tally = (
+    u64,
+    u64,
+    Vec<String>,
+    bool,
+    std::collections::BTreeMap<String, u64>,
+);
+
 /// Adds up the answers of several nodes to one `ask` (this node's first).
 pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
     match ask {
-        Ask::Connections { .. } => {
-            let mut tenants: std::collections::BTreeMap<String, (u64, u64, Vec<String>, bool)> =
-                Default::default();
+        Ask::Connections { rooms, .. } => {
+            let mut tenants: std::collections::BTreeMap<String, Tally> = Default::default();
             for a in answers {
                 for t in a["tenants"].as_array().into_iter().flatten() {
                     let Some(name) = t["tenant"].as_str() else {
@@ -136,18 +167,26 @@ pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
                     // A list cut at the bound cannot tell users apart across nodes.
                     e.3 |= (ids.len() as u64) < t["users"].as_u64().unwrap_or(0);
                     e.2.extend(ids);
+                    for room in rooms {
+                        *e.4.entry(room.clone()).or_default() +=
+                            t["rooms"][room.as_str()].as_u64().unwrap_or(0);
+                    }
                 }
             }
             let mut total = 0;
             let list: Vec<Value> = tenants
                 .into_iter()
-                .map(|(tenant, (connections, users, mut ids, cut))| {
+                .map(|(tenant, (connections, users, mut ids, cut, sizes))| {
                     total += connections;
                     ids.sort_unstable();
                     ids.dedup();
                     let users = if cut { users } else { ids.len() as u64 };
                     ids.truncate(MAX_LISTED_USERS);
-                    json!({"tenant": tenant, "connections": connections, "users": users, "user_ids": ids})
+                    let mut entry = json!({"tenant": tenant, "connections": connections, "users": users, "user_ids": ids});
+                    if !rooms.is_empty() {
+                        entry["rooms"] = json!(sizes);
+                    }
+                    entry
                 })
                 .collect();
             json!({"connections": total, "tenants": list})
@@ -175,7 +214,11 @@ mod tests {
 
     #[test]
     fn users_on_several_nodes_count_once() {
-        let ask = Ask::Connections { tenant: None };
+        let ask = Ask::Connections {
+            tenant: None,
+            rooms: vec![],
+            namespace: None,
+        };
         let a = json!({"tenants": [{"tenant": "acme", "connections": 2, "users": 2, "user_ids": ["1", "2"]}]});
         let b = json!({"tenants": [{"tenant": "acme", "connections": 1, "users": 1, "user_ids": ["2"]},
                                    {"tenant": "globex", "connections": 1, "users": 1, "user_ids": ["9"]}]});

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::redacted;
+use super::routes::ApiRoute;
 
 /// `[api]`: the HTTP API's keys and limits.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -23,6 +24,8 @@ pub struct ApiConfig {
     /// How long a publish's `idempotency_key` is remembered: a retry within it gets the first
     /// answer and publishes nothing. Default `300000` (5 minutes), at most a day.
     pub idempotency_window_ms: u64,
+    /// Extra routes answered by the API's operations (`[[api.routes]]`). Default `[]`.
+    pub routes: Vec<ApiRoute>,
 }
 
 impl Default for ApiConfig {
@@ -33,6 +36,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             metrics_key: String::new(),
             idempotency_window_ms: 300_000,
+            routes: Vec::new(),
         }
     }
 }
@@ -45,6 +49,7 @@ impl fmt::Debug for ApiConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("metrics_key", &redacted(&self.metrics_key))
             .field("idempotency_window_ms", &self.idempotency_window_ms)
+            .field("routes", &self.routes)
             .finish()
     }
 }

@@ -6,8 +6,8 @@
 //! - `error`: [`ConfigError`];
 //! - one file per section: `auth`, `api`, `rooms`, `limits` (with `[heartbeat]`), `process`
 //!   (`[shutdown]` and `[log]`), `socketio`, `cluster`, `history`, `ingest`, `backends`
-//!   (`[rpc]` and `[auth.connect_proxy]`), `lifecycle`, `inbox`; this file holds the whole
-//!   [`Config`];
+//!   (`[rpc]` and `[auth.connect_proxy]`), `lifecycle`, `inbox`, `routes` (`[[api.routes]]`);
+//!   this file holds the whole [`Config`];
 //! - `load`: TOML text or file, then `env` (the `ROOMCAST_*` overlay), then `schema` (the
 //!   key-by-key walk that names the key at fault) and serde;
 //! - `validate`: the checks on values;
@@ -28,6 +28,7 @@ mod load;
 mod process;
 mod recovery;
 mod rooms;
+mod routes;
 mod schema;
 mod show;
 mod socketio;
@@ -55,6 +56,7 @@ pub use limits::{HeartbeatConfig, LimitsConfig};
 pub use process::{LogConfig, LogFormat, ShutdownConfig};
 pub use recovery::RecoveryConfig;
 pub use rooms::{AclRule, RoomsConfig};
+pub use routes::{ApiRoute, RouteAuth, RouteBroadcast, RouteOperation};
 pub use show::HIDDEN;
 pub use socketio::{
     ConnectErrorMessages, EmitTemplate, EventRoute, NamespaceConfig, RouteAction, SocketIoConfig,

@@ -10,8 +10,8 @@ use toml::{Table, Value};
 
 use super::env::Origins;
 use super::{
-    AclRule, ApiConfig, AuthConfig, Config, ConfigError, HeartbeatConfig, LimitsConfig, LogConfig,
-    RoomsConfig, ShutdownConfig, TenantKey,
+    AclRule, ApiConfig, ApiRoute, AuthConfig, Config, ConfigError, HeartbeatConfig, LimitsConfig,
+    LogConfig, RoomsConfig, ShutdownConfig, TenantKey,
 };
 use super::{AmqpSourceConfig, IngestConfig, IngestEmit, IngestRule};
 use super::{BackendConfig, ConnectProxyConfig, MethodConfig, RpcConfig};
@@ -59,6 +59,7 @@ pub(super) fn from_table(mut table: Table, origins: &Origins) -> Result<Config, 
             }
             "api" => {
                 check_array::<TenantKey>(value, "tenant_keys", &path, origins)?;
+                check_array::<ApiRoute>(value, "routes", &path, origins)?;
                 check_table::<ApiConfig>(value, &path, origins)?;
             }
             "rooms" => {

@@ -33,6 +33,17 @@ impl Call {
         })
     }
 
+    /// Reads the body of a request to a route without authentication (`auth = "none"` in
+    /// `[[api.routes]]`), which acts as the platform on the tenant its route names.
+    pub(crate) async fn read_open(app: &App, req: Request<Incoming>) -> Result<Call, ApiError> {
+        let (parts, body) = req.into_parts();
+        Ok(Call {
+            principal: Principal::Platform,
+            uri: parts.uri,
+            body: read_body(app, body).await?,
+        })
+    }
+
     /// The body as JSON.
     pub(crate) fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.body)

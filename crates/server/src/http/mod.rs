@@ -1,13 +1,16 @@
-//! The HTTP surface: routing to the JSON API, `/health`, `/metrics`, the native `/ws` upgrade
-//! and the Socket.IO endpoint.
+//! The HTTP surface: routing to the JSON API, `/health`, `/metrics`, the native `/ws` upgrade,
+//! the Socket.IO endpoint, and the configured `[[api.routes]]` (`compat`).
 //!
 //! Every API route needs `Authorization: Bearer <api key>` (`call`); a tenant key only
 //! reaches its own tenant. Handlers live per area in `routes`; every refusal is an `ApiError`
 //! (`error`), told as JSON `{"error":{"code","message"}}` with the status of its one table.
 
 mod call;
+mod compat;
 mod error;
 mod routes;
+
+pub use compat::ApiRoutes;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,6 +42,10 @@ pub async fn handle(
             return Ok(sio.handle(req).await);
         }
     }
+    let req = match app.routes.serve(&app, req).await {
+        Ok(answer) => return Ok(answer.unwrap_or_else(ApiError::into_response)),
+        Err(req) => req,
+    };
     let answer = route(app, req, &path).await;
     Ok(answer.unwrap_or_else(ApiError::into_response))
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod api_routes;
 mod auth;
 mod backends;
 mod cluster;

@@ -32,9 +32,44 @@ async fn gather(app: &App, ask: &Ask) -> Value {
 pub(crate) async fn list(app: &App, call: Call) -> Result<Resp, ApiError> {
     let named = query_param(&call.uri, "tenant");
     let tenant = call.tenant(named.as_deref())?;
-    let tenant = tenant.map(str::to_owned);
-    let answer = gather(app, &Ask::Connections { tenant }).await;
-    Ok(json_response(StatusCode::OK, &answer))
+    let ask = Ask::Connections {
+        tenant: tenant.map(str::to_owned),
+        rooms: Vec::new(),
+        namespace: None,
+    };
+    Ok(json_response(StatusCode::OK, &gather(app, &ask).await))
+}
+
+/// One tenant's connections, users and user ids (as an entry of `GET /api/connections`), with
+/// the members of `rooms` in `namespace` under `"rooms"`; zeros when nobody is connected.
+pub(crate) async fn tenant_summary(
+    app: &App,
+    tenant: &str,
+    namespace: &str,
+    rooms: Vec<String>,
+) -> Value {
+    let ask = Ask::Connections {
+        tenant: Some(tenant.to_owned()),
+        rooms: rooms.clone(),
+        namespace: Some(namespace.to_owned()),
+    };
+    let mut answer = gather(app, &ask).await;
+    let mut entry = match answer["tenants"].get_mut(0) {
+        Some(entry) => entry.take(),
+        None => json!({"tenant": tenant, "connections": 0, "users": 0, "user_ids": []}),
+    };
+    let sizes: serde_json::Map<String, Value> = rooms
+        .into_iter()
+        .map(|room| {
+            let n = entry["rooms"][room.as_str()].as_u64().unwrap_or(0);
+            (room, n.into())
+        })
+        .collect();
+    entry["rooms"] = sizes.into();
+    if let Some(nodes) = answer.get_mut("nodes") {
+        entry["nodes"] = nodes.take();
+    }
+    entry
 }
 
 /// The user id of a `/api/users/{id}/status` path, percent-decoded; `None` for other paths.
@@ -60,9 +95,17 @@ pub(crate) async fn user_status(app: &App, call: Call) -> Result<Resp, ApiError>
             "tenant query parameter is required with a platform key",
         ));
     };
+    Ok(json_response(
+        StatusCode::OK,
+        &status_of(app, tenant, &user).await,
+    ))
+}
+
+/// Whether `user` of `tenant` is online, on any node, and its sessions.
+pub(crate) async fn status_of(app: &App, tenant: &str, user: &str) -> Value {
     let ask = Ask::UserStatus {
         tenant: tenant.to_owned(),
-        user: user.clone(),
+        user: user.to_owned(),
     };
     let mut answer = gather(app, &ask).await;
     let sessions = answer["sessions"].take();
@@ -77,7 +120,7 @@ pub(crate) async fn user_status(app: &App, call: Call) -> Result<Resp, ApiError>
     if let Some(nodes) = answer.get_mut("nodes") {
         body["nodes"] = nodes.take();
     }
-    Ok(json_response(StatusCode::OK, &body))
+    body
 }
 
 #[derive(Deserialize)]

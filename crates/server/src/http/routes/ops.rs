@@ -19,6 +19,12 @@ use crate::web::{json_response, Resp};
 /// message broker (listed under `"ingest"`), or the inbox's last operation failed (`"inbox"`);
 /// 503 `"draining"` once shutdown began.
 pub(crate) fn health(app: &App) -> Resp {
+    let (status, body) = health_report(app);
+    json_response(status, &body)
+}
+
+/// The status and body of `GET /health`.
+pub(crate) fn health_report(app: &App) -> (StatusCode, serde_json::Value) {
     let broker = app.node.broker().status();
     let (ingest_up, ingest) = app.ingest.health();
     let body = |status: &str| {
@@ -44,14 +50,14 @@ pub(crate) fn health(app: &App) -> Resp {
         body
     };
     if app.shutting_down() {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &body("draining"))
+        (StatusCode::SERVICE_UNAVAILABLE, body("draining"))
     } else if broker.degraded.is_some()
         || !ingest_up
         || app.inbox().is_some_and(|i| i.metrics.failing())
     {
-        json_response(StatusCode::OK, &body("degraded"))
+        (StatusCode::OK, body("degraded"))
     } else {
-        json_response(StatusCode::OK, &body("ok"))
+        (StatusCode::OK, body("ok"))
     }
 }
 
