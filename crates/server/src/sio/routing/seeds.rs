@@ -350,14 +350,13 @@ fn seed_004_rooms_subscriptions_and_typing() {
     let who = caller(&c);
     assert_eq!(
         s.router.auto_join("/", &c),
-        [
-            "user:u1",
-            "company:c1",
-            "shop:s1",
-            "shop:s2",
-            "role:manager"
-        ]
+        ["user:u1", "company:c1", "shop:s1", "shop:s2", "manager"]
     );
+    // A platform admin is in the seed's bare "super_admin" room; a customer in no company's.
+    let admin = claims(json!({"sub": "a1", "roles": ["super_admin"]}));
+    assert_eq!(s.router.auto_join("/", &admin), ["user:a1", "super_admin"]);
+    let customer = claims(json!({"sub": "k1"}));
+    assert_eq!(s.router.auto_join("/", &customer), ["user:k1"]);
     assert_eq!(
         s.router.greeting("/", &who),
         Some((
@@ -404,4 +403,6 @@ fn seed_004_rooms_subscriptions_and_typing() {
     assert!(s.policy.may_publish("/", "custom:chat-room", &c));
     assert!(!s.policy.may_publish("/", "order:order-123", &c));
     assert!(!s.policy.may_subscribe("/", "user:u2", &c));
+    assert!(!s.policy.may_subscribe("/", "super_admin", &c));
+    assert!(!s.policy.may_subscribe("/", "company:c2", &c));
 }
