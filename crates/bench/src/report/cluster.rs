@@ -86,8 +86,9 @@ pub(super) fn section(out: &mut String, s: &Scenario<'_>, single: &Scenario<'_>)
          passes it on through Redis to the others. {}-byte events on {} keep-alive HTTP/1.1 \
          connections, {} s per step, from {} publishes/s, the rate multiplied by {} each step \
          until p99 passes {max_p99} ms, a message goes missing, a subscriber is dropped or a \
-         publish fails; then the sustained step once more, on servers started afresh. Server CPU is summed over the \
-         {nodes} processes; the Redis server's CPU (from `/proc`) is beside it, not in it.\n",
+         publish fails; then the sustained step once more, on servers started afresh, and \
+         from there up towards the next step in thirds of it, each held twice in a row to \
+         count. Server CPU is summed over the {nodes} processes; the Redis server's CPU (from `/proc`) is beside it, not in it.\n",
         redis["version"]
             .as_str()
             .map_or("Redis".to_string(), |v| format!("Redis {v}")),

@@ -126,7 +126,8 @@ pub(super) fn ramp(out: &mut String, s: &Scenario<'_>, title: &str) {
          for order per connection); {} s per step, \
          from {} publishes/s, the rate multiplied by {} each step until p99 passes {max_p99} \
          ms, a message goes missing, a subscriber is dropped or a publish fails; then the \
-         sustained step once more.\n",
+         sustained step once more, on a server started afresh, and from there up towards the \
+         next step in thirds of it, each held twice in a row to count.\n",
         fmt_int(connections),
         fmt_opt(&any["size"], fmt_int),
         fmt_int(lanes),

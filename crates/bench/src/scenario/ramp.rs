@@ -20,7 +20,10 @@
 //! slower than the same step had in the ramp, long after their CPU was idle again: at 222
 //! publishes/s to 10,000 subscribers, p99 779 ms in the ramp and 1,967 ms in the repeat), and
 //! the figure is the repeat's (or, if it fails, the next lower step that holds twice): one
-//! lucky step does not make a capacity.
+//! lucky step does not make a capacity. When the repeat holds, the same fresh servers climb
+//! from it towards the next step (which failed in the ramp) in thirds of the ramp's factor,
+//! each rate held twice in a row to count: the figure then reads to a third of a step, not a
+//! whole one.
 
 use std::time::Duration;
 
@@ -44,6 +47,9 @@ const COOL_DOWN_SAMPLE: Duration = Duration::from_millis(500);
 const COOL_DOWN_LIMIT: Duration = Duration::from_secs(15);
 /// Most warm-up phases run before the ramp, until one delivers everything.
 const WARMUP_TRIES: usize = 3;
+/// The confirmation climbs from the ramp's best rung to the next in this many parts (a rate
+/// `factor^(1/FINER)` apart).
+const FINER: u32 = 3;
 
 /// Which of the ramps, with its defaults.
 #[derive(Debug, Clone, Copy)]
@@ -479,7 +485,11 @@ async fn measure(plan: &Plan, bed: &mut Bed, swarm: &mut Swarm) -> Result<(Value
 
 /// Runs the rates of `candidates` again, highest first, on a server that has run nothing
 /// else (the ramp's last steps overloaded the first one, which slows it long after its CPU
-/// is idle again), until one holds: `{"sustained": step or null, "repeats": [steps]}`.
+/// is idle again), until one holds: `{"sustained": step or null, "repeats": [steps]}`. When
+/// the ramp's best holds, the rates between it and the next rung (which failed in the ramp)
+/// are tried upwards in [`FINER`] steps, each held twice in a row to count, so that the
+/// figure is not a rung of the ramp's ladder; the first that does not hold ends the climb,
+/// the only overload this server sees.
 async fn confirm(
     plan: &Plan,
     candidates: &[f64],
@@ -491,30 +501,39 @@ async fn confirm(
     let ready = get_ready(plan, bed, swarm).await?;
     let mut repeats = Vec::new();
     let mut sustained = None;
+    let mut phase = 0u32;
+    let mut held_best = false;
     for (i, &rate) in candidates.iter().enumerate() {
         if i > 0 {
             // A failed repeat overloaded this server too: let its backlog clear.
             cool_down(bed).await?;
         }
-        let phase = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let mut step = step_at(plan, phase, rate, &ready.publisher, bed, swarm).await?;
-        step.repeat = true;
-        let latency = step.report.stats.latency();
-        let holds = step.clean() && latency.p99 <= plan.max_p99;
-        println!(
-            "{name} / {}: {rate:>8.1} publishes/s again, on a fresh server -> {:>9.0} \
-             deliveries/s, {}; {}",
-            target.name(),
-            step.deliveries_per_sec,
-            latency.text(),
-            if holds { "holds" } else { "does not hold" },
-        );
-        bed.ensure_running()?;
-        let json = step.json();
+        phase += 1;
+        let (holds, json) = try_rate(plan, phase, rate, "again", &ready, bed, swarm).await?;
         repeats.push(json.clone());
         if holds {
             sustained = Some(json);
+            held_best = i == 0;
             break;
+        }
+    }
+    if held_best {
+        let best = candidates[0];
+        'finer: for k in 1..FINER {
+            let rate = best * plan.factor.powf(k as f64 / FINER as f64);
+            let mut last = None;
+            for _ in 0..2 {
+                cool_down(bed).await?;
+                phase += 1;
+                let (holds, json) =
+                    try_rate(plan, phase, rate, "between the rungs", &ready, bed, swarm).await?;
+                repeats.push(json.clone());
+                if !holds {
+                    break 'finer;
+                }
+                last = Some(json);
+            }
+            sustained = last;
         }
     }
     if sustained.is_none() {
@@ -524,6 +543,33 @@ async fn confirm(
         );
     }
     Ok(json!({"sustained": sustained, "repeats": repeats}))
+}
+
+/// One step at `rate` on the confirmation's server: whether it holds, and its line.
+async fn try_rate(
+    plan: &Plan,
+    phase: u32,
+    rate: f64,
+    what: &str,
+    ready: &Ready,
+    bed: &mut Bed,
+    swarm: &mut Swarm,
+) -> Result<(bool, Value)> {
+    let mut step = step_at(plan, phase, rate, &ready.publisher, bed, swarm).await?;
+    step.repeat = true;
+    let latency = step.report.stats.latency();
+    let holds = step.clean() && latency.p99 <= plan.max_p99;
+    println!(
+        "{} / {}: {rate:>8.1} publishes/s {what}, on a fresh server -> {:>9.0} deliveries/s, \
+         {}; {}",
+        plan.kind.name(),
+        bed.target.name(),
+        step.deliveries_per_sec,
+        latency.text(),
+        if holds { "holds" } else { "does not hold" },
+    );
+    bed.ensure_running()?;
+    Ok((holds, step.json()))
 }
 
 /// The ramp's result line with what its repeats found: their steps added, and the sustained
