@@ -30,6 +30,8 @@ pub(crate) struct Summary {
     api_keys: usize,
     tenant_keys: usize,
     socketio_path: Option<String>,
+    /// `socketio.extra_paths`, separated by commas; `None` without any.
+    socketio_extra_paths: Option<String>,
     cluster: Option<(String, String)>,
     ingest_sources: usize,
     inbox: Option<(&'static str, String)>,
@@ -64,6 +66,9 @@ impl Summary {
                 .socketio
                 .enabled
                 .then(|| config.socketio.engine_path()),
+            socketio_extra_paths: (config.socketio.enabled
+                && !config.socketio.extra_paths.is_empty())
+            .then(|| config.socketio.extra_engine_paths().join(",")),
             cluster: config
                 .cluster
                 .as_ref()
@@ -92,6 +97,7 @@ impl Summary {
             tenant_keys = self.tenant_keys,
             socketio = self.socketio_path.is_some(),
             socketio_path = self.socketio_path.as_deref(),
+            socketio_extra_paths = self.socketio_extra_paths.as_deref(),
             cluster = self.cluster.is_some(),
             node = self.cluster.as_ref().map(|c| c.0.as_str()),
             redis = self.cluster.as_ref().map(|c| c.1.as_str()),
@@ -140,6 +146,7 @@ mod tests {
                 api_keys: 0,
                 tenant_keys: 0,
                 socketio_path: Some("/socket.io/".into()),
+                socketio_extra_paths: None,
                 cluster: None,
                 ingest_sources: 0,
                 inbox: None,
@@ -174,6 +181,7 @@ mod tests {
         assert_eq!(summary.auth, "RS256");
         assert!(!summary.no_api_key());
         assert_eq!(summary.socketio_path, None);
+        assert_eq!(summary.socketio_extra_paths, None);
         assert_eq!(
             summary.cluster,
             Some(("node-a".into(), "redis://***@redis.example:6379/0".into()))
@@ -184,5 +192,19 @@ mod tests {
         );
         assert!(summary.lifecycle_webhook);
         assert!(!format!("{summary:?}").contains("pa55"));
+    }
+
+    #[test]
+    fn extra_socketio_paths_are_named() {
+        let config = Config::from_toml_str(
+            "[socketio]\npath = \"/socket.io\"\nextra_paths = [\"/ws/socket.io\", \"/rt/\"]",
+        )
+        .unwrap();
+        let summary = Summary::new(&config, addr(), "standalone", None);
+        assert_eq!(summary.socketio_path.as_deref(), Some("/socket.io/"));
+        assert_eq!(
+            summary.socketio_extra_paths.as_deref(),
+            Some("/ws/socket.io/,/rt/")
+        );
     }
 }

@@ -31,6 +31,10 @@ const HEARTBEAT_TIMEOUT: (u16, &str) = (4000, "heartbeat timeout");
 pub struct Config {
     /// The path prefix served. Default: `/socket.io/`.
     pub path: String,
+    /// More path prefixes served as [`path`](Self::path) is, by the same endpoint: the same
+    /// sessions and namespaces, for clients written against another mount point. Default:
+    /// none.
+    pub extra_paths: Vec<String>,
     /// How often the server pings. Default: 25 s.
     pub ping_interval: Duration,
     /// How long the server waits for a pong. Default: 20 s.
@@ -77,6 +81,7 @@ impl Default for Config {
         let max_payload = 1_000_000;
         Self {
             path: "/socket.io/".to_owned(),
+            extra_paths: Vec::new(),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload,
@@ -122,10 +127,12 @@ impl Config {
     }
 
     /// Whether `path` (without the query) is served by this endpoint: it starts with
-    /// [`path`](Self::path), or is that path without its trailing slash.
+    /// [`path`](Self::path) or one of the [`extra_paths`](Self::extra_paths), or is one of them
+    /// without its trailing slash.
     pub(crate) fn matches(&self, path: &str) -> bool {
-        let prefix = self.path.as_str();
-        path.starts_with(prefix) || path == prefix.trim_end_matches('/')
+        std::iter::once(&self.path)
+            .chain(&self.extra_paths)
+            .any(|prefix| path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/'))
     }
 }
 
@@ -168,6 +175,25 @@ mod tests {
             ..Config::default()
         };
         assert!(ws.matches("/ws/") && ws.matches("/ws") && !ws.matches("/wss"));
+    }
+
+    #[test]
+    fn extra_paths_are_matched_as_the_path_is() {
+        let config = Config {
+            extra_paths: vec!["/ws/socket.io/".into()],
+            ..Config::default()
+        };
+        for served in [
+            "/socket.io/",
+            "/socket.io",
+            "/ws/socket.io/",
+            "/ws/socket.io",
+        ] {
+            assert!(config.matches(served), "{served}");
+        }
+        for other in ["/ws", "/ws/", "/ws/socket.iox", "/api/socket.io/", "/"] {
+            assert!(!config.matches(other), "{other}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import redis
 
 SUITE_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = SUITE_DIR.parent.parent
@@ -68,6 +69,21 @@ class Server:
         status, answer = self.api("POST", "/api/publish", body)
         assert status == 200, f"publish answered {status}: {answer}"
         return answer
+
+
+def redis_or_skip(url: str, what: str) -> redis.Redis:
+    """A client of the shared Redis at `url`; when it is absent, `what` (the tests that need
+    it) is skipped, or fails under CI=true."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        client.close()
+        message = f"the Redis at {url} is absent ({err})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: an absent service is a failure)")
+        pytest.skip(f"{message}: skipping {what}")
+    return client
 
 
 def _child_env() -> dict[str, str]:

@@ -27,11 +27,10 @@ import urllib.request
 
 import aiohttp
 import pytest
-import redis
 import redis.asyncio
 import socketio
 
-from conftest import start_roomcast, suite_config
+from conftest import redis_or_skip, start_roomcast, suite_config
 from test_python_client import WAIT_S, Inbox, client, close, connect, unique
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -58,25 +57,10 @@ tenant_from_room = "tenant:{{tenant}}"
 """
 
 
-def _redis_or_skip() -> redis.Redis:
-    """A client of the shared Redis; when it is absent, the tests are skipped, or fail under
-    CI=true."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=WAIT_S)
-    try:
-        client.ping()
-    except redis.RedisError as err:
-        client.close()
-        message = f"the Redis at {REDIS_URL} is absent ({err})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: an absent service is a failure)")
-        pytest.skip(f"{message}: skipping the emitter tests")
-    return client
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """Nodes a and b, both counted among the emitter channel's subscribers."""
-    keys = _redis_or_skip()
+    keys = redis_or_skip(REDIS_URL, "the emitter tests")
     try:
         with start_roomcast(cluster_config("a"), name="roomcast-a") as a:
             with start_roomcast(

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{ConfigError, RecoveryConfig};
 
-/// Paths Roomcast serves itself, which the Engine.IO path must not shadow.
+/// Paths Roomcast serves itself, which no Engine.IO path may shadow.
 const TAKEN_PATHS: [&str; 4] = ["/ws", "/health", "/metrics", "/api"];
 
 /// `[socketio]`: the Socket.IO endpoint and its namespaces.
@@ -22,6 +22,12 @@ pub struct SocketIoConfig {
     /// The Engine.IO path, what `socket.io-client` calls `path` (the URL's own path is the
     /// namespace). A missing trailing `/` is added. Default `"/socket.io/"`.
     pub path: String,
+    /// More Engine.IO paths serving the same Socket.IO server (its namespaces, rooms and
+    /// sessions), for clients written against another mount point: `["/ws/socket.io/"]` beside
+    /// `path = "/socket.io/"` serves both `io("http://host/ws", { path: "/socket.io" })` and
+    /// `io("http://host/", { path: "/ws/socket.io" })`. Each follows the rules of `path`, and
+    /// none may repeat another. Default `[]`.
+    pub extra_paths: Vec<String>,
     /// Interval between Engine.IO pings, in milliseconds. Default `25000`.
     pub ping_interval_ms: u64,
     /// How long to wait for the pong before closing, in milliseconds. Default `20000`.
@@ -116,6 +122,7 @@ impl Default for SocketIoConfig {
         SocketIoConfig {
             enabled: true,
             path: "/socket.io/".into(),
+            extra_paths: Vec::new(),
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             max_payload: 1_000_000,
@@ -134,11 +141,12 @@ impl Default for SocketIoConfig {
 impl SocketIoConfig {
     /// `path` with its trailing `/`, as requests are matched against it.
     pub fn engine_path(&self) -> String {
-        if self.path.ends_with('/') {
-            self.path.clone()
-        } else {
-            format!("{}/", self.path)
-        }
+        with_slash(&self.path)
+    }
+
+    /// `extra_paths`, each with its trailing `/`, as requests are matched against them.
+    pub fn extra_engine_paths(&self) -> Vec<String> {
+        self.extra_paths.iter().map(|p| with_slash(p)).collect()
     }
 
     /// `ping_interval_ms` as a duration.
@@ -161,11 +169,11 @@ impl SocketIoConfig {
         self.cors_origins.iter().any(|o| o == "*")
     }
 
-    /// Checks the section's own settings (path, numbers, CORS); its namespaces and routes are
+    /// Checks the section's own settings (paths, numbers, CORS); its namespaces and routes are
     /// compiled, and checked, when the server's plan is built. Errors name the key
     /// (`socketio.cors_origins[1]`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_path()?;
+        self.validate_paths()?;
         for (key, value) in [
             ("socketio.ping_interval_ms", self.ping_interval_ms),
             ("socketio.ping_timeout_ms", self.ping_timeout_ms),
@@ -181,27 +189,20 @@ impl SocketIoConfig {
         self.recovery.validate()
     }
 
-    fn validate_path(&self) -> Result<(), ConfigError> {
-        let bad = |message: &str| Err(ConfigError::invalid("socketio.path", message));
-        let path = self.path.as_str();
-        if !path.starts_with('/') {
-            return bad("must start with `/`, e.g. \"/socket.io/\"");
-        }
-        if path == "/" || path.contains("//") {
-            return bad("must name a path below `/`, e.g. \"/socket.io/\"");
-        }
-        if path
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%'))
-        {
-            return bad("must not contain spaces, control characters, `?`, `#` or `%`");
-        }
-        let trimmed = path.trim_end_matches('/');
-        if let Some(taken) = TAKEN_PATHS
-            .iter()
-            .find(|t| trimmed == **t || (**t == "/api" && trimmed.starts_with("/api/")))
-        {
-            return bad(&format!("`{taken}` is served by Roomcast itself"));
+    fn validate_paths(&self) -> Result<(), ConfigError> {
+        validate_path("socketio.path", &self.path)?;
+        let mut served = vec![self.engine_path()];
+        for (i, path) in self.extra_paths.iter().enumerate() {
+            let key = format!("socketio.extra_paths[{i}]");
+            validate_path(&key, path)?;
+            let path = with_slash(path);
+            if served.contains(&path) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{path}` is served already, by `path` or an earlier entry"),
+                ));
+            }
+            served.push(path);
         }
         Ok(())
     }
@@ -247,6 +248,40 @@ impl SocketIoConfig {
         }
         Ok(())
     }
+}
+
+/// `path` with a trailing `/`.
+fn with_slash(path: &str) -> String {
+    if path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    }
+}
+
+/// Checks one Engine.IO path; `key` names it in errors.
+fn validate_path(key: &str, path: &str) -> Result<(), ConfigError> {
+    let bad = |message: &str| Err(ConfigError::invalid(key, message));
+    if !path.starts_with('/') {
+        return bad("must start with `/`, e.g. \"/socket.io/\"");
+    }
+    if path == "/" || path.contains("//") {
+        return bad("must name a path below `/`, e.g. \"/socket.io/\"");
+    }
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%'))
+    {
+        return bad("must not contain spaces, control characters, `?`, `#` or `%`");
+    }
+    let trimmed = path.trim_end_matches('/');
+    if let Some(taken) = TAKEN_PATHS
+        .iter()
+        .find(|t| trimmed == **t || (**t == "/api" && trimmed.starts_with("/api/")))
+    {
+        return bad(&format!("`{taken}` is served by Roomcast itself"));
+    }
+    Ok(())
 }
 
 /// One entry of `socketio.namespaces`.

@@ -39,6 +39,7 @@ impl Endpoint {
     ) -> Endpoint {
         let endpoint = roomcast_socketio::Config {
             path: config.engine_path(),
+            extra_paths: config.extra_engine_paths(),
             ping_interval: config.ping_interval(),
             ping_timeout: config.ping_timeout(),
             max_payload: config.max_payload,

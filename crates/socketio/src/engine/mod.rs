@@ -159,7 +159,7 @@ struct Pumped {
     upgraded: bool,
 }
 
-/// An Engine.IO endpoint: serves one path for one [`EngineHandler`].
+/// An Engine.IO endpoint: serves its paths for one [`EngineHandler`].
 pub struct EngineIo<H: EngineHandler> {
     config: Config,
     driver: Arc<DriverConfig>,
@@ -269,7 +269,7 @@ impl<H: EngineHandler> EngineIo<H> {
         }
     }
 
-    /// Serves HTTP/1.1 on `listener`: this endpoint's path, and 404 for anything else.
+    /// Serves HTTP/1.1 on `listener`: this endpoint's paths, and 404 for anything else.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
         serve::serve(listener, move |req: ::http::Request<Incoming>| {
             let this = self.clone();

@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 server for an endpoint that has the listener to itself (examples,
-//! tests, conformance fixtures): every connection served with upgrades, the endpoint's path
+//! tests, conformance fixtures): every connection served with upgrades, the endpoint's paths
 //! routed to it, 404 for anything else. A real server routes to
 //! [`EngineIo::handle`](super::EngineIo::handle) from its own accept loop.
 

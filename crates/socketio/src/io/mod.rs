@@ -216,7 +216,7 @@ impl SocketIo {
         self.engine.handle(req).await
     }
 
-    /// Serves HTTP/1.1 on `listener`: this endpoint's path, and 404 for anything else.
+    /// Serves HTTP/1.1 on `listener`: this endpoint's paths, and 404 for anything else.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
         self.engine.clone().serve(listener).await
     }

@@ -227,6 +227,7 @@ fn seed_001_dashboard_users_and_current_state() {
 fn seed_002_namespaces_under_their_ws_aliases() {
     let s = seed("seed-002.toml");
     assert_eq!(s.config.socketio.engine_path(), "/socket.io/");
+    assert_eq!(s.config.socketio.extra_engine_paths(), ["/ws/socket.io/"]);
     for (alias, name) in [
         ("/ws", "/"),
         ("/ws/provisioning", "/provisioning"),
