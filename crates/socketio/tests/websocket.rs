@@ -165,3 +165,82 @@ async fn get_after_the_probe_carries_the_connect_answer() {
         .unwrap();
     assert_eq!(next_text(&mut ws).await, r#"42["message-back","ws"]"#);
 }
+
+/// Puts every socket in room `r` of tenant `t` (user: the auth's `user`); `relay` sends its
+/// arguments to the room as `relayed`, then tells the sender `relayed-done`.
+struct Room;
+
+impl NamespaceHandler for Room {
+    fn on_connect(
+        &self,
+        socket: &SocketRef,
+        auth: Option<&RawValue>,
+        _: &http::request::Parts,
+    ) -> Result<(), ConnectError> {
+        let auth: serde_json::Value = auth
+            .map(|a| serde_json::from_str(a.get()).unwrap())
+            .unwrap_or_default();
+        assert!(socket.set_identity("t", auth["user"].as_str().unwrap_or("anonymous")));
+        assert_eq!(socket.join("r"), Ok(true));
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &SocketRef, event: &str, args: Args, _: Option<AckSender>) {
+        if event == "relay" {
+            socket.to("r").emit_args("relayed", &args);
+            socket.emit_args("relayed-done", &Args::empty()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn upgrade_keeps_the_alias_of_what_the_room_index_queued_meanwhile() {
+    let index = Arc::new(RoomIndex::new(16));
+    let config = Config {
+        ping_interval: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let io = SocketIo::new(
+        config,
+        index,
+        ticker(Duration::from_millis(50)),
+        Arc::new(IoStats::default()),
+    );
+    io.namespace("/", Arc::new(Room));
+    io.alias("/ws", "/");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(io.serve(listener));
+
+    // A polling client of the alias, in room r.
+    let open = http(&addr, "GET", "EIO=4&transport=polling", "").await;
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let session = format!("EIO=4&transport=polling&sid={sid}");
+    let connect = r#"40/ws,{"user":"a"}"#;
+    assert_eq!(http(&addr, "POST", &session, connect).await, "ok");
+    assert!(http(&addr, "GET", &session, "")
+        .await
+        .starts_with(r#"40/ws,{"sid":"#));
+    // Another client, of the namespace's own name, in the same room.
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut other, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    next_text(&mut other).await;
+    other
+        .send(Message::text(r#"40{"user":"b"}"#))
+        .await
+        .unwrap();
+    assert!(next_text(&mut other).await.starts_with(r#"40{"sid":"#));
+
+    // The first client upgrades; while polling still owns its queue, the other relays to the
+    // room: the event is queued under the namespace's own name.
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    other.send(Message::text(r#"42["relay",1]"#)).await.unwrap();
+    assert_eq!(next_text(&mut other).await, r#"42["relayed-done"]"#);
+    ws.send(Message::text("5")).await.unwrap();
+    // It comes out on the WebSocket under the name the client connected with.
+    assert_eq!(next_text(&mut ws).await, r#"42/ws,["relayed",1]"#);
+}

@@ -217,7 +217,10 @@ impl<H: EngineHandler> EngineIo<H> {
             super::write(&self.polling).remove(&entry.conn.sid);
             entry.wake.notify_one();
             // From here on producers encode groups for the WebSocket; what they queued for
-            // polling is taken now and rewritten as frames before the driver starts.
+            // polling is taken now and rewritten as frames before the driver starts. It goes
+            // past the application first, as every item a transport takes does (a socket of
+            // an alias renames the packets queued under its namespace's own name).
+            let from = state.leftover.len();
             let drained = {
                 let _switching = super::write(&entry.conn.link.switch);
                 entry
@@ -227,6 +230,8 @@ impl<H: EngineHandler> EngineIo<H> {
                     .store(true, std::sync::atomic::Ordering::Release);
                 entry.conn.queue.drain(&mut state.leftover)
             };
+            self.handler
+                .on_outgoing(&state.app, &mut state.leftover, from);
             return Step::Upgraded(state, drained);
         }
         match (result, reply) {
