@@ -15,6 +15,7 @@ import {
   closeAll,
   closeTracked,
   connectSio,
+  emitWithAck,
   mint,
   record,
   Recorder,
@@ -133,7 +134,8 @@ describe('seed 002 clients, both forms in one deployment', () => {
           // Each event reached its own namespace only.
           for (const [namespace, rec] of Object.entries(recOf)) {
             const expected = sent.filter(([ns]) => ns === namespace).map(([, , event]) => event);
-            const got = rec.names().filter((e) => !['connect', 'connected', 'pong'].includes(e));
+            const own = ['connect', 'connected', 'pong', 'user:online', 'user:offline'];
+            const got = rec.names().filter((e) => !own.includes(e));
             assert.deepEqual(got, expected, namespace);
           }
         } finally {
@@ -165,6 +167,48 @@ describe('seed 002 clients, both forms in one deployment', () => {
     } finally {
       closeAll(examples.socket, endpoint.socket);
     }
+  });
+});
+
+/** The next `event` whose first argument passes `pick`. */
+async function waitFor(rec, event, pick) {
+  for (;;) {
+    const args = await rec.next(event);
+    if (pick(args[0])) return args;
+  }
+}
+
+describe("seed 002's next steps, switched on", () => {
+  test("presence: a user's first and last connection reach the tenant's clients", async () => {
+    const watcher = connectSio(server, '/ws', mint(server.secret, { user_id: 20, tenant_id: 'initech' }));
+    // In its rooms once greeted (its own user:online may come before that, or not at all).
+    await watcher.rec.next('connected');
+    const first = connectSio(server, '/ws', mint(server.secret, { user_id: 21, tenant_id: 'initech' }));
+    const second = connectSio(server, '/ws/billing', mint(server.secret, { user_id: 21, tenant_id: 'initech' }));
+    const outsider = connectSio(server, '/ws', mint(server.secret, { user_id: 22, tenant_id: 'hooli' }));
+    await first.rec.next('connect');
+    await second.rec.next('connect');
+    await outsider.rec.next('connect');
+    const online = (await waitFor(watcher.rec, 'user:online', (e) => e.user_id === '21'))[0];
+    assert.equal(online.online, true);
+    closeAll(first.socket);
+    closeAll(second.socket);
+    const [offline] = await watcher.rec.next('user:offline');
+    assert.deepEqual([offline.user_id, offline.online], ['21', false]);
+    // Once online for its two connections; nothing of another tenant's users, nor to them.
+    const of = (rec, user) => rec.all('user:online').filter(([e]) => e.user_id === user);
+    assert.equal(of(watcher.rec, '21').length, 1);
+    assert.equal(of(watcher.rec, '22').length, 0);
+    await server.publish({ tenant: 'hooli', users: ['22'], event: 'barrier', data: 1 });
+    await outsider.rec.next('barrier');
+    assert.equal(of(outsider.rec, '21').length, 0);
+  });
+
+  test('message acknowledgments: an emit with a callback is acknowledged', async () => {
+    const client = connectSio(server, '/ws', mint(server.secret, { user_id: 23, tenant_id: 'initech' }));
+    await client.rec.next('connect');
+    // socket.io-client's emit with a callback (emitWithAck rejects without an ack).
+    await emitWithAck(client.socket, 'ping');
   });
 });
 
