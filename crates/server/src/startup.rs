@@ -1,11 +1,11 @@
 //! What a starting server says about itself, and how: the log subscriber ([`init_logging`]:
 //! stderr, text or JSON), one `info` line naming the address it listens on and what is on
-//! (authentication, API keys, Socket.IO, cluster, ingestion, inbox, lifecycle webhook) without
-//! a secret, and a warning when the HTTP API has no key.
+//! (authentication, API keys and routes, Socket.IO, cluster, ingestion, inbox, lifecycle
+//! webhook) without a secret, and a warning when the HTTP API has no key.
 
 use std::net::SocketAddr;
 
-use crate::config::{redacted_url, Config, LogConfig, LogFormat, ProxyMode};
+use crate::config::{redacted_url, Config, LogConfig, LogFormat, ProxyMode, RouteAuth};
 
 /// Installs the process's log subscriber: stderr, filtered by `ROOMCAST_LOG_FILTER` or else
 /// `log.level`, as text or JSON lines (`log.format`). Call it once.
@@ -29,6 +29,8 @@ pub(crate) struct Summary {
     connect_proxy: Option<&'static str>,
     api_keys: usize,
     tenant_keys: usize,
+    /// `[[api.routes]]`, and of them those answered without a key.
+    api_routes: (usize, usize),
     socketio_path: Option<String>,
     /// `socketio.extra_paths`, separated by commas; `None` without any.
     socketio_extra_paths: Option<String>,
@@ -62,6 +64,15 @@ impl Summary {
             }),
             api_keys: config.api.keys.len(),
             tenant_keys: config.api.tenant_keys.len(),
+            api_routes: (
+                config.api.routes.len(),
+                config
+                    .api
+                    .routes
+                    .iter()
+                    .filter(|r| r.auth == RouteAuth::None)
+                    .count(),
+            ),
             socketio_path: config
                 .socketio
                 .enabled
@@ -95,6 +106,8 @@ impl Summary {
             connect_proxy = self.connect_proxy,
             api_keys = self.api_keys,
             tenant_keys = self.tenant_keys,
+            api_routes = self.api_routes.0,
+            api_routes_without_key = self.api_routes.1,
             socketio = self.socketio_path.is_some(),
             socketio_path = self.socketio_path.as_deref(),
             socketio_extra_paths = self.socketio_extra_paths.as_deref(),
@@ -145,6 +158,7 @@ mod tests {
                 connect_proxy: None,
                 api_keys: 0,
                 tenant_keys: 0,
+                api_routes: (0, 0),
                 socketio_path: Some("/socket.io/".into()),
                 socketio_extra_paths: None,
                 cluster: None,
@@ -165,6 +179,13 @@ mod tests {
             public_key_file = "jwt.pub.pem"
             [api]
             tenant_keys = [{ tenant = "acme", key = "k" }]
+            [[api.routes]]
+            path = "/up"
+            operation = "health"
+            auth = "none"
+            [[api.routes]]
+            path = "/who"
+            operation = "connections"
             [socketio]
             enabled = false
             [cluster]
@@ -180,6 +201,7 @@ mod tests {
         let summary = Summary::new(&config, addr(), "node-a", None);
         assert_eq!(summary.auth, "RS256");
         assert!(!summary.no_api_key());
+        assert_eq!(summary.api_routes, (2, 1));
         assert_eq!(summary.socketio_path, None);
         assert_eq!(summary.socketio_extra_paths, None);
         assert_eq!(

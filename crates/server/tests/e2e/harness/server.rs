@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,8 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     config_path: PathBuf,
     stderr: Arc<Mutex<String>>,
+    /// Set once the stderr reader has read to the end of the pipe.
+    stderr_done: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Server {
@@ -78,8 +80,10 @@ impl Server {
         let mut child = command.spawn().expect("start the roomcast binary");
 
         let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_done = Arc::new(AtomicBool::new(false));
         if let Some(mut pipe) = child.stderr.take() {
             let log = stderr.clone();
+            let done = stderr_done.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
@@ -89,6 +93,7 @@ impl Server {
                     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                     log.push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
+                done.store(true, Ordering::Release);
             });
         }
         let (tx, rx) = mpsc::channel();
@@ -113,6 +118,7 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             config_path,
             stderr,
+            stderr_done,
         };
         match found {
             Ok(addr) => {
@@ -156,12 +162,17 @@ impl Server {
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
-    /// Waits for the process to exit, failing after `timeout`.
+    /// Waits for the process to exit, and for what it wrote to stderr to be read to the end
+    /// (its last lines may still be in the pipe when it exits), failing after `timeout`.
     pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.child.try_wait().expect("query the child") {
-                Some(status) => return status,
+                Some(status) if self.stderr_done.load(Ordering::Acquire) => return status,
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    panic!("the server's stderr was not closed within {timeout:?} of its exit")
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 None if tokio::time::Instant::now() >= deadline => {
                     panic!("the server did not exit within {timeout:?}")
                 }
