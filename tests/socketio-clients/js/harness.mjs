@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import jwt from 'jsonwebtoken';
+import pg from 'pg';
 import { createClient } from 'redis';
 import { io, Manager } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -531,4 +532,31 @@ export async function connectRedis() {
   } catch (err) {
     return { absent: `the Redis at ${REDIS_URL} is absent (${err.message})` };
   }
+}
+
+/** The machine's PostgreSQL (trust auth), as its administrator database. */
+export const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** A fresh PostgreSQL database made for the run with the npm `pg` client: { url, drop() }, or
+ * why there is none, as { absent }. The caller drops it at the end. */
+export async function postgresDatabase() {
+  const name = `roomcast_js_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN, connectionTimeoutMillis: 2000 });
+  try {
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+  } catch (err) {
+    return { absent: `the PostgreSQL at ${PG_ADMIN} is absent (${err.message})` };
+  } finally {
+    await admin.end().catch(() => {});
+  }
+  return {
+    url: `postgres://postgres@127.0.0.1:5432/${name}`,
+    async drop() {
+      const c = new pg.Client({ connectionString: PG_ADMIN, connectionTimeoutMillis: 2000 });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
 }
