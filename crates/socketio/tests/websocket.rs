@@ -244,3 +244,71 @@ async fn upgrade_keeps_the_alias_of_what_the_room_index_queued_meanwhile() {
     // It comes out on the WebSocket under the name the client connected with.
     assert_eq!(next_text(&mut ws).await, r#"42/ws,["relayed",1]"#);
 }
+
+/// [`Echo`], its connects carried out from a task of their own (as a connect that looks a
+/// session up elsewhere is).
+struct Prepares;
+
+impl NamespaceHandler for Prepares {
+    fn prepare(
+        &self,
+        _: Option<&RawValue>,
+        _: &http::request::Parts,
+    ) -> Option<futures_util::future::BoxFuture<'static, roomcast_socketio::Prepared>> {
+        Some(Box::pin(async {
+            tokio::task::yield_now().await;
+            roomcast_socketio::Prepared::default()
+        }))
+    }
+
+    fn on_connect(
+        &self,
+        socket: &SocketRef,
+        auth: Option<&RawValue>,
+        req: &http::request::Parts,
+    ) -> Result<(), ConnectError> {
+        Echo.on_connect(socket, auth, req)
+    }
+
+    fn on_event(&self, socket: &SocketRef, event: &str, args: Args, ack: Option<AckSender>) {
+        Echo.on_event(socket, event, args, ack);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_as_soon_as_a_task_connected_socket_is_answered_finds_it() {
+    let index = Arc::new(RoomIndex::new(16));
+    let config = Config {
+        ping_interval: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let io = SocketIo::new(
+        config,
+        index,
+        ticker(Duration::from_millis(50)),
+        Arc::new(IoStats::default()),
+    );
+    io.namespace("/", Arc::new(Prepares));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(io.serve(listener));
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    // The client may send once it has the CONNECT answer; the socket must be there by then,
+    // however the connection's task and the connecting one interleave.
+    for i in 0..200 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        next_text(&mut ws).await;
+        ws.send(Message::text("40")).await.unwrap();
+        assert!(next_text(&mut ws).await.starts_with(r#"40{"sid":"#));
+        ws.send(Message::text(format!(r#"42["message",{i}]"#)))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(&mut ws).await,
+            format!(r#"42["message-back",{i}]"#),
+            "connection {i}"
+        );
+    }
+}

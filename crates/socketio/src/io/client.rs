@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use roomcast_engine::Outbound;
+use roomcast_engine::{Outbound, QueueHold};
 
 use super::alias;
 use super::args::Args;
@@ -317,13 +317,18 @@ impl Clients {
                 let connected = carry_out(&shared, &conn, &req, &ns, resolved, auth, prepared);
                 let mut waiting = lock(&arrivals);
                 waiting.waiting.retain(|w| *w != name);
-                if let Some(socket) = connected {
+                if let Some((socket, answer_held)) = connected {
                     if waiting.closed {
                         drop(waiting);
+                        drop(answer_held);
                         socket.close("transport close", false);
                     } else {
+                        // Where the connection's task finds it before the client can have its
+                        // `CONNECT` answer, which is held until then: the events the client
+                        // sends once connected find their socket.
                         waiting.sockets.push((socket, aliased));
                         drop(waiting);
+                        drop(answer_held);
                         // The connection's task takes it up (its deadlines with it).
                         conn.queue().nudge();
                     }
@@ -332,7 +337,7 @@ impl Clients {
             return;
         }
         let aliased = resolved.aliased;
-        if let Some(socket) = carry_out(
+        if let Some((socket, _answer_held)) = carry_out(
             &self.shared,
             conn,
             &client.req,
@@ -348,8 +353,10 @@ impl Clients {
     }
 }
 
-/// Makes the socket, runs the handler's `on_connect`, and answers: the connected socket, or
-/// `None` when the handler refused (its `CONNECT_ERROR` sent) or it disconnected meanwhile.
+/// Makes the socket, runs the handler's `on_connect`, and answers: the connected socket, with
+/// its `CONNECT` answer held back until the hold is dropped (once the socket is where the
+/// connection's packets find it), or `None` when the handler refused (its `CONNECT_ERROR`
+/// sent) or it disconnected meanwhile.
 fn carry_out(
     shared: &Arc<Shared>,
     conn: &EngineConn,
@@ -358,7 +365,7 @@ fn carry_out(
     resolved: Resolved,
     auth: Option<Box<serde_json::value::RawValue>>,
     prepared: Prepared,
-) -> Option<SocketRef> {
+) -> Option<(SocketRef, QueueHold)> {
     let handler: Arc<dyn NamespaceHandler> = resolved.handler;
     let socket = SocketRef::new(
         ns,
@@ -372,14 +379,14 @@ fn carry_out(
     .with_initial_state(prepared.state);
     // Nothing delivered to the socket once the handler has placed it in rooms goes out
     // before its `CONNECT` answer.
-    let _connecting = conn.queue().hold();
+    let connecting = conn.queue().hold();
     match handler.on_connect(&socket, auth.as_deref(), req) {
         Ok(()) => {
             // Connected: the session is pending no more.
             conn.admit();
             if socket.finish_connect() {
                 socket.track();
-                return Some(socket);
+                return Some((socket, connecting));
             }
             None
         }
@@ -406,13 +413,15 @@ fn push(conn: &EngineConn, item: Outbound) {
     }
 }
 
-/// Headers of the handshake request that namespace handlers may read (credentials, origin and
-/// client address); the rest is dropped, because the request head lives as long as the
-/// connection and memory per connection is a budget.
-const KEPT_HEADERS: [http::header::HeaderName; 4] = [
+/// Headers of the handshake request that namespace handlers may read (credentials, origin,
+/// host and client address); the rest is dropped, because the request head lives as long as
+/// the connection and memory per connection is a budget.
+const KEPT_HEADERS: [http::header::HeaderName; 5] = [
     http::header::AUTHORIZATION,
     http::header::COOKIE,
     http::header::ORIGIN,
+    // With `Origin`, whether the page is the server's own (same-origin checks).
+    http::header::HOST,
     http::header::HeaderName::from_static("x-forwarded-for"),
 ];
 
