@@ -5,7 +5,7 @@
 // handlers, its subscriptions and counts on every connect, its own reconnection after "io
 // server disconnect" and connect_error. The page connects with its Odoo session cookie (or, as
 // the file's header allows, a token in `auth`), sending no Origin header but in the tests of
-// origins: one of them, a page on the server's own origin, is a todo (see there).
+// origins (the server's own, and another site's).
 //
 // Every backend path the file's header names, each with a real client: the web app played by a
 // node:http server (the connect proxy reading the session cookie, the RPC backend answering
@@ -342,11 +342,7 @@ describe('seed 000 page', () => {
 
   // The file's header has Roomcast served on the web app's origin, so that the page's cookie
   // connects it with no CORS; a browser sends that Origin with the handshake.
-  test("a page on the gateway's own origin connects with its session cookie", {
-    todo: 'refused with "origin not allowed": a Socket.IO connection keeps no Host header of its ' +
-      'handshake (KEPT_HEADERS, crates/socketio/src/io/client.rs), so the connect proxy cannot ' +
-      "see that the page's origin is the server's own; seed-000.toml lists no `origins`",
-  }, async () => {
+  test("a page on the gateway's own origin connects with its session cookie", async () => {
     const { server, webApp } = seed;
     const user = newId();
     const tenants = [newId()];

@@ -15,21 +15,14 @@
 // dashboard; the recovery test runs when the file turns [socketio.recovery] on.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 
 import { io } from 'socket.io-client';
 
-import { REPO_ROOT, Recorder, mint, record, startRoomcast, unique } from './harness.mjs';
+import { Recorder, mint, record, startRoomcast, unique } from './harness.mjs';
 
 const SEED_FILE = 'examples/seeds/seed-001.toml';
 const TENANT = 'tenantlist';
-
-/** Whether the shipped file turns connection state recovery on. */
-const RECOVERY = /^\[socketio\.recovery\]\s*\nenabled\s*=\s*true\b/m.test(
-  readFileSync(path.join(REPO_ROOT, SEED_FILE), 'utf8'),
-);
 
 let server;
 before(async () => {
@@ -286,28 +279,7 @@ describe('seed 001 reconnection', () => {
     assert.deepEqual((await d.rec.next('kpi:update'))[0], kpis);
   });
 
-  test('what was published while the page was away is not kept for it (recovery off, as shipped)', {
-    skip: RECOVERY && `${SEED_FILE} turns [socketio.recovery] on`,
-  }, async () => {
-    const userId = unique('user');
-    const d = dashboard(accessToken(userId));
-    await d.rec.next('connect');
-    await reconnected(d);
-    d.socket.io.engine.close();
-    await d.rec.next('disconnect');
-    // Published while the page is away (socket.io-client waits its reconnection delay first).
-    await publish(userId, 'kpi:update', { kpis: { activeBusinesses: 7 }, timestamp });
-    assert.equal(d.rec.all('connect').length, 1, 'the page was back before the publish');
-    await d.rec.next('connect');
-    await reconnected(d);
-    assert.notEqual(d.socket.recovered, true);
-    // The page fetched its dashboard instead; the missed update never comes.
-    await heardNone(d, userId, 'kpi:update');
-  });
-
-  test('a page that reconnects by itself gets what it missed (connection state recovery)', {
-    skip: !RECOVERY && `${SEED_FILE} ships [socketio.recovery] enabled = false`,
-  }, async () => {
+  test('a page that reconnects by itself gets what it missed (connection state recovery)', async () => {
     const userId = unique('user');
     const d = dashboard(accessToken(userId));
     await d.rec.next('connect');
