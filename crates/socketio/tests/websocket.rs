@@ -40,6 +40,11 @@ impl NamespaceHandler for Echo {
 }
 
 async fn serve() -> String {
+    serve_with(Echo, None).await
+}
+
+/// Serves `handler` on the main namespace (and on `alias` as another name of it); the address.
+async fn serve_with(handler: impl NamespaceHandler, alias: Option<&str>) -> String {
     let index = Arc::new(RoomIndex::new(16));
     let config = Config {
         ping_interval: Duration::from_secs(60),
@@ -51,7 +56,10 @@ async fn serve() -> String {
         ticker(Duration::from_millis(50)),
         Arc::new(IoStats::default()),
     );
-    io.namespace("/", Arc::new(Echo));
+    io.namespace("/", Arc::new(handler));
+    if let Some(alias) = alias {
+        io.alias(alias, "/");
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(io.serve(listener));
@@ -195,22 +203,7 @@ impl NamespaceHandler for Room {
 
 #[tokio::test]
 async fn upgrade_keeps_the_alias_of_what_the_room_index_queued_meanwhile() {
-    let index = Arc::new(RoomIndex::new(16));
-    let config = Config {
-        ping_interval: Duration::from_secs(60),
-        ..Config::default()
-    };
-    let io = SocketIo::new(
-        config,
-        index,
-        ticker(Duration::from_millis(50)),
-        Arc::new(IoStats::default()),
-    );
-    io.namespace("/", Arc::new(Room));
-    io.alias("/ws", "/");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(io.serve(listener));
+    let addr = serve_with(Room, Some("/ws")).await;
 
     // A polling client of the alias, in room r.
     let open = http(&addr, "GET", "EIO=4&transport=polling", "").await;
@@ -277,21 +270,7 @@ impl NamespaceHandler for Prepares {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sent_as_soon_as_a_task_connected_socket_is_answered_finds_it() {
-    let index = Arc::new(RoomIndex::new(16));
-    let config = Config {
-        ping_interval: Duration::from_secs(60),
-        ..Config::default()
-    };
-    let io = SocketIo::new(
-        config,
-        index,
-        ticker(Duration::from_millis(50)),
-        Arc::new(IoStats::default()),
-    );
-    io.namespace("/", Arc::new(Prepares));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(io.serve(listener));
+    let addr = serve_with(Prepares, None).await;
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     // The client may send once it has the CONNECT answer; the socket must be there by then,
     // however the connection's task and the connecting one interleave.

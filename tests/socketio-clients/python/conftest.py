@@ -166,6 +166,32 @@ def start_roomcast(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def two_nodes(keys: redis.Redis, config_a: str, config_b: str, channel: str, prefix: str):
+    """Nodes a and b of a cluster (sharing a secret and an API key), yielded once both are
+    counted among the subscribers of emitter channel `channel`; on the way out, every key of
+    the shared Redis `keys` under `prefix` is removed and `keys` closed."""
+    try:
+        with start_roomcast(config_a, name="roomcast-a") as a:
+            with start_roomcast(
+                config_b, secret=a.secret, api_key=a.api_key, name="roomcast-b"
+            ) as b:
+                # A node sends SUBSCRIBE before it prints its ready line, but Redis may act on
+                # it a moment later.
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while (n := keys.pubsub_numsub(channel)[0][1]) < 2:
+                    assert time.monotonic() < deadline, f"{channel} has {n} subscribers, not 2"
+                    time.sleep(0.02)
+                yield [a, b]
+    finally:
+        # The nodes leave their registry entries on the way out; anything else under the
+        # prefix goes too.
+        stale = list(keys.scan_iter(match=f"{prefix}*", count=1000))
+        if stale:
+            keys.delete(*stale)
+        keys.close()
+
+
 @pytest.fixture(scope="session")
 def server():
     with start_roomcast() as server:

@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import secrets
-import time
 import urllib.request
 
 import aiohttp
@@ -30,7 +29,7 @@ import pytest
 import redis.asyncio
 import socketio
 
-from conftest import redis_or_skip, start_roomcast, suite_config
+from conftest import redis_or_skip, suite_config, two_nodes
 from test_python_client import WAIT_S, Inbox, client, close, connect, unique
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -61,25 +60,8 @@ tenant_from_room = "tenant:{{tenant}}"
 def cluster():
     """Nodes a and b, both counted among the emitter channel's subscribers."""
     keys = redis_or_skip(REDIS_URL, "the emitter tests")
-    try:
-        with start_roomcast(cluster_config("a"), name="roomcast-a") as a:
-            with start_roomcast(
-                cluster_config("b"), secret=a.secret, api_key=a.api_key, name="roomcast-b"
-            ) as b:
-                # A node sends SUBSCRIBE before it prints its ready line, but Redis may act on
-                # it a moment later.
-                deadline = time.monotonic() + WAIT_S
-                while (n := keys.pubsub_numsub(CHANNEL)[0][1]) < 2:
-                    assert time.monotonic() < deadline, f"{CHANNEL} has {n} subscribers, not 2"
-                    time.sleep(0.02)
-                yield [a, b]
-    finally:
-        # The nodes leave their registry entries on the way out; anything else under the
-        # prefix goes too.
-        stale = list(keys.scan_iter(match=f"{PREFIX}*", count=1000))
-        if stale:
-            keys.delete(*stale)
-        keys.close()
+    with two_nodes(keys, cluster_config("a"), cluster_config("b"), CHANNEL, PREFIX) as both:
+        yield both
 
 
 class Native:
