@@ -416,11 +416,13 @@ fn push(conn: &EngineConn, item: Outbound) {
 /// Headers of the handshake request that namespace handlers may read (credentials, origin,
 /// host and client address); the rest is dropped, because the request head lives as long as
 /// the connection and memory per connection is a budget.
+///
+/// `Host` is kept only beside an `Origin`, where it tells whether the page is the server's
+/// own (same-origin checks): a client without one (not a browser) pays nothing for it.
 const KEPT_HEADERS: [http::header::HeaderName; 5] = [
     http::header::AUTHORIZATION,
     http::header::COOKIE,
     http::header::ORIGIN,
-    // With `Origin`, whether the page is the server's own (same-origin checks).
     http::header::HOST,
     http::header::HeaderName::from_static("x-forwarded-for"),
 ];
@@ -432,7 +434,11 @@ const KEPT_HEADERS: [http::header::HeaderName; 5] = [
 /// a clone would keep alive (8 KiB) for as long as the connection lives.
 fn kept_handshake(mut req: http::request::Parts) -> http::request::Parts {
     let mut headers = http::HeaderMap::new();
+    let browser = req.headers.contains_key(http::header::ORIGIN);
     for name in KEPT_HEADERS {
+        if name == http::header::HOST && !browser {
+            continue;
+        }
         for value in req.headers.get_all(&name) {
             if let Ok(copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
                 headers.append(name.clone(), copy);
@@ -445,4 +451,34 @@ fn kept_handshake(mut req: http::request::Parts) -> http::request::Parts {
         req.uri = uri;
     }
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut req = http::Request::builder().uri("/socket.io/?EIO=4&token=t");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_handshake_keeps_its_credentials_and_host_only_beside_an_origin() {
+        let kept = kept_handshake(head(&[
+            ("host", "rt.example"),
+            ("origin", "https://rt.example"),
+            ("cookie", "session_id=1"),
+            ("user-agent", "a browser"),
+        ]));
+        assert_eq!(kept.headers.len(), 3);
+        assert_eq!(kept.headers["host"], "rt.example");
+        assert_eq!(kept.uri.query(), Some("EIO=4&token=t"));
+        // Not a browser: nothing kept, not even a header map's allocation for `Host`.
+        let kept = kept_handshake(head(&[("host", "rt.example"), ("user-agent", "node")]));
+        assert!(kept.headers.is_empty());
+        assert_eq!(kept.headers.capacity(), 0);
+    }
 }
