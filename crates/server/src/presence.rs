@@ -135,15 +135,17 @@ pub fn answer(index: &RoomIndex, ask: &Ask) -> Value {
     }
 }
 
-/// One tenant's counts while answers are added up: connections, users, user ids, whether a
-/// node's list was cut, and the members of each room asked about.
-type Tally = (
-    u64,
-    u64,
-    Vec<String>,
-    bool,
-    std::collections::BTreeMap<String, u64>,
-);
+/// One tenant's counts while answers are added up.
+#[derive(Default)]
+struct Tally {
+    connections: u64,
+    users: u64,
+    ids: Vec<String>,
+    /// Whether a node's list of user ids was cut at its bound.
+    cut: bool,
+    /// The members of each room asked about.
+    rooms: std::collections::BTreeMap<String, u64>,
+}
 
 /// Adds up the answers of several nodes to one `ask` (this node's first).
 pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
@@ -156,8 +158,8 @@ pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
                         continue;
                     };
                     let e = tenants.entry(name.to_owned()).or_default();
-                    e.0 += t["connections"].as_u64().unwrap_or(0);
-                    e.1 += t["users"].as_u64().unwrap_or(0);
+                    e.connections += t["connections"].as_u64().unwrap_or(0);
+                    e.users += t["users"].as_u64().unwrap_or(0);
                     let ids: Vec<String> = t["user_ids"]
                         .as_array()
                         .into_iter()
@@ -165,10 +167,10 @@ pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
                         .filter_map(|v| v.as_str().map(str::to_owned))
                         .collect();
                     // A list cut at the bound cannot tell users apart across nodes.
-                    e.3 |= (ids.len() as u64) < t["users"].as_u64().unwrap_or(0);
-                    e.2.extend(ids);
+                    e.cut |= (ids.len() as u64) < t["users"].as_u64().unwrap_or(0);
+                    e.ids.extend(ids);
                     for room in rooms {
-                        *e.4.entry(room.clone()).or_default() +=
+                        *e.rooms.entry(room.clone()).or_default() +=
                             t["rooms"][room.as_str()].as_u64().unwrap_or(0);
                     }
                 }
@@ -176,15 +178,15 @@ pub fn merge(ask: &Ask, answers: &[Value]) -> Value {
             let mut total = 0;
             let list: Vec<Value> = tenants
                 .into_iter()
-                .map(|(tenant, (connections, users, mut ids, cut, sizes))| {
-                    total += connections;
-                    ids.sort_unstable();
-                    ids.dedup();
-                    let users = if cut { users } else { ids.len() as u64 };
-                    ids.truncate(MAX_LISTED_USERS);
-                    let mut entry = json!({"tenant": tenant, "connections": connections, "users": users, "user_ids": ids});
+                .map(|(tenant, mut t)| {
+                    total += t.connections;
+                    t.ids.sort_unstable();
+                    t.ids.dedup();
+                    let users = if t.cut { t.users } else { t.ids.len() as u64 };
+                    t.ids.truncate(MAX_LISTED_USERS);
+                    let mut entry = json!({"tenant": tenant, "connections": t.connections, "users": users, "user_ids": t.ids});
                     if !rooms.is_empty() {
-                        entry["rooms"] = json!(sizes);
+                        entry["rooms"] = json!(t.rooms);
                     }
                     entry
                 })

@@ -297,6 +297,15 @@ export class Recorder {
     return this.events.map((e) => e.event);
   }
 
+  /** The next `event` whose first argument passes `pick` (the others are taken and passed
+   * over). */
+  async nextWhere(event, pick) {
+    for (;;) {
+      const args = await this.next(event);
+      if (pick(args[0])) return args;
+    }
+  }
+
   next(event, timeoutMs = WAIT_MS) {
     const since = this.events.length;
     return new Promise((resolve, reject) => {

@@ -170,14 +170,6 @@ describe('seed 002 clients, both forms in one deployment', () => {
   });
 });
 
-/** The next `event` whose first argument passes `pick`. */
-async function waitFor(rec, event, pick) {
-  for (;;) {
-    const args = await rec.next(event);
-    if (pick(args[0])) return args;
-  }
-}
-
 describe("seed 002's next steps, switched on", () => {
   test("presence: a user's first and last connection reach the tenant's clients", async () => {
     const watcher = connectSio(server, '/ws', mint(server.secret, { user_id: 20, tenant_id: 'initech' }));
@@ -189,7 +181,7 @@ describe("seed 002's next steps, switched on", () => {
     await first.rec.next('connect');
     await second.rec.next('connect');
     await outsider.rec.next('connect');
-    const online = (await waitFor(watcher.rec, 'user:online', (e) => e.user_id === '21'))[0];
+    const online = (await watcher.rec.nextWhere('user:online', (e) => e.user_id === '21'))[0];
     assert.equal(online.online, true);
     closeAll(first.socket);
     closeAll(second.socket);

@@ -174,13 +174,13 @@ describe('seed 004 clients', () => {
     const id = unique('p');
     const admin = await seedClient({ sub: `${id}-admin`, roles: ['super_admin'] });
     const staff = await seedClient({ sub: `${id}-staff`, company_id: 70 });
-    const [online] = await waitFor(admin, 'user:online', (e) => e.userId === `${id}-staff`);
+    const [online] = await admin.rec.nextWhere('user:online', (e) => e.userId === `${id}-staff`);
     assert.equal(online.online, true);
     // A second tab of the same user: already online.
     const tab = await seedClient({ sub: `${id}-staff`, company_id: 70 });
     closeAll(staff.socket);
     closeAll(tab.socket);
-    const [offline] = await waitFor(admin, 'user:offline', (e) => e.userId === `${id}-staff`);
+    const [offline] = await admin.rec.nextWhere('user:offline', (e) => e.userId === `${id}-staff`);
     assert.equal(offline.online, false);
     const onlines = admin.rec.all('user:online').filter(([e]) => e.userId === `${id}-staff`);
     assert.equal(onlines.length, 1);
@@ -188,14 +188,6 @@ describe('seed 004 clients', () => {
     assert.deepEqual(staff.rec.all('user:online'), []);
   });
 });
-
-/** The next `event` whose first argument passes `pick`. */
-async function waitFor(client, event, pick) {
-  for (;;) {
-    const args = await client.rec.next(event);
-    if (pick(args[0])) return args;
-  }
-}
 
 describe("seed 004's HTTP endpoints", () => {
   test('GET /health answers the seed\'s body without a key', async () => {

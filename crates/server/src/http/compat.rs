@@ -9,7 +9,7 @@
 //! `response` the operation's answer, `{result}`.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -43,18 +43,6 @@ const RESPONSE: Scope = Scope {
     result: true,
 };
 
-/// The paths the server answers itself, which a route may not take (`GET /health` aside: a
-/// route there answers in its place, its report under the route's `{result}`).
-const BUILT_IN: [&str; 7] = [
-    "/ws",
-    "/metrics",
-    "/api/publish",
-    "/api/connections",
-    "/api/disconnect",
-    "/api/info",
-    "/api/history",
-];
-
 /// The compiled `[[api.routes]]`.
 #[derive(Debug, Default)]
 pub struct ApiRoutes {
@@ -81,22 +69,21 @@ enum Segment {
 #[derive(Debug)]
 enum Op {
     Health,
-    Connections {
-        namespace: String,
-        rooms: Vec<Text>,
-    },
-    UserStatus {
-        user: Text,
-    },
-    Publish {
-        namespace: String,
-        event: Text,
-        events: Vec<String>,
-        rooms: Vec<Text>,
-        users: Vec<Text>,
-        broadcast: RouteBroadcast,
-        data: Option<Data>,
-    },
+    Connections { namespace: String, rooms: Vec<Text> },
+    UserStatus { user: Text },
+    Publish(Publish),
+}
+
+/// A `publish` route's templates.
+#[derive(Debug)]
+struct Publish {
+    namespace: String,
+    event: Text,
+    events: Vec<String>,
+    rooms: Vec<Text>,
+    users: Vec<Text>,
+    broadcast: RouteBroadcast,
+    data: Option<Data>,
 }
 
 /// The request as templates read it: `params`, `query` and `body`.
@@ -126,15 +113,16 @@ impl ApiRoutes {
         for (i, route) in config.api.routes.iter().enumerate() {
             let key = format!("api.routes[{i}]");
             let compiled = compile(route, &key, config)?;
-            let shape: Vec<Option<&str>> = compiled
+            // Parameters match any segment: their names do not tell two routes apart.
+            let shape: Vec<Option<String>> = compiled
                 .segments
                 .iter()
                 .map(|s| match s {
-                    Segment::Literal(text) => Some(text.as_str()),
+                    Segment::Literal(text) => Some(text.clone()),
                     Segment::Param(_) => None,
                 })
                 .collect();
-            if !seen.insert((compiled.method.clone(), format!("{shape:?}"))) {
+            if !seen.insert((compiled.method.clone(), shape)) {
                 return Err(ConfigError::invalid(
                     format!("{key}.path"),
                     "another route has the same method and path",
@@ -143,11 +131,6 @@ impl ApiRoutes {
             routes.push(compiled);
         }
         Ok(ApiRoutes { routes })
-    }
-
-    /// Whether no route is configured.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
     }
 
     /// Answers `req` if a route has its method and path; gives it back otherwise.
@@ -242,9 +225,7 @@ impl Route {
                     uri: call.uri,
                     body: Bytes::from(body.to_string()),
                 };
-                let max_targets = app.config.limits.max_publish_targets;
-                let window = Duration::from_millis(app.config.api.idempotency_window_ms);
-                let answer = publish::publish(&app.node, max_targets, window, call).await?;
+                let answer = publish::publish(app, call).await?;
                 if !answer.status().is_success() {
                     return Ok(answer);
                 }
@@ -295,7 +276,7 @@ impl Route {
             Op::UserStatus { user } => Ask::UserStatus {
                 user: user.render_name(&ctx).map_err(ApiError::BadRequest)?,
             },
-            op @ Op::Publish { .. } => Ask::Publish(op.publish_body(&ctx)?),
+            Op::Publish(publish) => Ask::Publish(publish.body(&ctx)?),
         };
         Ok((tenant, ask))
     }
@@ -315,10 +296,10 @@ enum Ask<'a> {
     Publish(Value),
 }
 
-impl Op {
-    /// The body of the `POST /api/publish` a publish route makes of a request.
-    fn publish_body(&self, ctx: &Context<'_>) -> Result<Value, ApiError> {
-        let Op::Publish {
+impl Publish {
+    /// The body of the `POST /api/publish` this route makes of a request.
+    fn body(&self, ctx: &Context<'_>) -> Result<Value, ApiError> {
+        let Publish {
             namespace,
             event,
             events,
@@ -326,10 +307,7 @@ impl Op {
             users,
             broadcast,
             data,
-        } = self
-        else {
-            return Err(ApiError::bad("not a publish route"));
-        };
+        } = self;
         let event = event.render_name(ctx).map_err(ApiError::BadRequest)?;
         if !events.is_empty() && !events.contains(&event) {
             return Err(ApiError::bad(format!(
@@ -373,20 +351,12 @@ impl Op {
     }
 }
 
-/// Every `name=value` pair of a query string, percent- and `+`-decoded; the first of a
-/// repeated name wins.
+/// Every `name=value` pair of a query string, decoded; the first of a repeated name wins.
 fn query_object(query: &str) -> Value {
-    let decode = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
     let mut map = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        map.entry(decode(name))
-            .or_insert_with(|| Value::String(decode(value)));
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        map.entry(name.into_owned())
+            .or_insert_with(|| Value::String(value.into_owned()));
     }
     Value::Object(map)
 }
@@ -418,12 +388,14 @@ fn compile(route: &ApiRoute, key: &str, config: &Config) -> Result<Route, Config
             Segment::Param(_) => "/x".into(),
         })
         .collect();
+    // The server's own paths, `GET /health` aside: a route there answers in its place, its
+    // report under the route's `{result}`.
     let socketio = &config.socketio;
-    if BUILT_IN.contains(&sample.as_str())
-        || sample.starts_with("/api/inbox/")
-        || sample.starts_with("/api/users/")
-        || (socketio.enabled && format!("{sample}/").starts_with(&socketio.path))
-    {
+    let engine = socketio.enabled
+        && std::iter::once(socketio.engine_path())
+            .chain(socketio.extra_engine_paths())
+            .any(|path| format!("{sample}/").starts_with(&path));
+    if (super::own_path(&sample) && sample != "/health") || engine {
         return Err(invalid(
             "path",
             format!("`{}` is one of the server's own routes", route.path),
@@ -516,7 +488,7 @@ fn compile(route: &ApiRoute, key: &str, config: &Config) -> Result<Route, Config
                 }
                 _ => {}
             }
-            Op::Publish {
+            Op::Publish(Publish {
                 namespace,
                 event: text(&route.event, at("event"))?,
                 events: route.events.clone(),
@@ -529,7 +501,7 @@ fn compile(route: &ApiRoute, key: &str, config: &Config) -> Result<Route, Config
                     .map(|d| Data::compile(d, &at("data"), REQUEST))
                     .transpose()
                     .map_err(|(field, e)| ConfigError::invalid(field, e))?,
-            }
+            })
         }
     };
     let status = StatusCode::from_u16(route.status)

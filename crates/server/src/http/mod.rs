@@ -15,7 +15,6 @@ pub use compat::ApiRoutes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Method;
 use hyper::body::Incoming;
@@ -50,6 +49,26 @@ pub async fn handle(
     Ok(answer.unwrap_or_else(ApiError::into_response))
 }
 
+/// The fixed paths the server answers itself (besides `/api/users/{id}/status` and
+/// `/api/inbox/...`).
+const OWN_PATHS: [&str; 8] = [
+    "/health",
+    "/metrics",
+    "/ws",
+    "/api/publish",
+    "/api/connections",
+    "/api/disconnect",
+    "/api/info",
+    "/api/history",
+];
+
+/// Whether the server answers `path` itself (configured routes may not take it).
+fn own_path(path: &str) -> bool {
+    OWN_PATHS.contains(&path)
+        || path.starts_with("/api/inbox/")
+        || connections::user_status_id(path).is_some()
+}
+
 /// The answer of the route at `path`, or why there is none.
 async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp, ApiError> {
     let method = req.method().clone();
@@ -58,10 +77,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
         (Method::GET, "/metrics") => ops::metrics(&app, &req),
         (Method::GET, "/ws") => Ok(crate::native::upgrade(app, req)),
         (Method::POST, "/api/publish") => {
-            let call = Call::read(&app, req).await?;
-            let max_targets = app.config.limits.max_publish_targets;
-            let window = Duration::from_millis(app.config.api.idempotency_window_ms);
-            publish::publish(&app.node, max_targets, window, call).await
+            publish::publish(&app, Call::read(&app, req).await?).await
         }
         (Method::GET, "/api/connections") => {
             connections::list(&app, Call::read(&app, req).await?).await
@@ -80,8 +96,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, path: &str) -> Result<Resp
             Some(Err(e)) => Err(e),
             None => Err(ApiError::NotFound),
         },
-        (_, "/health" | "/metrics" | "/ws" | "/api/publish" | "/api/connections")
-        | (_, "/api/disconnect" | "/api/info" | "/api/history") => Err(ApiError::MethodNotAllowed),
+        (_, p) if OWN_PATHS.contains(&p) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     }
 }

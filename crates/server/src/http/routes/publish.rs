@@ -15,6 +15,7 @@ use serde::de::{Deserializer, Error, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::app::App;
 use crate::http::call::Call;
 use crate::http::error::ApiError;
 use crate::node::{Node, Publication, PublishError};
@@ -88,14 +89,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
 const PENDING_WAIT: Duration = Duration::from_secs(5);
 const PENDING_POLL: Duration = Duration::from_millis(20);
 
-/// Publishes through `node`; at most `max_targets` rooms and users
-/// (`limits.max_publish_targets`); an `idempotency_key` is remembered for `window`.
-pub(crate) async fn publish(
-    node: &Node,
-    max_targets: usize,
-    window: Duration,
-    call: Call,
-) -> Result<Resp, ApiError> {
+/// Publishes through the app's node; at most `limits.max_publish_targets` rooms and users;
+/// an `idempotency_key` is remembered for `api.idempotency_window_ms`.
+pub(crate) async fn publish(app: &App, call: Call) -> Result<Resp, ApiError> {
+    let node: &Node = &app.node;
+    let max_targets = app.config.limits.max_publish_targets;
+    let window = Duration::from_millis(app.config.api.idempotency_window_ms);
     let body: PublishBody<'_> = call.json()?;
     check_name("event", &body.event)?;
     if let Some(key) = &body.idempotency_key {
